@@ -1,0 +1,43 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run   - creates .venv, installs Segue, starts the server (embedded Redis, pages at the printed URL)
+#   make test  - creates .venv, installs the test extras and Debian's Chromium (when root), runs every test
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+TSTAMP := $(VENV)/.installed-test
+
+.PHONY: run test install install-test chromium bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(TSTAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP) $@
+
+install: $(STAMP)
+install-test: $(TSTAMP)
+
+run: $(STAMP)
+	$(PY) -m server serve
+
+# Debian's Chromium: Playwright's own browser download does not work on a closed network.
+chromium:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's chromium..."; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| { echo "could not install chromium with apt-get"; exit 1; }; \
+	else echo "chromium is missing: run 'sudo apt-get install -y chromium' (browser tests need /usr/bin/chromium)"; exit 1; fi
+
+test: $(TSTAMP) chromium
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,188 @@
+"""The aiohttp application: wires config, Redis, Socket.IO, the REST API and the static pages.
+
+Why here: ``server/`` is the only layer that knows every other one. ``signaling`` and ``media``
+each expose one ``setup(...)`` function; this module calls them in order, so a reader can see
+what a node consists of in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import redis.asyncio as aioredis
+import socketio
+from aiohttp import web
+
+from .config import Config
+from .embedded_redis import RedisUnavailable
+from .version import __version__
+
+log = logging.getLogger(__name__)
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+
+
+@dataclass
+class Node:
+    """What every component of one server process shares: settings, Redis, Socket.IO, start time.
+
+    Components find it with ``request.app[NODE]`` (or the ``app`` passed to their ``setup``).
+    """
+
+    config: Config
+    redis: aioredis.Redis
+    redis_url: str
+    sio: socketio.AsyncServer
+    secret: bytes
+    started_at: float = field(default_factory=time.monotonic)
+    # Coroutines run at shutdown, before Redis closes (e.g. close media legs, flush state).
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+NODE: web.AppKey[Node] = web.AppKey("segue_node", Node)
+
+
+def load_secret(config: Config) -> bytes:
+    """The signing secret: from config, else generated once and kept (mode 0600) in the data folder."""
+    if config.auth.secret:
+        return config.auth.secret.encode()
+    path = config.data_path / "secret"
+    if path.exists():
+        return path.read_text().strip().encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(32)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value.encode()
+
+
+def create_app(config: Config, redis_url: str) -> web.Application:
+    """Build one node. ``redis_url`` is the Redis to use (the embedded one's URL when none is configured)."""
+    max_event = config.limits.max_event_bytes
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        cors_allowed_origins="*",
+        # The engine.io limit sits well above ours, so an oversized event reaches our handler and
+        # gets a clear error instead of a dropped connection.
+        max_http_buffer_size=max(1_000_000, 4 * max_event),
+        logger=False,
+        engineio_logger=False,
+    )
+    app = web.Application(client_max_size=max(1_000_000, 4 * max_event))
+    node = Node(
+        config=config,
+        redis=aioredis.Redis.from_url(redis_url, decode_responses=True, health_check_interval=30),
+        redis_url=redis_url,
+        sio=sio,
+        secret=load_secret(config),
+    )
+    app[NODE] = node
+    sio.attach(app)
+
+    app.router.add_get("/healthz", healthz)
+    _add_pages(app)
+
+    # Components register their routes, namespaces and start/stop hooks.
+    for setup in _component_setups():
+        setup(app)
+
+    app.on_startup.append(_check_redis)
+    app.on_shutdown.append(_shutdown)
+    return app
+
+
+def _component_setups() -> list[Callable[[web.Application], None]]:
+    """Each layer's ``setup(app)``; imported lazily so a layer that is not there yet is simply absent."""
+    setups: list[Callable[[web.Application], None]] = []
+    import importlib
+
+    for name in ("signaling", "media", "server.rest"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                continue
+            raise
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setups.append(setup)
+    return setups
+
+
+def _add_pages(app: web.Application) -> None:
+    async def index(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEB_DIR / "index.html")
+
+    app.router.add_get("/", index)
+    for sub in sorted(p for p in WEB_DIR.iterdir() if p.is_dir()):
+        app.router.add_get(f"/{sub.name}", _redirect_to(f"/{sub.name}/"))
+        app.router.add_get(f"/{sub.name}/", _index_of(sub))
+        app.router.add_static(f"/{sub.name}/", sub, append_version=False)
+
+
+def _redirect_to(location: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(location)
+
+    return handler
+
+
+def _index_of(folder: Path) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def handler(_request: web.Request) -> web.StreamResponse:
+        page = folder / "index.html"
+        if not page.exists():
+            raise web.HTTPNotFound(text=f"no page at /{folder.name}/")
+        return web.FileResponse(page)
+
+    return handler
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Liveness and readiness: 200 when Redis answers, 503 when it does not."""
+    node = request.app[NODE]
+    try:
+        await asyncio.wait_for(node.redis.ping(), timeout=2)
+        redis_state = "ok"
+    except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
+        redis_state = f"error: {exc or type(exc).__name__}"
+    body: dict[str, Any] = {
+        "status": "ok" if redis_state == "ok" else "degraded",
+        "version": __version__,
+        "redis": redis_state,
+        "uptime_s": round(time.monotonic() - node.started_at, 3),
+    }
+    return web.json_response(body, status=200 if redis_state == "ok" else 503)
+
+
+async def _check_redis(app: web.Application) -> None:
+    node = app[NODE]
+    try:
+        await asyncio.wait_for(node.redis.ping(), timeout=node.config.redis.startup_timeout_s)
+    except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
+        raise RedisUnavailable(
+            f"cannot reach Redis at {node.redis_url}: {exc or type(exc).__name__}"
+            " (check redis.url / SEGUE_REDIS_URL, or leave it empty to use the embedded Redis)"
+        ) from None
+
+
+async def _shutdown(app: web.Application) -> None:
+    """Close client connections and components; Redis closes last so pending writes complete."""
+    node = app[NODE]
+    try:
+        if node.sio.eio.sockets:
+            await node.sio.eio.disconnect()  # every connected client
+    except Exception:  # noqa: BLE001 - shutdown must go on
+        log.exception("closing Socket.IO connections failed")
+    for closer in reversed(node.closers):
+        try:
+            await closer()
+        except Exception:  # noqa: BLE001
+            log.exception("a component failed to close")
+    await node.sio.shutdown()
+    await node.redis.aclose()

@@ -1,0 +1,302 @@
+"""Segue's settings: one typed tree, loaded from ``config.yaml`` and overridden by ``SEGUE_*`` variables.
+
+Every setting has a default in the dataclasses below; ``config.yaml`` at the repository root
+lists the same tree with the same defaults (a test keeps the two equal). An environment variable
+named ``SEGUE_`` + the upper-cased dotted path (``http.port`` -> ``SEGUE_HTTP_PORT``) overrides a
+value; its text is read as YAML, so ``SEGUE_MEDIA_ICE_SERVERS='[{urls: "stun:..."}]'`` works.
+Unknown keys and wrong types fail at start with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+ENV_PREFIX = "SEGUE_"
+
+
+class ConfigError(Exception):
+    """A setting is unknown or has the wrong type; the message names the key and what it expects."""
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""  # how browsers reach this node; empty: http://host:port
+    shutdown_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    level: str = "info"
+    format: str = "text"  # text | json
+
+
+@dataclass(frozen=True)
+class RedisConfig:
+    url: str = ""  # empty: start the embedded redis-server in data_dir
+    key_prefix: str = "segue:"
+    startup_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    secret: str = ""  # signs visitor and agent tokens; empty: generated once into data_dir
+    visitor_token_days: int = 365
+    agent_token_hours: int = 12
+    # site id -> HMAC secret, for embedding sites that vouch for a customer's identity
+    sites: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    enabled: bool = True
+    agent_username: str = "demo"
+    agent_password: str = "demo"
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    max_event_bytes: int = 16384
+    max_message_chars: int = 4000
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    name: str = "general"
+    skills: list[str] = field(default_factory=list)
+    answer_target_s: int = 30
+    overflow_after_s: int = 0  # 0: never spill
+    overflow_queue: str = ""
+    record_calls: bool = False
+
+
+@dataclass(frozen=True)
+class RoutingConfig:
+    offer_timeout_s: float = 20.0
+    default_queue: str = "general"
+    queues: list[QueueConfig] = field(
+        default_factory=lambda: [
+            QueueConfig(name="general"),
+            QueueConfig(name="billing", skills=["billing"], overflow_after_s=120, overflow_queue="general"),
+        ]
+    )
+
+
+@dataclass(frozen=True)
+class IceServer:
+    urls: list[str] = field(default_factory=list)
+    username: str = ""
+    credential: str = ""
+
+
+@dataclass(frozen=True)
+class TurnConfig:
+    secret: str = ""  # shared with coturn (use-auth-secret / static-auth-secret)
+    urls: list[str] = field(default_factory=list)
+    ttl_s: int = 3600
+
+
+@dataclass(frozen=True)
+class MediaConfig:
+    ice_servers: list[IceServer] = field(default_factory=list)
+    turn: TurnConfig = field(default_factory=TurnConfig)
+    udp_port_min: int = 0  # 0 and 0: any port the OS gives
+    udp_port_max: int = 0
+    reconnect_grace_s: float = 30.0
+    recordings_dir: str = ""  # empty: <data_dir>/recordings
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole settings tree, immutable once loaded so every component sees the same values."""
+
+    data_dir: str = "./var"
+    http: HttpConfig = field(default_factory=HttpConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
+    media: MediaConfig = field(default_factory=MediaConfig)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+
+def default_config_path() -> Path:
+    """``config.yaml`` beside the package tree (the repository root)."""
+    return Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+def load_config(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Config:
+    """Build the settings tree: defaults, then the YAML file, then ``SEGUE_*``, then ``overrides``.
+
+    ``overrides`` maps dotted paths to values (used by the CLI and by tests).
+    """
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    file_path = Path(path) if path is not None else default_config_path()
+    if path is not None or file_path.exists():
+        try:
+            text = file_path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {file_path}: {exc.strerror}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file_path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {file_path} must hold a mapping of settings")
+        raw = loaded or {}
+
+    for dotted, env_name in env_names().items():
+        if env_name in environ:
+            text = environ[env_name]
+            try:
+                value = yaml.safe_load(text) if text != "" else ""
+            except yaml.YAMLError:
+                value = text
+            _set_dotted(raw, dotted, value)
+    for env_name in environ:
+        if env_name.startswith(ENV_PREFIX) and env_name not in env_names().values():
+            if env_name in _NON_SETTING_ENV:
+                continue
+            raise ConfigError(
+                f"unknown setting in environment: {env_name} (known: see config.yaml; "
+                f"the name is SEGUE_ + the upper-cased dotted path)"
+            )
+    for dotted, value in (overrides or {}).items():
+        _set_dotted(raw, dotted, value)
+    config = _build(Config, raw, "")
+    _validate(config)
+    return config
+
+
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _validate(config: Config) -> None:
+    """Checks that a type alone cannot express."""
+    if config.log.level.lower() not in _LOG_LEVELS:
+        raise ConfigError(f"setting log.level must be one of {', '.join(_LOG_LEVELS)}, got {config.log.level!r}")
+    if config.log.format not in ("text", "json"):
+        raise ConfigError(f"setting log.format must be text or json, got {config.log.format!r}")
+    if not 0 <= config.http.port <= 65535:
+        raise ConfigError(f"setting http.port must be 0-65535, got {config.http.port}")
+    lo, hi = config.media.udp_port_min, config.media.udp_port_max
+    if (lo or hi) and not (1024 <= lo <= hi <= 65535):
+        raise ConfigError(
+            f"settings media.udp_port_min/max must both be 0, or 1024 <= min <= max <= 65535; got {lo}..{hi}"
+        )
+    names = {q.name for q in config.routing.queues}
+    if config.routing.default_queue not in names:
+        raise ConfigError(f"setting routing.default_queue names {config.routing.default_queue!r}, not one of routing.queues")
+    for q in config.routing.queues:
+        if q.overflow_queue and q.overflow_queue not in names:
+            raise ConfigError(f"setting routing.queues[{q.name}].overflow_queue names unknown queue {q.overflow_queue!r}")
+
+
+# Variables that start with SEGUE_ but are not settings.
+_NON_SETTING_ENV = frozenset({"SEGUE_CONFIG"})
+
+
+def env_names() -> dict[str, str]:
+    """Dotted path of every scalar-or-list setting -> its environment variable name."""
+    names: dict[str, str] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        for f in dataclasses.fields(cls):
+            dotted = f"{prefix}{f.name}"
+            hint = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(hint):
+                walk(hint, dotted + ".")
+            names[dotted] = ENV_PREFIX + dotted.replace(".", "_").upper()
+
+    walk(Config, "")
+    return names
+
+
+def as_dict(config: Any) -> Any:
+    """The tree as plain data (what ``config.yaml`` holds)."""
+    return dataclasses.asdict(config)
+
+
+def _set_dotted(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    node = raw
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if not isinstance(nxt, dict):
+            nxt = {}
+            node[part] = nxt
+        node = nxt
+    node[parts[-1]] = value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"setting {where or '(top level)'} must be a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for key in raw:
+        if key not in known:
+            path = f"{where}.{key}" if where else str(key)
+            raise ConfigError(f"unknown setting {path} (known here: {', '.join(sorted(known))})")
+    kwargs = {}
+    for name in known:
+        if name in raw:
+            path = f"{where}.{name}" if where else name
+            kwargs[name] = _coerce(hints[name], raw[name], path)
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"setting {path} must be a list, got {value!r}")
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        key_t, val_t = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"setting {path} must be a mapping, got {value!r}")
+        return {_coerce(key_t, k, path): _coerce(val_t, v, f"{path}.{k}") for k, v in value.items()}
+    if origin in (typing.Union, types.UnionType):
+        raise ConfigError(f"setting {path}: union types are not supported in Config")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"setting {path} must be true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"setting {path} must be a whole number, got {value!r}")
+    if hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"setting {path} must be a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+        raise ConfigError(f"setting {path} must be text, got {value!r}")
+    raise ConfigError(f"setting {path}: unsupported type {hint!r}")

