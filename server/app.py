@@ -65,7 +65,14 @@ def load_secret(config: Config) -> bytes:
 def create_app(config: Config, redis_url: str) -> web.Application:
     """Build one node. ``redis_url`` is the Redis to use (the embedded one's URL when none is configured)."""
     max_event = config.limits.max_event_bytes
+    manager_args: dict[str, Any] = {}
+    if config.redis.fanout:
+        # Several nodes: an emit to a room reaches sockets on every node through Redis pub/sub.
+        manager_args["client_manager"] = socketio.AsyncRedisManager(
+            redis_url, channel=f"{config.redis.key_prefix}socketio"
+        )
     sio = socketio.AsyncServer(
+        **manager_args,
         async_mode="aiohttp",
         cors_allowed_origins="*",
         # The engine.io limit sits well above ours, so an oversized event reaches our handler and

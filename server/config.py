@@ -45,6 +45,9 @@ class RedisConfig:
     url: str = ""  # empty: start the embedded redis-server in data_dir
     key_prefix: str = "segue:"
     startup_timeout_s: float = 10.0
+    # Several nodes: fan Socket.IO events out through Redis pub/sub (python-socketio's
+    # AsyncRedisManager on this Redis). One node: keep false (in-memory, faster).
+    fanout: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class AuthConfig:
     agent_token_hours: int = 12
     # site id -> HMAC secret, for embedding sites that vouch for a customer's identity
     sites: dict[str, str] = field(default_factory=dict)
+    identity_max_age_s: int = 86400  # a site-signed identity is accepted this long after its ts
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,52 @@
+"""Segue media: server-side aiortc legs and the RTP forwarder that joins them.
+
+The calls layer needs only these names:
+
+- :class:`Forwarder` — one per process; ``add_leg(pc)`` adopts a peer connection, ``hold_tone()``
+  gives the shared hold source.
+- :class:`Leg` — a participant's connection; ``prepare()`` before answering, then
+  ``source(kind)`` (what they send) and ``sink(kind)`` (what they receive).
+- :class:`RtpSink` — ``attach(source)`` switches what a participant receives (hold tone, agent A,
+  agent B) with no renegotiation; one source per sink, a second sink for a second voice.
+- :class:`RtpSource` — anything attachable: a leg's inbound stream, :class:`HoldTone`,
+  :class:`PreEncodedSource`; ``tap()`` for packet observers (recorder).
+- :func:`peer_configuration` / :func:`new_peer` — ICE servers from config, max-bundle;
+  :func:`loopback_only` for tests and benchmarks.
+
+See docs/media-forwarder.md.
+"""
+
+from .forwarder import (
+    CodecMismatch,
+    Forwarder,
+    Leg,
+    LegState,
+    RtpPacketInfo,
+    RtpSink,
+    RtpSource,
+    SinkState,
+    SourceState,
+    StreamStats,
+)
+from .ice import loopback_only, new_peer, peer_configuration, set_loopback_only
+from .preencoded import EncodedFrame, HoldTone, PreEncodedSource
+
+__all__ = [
+    "CodecMismatch",
+    "EncodedFrame",
+    "Forwarder",
+    "HoldTone",
+    "Leg",
+    "LegState",
+    "PreEncodedSource",
+    "RtpPacketInfo",
+    "RtpSink",
+    "RtpSource",
+    "SinkState",
+    "SourceState",
+    "StreamStats",
+    "loopback_only",
+    "new_peer",
+    "peer_configuration",
+    "set_loopback_only",
+]

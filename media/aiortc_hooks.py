@@ -1,0 +1,377 @@
+"""Every place where Segue reaches below aiortc's (and aioice's) public API, in one module.
+
+Why this exists: aiortc has no public API for "give me the RTP packets of this transport" or
+"let me send already-encoded RTP under this sender's SSRC". The forwarder needs both, so this
+module touches a small, listed set of internals. Nothing else in Segue may import private aiortc
+or aioice names; ``tests/media/test_media_aiortc_hooks.py`` checks every item of
+:data:`RELIED_UPON` so an aiortc upgrade fails loudly there instead of silently dropping media.
+
+Pin: ``aiortc>=1.16,<1.17`` and ``aioice>=0.10,<0.14`` (checked against aiortc 1.16.0, aioice
+0.13.0, pylibsrtp 1.0.0).
+
+What is relied upon (see :data:`RELIED_UPON` for the exact checks):
+
+- Receive: ``RTCDtlsTransport.transport`` (public) -> ``RTCIceTransport._connection`` (the
+  ``aioice.Connection``). aioice's ``StunProtocol.datagram_received`` hands every non-STUN
+  datagram to ``Connection.data_received(data, component)``; an instance attribute of that name
+  replaces it. There we decrypt SRTP with ``RTCDtlsTransport._rx_srtp`` (a ``pylibsrtp.Session``)
+  and hand RTP to the forwarder; DTLS and SRTCP go on to aiortc unchanged. Because RTP never
+  reaches aiortc's queue, its receivers' jitter buffers and decoders stay empty (no unbounded
+  queue even when nobody reads the remote track).
+- Send: ``RTCDtlsTransport._tx_srtp`` encrypts, and the selected pair
+  ``aioice.Connection._nominated[1]`` (``.protocol.transport`` / ``.remote_addr``) carries the
+  datagram: the same path aiortc's own ``_send_rtp`` takes, minus its coroutine hops.
+- Feedback: ``RTCRtpSender._ssrc``; aiortc's RTP router calls ``sender._handle_rtcp_packet(pkt)``
+  for RTCP addressed to that SSRC (NACK, PLI, FIR, REMB, RR) and its RTCP loop calls
+  ``sender._send_rtcp(packets)``; both are replaced per instance. ``RTCRtpReceiver.
+  _handle_rtcp_packet`` is wrapped to observe sender reports (for LSR/DLSR). The aiortc RTCP
+  packet classes are read only here (``aiortc.rtp``) and turned into :class:`media.rtp.Feedback`.
+- ICE: ``aioice.ice.get_host_addresses`` is replaced to gather 127.0.0.1 only (loopback mode for
+  tests and benchmarks).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aioice
+import aioice.ice
+import aiortc
+import pylibsrtp
+from aiortc import RTCDtlsTransport, RTCRtpReceiver, RTCRtpSender
+from aiortc import rtp as aiortc_rtp
+
+from .rtp import Feedback, FeedbackKind
+
+logger = logging.getLogger(__name__)
+
+AIORTC_RANGE = (">=1.16", "<1.17")
+
+#: (object, attribute, expected parameters or None) — what the guard tests check. A class whose
+#: instance attribute is only set in __init__ is checked on a live peer by the tests.
+RELIED_UPON: list[tuple[Any, str, tuple[str, ...] | None]] = [
+    (aioice.ice.Connection, "data_received", ("self", "data", "component")),
+    (aioice.ice.StunProtocol, "datagram_received", ("self", "data", "addr")),
+    (aioice.ice, "get_host_addresses", ("use_ipv4", "use_ipv6")),
+    (aioice.ice.CandidatePair, "remote_addr", None),
+    (RTCRtpSender, "_handle_rtcp_packet", ("self", "packet")),
+    (RTCRtpSender, "_send_rtcp", ("self", "packets")),
+    (RTCRtpSender, "_run_rtcp", ("self",)),
+    (RTCRtpReceiver, "_handle_rtcp_packet", ("self", "packet")),
+    (RTCRtpReceiver, "_handle_rtp_packet", ("self", "packet", "arrival_time_ms")),
+    (RTCDtlsTransport, "_send_rtp", ("self", "data")),
+    (pylibsrtp.Session, "protect", ("self", "packet")),
+    (pylibsrtp.Session, "unprotect", ("self", "packet")),
+    (pylibsrtp.Session, "protect_rtcp", ("self", "packet")),
+    (aiortc_rtp, "RtcpRtpfbPacket", None),
+    (aiortc_rtp, "RtcpPsfbPacket", None),
+    (aiortc_rtp, "RtcpRrPacket", None),
+    (aiortc_rtp, "RtcpSrPacket", None),
+    (aiortc_rtp, "RtcpByePacket", None),
+    (aiortc_rtp, "unpack_remb_fci", ("data",)),
+]
+
+#: Instance attributes (set in __init__ or at connection time) checked on a connected peer.
+RELIED_UPON_INSTANCE = {
+    "RTCIceTransport": ("_connection",),
+    "RTCDtlsTransport": ("_rx_srtp", "_tx_srtp", "transport", "state"),
+    "aioice.Connection": ("_nominated", "data_received"),
+    "RTCRtpSender": ("_ssrc",),
+}
+
+
+class AiortcIncompatible(RuntimeError):
+    """The installed aiortc/aioice no longer has what the forwarder relies on."""
+
+
+def check_compatibility() -> None:
+    """Raise :class:`AiortcIncompatible` listing every missing or changed internal."""
+    problems = []
+    for owner, name, params in RELIED_UPON:
+        target = getattr(owner, name, None)
+        label = f"{getattr(owner, '__name__', owner)}.{name}"
+        if target is None:
+            problems.append(f"{label} is missing")
+            continue
+        if params is not None:
+            try:
+                got = tuple(inspect.signature(target).parameters)
+            except (TypeError, ValueError):
+                problems.append(f"{label} has no inspectable signature")
+                continue
+            if got != params:
+                problems.append(f"{label}{got} != expected {params}")
+    if problems:
+        raise AiortcIncompatible(
+            f"aiortc {aiortc.__version__} / aioice {aioice.__version__} changed internals the "
+            f"forwarder relies on (pin aiortc{','.join(AIORTC_RANGE)}): " + "; ".join(problems)
+        )
+
+
+def check_connected_instances(dtls: RTCDtlsTransport, sender: RTCRtpSender | None = None) -> None:
+    """Check the instance attributes of a connected transport (and sender)."""
+    problems = []
+    ice = dtls.transport
+    for name in RELIED_UPON_INSTANCE["RTCIceTransport"]:
+        if not hasattr(ice, name):
+            problems.append(f"RTCIceTransport.{name}")
+    for name in RELIED_UPON_INSTANCE["RTCDtlsTransport"]:
+        if not hasattr(dtls, name):
+            problems.append(f"RTCDtlsTransport.{name}")
+    conn = getattr(ice, "_connection", None)
+    for name in RELIED_UPON_INSTANCE["aioice.Connection"]:
+        if not hasattr(conn, name):
+            problems.append(f"aioice.Connection.{name}")
+    if dtls.state == "connected":
+        if not isinstance(getattr(dtls, "_rx_srtp", None), pylibsrtp.Session):
+            problems.append("RTCDtlsTransport._rx_srtp is not a pylibsrtp.Session")
+        if not isinstance(getattr(dtls, "_tx_srtp", None), pylibsrtp.Session):
+            problems.append("RTCDtlsTransport._tx_srtp is not a pylibsrtp.Session")
+        pair = getattr(conn, "_nominated", {}).get(1)
+        if pair is None or not hasattr(pair.protocol, "transport"):
+            problems.append("aioice.Connection._nominated[1].protocol.transport")
+    if sender is not None:
+        for name in RELIED_UPON_INSTANCE["RTCRtpSender"]:
+            if not isinstance(getattr(sender, name, None), int):
+                problems.append(f"RTCRtpSender.{name}")
+    if problems:
+        raise AiortcIncompatible("missing on live objects: " + ", ".join(problems))
+
+
+# --- receive -------------------------------------------------------------------------------------
+
+
+def intercept_rtp(dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None]) -> Callable[[], None]:
+    """Route this transport's decrypted inbound RTP to ``on_rtp`` instead of aiortc's receivers.
+
+    Runs synchronously in aioice's ``datagram_received``: no queue, no task wake-up. SRTCP and
+    DTLS datagrams continue to aiortc. Returns a function that restores the stock path.
+    """
+    conn = dtls.transport._connection
+    original = conn.data_received  # bound method (or an earlier hook: we chain)
+    unprotect_error = pylibsrtp.Error
+
+    def data_received(data: bytes, component: int) -> None:
+        b0 = data[0]
+        if 127 < b0 < 192 and not (191 < data[1] < 224):
+            srtp = dtls._rx_srtp
+            if srtp is not None:
+                try:
+                    plain = srtp.unprotect(data)
+                except unprotect_error:
+                    return
+                on_rtp(plain)
+                return
+        original(data, component)
+
+    conn.data_received = data_received
+
+    def undo() -> None:
+        if conn.__dict__.get("data_received") is data_received:
+            conn.data_received = original
+
+    return undo
+
+
+# --- send ----------------------------------------------------------------------------------------
+
+
+class SrtpWriter:
+    """Encrypt and send RTP/RTCP on a connected DTLS transport, synchronously.
+
+    Why: aiortc's ``_send_rtp`` is a coroutine chain (three awaits per packet); the forwarder
+    runs inside ``datagram_received`` and sends at once. Until the transport is connected every
+    send returns ``None`` (dropped).
+    """
+
+    __slots__ = ("_dtls", "_tx", "_sendto", "_addr", "closed")
+
+    def __init__(self, dtls: RTCDtlsTransport) -> None:
+        self._dtls = dtls
+        self._tx: pylibsrtp.Session | None = None
+        self._sendto: Callable[[bytes, Any], None] | None = None
+        self._addr: Any = None
+        self.closed = False
+
+    def _open(self) -> bool:
+        if self.closed or self._dtls.state != "connected":
+            return False
+        tx = self._dtls._tx_srtp
+        pair = self._dtls.transport._connection._nominated.get(1)
+        if tx is None or pair is None:
+            return False
+        transport = pair.protocol.transport
+        self._addr = pair.remote_addr
+        self._sendto = transport.sendto
+        self._tx = tx
+        return True
+
+    def send_rtp(self, packet: bytes) -> bytes | None:
+        """Protect and send; returns the SRTP bytes (kept for retransmission) or None."""
+        tx = self._tx
+        if tx is None:
+            if not self._open():
+                return None
+            tx = self._tx
+        data = tx.protect(packet)  # type: ignore[union-attr]
+        self._sendto(data, self._addr)  # type: ignore[misc]
+        return data
+
+    def send_raw(self, data: bytes) -> None:
+        """Send already-protected bytes again (retransmission from history)."""
+        if self._tx is not None:
+            self._sendto(data, self._addr)  # type: ignore[misc]
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        if self._tx is None and not self._open():
+            return False
+        self._sendto(self._tx.protect_rtcp(packet), self._addr)  # type: ignore[union-attr,misc]
+        return True
+
+    def close(self) -> None:
+        self.closed = True
+        self._tx = None
+
+
+# --- senders and receivers -----------------------------------------------------------------------
+
+
+def sender_ssrc(sender: RTCRtpSender) -> int:
+    """The SSRC aiortc announced for this sender (and routes its RTCP feedback by)."""
+    return int(sender._ssrc)
+
+
+def _to_feedback(packet: Any, ssrc: int) -> list[Feedback]:
+    out: list[Feedback] = []
+    if isinstance(packet, aiortc_rtp.RtcpRtpfbPacket):
+        if packet.fmt == aiortc_rtp.RTCP_RTPFB_NACK:
+            out.append(Feedback(FeedbackKind.NACK, lost=tuple(packet.lost)))
+    elif isinstance(packet, aiortc_rtp.RtcpPsfbPacket):
+        if packet.fmt == aiortc_rtp.RTCP_PSFB_PLI:
+            out.append(Feedback(FeedbackKind.PLI))
+        elif packet.fmt == aiortc_rtp.RTCP_PSFB_FIR:
+            out.append(Feedback(FeedbackKind.FIR))
+        elif packet.fmt == aiortc_rtp.RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = aiortc_rtp.unpack_remb_fci(packet.fci)
+            except ValueError:
+                return out
+            if ssrc in ssrcs:
+                out.append(Feedback(FeedbackKind.REMB, bitrate=bitrate))
+    elif isinstance(packet, (aiortc_rtp.RtcpRrPacket, aiortc_rtp.RtcpSrPacket)):
+        for report in packet.reports:
+            if report.ssrc == ssrc:
+                out.append(
+                    Feedback(
+                        FeedbackKind.REPORT,
+                        fraction_lost=report.fraction_lost,
+                        packets_lost=report.packets_lost,
+                        jitter=report.jitter,
+                    )
+                )
+    return out
+
+
+def take_over_sender(sender: RTCRtpSender, on_feedback: Callable[[Feedback], None]) -> None:
+    """Make ``on_feedback`` the handler of RTCP feedback for this sender's SSRC.
+
+    aiortc's own sender never sends RTP while the forwarder feeds it (its track is a placeholder
+    that never yields), so its periodic sender report would announce zero packets: it is
+    dropped here and the forwarder sends its own reports. Its BYE at stop still goes out.
+    """
+    ssrc = sender_ssrc(sender)
+    stock_send_rtcp = type(sender)._send_rtcp
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        for feedback in _to_feedback(packet, ssrc):
+            try:
+                on_feedback(feedback)
+            except Exception:  # pragma: no cover - defensive: never kill aiortc's RTCP loop
+                logger.exception("forwarder feedback handler failed")
+
+    async def send_rtcp(packets: list[Any]) -> None:
+        keep = [p for p in packets if isinstance(p, aiortc_rtp.RtcpByePacket)]
+        if keep:
+            await stock_send_rtcp(sender, keep)
+
+    sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+    sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+
+
+def observe_sender_reports(receiver: RTCRtpReceiver, on_sr: Callable[[int, int, float], None]) -> None:
+    """Call ``on_sr(ssrc, middle 32 bits of NTP, arrival monotonic)`` for each SR the remote sends.
+
+    aiortc's handling continues afterwards (it only records stats).
+    """
+    original = receiver._handle_rtcp_packet
+
+    async def handle_rtcp_packet(packet: Any) -> None:
+        if isinstance(packet, aiortc_rtp.RtcpSrPacket):
+            on_sr(packet.ssrc, (packet.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF, time.monotonic())
+        await original(packet)
+
+    receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
+
+
+# --- ICE -----------------------------------------------------------------------------------------
+
+_stock_get_host_addresses = aioice.ice.get_host_addresses
+
+
+def set_loopback_only(enabled: bool) -> None:
+    """Make aioice gather 127.0.0.1 only (True) or restore its stock address list (False)."""
+    if enabled:
+
+        def loopback_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+            return ["127.0.0.1"] if use_ipv4 else []
+
+        aioice.ice.get_host_addresses = loopback_addresses
+    else:
+        aioice.ice.get_host_addresses = _stock_get_host_addresses
+
+
+def loopback_only_enabled() -> bool:
+    return aioice.ice.get_host_addresses is not _stock_get_host_addresses
+
+
+# --- diagnostics (tests, benchmarks) -------------------------------------------------------------
+
+
+def observe_received_rtp(
+    receiver: RTCRtpReceiver, callback: Callable[[int, int, int, bool, int], None]
+) -> Callable[[], None]:
+    """Call ``callback(seq, timestamp, payload_type, marker, payload_len)`` for every RTP packet
+    aiortc's own receiver handles (the stock path keeps running). For tests and diagnostics on
+    peers the forwarder does not own. Returns an undo function."""
+    original = receiver._handle_rtp_packet
+
+    async def handle_rtp_packet(packet: Any, arrival_time_ms: int) -> None:
+        callback(packet.sequence_number, packet.timestamp, packet.payload_type, bool(packet.marker), len(packet.payload))
+        await original(packet, arrival_time_ms=arrival_time_ms)
+
+    receiver._handle_rtp_packet = handle_rtp_packet  # type: ignore[method-assign]
+
+    def undo() -> None:
+        receiver._handle_rtp_packet = original  # type: ignore[method-assign]
+
+    return undo
+
+
+def stock_receiver_backlog(receiver: RTCRtpReceiver) -> int:
+    """Frames waiting in aiortc's receive path (decoder input queue + remote track queue).
+
+    With the forwarder owning the transport this stays 0: nothing reaches aiortc's receiver.
+    """
+    backlog = 0
+    decoder_queue = getattr(receiver, "_RTCRtpReceiver__decoder_queue", None)
+    if decoder_queue is not None:
+        backlog += decoder_queue.qsize()
+    track = receiver.track
+    queue = getattr(track, "_queue", None) if track is not None else None
+    if queue is not None:
+        backlog += queue.qsize()
+    return backlog

@@ -1,0 +1,53 @@
+"""ICE settings for every Segue peer, and the loopback mode tests and benchmarks use.
+
+Why: aiortc falls back to a public STUN server when no ICE servers are given and waits on it
+(seconds on a closed network), so every peer is created with an explicit list (empty by default,
+from config in the server). ``max-bundle`` keeps one transport per leg, which the forwarder's
+per-transport receive hook and the browser both expect.
+
+aioice never gathers loopback addresses. Tests and benchmarks must stay on 127.0.0.1 (the
+machine's interface is shared), so :func:`loopback_only` makes aioice gather 127.0.0.1 only.
+It changes process-wide state: use it in test/benchmark processes, never in the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from aiortc import RTCBundlePolicy, RTCConfiguration, RTCIceServer, RTCPeerConnection
+
+from . import aiortc_hooks
+
+
+def ice_server(urls: str | list[str], username: str | None = None, credential: str | None = None) -> RTCIceServer:
+    """One STUN/TURN server entry (TURN with time-limited REST credentials in production)."""
+    return RTCIceServer(urls=urls, username=username, credential=credential)
+
+
+def peer_configuration(ice_servers: Sequence[RTCIceServer | dict[str, Any]] = ()) -> RTCConfiguration:
+    """``RTCConfiguration`` with an explicit ICE server list and ``max-bundle``."""
+    servers = [s if isinstance(s, RTCIceServer) else RTCIceServer(**s) for s in ice_servers]
+    return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
+
+
+def new_peer(ice_servers: Sequence[RTCIceServer | dict[str, Any]] = ()) -> RTCPeerConnection:
+    """An ``RTCPeerConnection`` configured the Segue way (see :func:`peer_configuration`)."""
+    return RTCPeerConnection(peer_configuration(ice_servers))
+
+
+def set_loopback_only(enabled: bool = True) -> None:
+    """Gather only 127.0.0.1 host candidates from now on (process-wide), or restore the stock list."""
+    aiortc_hooks.set_loopback_only(enabled)
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """``with loopback_only(): ...`` — peers created inside gather 127.0.0.1 only."""
+    was = aiortc_hooks.loopback_only_enabled()
+    aiortc_hooks.set_loopback_only(True)
+    try:
+        yield
+    finally:
+        aiortc_hooks.set_loopback_only(was)

@@ -1,0 +1,410 @@
+/**
+ * The agent console: login, presence, queues, offers (accept / decline with a countdown),
+ * conversations side by side, the customer's earlier conversations (read-only), transfer and
+ * close dialogs. Built on the SDK (../sdk/segue.js); all text rendered as text.
+ */
+import { SegueAgent } from "../sdk/segue.js";
+import { h, clear } from "../sdk/dom.js";
+import { formatDuration } from "../sdk/format.js";
+import { ConversationPanel, customerLabel, agentId } from "./panel.js";
+
+const $ = (selector) => document.querySelector(selector);
+
+class Console {
+  constructor() {
+    this.agent = new SegueAgent();
+    /** conversation id → ConversationPanel */
+    this.panels = new Map();
+    this.offerCards = new Map();
+    this.listen();
+    this.bindForms();
+    setInterval(() => this.tick(), 500);
+    if (this.agent.token) this.start();
+    else this.showLogin();
+  }
+
+  /* ---- login / session ------------------------------------------------------------------- */
+
+  showLogin(message) {
+    $("#console").hidden = true;
+    $("#me").hidden = true;
+    $("#login").hidden = false;
+    const error = $("#login-error");
+    error.textContent = message ?? "";
+    error.hidden = !message;
+    $("#login-username").focus();
+  }
+
+  async start() {
+    $("#login").hidden = true;
+    $("#console").hidden = false;
+    $("#me").hidden = false;
+    this.setConnection("Connecting…", "connecting");
+    try {
+      await this.agent.connect();
+    } catch (error) {
+      this.showLogin(error.message);
+    }
+  }
+
+  bindForms() {
+    $("#login-form").addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const button = $("#login-submit");
+      button.disabled = true;
+      try {
+        await this.agent.login($("#login-username").value.trim(), $("#login-password").value);
+        $("#login-password").value = "";
+        await this.start();
+      } catch (error) {
+        this.showLogin(error.message);
+      } finally {
+        button.disabled = false;
+      }
+    });
+    $("#logout").addEventListener("click", async () => {
+      try {
+        if (this.agent.connected) await this.agent.setPresence("offline");
+      } catch {
+        /* logging out anyway */
+      }
+      this.agent.logout();
+    });
+    $("#presence").addEventListener("change", async (e) => {
+      try {
+        await this.agent.setPresence(e.target.value);
+      } catch (error) {
+        this.toast(error.message);
+        this.renderMe();
+      }
+    });
+
+    // Transfer dialog
+    const transfer = $("#transfer-dialog");
+    $("#transfer-cancel").addEventListener("click", () => transfer.close());
+    for (const radio of transfer.querySelectorAll("input[name=target]")) radio.addEventListener("change", () => this.syncTransferForm());
+    $("#transfer-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.submitTransfer();
+    });
+
+    // Close dialog
+    const close = $("#close-dialog");
+    $("#close-cancel").addEventListener("click", () => close.close());
+    $("#close-form").addEventListener("submit", (e) => {
+      e.preventDefault();
+      this.submitClose();
+    });
+  }
+
+  listen() {
+    const a = this.agent;
+    a.on("session", () => {
+      this.setConnection("Online", "online");
+      this.renderMe();
+    });
+    a.on("agent", () => this.renderMe());
+    a.on("disconnect", () => this.setConnection("Reconnecting…", "offline"));
+    a.on("connect_error", (error) => this.setConnection(error.message, "offline"));
+    a.on("logout", (reason) => {
+      for (const id of [...this.panels.keys()]) this.removePanel(id);
+      for (const card of this.offerCards.values()) card.remove();
+      this.offerCards.clear();
+      this.renderOfferCount();
+      this.showLogin(reason === "logged out" ? "" : reason);
+    });
+    a.on("error", (error) => this.toast(error.message));
+    a.on("queues", (queues) => this.renderQueues(queues));
+    a.on("offer", (offer) => this.addOffer(offer));
+    a.on("offer.revoked", ({ conversation_id: id }) => this.removeOffer(id));
+    // Any conversation the SDK knows about (accepted, reopened after a reload) gets a panel.
+    a.on("conversation", (summary, conversation) => {
+      if (!this.panels.has(conversation.id) && this.wantsPanel(conversation)) this.addPanel(conversation);
+    });
+  }
+
+  /** Open conversations assigned to me get a panel automatically; others only when opened. */
+  wantsPanel(conversation) {
+    const s = conversation.summary;
+    if (!s || s.state === "closed") return false;
+    return agentId(s.agent) === this.agent.agent?.id;
+  }
+
+  setConnection(text, state) {
+    const node = $("#connection");
+    node.textContent = text;
+    node.dataset.state = state;
+  }
+
+  renderMe() {
+    const me = this.agent.agent;
+    if (!me) return;
+    $("#agent-name").textContent = `${me.name || me.id}${me.role === "supervisor" ? " (supervisor)" : ""}`;
+    if (me.presence) $("#presence").value = me.presence;
+    document.body.dataset.presence = me.presence ?? "";
+  }
+
+  toast(message) {
+    const node = h("div", { class: "toast", role: "status" }, message);
+    document.body.append(node);
+    setTimeout(() => node.remove(), 6000);
+  }
+
+  /* ---- queues ------------------------------------------------------------------------------ */
+
+  renderQueues(queues) {
+    const body = $("#queues tbody");
+    clear(body);
+    for (const q of queues) {
+      body.append(
+        h(
+          "tr",
+          { dataset: { queue: q.name }, class: q.waiting > 0 ? "queue--waiting" : "" },
+          h("td", {}, q.name),
+          h("td", { class: "queue-waiting" }, String(q.waiting ?? 0)),
+          h("td", {}, q.waiting ? formatDuration(q.longest_wait_s) : "–"),
+          h("td", {}, String(q.agents_available ?? 0)),
+        ),
+      );
+    }
+  }
+
+  /* ---- offers ----------------------------------------------------------------------------- */
+
+  addOffer(offer) {
+    this.removeOffer(offer.conversationId);
+    const s = offer.conversation;
+    const lastMessage = [...offer.events].reverse().find((e) => e.type === "message");
+    const countdown = h("span", { class: "offer-countdown" });
+    const accept = h("button", { type: "button", class: "segue-btn segue-btn--small offer-accept" }, "Accept");
+    const decline = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small offer-decline" }, "Decline");
+    const card = h(
+      "li",
+      { class: `offer offer--${offer.kind}`, dataset: { conversationId: offer.conversationId } },
+      h("div", { class: "offer-head" }, h("strong", {}, customerLabel(s)), countdown),
+      h(
+        "div",
+        { class: "offer-meta" },
+        offer.kind === "transfer" ? `Transfer from ${offer.fromAgent?.name ?? offer.fromAgent ?? "an agent"} · ` : "",
+        `Queue ${s.queue ?? "?"}`,
+        offer.history?.length ? ` · ${offer.history.length} earlier` : "",
+      ),
+      lastMessage && h("div", { class: "offer-preview" }, lastMessage.data?.text ?? ""),
+      h("div", { class: "offer-actions" }, accept, decline),
+    );
+    card.offer = offer;
+    accept.addEventListener("click", async () => {
+      accept.disabled = decline.disabled = true;
+      try {
+        const conversation = await offer.accept();
+        this.addPanel(conversation, { focus: true });
+      } catch (error) {
+        this.toast(`Could not accept: ${error.message}`);
+      } finally {
+        this.removeOffer(offer.conversationId);
+      }
+    });
+    decline.addEventListener("click", async () => {
+      accept.disabled = decline.disabled = true;
+      this.removeOffer(offer.conversationId);
+      try {
+        await offer.decline();
+      } catch (error) {
+        this.toast(error.message);
+      }
+    });
+    this.offerCards.set(offer.conversationId, card);
+    $("#offers").append(card);
+    this.renderOfferCount();
+    this.tick();
+  }
+
+  removeOffer(id) {
+    this.offerCards.get(id)?.remove();
+    this.offerCards.delete(id);
+    this.renderOfferCount();
+  }
+
+  renderOfferCount() {
+    $("#offer-count").textContent = String(this.offerCards.size);
+    $("#no-offers").hidden = this.offerCards.size > 0;
+    document.title = this.offerCards.size ? `(${this.offerCards.size}) Segue — agent console` : "Segue — agent console";
+  }
+
+  tick() {
+    for (const card of this.offerCards.values()) {
+      const left = card.offer.secondsLeft;
+      const node = card.querySelector(".offer-countdown");
+      node.textContent = left == null ? "" : `${left} s`;
+      card.classList.toggle("offer--urgent", left != null && left <= 5);
+    }
+  }
+
+  /* ---- panels ------------------------------------------------------------------------------ */
+
+  addPanel(conversation, { focus = false } = {}) {
+    let panel = this.panels.get(conversation.id);
+    if (!panel) {
+      panel = new ConversationPanel(this, conversation);
+      this.panels.set(conversation.id, panel);
+      $("#panels").append(panel.element);
+      this.renderTabs();
+    }
+    if (focus) {
+      panel.element.scrollIntoView({ behavior: "smooth", inline: "nearest", block: "nearest" });
+      panel.input.focus();
+    }
+    return panel;
+  }
+
+  removePanel(id) {
+    this.panels.get(id)?.destroy();
+    this.panels.delete(id);
+    const conversation = this.agent.conversations.get(id);
+    if (conversation && conversation.isClosed) this.agent.dropConversation(id);
+    this.renderTabs();
+  }
+
+  /** Open one of the customer's earlier conversations, read-only, in its own column. */
+  async openHistory(id) {
+    try {
+      const conversation = await this.agent.openConversation(id);
+      this.addPanel(conversation, { focus: false }).element.scrollIntoView({ behavior: "smooth", inline: "nearest" });
+    } catch (error) {
+      this.toast(`Could not open that conversation: ${error.message}`);
+    }
+  }
+
+  /** A panel's state or unread count changed. */
+  changed(_panel) {
+    this.renderTabs();
+  }
+
+  renderTabs() {
+    const list = $("#conversation-tabs");
+    clear(list);
+    for (const panel of this.panels.values()) {
+      const s = panel.conversation.summary ?? {};
+      list.append(
+        h(
+          "li",
+          {},
+          h(
+            "button",
+            {
+              type: "button",
+              class: `conv-tab${panel.unread ? " conv-tab--unread" : ""}`,
+              dataset: { conversationId: panel.id, state: s.state ?? "" },
+              onclick: () => {
+                panel.element.scrollIntoView({ behavior: "smooth", inline: "nearest", block: "nearest" });
+                if (!panel.composer.hidden) panel.input.focus();
+              },
+            },
+            h("span", { class: "conv-tab-name" }, customerLabel(s)),
+            h("span", { class: "conv-tab-state" }, s.state ?? ""),
+            panel.unread ? h("span", { class: "count count--alert" }, String(panel.unread)) : null,
+          ),
+        ),
+      );
+    }
+    $("#no-conversations").hidden = this.panels.size > 0;
+    $("#panels-empty").hidden = this.panels.size > 0;
+  }
+
+  /* ---- transfer / close dialogs --------------------------------------------------------------- */
+
+  async openTransfer(panel) {
+    this.dialogPanel = panel;
+    const dialog = $("#transfer-dialog");
+    $("#transfer-error").hidden = true;
+    $("#transfer-note").value = "";
+    // Queues from the latest stats.
+    const queueSelect = $("#transfer-queue");
+    clear(queueSelect);
+    for (const q of this.agent.queues) queueSelect.append(h("option", { value: q.name }, `${q.name} (${q.agents_available ?? 0} available)`));
+    // Agents, if the server lists them (REST); otherwise an id field.
+    const agentSelect = $("#transfer-agent");
+    clear(agentSelect);
+    let agents = [];
+    try {
+      const data = await this.agent.api("GET", "/api/v1/agents");
+      agents = (Array.isArray(data) ? data : data.agents ?? []).filter((a) => a.id !== this.agent.agent?.id);
+    } catch {
+      agents = [];
+    }
+    for (const a of agents) {
+      const presence = a.presence ? ` — ${a.presence}` : "";
+      agentSelect.append(h("option", { value: a.id }, `${a.name || a.username || a.id}${presence}`));
+    }
+    agentSelect.hidden = !agents.length;
+    $("#transfer-agent-id").hidden = agents.length > 0;
+    this.syncTransferForm();
+    dialog.showModal();
+  }
+
+  syncTransferForm() {
+    const target = $("#transfer-form").elements.target.value;
+    $("#transfer-agent-field").hidden = target !== "agent";
+    $("#transfer-queue-field").hidden = target !== "queue";
+    // Warm transfers consult a named agent.
+    const warm = $("#transfer-form").querySelector("input[name=mode][value=warm]");
+    warm.disabled = target !== "agent";
+    if (warm.disabled && warm.checked) $("#transfer-form").querySelector("input[name=mode][value=cold]").checked = true;
+  }
+
+  async submitTransfer() {
+    const form = $("#transfer-form");
+    const panel = this.dialogPanel;
+    const target = form.elements.target.value;
+    const mode = form.elements.mode.value;
+    let to;
+    if (target === "agent") {
+      const id = $("#transfer-agent").hidden ? $("#transfer-agent-id").value.trim() : $("#transfer-agent").value;
+      if (!id) return this.dialogError("#transfer-error", "Choose an agent.");
+      to = { agent: id };
+    } else {
+      const queue = $("#transfer-queue").value;
+      if (!queue) return this.dialogError("#transfer-error", "Choose a queue.");
+      to = { queue };
+    }
+    const submit = $("#transfer-submit");
+    submit.disabled = true;
+    try {
+      await panel.conversation.transfer(to, { mode, note: $("#transfer-note").value.trim() || undefined });
+      $("#transfer-dialog").close();
+      if (mode === "warm") panel.setMode("consult");
+    } catch (error) {
+      this.dialogError("#transfer-error", error.message);
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  openClose(panel) {
+    this.dialogPanel = panel;
+    $("#close-error").hidden = true;
+    $("#close-dialog").showModal();
+  }
+
+  async submitClose() {
+    const panel = this.dialogPanel;
+    const submit = $("#close-submit");
+    submit.disabled = true;
+    try {
+      await panel.conversation.close($("#close-disposition").value);
+      $("#close-dialog").close();
+    } catch (error) {
+      this.dialogError("#close-error", error.message);
+    } finally {
+      submit.disabled = false;
+    }
+  }
+
+  dialogError(selector, message) {
+    const node = $(selector);
+    node.textContent = message;
+    node.hidden = false;
+  }
+}
+
+window.segueConsole = new Console();

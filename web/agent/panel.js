@@ -1,0 +1,504 @@
+/**
+ * One conversation column in the agent console: header with channel markers, the customer's
+ * context and earlier conversations, the full log (messages, system events, internal notes,
+ * consult messages), the typing indicator and a composer with reply / note / consult modes and
+ * canned replies. All text is rendered as text.
+ */
+import { compareIds } from "../sdk/segue.js";
+import { h, clear } from "../sdk/dom.js";
+import { describeEvent, formatTime, channelLabel, eventChannel } from "../sdk/format.js";
+
+/** An agent reference in a payload may be an id or {id, name}. */
+export function agentId(agent) {
+  if (!agent) return null;
+  return typeof agent === "string" ? agent : agent.id ?? null;
+}
+
+function agentLabel(agent) {
+  if (!agent) return "";
+  return typeof agent === "string" ? agent : agent.name || agent.id || "";
+}
+
+export function customerLabel(summary) {
+  const customer = summary?.customer;
+  return customer?.name || customer?.email || customer?.id || "Customer";
+}
+
+export class ConversationPanel {
+  /**
+   * @param app  the console: {agent, openHistory(id), openTransfer(panel), openClose(panel), removePanel(id), changed(panel)}
+   * @param conversation an AgentConversation
+   */
+  constructor(app, conversation) {
+    this.app = app;
+    this.conversation = conversation;
+    this.mode = "reply";
+    this.unread = 0;
+    this.typingTimer = null;
+    this.build();
+    const c = conversation;
+    this.unsubscribe = [
+      c.on("event", (event, { replay }) => this.onEvent(event, replay)),
+      c.on("conversation", () => this.renderState()),
+      c.on("typing", (t) => this.renderTyping(t)),
+      c.on("read", () => this.renderReceipts()),
+      c.on("pending", ({ client_id: id, text }) => this.renderPending(id, text)),
+      c.on("failed", ({ client_id: id, error }) => this.renderFailed(id, error)),
+    ];
+    for (const event of c.events) this.renderEvent(event);
+    this.renderState();
+    this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  get me() {
+    return this.app.agent.agent;
+  }
+
+  get id() {
+    return this.conversation.id;
+  }
+
+  destroy() {
+    for (const off of this.unsubscribe) off();
+    clearTimeout(this.typingTimer);
+    this.element.remove();
+  }
+
+  /* ---- building ------------------------------------------------------------------------ */
+
+  build() {
+    this.title = h("h3", { class: "conv-title" });
+    this.stateBadge = h("span", { class: "conv-state" });
+    this.channels = h("span", { class: "conv-channels" });
+    this.meta = h("div", { class: "conv-meta" });
+    this.transferButton = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small conv-transfer", onclick: () => this.app.openTransfer(this) }, "Transfer");
+    this.closeButton = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small conv-close", onclick: () => this.app.openClose(this) }, "Close");
+    this.dismissButton = h(
+      "button",
+      { type: "button", class: "segue-icon-btn conv-dismiss", "aria-label": "Hide this conversation", title: "Hide", onclick: () => this.app.removePanel(this.id) },
+      "×",
+    );
+
+    this.context = h("div", { class: "conv-context" });
+    this.banner = h("div", { class: "conv-banner", hidden: true });
+    this.historyList = h("ul", { class: "conv-history-list" });
+    this.historyCount = h("span", { class: "count" }, "0");
+    this.history = h("details", { class: "conv-history" }, h("summary", {}, "Earlier conversations ", this.historyCount), this.historyList);
+
+    this.log = h("ol", { class: "segue-log conv-log", "aria-live": "polite" });
+    this.typing = h("div", { class: "segue-typing conv-typing", hidden: true });
+    this.error = h("div", { class: "segue-error conv-error", role: "alert", hidden: true });
+    this.readOnlyNote = h("div", { class: "conv-readonly", hidden: true });
+
+    this.modeButtons = ["reply", "note", "consult"].map((mode) =>
+      h(
+        "button",
+        { type: "button", class: "mode-btn", dataset: { mode }, onclick: () => this.setMode(mode) },
+        { reply: "Reply", note: "Internal note", consult: "Consult" }[mode],
+      ),
+    );
+    this.cannedButton = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small canned-btn", onclick: () => this.toggleCanned() }, "Canned replies ▾");
+    this.cannedFilter = h("input", { type: "text", class: "canned-filter", placeholder: "Filter…", oninput: () => this.renderCanned() });
+    this.cannedList = h("ul", { class: "canned-list" });
+    this.cannedPicker = h("div", { class: "canned-picker", hidden: true }, this.cannedFilter, this.cannedList);
+    this.input = h("textarea", {
+      class: "conv-input",
+      rows: 2,
+      maxlength: 4000,
+      placeholder: "Reply to the customer… (Enter sends, Shift+Enter: new line)",
+      "aria-label": "Message",
+      oninput: () => {
+        if (this.mode === "reply") this.conversation.noteTyping();
+      },
+      onkeydown: (e) => {
+        if (e.key === "Enter" && !e.shiftKey) {
+          e.preventDefault();
+          this.submit();
+        } else if (e.key === "Escape") this.cannedPicker.hidden = true;
+      },
+    });
+    this.sendButton = h("button", { type: "submit", class: "segue-btn conv-send" }, "Send");
+    this.composer = h(
+      "form",
+      { class: "conv-composer", dataset: { mode: "reply" }, onsubmit: (e) => (e.preventDefault(), this.submit()) },
+      h("div", { class: "conv-composer-tools" }, h("div", { class: "mode-switch", role: "tablist" }, this.modeButtons), this.cannedButton),
+      this.cannedPicker,
+      h("div", { class: "conv-composer-row" }, this.input, this.sendButton),
+    );
+
+    this.element = h(
+      "section",
+      { class: "conv-panel", dataset: { conversationId: this.conversation.id } },
+      h(
+        "header",
+        { class: "conv-head" },
+        h("div", { class: "conv-head-main" }, h("div", { class: "conv-title-row" }, this.title, this.stateBadge), h("div", { class: "conv-sub" }, this.meta, this.channels)),
+        h("div", { class: "conv-actions" }, this.transferButton, this.closeButton, this.dismissButton),
+      ),
+      this.context,
+      this.history,
+      this.banner,
+      this.log,
+      this.typing,
+      this.error,
+      this.readOnlyNote,
+      this.composer,
+    );
+    this.element.addEventListener("focusin", () => this.markRead());
+    this.element.addEventListener("click", () => this.markRead());
+    this.setMode("reply");
+  }
+
+  /* ---- state ----------------------------------------------------------------------------- */
+
+  /** Whether this agent may write here: open, and assigned to me (or a transfer to me is pending). */
+  get canWrite() {
+    const c = this.conversation;
+    if (!c.summary || c.isClosed) return false;
+    const assigned = agentId(c.summary.agent);
+    const me = this.me?.id;
+    if (!assigned || assigned === me) return true;
+    const pending = c.pendingTransfer;
+    return Boolean(pending && agentId(pending.data?.to?.agent) === me);
+  }
+
+  renderState() {
+    const c = this.conversation;
+    const s = c.summary ?? {};
+    this.title.textContent = customerLabel(s);
+    this.stateBadge.textContent = s.state ?? "…";
+    this.stateBadge.dataset.state = s.state ?? "";
+    this.meta.textContent = [s.queue && `Queue ${s.queue}`, s.agent && `Agent ${agentLabel(s.agent)}`, s.customer?.email].filter(Boolean).join(" · ");
+    clear(this.channels);
+    for (const channel of s.channels?.length ? s.channels : ["chat"]) {
+      this.channels.append(h("span", { class: "chan", dataset: { channel } }, channelLabel(channel)));
+    }
+    this.renderContext();
+    this.renderHistory();
+
+    const writable = this.canWrite;
+    const closed = c.isClosed;
+    this.composer.hidden = !writable;
+    this.transferButton.hidden = !writable || Boolean(c.pendingTransfer);
+    this.closeButton.hidden = !writable;
+    this.dismissButton.hidden = writable;
+    this.element.classList.toggle("conv-panel--readonly", !writable);
+    this.readOnlyNote.hidden = writable;
+    if (closed) this.readOnlyNote.textContent = "This conversation is closed (read-only).";
+    else if (c.summary) this.readOnlyNote.textContent = `Assigned to ${agentLabel(s.agent) || "another agent"} (read-only).`;
+    else this.readOnlyNote.textContent = "Loading…";
+    if (closed) this.typing.hidden = true;
+    this.renderBanner();
+    this.renderReceipts();
+    this.app.changed(this);
+  }
+
+  renderContext() {
+    const created = this.conversation.events.find((e) => e.type === "conversation.created");
+    const context = created?.data?.context ?? {};
+    const parts = [];
+    if (context.page_title) parts.push(context.page_title);
+    if (context.page_url) parts.push(context.page_url);
+    this.context.textContent = parts.length ? `From: ${parts.join(" — ")}` : "";
+    this.context.hidden = !parts.length;
+  }
+
+  /** The warm-transfer banner: who is consulting whom, and the hand-over buttons. */
+  renderBanner() {
+    const pending = this.conversation.pendingTransfer;
+    const hasConsult = Boolean(pending && pending.data?.mode === "warm");
+    this.modeButtons[2].hidden = !hasConsult;
+    if (!hasConsult && this.mode === "consult") this.setMode("reply");
+    clear(this.banner);
+    if (!pending || !this.canWrite) {
+      this.banner.hidden = true;
+      return;
+    }
+    const me = this.me?.id;
+    const target = pending.data?.to ?? {};
+    const iAmTarget = agentId(target.agent) === me;
+    const toText = target.agent ? agentLabel(target.agent) : `queue ${target.queue}`;
+    if (iAmTarget) {
+      this.banner.append(
+        h("span", {}, `Warm transfer from ${agentLabel(pending.author) || "an agent"}: use Consult to talk to them; they hand over when ready.`),
+      );
+    } else {
+      this.banner.append(
+        h("span", {}, `${pending.data?.mode === "warm" ? "Warm" : "Cold"} transfer to ${toText} pending.`),
+        pending.data?.mode === "warm" &&
+          h("button", { type: "button", class: "segue-btn segue-btn--small transfer-complete", onclick: () => this.completeTransfer() }, "Complete transfer"),
+        h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small transfer-cancel", onclick: () => this.cancelTransfer() }, "Cancel transfer"),
+      );
+    }
+    this.banner.hidden = false;
+  }
+
+  renderHistory() {
+    const items = this.conversation.history ?? [];
+    this.historyCount.textContent = String(items.length);
+    this.history.hidden = !items.length;
+    clear(this.historyList);
+    for (const summary of items) {
+      const when = formatTime(summary.created_ts);
+      const channels = (summary.channels ?? ["chat"]).map(channelLabel).join(", ");
+      this.historyList.append(
+        h(
+          "li",
+          {},
+          h(
+            "button",
+            { type: "button", class: "segue-link history-open", dataset: { conversationId: summary.id }, onclick: () => this.app.openHistory(summary.id) },
+            `${when} · ${summary.queue ?? ""} · ${channels} · ${summary.state ?? ""}`,
+          ),
+        ),
+      );
+    }
+  }
+
+  setMode(mode) {
+    this.mode = mode;
+    this.composer.dataset.mode = mode;
+    for (const button of this.modeButtons) button.classList.toggle("mode-btn--on", button.dataset.mode === mode);
+    this.input.placeholder = {
+      reply: "Reply to the customer… (Enter sends, Shift+Enter: new line)",
+      note: "Internal note — only agents see it",
+      consult: "Message to the other agent — the customer does not see it",
+    }[mode];
+    this.sendButton.textContent = { reply: "Send", note: "Add note", consult: "Consult" }[mode];
+    if (mode !== "reply") this.conversation.setTyping(false);
+  }
+
+  /* ---- actions ----------------------------------------------------------------------------- */
+
+  async submit() {
+    const text = this.input.value;
+    if (!text.trim()) return;
+    const mode = this.mode;
+    this.input.value = "";
+    this.cannedPicker.hidden = true;
+    try {
+      if (mode === "note") await this.conversation.addNote(text);
+      else if (mode === "consult") await this.conversation.consult(text);
+      else await this.conversation.send(text);
+    } catch (error) {
+      if (mode !== "reply") this.input.value = text; // the reply keeps its failed bubble with Retry
+      this.showError(error);
+    }
+  }
+
+  async completeTransfer() {
+    try {
+      await this.conversation.completeTransfer();
+    } catch (error) {
+      this.showError(error);
+    }
+  }
+
+  async cancelTransfer() {
+    try {
+      await this.conversation.cancelTransfer();
+    } catch (error) {
+      this.showError(error);
+    }
+  }
+
+  async toggleCanned() {
+    if (!this.cannedPicker.hidden) {
+      this.cannedPicker.hidden = true;
+      return;
+    }
+    try {
+      this.canned = await this.app.agent.cannedReplies();
+    } catch (error) {
+      this.showError(error);
+      return;
+    }
+    this.cannedFilter.value = "";
+    this.renderCanned();
+    this.cannedPicker.hidden = false;
+    this.cannedFilter.focus();
+  }
+
+  renderCanned() {
+    const filter = this.cannedFilter.value.trim().toLowerCase();
+    clear(this.cannedList);
+    const replies = (this.canned ?? []).filter((r) => !filter || `${r.title} ${r.text}`.toLowerCase().includes(filter));
+    if (!replies.length) this.cannedList.append(h("li", { class: "muted small" }, "No canned replies."));
+    for (const reply of replies) {
+      this.cannedList.append(
+        h(
+          "li",
+          {},
+          h(
+            "button",
+            { type: "button", class: "canned-item", dataset: { cannedId: String(reply.id) }, onclick: () => this.useCanned(reply) },
+            h("strong", {}, reply.title),
+            h("span", { class: "canned-preview" }, reply.text),
+          ),
+        ),
+      );
+    }
+  }
+
+  /** Fill the composer with the rendered reply, for editing before sending. */
+  async useCanned(reply) {
+    let text = reply.text;
+    try {
+      text = await this.conversation.renderCanned(reply.id);
+    } catch (error) {
+      this.showError(error);
+    }
+    this.cannedPicker.hidden = true;
+    if (this.mode !== "reply") this.setMode("reply");
+    const { value, selectionStart, selectionEnd } = this.input;
+    this.input.value = value.slice(0, selectionStart) + text + value.slice(selectionEnd);
+    this.input.focus();
+    const caret = selectionStart + text.length;
+    this.input.setSelectionRange(caret, caret);
+  }
+
+  markRead() {
+    if (document.visibilityState === "hidden" || !this.canWrite) return;
+    const theirs = this.conversation.events.filter((e) => e.author?.kind === "customer");
+    if (theirs.length) this.conversation.markRead(theirs[theirs.length - 1].id);
+    this.unread = 0;
+    this.app.changed(this);
+  }
+
+  showError(error) {
+    this.error.textContent = error?.message ?? String(error);
+    this.error.hidden = false;
+    clearTimeout(this.errorTimer);
+    this.errorTimer = setTimeout(() => (this.error.hidden = true), 8000);
+  }
+
+  /* ---- rendering ------------------------------------------------------------------------- */
+
+  onEvent(event, replay) {
+    const nearBottom = this.log.scrollHeight - this.log.scrollTop - this.log.clientHeight < 80;
+    this.renderEvent(event);
+    if (nearBottom || event.author?.id === this.me?.id) this.log.scrollTop = this.log.scrollHeight;
+    if (event.type === "message" && event.author?.kind === "customer") {
+      this.typing.hidden = true;
+      if (!replay) {
+        if (this.element.contains(document.activeElement) && document.visibilityState === "visible") this.markRead();
+        else this.unread += 1;
+      }
+    }
+    if (event.type === "conversation.created") this.renderContext();
+    this.renderState();
+  }
+
+  renderEvent(event) {
+    if (this.log.querySelector(`[data-event-id="${CSS.escape(event.id)}"]`)) return;
+    const item = this.eventElement(event);
+    const clientId = event.data?.client_id;
+    if (clientId) this.log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]:not([data-event-id])`)?.remove();
+    let before = null;
+    for (const node of this.log.querySelectorAll("[data-event-id]")) {
+      if (compareIds(node.dataset.eventId, event.id) > 0) {
+        before = node;
+        break;
+      }
+    }
+    if (!before) before = this.log.querySelector(".segue-msg--pending, .segue-msg--failed");
+    this.log.insertBefore(item, before);
+  }
+
+  eventElement(event) {
+    const { kind, text } = describeEvent(event, { viewer: "agent" });
+    const channel = eventChannel(event);
+    const chan = h("span", { class: "chan chan--small", dataset: { channel } }, channelLabel(channel));
+    const time = h("time", { datetime: new Date(event.ts ?? Date.now()).toISOString() }, formatTime(event.ts));
+    const internal = event.visibility === "agents";
+    if (kind === "system") {
+      return h(
+        "li",
+        { class: `segue-system${internal ? " segue-system--internal" : ""}`, dataset: { eventId: event.id, type: event.type } },
+        chan,
+        " ",
+        text,
+        " · ",
+        time,
+      );
+    }
+    const author = event.author ?? {};
+    if (kind === "note" || kind === "consult") {
+      return h(
+        "li",
+        { class: `ev-internal ev-${kind}`, dataset: { eventId: event.id, type: event.type } },
+        h("div", { class: "ev-internal-head" }, kind === "note" ? "Internal note" : "Consult", " · ", author.name || author.id || "agent", " · ", time),
+        h("div", { class: "ev-internal-text" }, text),
+      );
+    }
+    const fromCustomer = author.kind === "customer";
+    const mine = author.kind === "agent" && author.id === this.me?.id;
+    return h(
+      "li",
+      {
+        class: `segue-msg ${fromCustomer ? "segue-msg--theirs" : mine ? "segue-msg--mine" : "segue-msg--colleague"}`,
+        dataset: { eventId: event.id, clientId: event.data?.client_id ?? "", author: author.kind ?? "" },
+      },
+      !mine && h("div", { class: "segue-msg-author" }, author.name || (fromCustomer ? "Customer" : author.id) || ""),
+      h("div", { class: "segue-msg-text" }, text),
+      h("div", { class: "segue-msg-meta" }, chan, time, !fromCustomer && h("span", { class: "segue-receipt" }, "Sent")),
+    );
+  }
+
+  renderPending(clientId, text) {
+    this.log.append(
+      h(
+        "li",
+        { class: "segue-msg segue-msg--mine segue-msg--pending", dataset: { clientId } },
+        h("div", { class: "segue-msg-text" }, text),
+        h("div", { class: "segue-msg-meta" }, h("span", { class: "segue-receipt" }, "Sending…")),
+      ),
+    );
+    this.log.scrollTop = this.log.scrollHeight;
+  }
+
+  renderFailed(clientId, error) {
+    const item = this.log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]:not([data-event-id])`);
+    if (!item) return;
+    const text = item.querySelector(".segue-msg-text").textContent;
+    item.classList.replace("segue-msg--pending", "segue-msg--failed");
+    clear(item.querySelector(".segue-msg-meta")).append(
+      h("span", {}, `Not sent: ${error?.message ?? "error"} `),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "segue-link",
+          onclick: () => {
+            item.remove();
+            this.conversation.send(text).catch((e) => this.showError(e));
+          },
+        },
+        "Retry",
+      ),
+    );
+  }
+
+  renderReceipts() {
+    const upTo = this.conversation.readUpTo("customer");
+    for (const node of this.log.querySelectorAll(".segue-msg[data-author=agent]")) {
+      const receipt = node.querySelector(".segue-receipt");
+      if (!receipt) continue;
+      const read = upTo != null && compareIds(node.dataset.eventId, upTo) <= 0;
+      receipt.textContent = read ? "Read" : "Sent";
+      node.classList.toggle("segue-msg--read", read);
+    }
+  }
+
+  renderTyping({ author, typing }) {
+    if (author?.kind === "agent" && author?.id === this.me?.id) return;
+    clearTimeout(this.typingTimer);
+    if (!typing) {
+      this.typing.hidden = true;
+      return;
+    }
+    this.typing.textContent = `${author?.name || (author?.kind === "customer" ? "The customer" : "An agent")} is typing…`;
+    this.typing.hidden = false;
+    this.typingTimer = setTimeout(() => (this.typing.hidden = true), 8000);
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Tiny DOM helpers for Segue's pages. Text is always set as text (textContent / text nodes),
+ * never parsed as HTML: a message "<img src=x onerror=...>" shows literally.
+ */
+
+/**
+ * h("div", {class: "x", dataset: {id: "1"}, onclick: fn}, "text", child, [more children])
+ * Strings become text nodes; null/undefined/false children are skipped.
+ */
+export function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs ?? {})) {
+    if (value == null || value === false) continue;
+    if (key === "class") node.className = value;
+    else if (key === "dataset") Object.assign(node.dataset, value);
+    else if (key === "text") node.textContent = value;
+    else if (key.startsWith("on") && typeof value === "function") node.addEventListener(key.slice(2), value);
+    else if (key in node && typeof value !== "string") node[key] = value;
+    else node.setAttribute(key, value === true ? "" : String(value));
+  }
+  append(node, children);
+  return node;
+}
+
+/** Append children (strings as text nodes, arrays flattened). */
+export function append(node, children) {
+  for (const child of [children].flat(Infinity)) {
+    if (child == null || child === false) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+/** Remove every child. */
+export function clear(node) {
+  while (node.firstChild) node.firstChild.remove();
+  return node;
+}
+
+/** Scroll a log to the bottom if the reader was already near it (or `force`). */
+export function stickToBottom(node, force = false) {
+  const near = node.scrollHeight - node.scrollTop - node.clientHeight < 80;
+  if (force || near) node.scrollTop = node.scrollHeight;
+}

@@ -1,0 +1,107 @@
+/**
+ * Plain-text descriptions of Segue events, shared by the widget, the agent console and the
+ * wallboard. Everything returned is a string meant for textContent.
+ */
+
+export const CHANNEL_LABELS = { chat: "Chat", voice: "Voice", video: "Video", screen: "Screen share" };
+
+/** "chat" → "Chat"; unknown channels are shown as they are. */
+export function channelLabel(channel) {
+  return CHANNEL_LABELS[channel] ?? String(channel ?? "");
+}
+
+function agentName(agent, fallback = "an agent") {
+  if (!agent) return fallback;
+  if (typeof agent === "string") return agent;
+  return agent.name || agent.id || fallback;
+}
+
+function target(to) {
+  if (!to) return "someone";
+  if (to.agent) return agentName(to.agent);
+  if (to.queue) return `the ${to.queue} queue`;
+  return "someone";
+}
+
+/**
+ * How an event reads in a log: `{kind, text}` where kind is "message", "note", "consult" or
+ * "system". `viewer` is "customer" or "agent" (customers get friendlier, less internal wording).
+ */
+export function describeEvent(event, { viewer = "agent" } = {}) {
+  const data = event.data ?? {};
+  const customer = viewer === "customer";
+  switch (event.type) {
+    case "message":
+      return { kind: "message", text: String(data.text ?? "") };
+    case "note":
+      return { kind: "note", text: String(data.text ?? "") };
+    case "consult.message":
+      return { kind: "consult", text: String(data.text ?? "") };
+    case "conversation.created": {
+      const where = data.context?.page_title || data.context?.page_url;
+      if (customer) return { kind: "system", text: "Conversation started" };
+      return {
+        kind: "system",
+        text: `Conversation started (${channelLabel(data.channel ?? "chat")}, queue ${data.queue ?? "?"})${where ? ` from “${where}”` : ""}`,
+      };
+    }
+    case "conversation.queued":
+      return { kind: "system", text: customer ? "Waiting for an agent…" : `Queued in ${data.queue ?? "a queue"}` };
+    case "conversation.offered":
+      return { kind: "system", text: `Offered to ${agentName(data.agent)}` };
+    case "conversation.assigned":
+      return { kind: "system", text: `${agentName(data.agent)} joined the conversation` };
+    case "conversation.overflowed":
+      return { kind: "system", text: `Overflowed from ${data.from_queue} to ${data.to_queue}` };
+    case "transfer.requested":
+      return {
+        kind: "system",
+        text: `${data.mode === "warm" ? "Warm" : "Cold"} transfer requested to ${target(data.to)}${data.note ? `: ${data.note}` : ""}`,
+      };
+    case "transfer.completed":
+      if (customer) {
+        return { kind: "system", text: data.to?.agent ? `You were transferred to ${agentName(data.to.agent)}` : "You were transferred to another agent" };
+      }
+      return { kind: "system", text: `Transferred from ${agentName(data.from_agent)} to ${target(data.to)} (${data.mode ?? "cold"})` };
+    case "transfer.cancelled":
+      return { kind: "system", text: "Transfer cancelled" };
+    case "conversation.closed": {
+      const by = data.by === "customer" ? (customer ? "you" : "the customer") : data.by === "system" ? "the system" : agentName(data.by, "the agent");
+      const disposition = !customer && data.disposition ? ` — ${data.disposition}` : "";
+      return { kind: "system", text: `Conversation closed by ${by}${disposition}` };
+    }
+    case "conversation.rated":
+      return { kind: "system", text: `Rated ${data.score}/5${data.comment ? `: “${data.comment}”` : ""}` };
+    default:
+      if (String(event.type).startsWith("call.")) {
+        const channel = data.channel ? ` (${channelLabel(data.channel)})` : "";
+        return { kind: "system", text: `${event.type.slice(5).replace(/[._]/g, " ")}${channel}`.replace(/^./, (c) => c.toUpperCase()) };
+      }
+      return { kind: "system", text: String(event.type) };
+  }
+}
+
+/** "14:05" for today, "3 Mar 14:05" otherwise. */
+export function formatTime(ts) {
+  if (!ts) return "";
+  const date = new Date(ts);
+  const now = new Date();
+  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  if (date.toDateString() === now.toDateString()) return time;
+  return `${date.toLocaleDateString([], { day: "numeric", month: "short" })} ${time}`;
+}
+
+/** 75 → "1 min 15 s"; 20 → "20 s". */
+export function formatDuration(seconds) {
+  const s = Math.max(0, Math.round(Number(seconds) || 0));
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  const rest = s % 60;
+  if (m < 60) return rest ? `${m} min ${rest} s` : `${m} min`;
+  return `${Math.floor(m / 60)} h ${m % 60} min`;
+}
+
+/** The channel an event belongs to (for channel markers): data.channel, else "chat". */
+export function eventChannel(event) {
+  return event.data?.channel ?? (String(event.type).startsWith("call.") ? "voice" : "chat");
+}

@@ -1,0 +1,1013 @@
+/**
+ * Segue JS client — the embeddable SDK for customers (chat widget) and agents (console).
+ *
+ *   import { SegueCustomer, SegueAgent } from "/sdk/segue.js";
+ *
+ * Plain ES module, no build step. It speaks protocol v1 (docs/protocol.md) over Socket.IO and
+ * keeps one `Conversation` object per conversation. Every conversation event carries a stream id;
+ * the SDK keeps events sorted by id, drops duplicates by id, and after a reconnect (or, for
+ * customers, a page reload) asks the server only for what came after the last id it saw.
+ *
+ * Extension point (e.g. the calls module `call.js`): `client.socket` is the Socket.IO socket,
+ * `client.request(event, payload)` sends a request and resolves with the ack's result, and
+ * both clients and conversations are event emitters. See docs/sdk.md.
+ */
+import { io } from "../vendor/socket.io.esm.min.js";
+
+export const PROTOCOL_VERSION = 1;
+
+/* ------------------------------------------------------------------------------------------- */
+/* Small building blocks                                                                        */
+/* ------------------------------------------------------------------------------------------- */
+
+/** A minimal event emitter: `on` returns a function that unsubscribes. */
+export class Emitter {
+  #handlers = new Map();
+
+  on(type, handler) {
+    if (!this.#handlers.has(type)) this.#handlers.set(type, new Set());
+    this.#handlers.get(type).add(handler);
+    return () => this.off(type, handler);
+  }
+
+  once(type, handler) {
+    const off = this.on(type, (...args) => {
+      off();
+      handler(...args);
+    });
+    return off;
+  }
+
+  off(type, handler) {
+    this.#handlers.get(type)?.delete(handler);
+  }
+
+  emit(type, ...args) {
+    for (const handler of [...(this.#handlers.get(type) ?? [])]) {
+      try {
+        handler(...args);
+      } catch (err) {
+        // One faulty listener must not stop the others (or the SDK's own bookkeeping).
+        console.error(`segue: a "${type}" listener failed`, err);
+      }
+    }
+  }
+}
+
+/** A refused request or a server `error` push: `{code, message, field?, event?}`. */
+export class SegueError extends Error {
+  constructor(code, message, { field, event } = {}) {
+    super(message || code);
+    this.name = "SegueError";
+    this.code = code;
+    this.field = field;
+    this.event = event;
+  }
+
+  static from(error, event) {
+    if (!error || typeof error !== "object") return new SegueError("unknown", `${event} failed`, { event });
+    return new SegueError(error.code ?? "unknown", error.message ?? `${event} failed`, {
+      field: error.field,
+      event: error.event ?? event,
+    });
+  }
+}
+
+/**
+ * Order two event ids (Redis stream ids, "<ms>-<seq>"). Returns <0, 0 or >0.
+ * Ids of another shape are compared as strings.
+ */
+export function compareIds(a, b) {
+  if (a === b) return 0;
+  if (a == null) return -1;
+  if (b == null) return 1;
+  const ma = /^(\d+)-(\d+)$/.exec(a);
+  const mb = /^(\d+)-(\d+)$/.exec(b);
+  if (ma && mb) return Number(ma[1]) - Number(mb[1]) || Number(ma[2]) - Number(mb[2]);
+  return a < b ? -1 : 1;
+}
+
+/** Web Storage that never throws (storage may be disabled, full, or blocked in iframes). */
+class SafeStorage {
+  constructor(kind, prefix) {
+    this.prefix = prefix;
+    try {
+      this.area = kind === "session" ? window.sessionStorage : window.localStorage;
+    } catch {
+      this.area = null;
+    }
+  }
+
+  get(key) {
+    try {
+      const raw = this.area?.getItem(this.prefix + key);
+      return raw == null ? null : JSON.parse(raw);
+    } catch {
+      return null;
+    }
+  }
+
+  set(key, value) {
+    try {
+      this.area?.setItem(this.prefix + key, JSON.stringify(value));
+    } catch {
+      /* quota exceeded or storage disabled: the SDK works without persistence */
+    }
+  }
+
+  remove(key) {
+    try {
+      this.area?.removeItem(this.prefix + key);
+    } catch {
+      /* ignore */
+    }
+  }
+}
+
+let clientIdCounter = 0;
+function newClientId() {
+  clientIdCounter += 1;
+  const random = Math.random().toString(36).slice(2, 8);
+  return `m-${Date.now().toString(36)}-${clientIdCounter}-${random}`;
+}
+
+/** The page's context, recorded with a new conversation (the agent sees where the customer was). */
+function pageContext() {
+  const context = {};
+  if (typeof location !== "undefined") context.page_url = location.href;
+  if (typeof document !== "undefined") {
+    if (document.title) context.page_title = document.title;
+    if (document.referrer) context.referrer = document.referrer;
+  }
+  return context;
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Conversation                                                                                 */
+/* ------------------------------------------------------------------------------------------- */
+
+/**
+ * One conversation: its summary, its events (sorted by id, no duplicates) and its actions.
+ *
+ * Events emitted (each also re-emitted by the client with the conversation as last argument):
+ *   "event"        (event, {replay})  every new log event, in id order per batch
+ *   "message"      (event)            a new `message` event
+ *   "conversation" (summary)          the summary changed (state, agent, channels...)
+ *   "typing"       ({author, typing}) the other side started/stopped typing
+ *   "read"         ({reader, event_id}) someone read up to event_id
+ *   "position"     ({position, estimated_wait_s}) queue position (customers)
+ *   "pending"      ({client_id, text}) a message was sent and awaits its ack
+ *   "failed"       ({client_id, text, error}) a sent message was refused / not acknowledged
+ */
+export class Conversation extends Emitter {
+  constructor(client, id) {
+    super();
+    this.client = client;
+    this.id = id;
+    this.summary = null;
+    /** Events in id order. */
+    this.events = [];
+    /** Customer's other conversations (agents only): [summary], newest first. */
+    this.history = [];
+    /** Latest read receipt per reader, key "kind:id" → {reader, event_id}. */
+    this.reads = new Map();
+    /** Last queue position push (customers). */
+    this.position = null;
+    /** Messages sent and not yet acknowledged: client_id → text. */
+    this.pending = new Map();
+    this.#ids = new Set();
+    this.#lastReadSent = null;
+    this.#typingSent = false;
+    this.#typingSentAt = 0;
+    this.#typingTimer = null;
+  }
+
+  #ids;
+  #lastReadSent;
+  #typingSent;
+  #typingSentAt;
+  #typingTimer;
+
+  get state() {
+    return this.summary?.state ?? null;
+  }
+
+  get isClosed() {
+    return this.state === "closed";
+  }
+
+  /** The id of the newest event seen: the resume cursor. */
+  get lastEventId() {
+    return this.events.length ? this.events[this.events.length - 1].id : null;
+  }
+
+  has(eventId) {
+    return this.#ids.has(eventId);
+  }
+
+  /** Only the `message` events. */
+  get messages() {
+    return this.events.filter((e) => e.type === "message");
+  }
+
+  /**
+   * Add events (from an ack, a push, a resume or a cache). Returns those that were new.
+   * Duplicates (same id) are dropped; events are kept in id order.
+   */
+  ingest(events, { replay = false } = {}) {
+    const fresh = [];
+    for (const event of events ?? []) {
+      if (!event || typeof event.id !== "string" || this.#ids.has(event.id)) continue;
+      this.#ids.add(event.id);
+      fresh.push(event);
+    }
+    if (!fresh.length) return fresh;
+    fresh.sort((a, b) => compareIds(a.id, b.id));
+    const last = this.lastEventId;
+    this.events.push(...fresh);
+    if (last != null && compareIds(fresh[0].id, last) < 0) {
+      this.events.sort((a, b) => compareIds(a.id, b.id));
+    }
+    for (const event of fresh) {
+      const clientId = event.data?.client_id;
+      if (clientId && this.pending.has(clientId)) this.pending.delete(clientId);
+      this.emit("event", event, { replay });
+      this.client.emit("event", event, this, { replay });
+      if (event.type === "message") {
+        this.emit("message", event, { replay });
+        this.client.emit("message", event, this, { replay });
+      }
+    }
+    this.client._persist?.(this);
+    return fresh;
+  }
+
+  /** Replace the summary (pushed by the server whenever the state changes). */
+  updateSummary(summary) {
+    if (!summary) return;
+    this.summary = { ...(this.summary ?? {}), ...summary };
+    this.emit("conversation", this.summary);
+    this.client.emit("conversation", this.summary, this);
+    this.client._persist?.(this);
+  }
+
+  /** Resume from the last event seen (or from the start): fetches only what was missed. */
+  async resume() {
+    return this.client._resume(this);
+  }
+
+  /**
+   * Send a chat message. Resolves with the stored event (its `id` is its identity); the event
+   * is also delivered through "event"/"message" exactly once. Rejects with a SegueError.
+   */
+  async send(text, { clientId = newClientId() } = {}) {
+    const value = String(text ?? "");
+    if (!value.trim()) throw new SegueError("invalid", "a message cannot be empty", { field: "text" });
+    this.pending.set(clientId, value);
+    this.emit("pending", { client_id: clientId, text: value });
+    this.setTyping(false);
+    try {
+      const { event } = await this.client.request("message.send", {
+        conversation_id: this.id,
+        text: value,
+        client_id: clientId,
+      });
+      this.ingest([event]);
+      return event;
+    } catch (error) {
+      this.pending.delete(clientId);
+      this.emit("failed", { client_id: clientId, text: value, error });
+      throw error;
+    }
+  }
+
+  /** Tell the other side whether we are typing. Repeated calls are cheap (throttled). */
+  setTyping(typing) {
+    if (!this.client.connected) return;
+    const now = Date.now();
+    if (typing && this.#typingSent && now - this.#typingSentAt < 2500) return;
+    if (!typing && !this.#typingSent) return;
+    this.#typingSent = typing;
+    this.#typingSentAt = now;
+    this.client.request("typing", { conversation_id: this.id, typing }).catch(() => {});
+  }
+
+  /**
+   * Call on every keystroke in a composer: sends `typing: true` (throttled) and `typing: false`
+   * after `idleMs` without input.
+   */
+  noteTyping(idleMs = 4000) {
+    this.setTyping(true);
+    clearTimeout(this.#typingTimer);
+    this.#typingTimer = setTimeout(() => this.setTyping(false), idleMs);
+  }
+
+  /** Read receipt: everything up to `eventId` (default: the newest event) has been seen. */
+  markRead(eventId = this.lastEventId) {
+    if (!eventId || !this.client.connected) return;
+    if (this.#lastReadSent && compareIds(eventId, this.#lastReadSent) <= 0) return;
+    this.#lastReadSent = eventId;
+    this.client.request("read", { conversation_id: this.id, event_id: eventId }).catch(() => {
+      this.#lastReadSent = null;
+    });
+  }
+
+  /** The newest event id that a reader of `kind` ("customer"/"agent") has read, or null. */
+  readUpTo(kind) {
+    let best = null;
+    for (const { reader, event_id: id } of this.reads.values()) {
+      if (reader?.kind === kind && (best == null || compareIds(id, best) > 0)) best = id;
+    }
+    return best;
+  }
+
+  _onTyping(payload) {
+    this.emit("typing", payload);
+    this.client.emit("typing", payload, this);
+  }
+
+  _onRead(payload) {
+    const key = `${payload.reader?.kind}:${payload.reader?.id}`;
+    const previous = this.reads.get(key);
+    if (previous && compareIds(payload.event_id, previous.event_id) <= 0) return;
+    this.reads.set(key, payload);
+    this.emit("read", payload);
+    this.client.emit("read", payload, this);
+  }
+
+  _onPosition(payload) {
+    this.position = payload;
+    this.emit("position", payload);
+    this.client.emit("position", payload, this);
+  }
+}
+
+/** Customer-side conversation: adds closing and rating. */
+export class CustomerConversation extends Conversation {
+  /** The customer ends the conversation. */
+  async close() {
+    const { event } = await this.client.request("conversation.close", { conversation_id: this.id });
+    this.ingest([event]);
+    return event;
+  }
+
+  /** Rate the conversation (1..5) with an optional comment; usually after it closed. */
+  async rate(score, comment) {
+    const payload = { conversation_id: this.id, score: Number(score) };
+    if (comment) payload.comment = String(comment);
+    const { event } = await this.client.request("conversation.rate", payload);
+    this.ingest([event]);
+    return event;
+  }
+
+  /** True once a `conversation.rated` event is in the log. */
+  get rated() {
+    return this.events.some((e) => e.type === "conversation.rated");
+  }
+
+  /** Stop resuming this conversation on later visits (the widget's "start a new chat"). */
+  forget() {
+    this.client.forget(this.id);
+  }
+}
+
+/** Agent-side conversation: notes, transfers, consults, canned replies, close with disposition. */
+export class AgentConversation extends Conversation {
+  /** Read-only: an earlier conversation opened from the customer's history. */
+  get readOnly() {
+    return this.isClosed;
+  }
+
+  /** An internal note (visibility "agents": never shown to the customer). */
+  async addNote(text) {
+    const { event } = await this.client.request("note.add", { conversation_id: this.id, text: String(text) });
+    this.ingest([event]);
+    return event;
+  }
+
+  /**
+   * Transfer to an agent or a queue.
+   *   transfer({agent: "a_123"}, {mode: "warm", note: "billing question"})
+   *   transfer({queue: "billing"})          // cold by default
+   */
+  async transfer(to, { mode = "cold", note } = {}) {
+    const payload = { conversation_id: this.id, to, mode };
+    if (note) payload.note = String(note);
+    const { event } = await this.client.request("transfer", payload);
+    this.ingest([event]);
+    return event;
+  }
+
+  /** A consult message between the agents of a warm transfer (agents only). */
+  async consult(text) {
+    const { event } = await this.client.request("consult.message", { conversation_id: this.id, text: String(text) });
+    this.ingest([event]);
+    return event;
+  }
+
+  /** Warm transfer: hand over to the agent who accepted (this agent leaves). */
+  async completeTransfer() {
+    const { event } = await this.client.request("transfer.complete", { conversation_id: this.id });
+    this.ingest([event]);
+    return event;
+  }
+
+  /** Warm transfer: keep the conversation. */
+  async cancelTransfer() {
+    const { event } = await this.client.request("transfer.cancel", { conversation_id: this.id });
+    this.ingest([event]);
+    return event;
+  }
+
+  /** Close with a disposition (e.g. "resolved"). */
+  async close(disposition) {
+    const { event } = await this.client.request("conversation.close", {
+      conversation_id: this.id,
+      disposition: String(disposition),
+    });
+    this.ingest([event]);
+    return event;
+  }
+
+  /** A canned reply's text with placeholders filled for this conversation (edit before sending). */
+  async renderCanned(id) {
+    const { text } = await this.client.request("canned.render", { id, conversation_id: this.id });
+    return text;
+  }
+
+  /** The open transfer of this conversation, if any: the last `transfer.requested` not yet settled. */
+  get pendingTransfer() {
+    let open = null;
+    for (const event of this.events) {
+      if (event.type === "transfer.requested") open = event;
+      else if (event.type === "transfer.completed" || event.type === "transfer.cancelled") open = null;
+    }
+    return open;
+  }
+}
+
+/* ------------------------------------------------------------------------------------------- */
+/* Clients                                                                                      */
+/* ------------------------------------------------------------------------------------------- */
+
+/**
+ * What customers and agents share: the socket, requests with acks, the conversation registry,
+ * reconnect + resume.
+ *
+ * Emits: "session" (session), "connect" (), "disconnect" (reason), "reconnect" (), "error"
+ * (SegueError), plus every conversation event re-emitted with the conversation as last argument.
+ */
+class SegueClient extends Emitter {
+  constructor(namespace, options = {}) {
+    super();
+    const base = options.url ?? (typeof location !== "undefined" ? location.origin : "");
+    this.url = String(base).replace(/\/+$/, "");
+    this.namespace = namespace;
+    this.path = options.path ?? "/socket.io";
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 15000;
+    /** The Socket.IO socket (null before connect()). Plug-ins may listen on it directly. */
+    this.socket = null;
+    /** The last `session` payload. */
+    this.session = null;
+    /** conversation id → Conversation */
+    this.conversations = new Map();
+    this.#sessions = 0;
+    this.#ready = null;
+  }
+
+  #sessions;
+  #ready;
+
+  get connected() {
+    return Boolean(this.socket?.connected);
+  }
+
+  /** Subclasses: the `auth` payload for the connect. */
+  _auth() {
+    return { v: PROTOCOL_VERSION };
+  }
+
+  /** Subclasses: build a conversation object. */
+  _newConversation(id) {
+    return new Conversation(this, id);
+  }
+
+  /** The Conversation for `id` (created empty on first use). */
+  conversation(id) {
+    let conversation = this.conversations.get(id);
+    if (!conversation) {
+      conversation = this._newConversation(id);
+      this.conversations.set(id, conversation);
+    }
+    return conversation;
+  }
+
+  /**
+   * Connect and wait for the server's `session`. Resolves with the session payload; rejects
+   * with a SegueError when the server refuses the connection (e.g. `bad_token`).
+   * Socket.IO reconnects by itself afterwards; each reconnect resumes open conversations.
+   */
+  connect() {
+    if (this.#ready) return this.#ready;
+    this.#ready = new Promise((resolve, reject) => {
+      const socket = io(this.url + this.namespace, {
+        path: this.path,
+        // A function, so each reconnect sends the current token (it may have been renewed).
+        auth: (cb) => cb(this._auth()),
+      });
+      this.socket = socket;
+
+      socket.on("session", async (session) => {
+        this.session = session;
+        this.#sessions += 1;
+        const first = this.#sessions === 1;
+        try {
+          await this._onSession(session, { first });
+        } catch (error) {
+          this.emit("error", error instanceof SegueError ? error : new SegueError("unknown", String(error)));
+        }
+        this.emit("session", session);
+        if (!first) this.emit("reconnect");
+        resolve(session);
+      });
+      socket.on("connect", () => this.emit("connect"));
+      socket.on("disconnect", (reason) => this.emit("disconnect", reason));
+      socket.on("connect_error", (err) => {
+        const data = err?.data;
+        const error = data?.code
+          ? new SegueError(data.code, data.message)
+          : new SegueError("unavailable", err?.message || "cannot reach the server");
+        this.emit("connect_error", error);
+        // A refusal by the server is final (Socket.IO does not retry); a network error is retried.
+        if (data?.code) {
+          this._onRefused(error);
+          reject(error);
+        }
+      });
+
+      socket.on("event", (event) => {
+        if (event?.conversation_id) this.conversation(event.conversation_id).ingest([event]);
+      });
+      socket.on("conversation", (summary) => {
+        if (summary?.id) this.conversation(summary.id).updateSummary(summary);
+      });
+      socket.on("typing", (payload) => {
+        if (payload?.conversation_id) this.conversation(payload.conversation_id)._onTyping(payload);
+      });
+      socket.on("read", (payload) => {
+        if (payload?.conversation_id) this.conversation(payload.conversation_id)._onRead(payload);
+      });
+      socket.on("error", (payload) => {
+        this.emit("error", SegueError.from(payload, payload?.event));
+      });
+      this._listen(socket);
+    });
+    // Nobody may be awaiting connect() (the pages listen to events instead).
+    this.#ready.catch(() => {});
+    return this.#ready;
+  }
+
+  /** Subclasses: extra server → client events. */
+  _listen(_socket) {}
+
+  /** Subclasses: after every `session` (the first one and each reconnect). */
+  async _onSession(_session, { first: _first }) {}
+
+  /** Subclasses: the server refused the connection. */
+  _onRefused(_error) {}
+
+  /** Close the connection (no automatic reconnect). */
+  disconnect() {
+    this.socket?.disconnect();
+    this.socket = null;
+    this.#ready = null;
+    this.#sessions = 0;
+  }
+
+  /**
+   * Send a request and resolve with the ack's result (`{ok: true, ...}` minus `ok`);
+   * reject with a SegueError (`invalid`, `forbidden`, `timeout`, ...).
+   */
+  request(event, payload = {}) {
+    return new Promise((resolve, reject) => {
+      if (!this.socket) {
+        reject(new SegueError("not_connected", "call connect() first", { event }));
+        return;
+      }
+      this.socket.timeout(this.requestTimeoutMs).emit(event, payload, (err, answer) => {
+        if (err) {
+          reject(new SegueError("timeout", `the server did not answer ${event}`, { event }));
+        } else if (answer && answer.ok === true) {
+          const { ok: _ok, ...result } = answer;
+          resolve(result);
+        } else {
+          reject(SegueError.from(answer?.error, event));
+        }
+      });
+    });
+  }
+
+  /** Subclasses: fetch what a conversation missed since its last event. */
+  async _resume(_conversation) {}
+
+  /** Apply a `{conversation, events, history?}` result to the registry. */
+  _applyResult(result) {
+    const summary = result.conversation;
+    const conversation = this.conversation(summary.id);
+    if (result.history) conversation.history = result.history;
+    conversation.updateSummary(summary);
+    conversation.ingest(result.events ?? []);
+    return conversation;
+  }
+}
+
+/**
+ * The customer side (`/customer` namespace).
+ *
+ *   const customer = new SegueCustomer({ url, site, identity });
+ *   await customer.connect();
+ *   const chat = customer.openConversations()[0] ?? await customer.startConversation({ queue: "general" });
+ *   chat.on("message", (event) => ...);
+ *   await chat.send("Hello");
+ *
+ * The visitor token lives in localStorage, so the same visitor comes back as the same customer.
+ * Open conversations are remembered (their ids in localStorage, their events in sessionStorage):
+ * after a reload they are shown at once from the cache and resumed from the last event id.
+ */
+export class SegueCustomer extends SegueClient {
+  constructor(options = {}) {
+    super("/customer", options);
+    const prefix = options.storagePrefix ?? "segue.customer.";
+    this.local = new SafeStorage("local", prefix);
+    this.sessionStore = new SafeStorage("session", prefix);
+    this.site = options.site ?? null;
+    this.identity = options.identity ?? null;
+    this.maxCachedEvents = options.maxCachedEvents ?? 500;
+    /** Resume remembered conversations automatically on connect (default true). */
+    this.autoResume = options.autoResume ?? true;
+    // Remembered conversations are available at once (from the cache), before connect() answers.
+    this.#restoreFromCache();
+  }
+
+  get visitorToken() {
+    return this.local.get("visitor_token");
+  }
+
+  _auth() {
+    const auth = { v: PROTOCOL_VERSION };
+    const token = this.visitorToken;
+    if (token) auth.visitor_token = token;
+    if (this.site && this.identity) {
+      auth.site = this.site;
+      auth.identity = this.identity;
+    }
+    return auth;
+  }
+
+  _newConversation(id) {
+    return new CustomerConversation(this, id);
+  }
+
+  _listen(socket) {
+    socket.on("queue.position", (payload) => {
+      if (payload?.conversation_id) this.conversation(payload.conversation_id)._onPosition(payload);
+    });
+  }
+
+  _onRefused(error) {
+    // A visitor token the server no longer accepts: forget it, the next connect gets a new one.
+    if (error.code === "bad_token") this.local.remove("visitor_token");
+  }
+
+  async _onSession(session, { first }) {
+    if (session?.visitor_token) this.local.set("visitor_token", session.visitor_token);
+    if (!this.autoResume && first) return;
+    const ids = this.#rememberedIds();
+    await Promise.all(
+      ids.map((id) =>
+        this._resume(this.conversation(id)).catch((error) => {
+          // Gone or not ours (another visitor token): stop remembering it.
+          if (error.code === "not_found" || error.code === "forbidden") this.forget(id);
+          else this.emit("error", error);
+        }),
+      ),
+    );
+  }
+
+  /** Conversations remembered by this browser (newest last), as Conversation objects. */
+  rememberedConversations() {
+    return this.#rememberedIds().map((id) => this.conversation(id));
+  }
+
+  /** The remembered conversations that are not closed. */
+  openConversations() {
+    return this.rememberedConversations().filter((c) => !c.isClosed);
+  }
+
+  /**
+   * Start a conversation. `context` is merged over the page's URL, title and referrer.
+   * `text` (optional) is the first message. Resolves with the Conversation.
+   */
+  async startConversation({ queue, channel = "chat", context = {}, text } = {}) {
+    const payload = { channel, context: { ...pageContext(), ...context } };
+    if (queue) payload.queue = queue;
+    if (text) payload.text = String(text);
+    const result = await this.request("conversation.start", payload);
+    this.#remember(result.conversation.id);
+    return this._applyResult(result);
+  }
+
+  /** The customer's conversations as the server knows them (summaries, any device). */
+  async listConversations() {
+    const { conversations } = await this.request("conversations.list", {});
+    return conversations;
+  }
+
+  /** Open (and remember) a conversation by id, e.g. one from listConversations(). */
+  async openConversation(id) {
+    this.#remember(id);
+    const conversation = this.conversation(id);
+    await this._resume(conversation);
+    return conversation;
+  }
+
+  async _resume(conversation) {
+    const payload = { conversation_id: conversation.id };
+    if (conversation.lastEventId) payload.after = conversation.lastEventId;
+    return this._applyResult(await this.request("conversation.resume", payload));
+  }
+
+  /** Stop remembering a conversation (it stays on the server). */
+  forget(id) {
+    this.local.set("conversations", this.#rememberedIds().filter((x) => x !== id));
+    this.sessionStore.remove(`conversation.${id}`);
+  }
+
+  /** Forget this visitor entirely (new visitor token on the next connect). */
+  resetVisitor() {
+    for (const id of this.#rememberedIds()) this.sessionStore.remove(`conversation.${id}`);
+    this.local.remove("conversations");
+    this.local.remove("visitor_token");
+  }
+
+  #rememberedIds() {
+    const ids = this.local.get("conversations");
+    return Array.isArray(ids) ? ids.filter((x) => typeof x === "string") : [];
+  }
+
+  #remember(id) {
+    const ids = this.#rememberedIds().filter((x) => x !== id);
+    ids.push(id);
+    this.local.set("conversations", ids.slice(-20));
+  }
+
+  /** Load cached events so a reloaded page shows the conversation before the resume answers. */
+  #restoreFromCache() {
+    for (const id of this.#rememberedIds()) {
+      const cached = this.sessionStore.get(`conversation.${id}`);
+      if (!cached || !Array.isArray(cached.events)) continue;
+      const conversation = this.conversation(id);
+      if (cached.summary) conversation.summary = cached.summary;
+      conversation.ingest(cached.events, { replay: true });
+    }
+  }
+
+  /** Keep a conversation's events (bounded) in sessionStorage: the cursor survives a reload. */
+  _persist(conversation) {
+    if (!this.#rememberedIds().includes(conversation.id)) return;
+    if (conversation.events.length > this.maxCachedEvents) {
+      // Too long to cache: a reload resumes from the start instead (nothing is lost either way).
+      this.sessionStore.remove(`conversation.${conversation.id}`);
+      return;
+    }
+    this.sessionStore.set(`conversation.${conversation.id}`, {
+      summary: conversation.summary,
+      events: conversation.events,
+    });
+  }
+}
+
+/**
+ * An offer of a conversation to this agent. `accept()` resolves with the AgentConversation
+ * (full log and the customer's history); `decline()` lets it go to the next agent.
+ */
+export class Offer {
+  constructor(agent, payload) {
+    this.agent = agent;
+    this.conversation = payload.conversation;
+    this.events = payload.events ?? [];
+    this.history = payload.history ?? [];
+    this.kind = payload.kind ?? "new";
+    this.fromAgent = payload.from_agent ?? null;
+    this.expiresInS = payload.expires_in_s ?? null;
+    this.expiresAt = this.expiresInS == null ? null : Date.now() + this.expiresInS * 1000;
+    this.payload = payload;
+  }
+
+  get conversationId() {
+    return this.conversation.id;
+  }
+
+  /** Seconds left before the offer goes to someone else (null: no deadline given). */
+  get secondsLeft() {
+    return this.expiresAt == null ? null : Math.max(0, Math.ceil((this.expiresAt - Date.now()) / 1000));
+  }
+
+  async accept() {
+    const result = await this.agent.request("offer.accept", { conversation_id: this.conversationId });
+    this.agent._dropOffer(this.conversationId);
+    const conversation = this.agent._applyResult(result);
+    this.agent.emit("assigned", conversation);
+    return conversation;
+  }
+
+  async decline() {
+    this.agent._dropOffer(this.conversationId);
+    await this.agent.request("offer.decline", { conversation_id: this.conversationId });
+  }
+}
+
+/**
+ * The agent side (`/agent` namespace).
+ *
+ *   const agent = new SegueAgent();
+ *   if (!agent.token) await agent.login("demo", "demo");
+ *   await agent.connect();
+ *   agent.on("offer", async (offer) => { const chat = await offer.accept(); await chat.send("Hi!"); });
+ *   await agent.setPresence("available");
+ *
+ * Extra events: "offer" (Offer), "offer.revoked" ({conversation_id, reason}), "assigned"
+ * (AgentConversation, after an accept), "queues" ([queue]), "agent" (agent), "logout" (reason).
+ */
+export class SegueAgent extends SegueClient {
+  constructor(options = {}) {
+    super("/agent", options);
+    this.store = new SafeStorage("session", options.storagePrefix ?? "segue.agent.");
+    /** The agent record from `session` / `presence.set`. */
+    this.agent = null;
+    /** Pending offers: conversation id → Offer. */
+    this.offers = new Map();
+    /** Latest queue stats. */
+    this.queues = [];
+    this.#canned = null;
+  }
+
+  #canned;
+
+  /** The login token (sessionStorage: it lasts as long as the tab). */
+  get token() {
+    return this.store.get("token");
+  }
+
+  /** `POST /api/v1/auth/login`; keeps the token. Resolves with the server's answer. */
+  async login(username, password) {
+    const response = await fetch(`${this.url}/api/v1/auth/login`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ username, password }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok || !body.token) {
+      const error = body.error ?? {};
+      throw new SegueError(error.code ?? "unauthorized", error.message ?? `login failed (HTTP ${response.status})`, {
+        field: error.field,
+      });
+    }
+    this.store.set("token", body.token);
+    return body;
+  }
+
+  /** Forget the token and disconnect. */
+  logout() {
+    this.store.remove("token");
+    this.disconnect();
+    this.conversations.clear();
+    this.offers.clear();
+    this.agent = null;
+    this.emit("logout", "logged out");
+  }
+
+  /** Call the REST API with this agent's token: `await agent.api("GET", "/api/v1/agents")`. */
+  async api(method, path, body) {
+    const headers = { Authorization: `Bearer ${this.token}` };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(this.url + path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      const error = data.error ?? {};
+      throw new SegueError(error.code ?? `http_${response.status}`, error.message ?? `${method} ${path} failed`, {
+        field: error.field,
+      });
+    }
+    return data;
+  }
+
+  _auth() {
+    return { v: PROTOCOL_VERSION, token: this.token };
+  }
+
+  _newConversation(id) {
+    return new AgentConversation(this, id);
+  }
+
+  _onRefused(error) {
+    if (error.code === "bad_token" || error.code === "unauthorized") {
+      this.store.remove("token");
+      this.emit("logout", error.message);
+    }
+  }
+
+  _listen(socket) {
+    socket.on("offer", (payload) => {
+      if (!payload?.conversation?.id) return;
+      const offer = new Offer(this, payload);
+      this.offers.set(offer.conversationId, offer);
+      this.emit("offer", offer);
+    });
+    socket.on("offer.revoked", (payload) => {
+      if (!payload?.conversation_id) return;
+      this._dropOffer(payload.conversation_id, payload.reason);
+    });
+    socket.on("queues", (payload) => {
+      this.queues = payload?.queues ?? [];
+      this.emit("queues", this.queues);
+    });
+  }
+
+  _dropOffer(conversationId, reason) {
+    if (!this.offers.delete(conversationId)) return;
+    this.emit("offer.revoked", { conversation_id: conversationId, reason: reason ?? "handled" });
+  }
+
+  async _onSession(session, { first }) {
+    this.agent = session?.agent ?? null;
+    this.emit("agent", this.agent);
+    if (first) {
+      // A reloaded console gets its conversations back from the server.
+      const { conversations } = await this.request("conversations.list", {});
+      await Promise.all(
+        conversations
+          .filter((summary) => summary.state !== "closed")
+          .map((summary) => this.openConversation(summary.id).catch((error) => this.emit("error", error))),
+      );
+    } else {
+      await Promise.all(
+        [...this.conversations.values()]
+          .filter((c) => !c.isClosed)
+          .map((c) => this._resume(c).catch((error) => this.emit("error", error))),
+      );
+    }
+    this.refreshQueues().catch(() => {});
+  }
+
+  /** "available" | "away" | "offline". Resolves with the updated agent record. */
+  async setPresence(status) {
+    const { agent } = await this.request("presence.set", { status });
+    this.agent = agent ?? { ...(this.agent ?? {}), presence: status };
+    this.emit("agent", this.agent);
+    return this.agent;
+  }
+
+  /** Open a conversation (assigned, or an earlier one of a customer you served). */
+  async openConversation(id) {
+    return this._resume(this.conversation(id));
+  }
+
+  async _resume(conversation) {
+    const payload = { conversation_id: conversation.id };
+    if (conversation.lastEventId) payload.after = conversation.lastEventId;
+    return this._applyResult(await this.request("conversation.open", payload));
+  }
+
+  /** Summaries of conversations assigned to me (supervisors: every open one). */
+  async listConversations() {
+    const { conversations } = await this.request("conversations.list", {});
+    return conversations;
+  }
+
+  /** Queue stats; also pushed as "queues". */
+  async refreshQueues() {
+    const { queues } = await this.request("queues.list", {});
+    this.queues = queues ?? [];
+    this.emit("queues", this.queues);
+    return this.queues;
+  }
+
+  /** Canned replies `[{id, title, text}]` (cached after the first call; `refresh` to reload). */
+  async cannedReplies({ refresh = false } = {}) {
+    if (!this.#canned || refresh) {
+      const { replies } = await this.request("canned.list", {});
+      this.#canned = replies ?? [];
+    }
+    return this.#canned;
+  }
+
+  /** Forget a conversation locally (e.g. closing its panel). It stays on the server. */
+  dropConversation(id) {
+    this.conversations.delete(id);
+  }
+}
