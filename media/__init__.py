@@ -50,3 +50,17 @@ __all__ = [
     "peer_configuration",
     "set_loopback_only",
 ]
+
+
+# --- calls (issue 4): legs that answer offers, and calls that join them -----------------------
+from .call import Call, CallState  # noqa: E402
+from .leg import CallLeg, LegError  # noqa: E402
+
+__all__ += ["Call", "CallLeg", "CallState", "LegError"]
+
+
+def setup(app):  # type: ignore[no-untyped-def]
+    """Install the ``call.*`` signalling (idempotent: the signaling package may already have)."""
+    from signaling.calls import register
+
+    register(app)

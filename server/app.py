@@ -99,7 +99,7 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     for setup in _component_setups():
         setup(app)
 
-    app.on_startup.append(_check_redis)
+    app.on_startup.insert(0, _check_redis)  # before components' start-up hooks, which use Redis
     app.on_shutdown.append(_shutdown)
     return app
 

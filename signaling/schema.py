@@ -46,7 +46,8 @@ def chars(max_len: int = 256, min_len: int = 0, pattern: re.Pattern[str] | None 
 
 
 def ident(describe: str = "an id", **kw: Any) -> Any:
-    return chars(max_len=128, min_len=1, pattern=ID_RE, describe=describe, **kw)
+    return chars(max_len=128, min_len=1, pattern=ID_RE,
+                 describe=f"{describe} (letters, digits and _ . : - only)", **kw)
 
 
 def event_id(**kw: Any) -> Any:

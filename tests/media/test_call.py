@@ -28,6 +28,14 @@ async def forwarder() -> AsyncIterator[Forwarder]:
         await fwd.close()
 
 
+async def eventually(check, timeout: float = 20.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
 class Harness:
     def __init__(self, forwarder: Forwarder, grace_s: float = 30.0) -> None:
         self.forwarder = forwarder
@@ -171,7 +179,7 @@ async def test_reload_reattaches_a_new_leg_within_grace(harness: Harness) -> Non
     await agent_ears.wait_hearing(CUSTOMER)
 
     await customer.close()  # the page goes away
-    await agent_ears.wait_until(lambda: any(t == "leg.lost" for t, _ in harness.events), timeout=20)
+    await eventually(lambda: any(t == "leg.lost" for t, _ in harness.events))
     assert harness.call.summary()["waiting_for"] == ["customer"]
 
     reloaded, _ = await harness.join("customer", 550.0, "v_1")

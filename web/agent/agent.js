@@ -103,7 +103,10 @@ class Console {
       this.setConnection("Online", "online");
       this.renderMe();
     });
-    a.on("agent", () => this.renderMe());
+    a.on("agent", (me) => {
+      this.renderMe();
+      if (me?.presence_reason === "missed") this.toast("You missed an offer, so you were set to Away.");
+    });
     a.on("disconnect", () => this.setConnection("Reconnecting…", "offline"));
     a.on("connect_error", (error) => this.setConnection(error.message, "offline"));
     a.on("logout", (reason) => {
@@ -185,10 +188,11 @@ class Console {
       h(
         "div",
         { class: "offer-meta" },
-        offer.kind === "transfer" ? `Transfer from ${offer.fromAgent?.name ?? offer.fromAgent ?? "an agent"} · ` : "",
+        offer.kind === "transfer" ? `${offer.payload.mode === "warm" || offer.conversation.transfer?.mode === "warm" ? "Warm transfer" : "Transfer"} from ${offer.fromAgent?.name ?? offer.fromAgent ?? "an agent"} · ` : "",
         `Queue ${s.queue ?? "?"}`,
         offer.history?.length ? ` · ${offer.history.length} earlier` : "",
       ),
+      offer.payload.note && h("div", { class: "offer-note" }, `Note: ${offer.payload.note}`),
       lastMessage && h("div", { class: "offer-preview" }, lastMessage.data?.text ?? ""),
       h("div", { class: "offer-actions" }, accept, decline),
     );
@@ -333,8 +337,8 @@ class Console {
       agents = [];
     }
     for (const a of agents) {
-      const presence = a.presence ? ` — ${a.presence}` : "";
-      agentSelect.append(h("option", { value: a.id }, `${a.name || a.username || a.id}${presence}`));
+      const presence = a.online === false ? "offline" : a.routing?.presence ?? a.presence ?? "";
+      agentSelect.append(h("option", { value: a.id }, `${a.name || a.username || a.id}${presence ? ` — ${presence}` : ""}`));
     }
     agentSelect.hidden = !agents.length;
     $("#transfer-agent-id").hidden = agents.length > 0;

@@ -155,11 +155,11 @@ export class ConversationPanel {
   get canWrite() {
     const c = this.conversation;
     if (!c.summary || c.isClosed) return false;
-    const assigned = agentId(c.summary.agent);
     const me = this.me?.id;
-    if (!assigned || assigned === me) return true;
+    if (agentId(c.summary.agent) === me) return true;
+    // The target of a warm transfer works on it too (consult) once they have accepted.
     const pending = c.pendingTransfer;
-    return Boolean(pending && agentId(pending.data?.to?.agent) === me);
+    return Boolean(pending && agentId(pending.to?.agent) === me && c.state === "transferring");
   }
 
   renderState() {
@@ -185,7 +185,8 @@ export class ConversationPanel {
     this.element.classList.toggle("conv-panel--readonly", !writable);
     this.readOnlyNote.hidden = writable;
     if (closed) this.readOnlyNote.textContent = "This conversation is closed (read-only).";
-    else if (c.summary) this.readOnlyNote.textContent = `Assigned to ${agentLabel(s.agent) || "another agent"} (read-only).`;
+    else if (s.agent) this.readOnlyNote.textContent = `Assigned to ${agentLabel(s.agent)} (read-only).`;
+    else if (c.summary) this.readOnlyNote.textContent = `Not assigned to you (${s.state}): read-only.`;
     else this.readOnlyNote.textContent = "Loading…";
     if (closed) this.typing.hidden = true;
     this.renderBanner();
@@ -206,29 +207,33 @@ export class ConversationPanel {
   /** The warm-transfer banner: who is consulting whom, and the hand-over buttons. */
   renderBanner() {
     const pending = this.conversation.pendingTransfer;
-    const hasConsult = Boolean(pending && pending.data?.mode === "warm");
-    this.modeButtons[2].hidden = !hasConsult;
-    if (!hasConsult && this.mode === "consult") this.setMode("reply");
+    const warm = Boolean(pending && pending.mode === "warm");
+    this.modeButtons[2].hidden = !warm;
+    if (!warm && this.mode === "consult") this.setMode("reply");
     clear(this.banner);
     if (!pending || !this.canWrite) {
       this.banner.hidden = true;
       return;
     }
     const me = this.me?.id;
-    const target = pending.data?.to ?? {};
-    const iAmTarget = agentId(target.agent) === me;
-    const toText = target.agent ? agentLabel(target.agent) : `queue ${target.queue}`;
-    if (iAmTarget) {
+    const to = pending.to ?? {};
+    const toText = to.agent ? agentLabel(to.agent) : `queue ${to.queue}`;
+    if (agentId(to.agent) === me) {
       this.banner.append(
-        h("span", {}, `Warm transfer from ${agentLabel(pending.author) || "an agent"}: use Consult to talk to them; they hand over when ready.`),
+        h("span", {}, `Warm transfer from ${agentLabel(pending.from_agent) || "an agent"}: use Consult to talk to them; they hand over when ready.`),
       );
-    } else {
+    } else if (warm) {
       this.banner.append(
-        h("span", {}, `${pending.data?.mode === "warm" ? "Warm" : "Cold"} transfer to ${toText} pending.`),
-        pending.data?.mode === "warm" &&
-          h("button", { type: "button", class: "segue-btn segue-btn--small transfer-complete", onclick: () => this.completeTransfer() }, "Complete transfer"),
+        h("span", {}, pending.accepted ? `${toText} accepted: consult, then hand over.` : `Waiting for ${toText} to accept…`),
+        h(
+          "button",
+          { type: "button", class: "segue-btn segue-btn--small transfer-complete", disabled: !pending.accepted, onclick: () => this.completeTransfer() },
+          "Complete transfer",
+        ),
         h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small transfer-cancel", onclick: () => this.cancelTransfer() }, "Cancel transfer"),
       );
+    } else {
+      this.banner.append(h("span", {}, `Transfer to ${toText} pending.`));
     }
     this.banner.hidden = false;
   }
@@ -408,7 +413,7 @@ export class ConversationPanel {
   eventElement(event) {
     const { kind, text } = describeEvent(event, { viewer: "agent" });
     const channel = eventChannel(event);
-    const chan = h("span", { class: "chan chan--small", dataset: { channel } }, channelLabel(channel));
+    const chan = channel ? h("span", { class: "chan chan--small", dataset: { channel } }, channelLabel(channel)) : null;
     const time = h("time", { datetime: new Date(event.ts ?? Date.now()).toISOString() }, formatTime(event.ts));
     const internal = event.visibility === "agents";
     if (kind === "system") {
@@ -416,7 +421,7 @@ export class ConversationPanel {
         "li",
         { class: `segue-system${internal ? " segue-system--internal" : ""}`, dataset: { eventId: event.id, type: event.type } },
         chan,
-        " ",
+        chan && " ",
         text,
         " · ",
         time,
@@ -441,7 +446,7 @@ export class ConversationPanel {
       },
       !mine && h("div", { class: "segue-msg-author" }, author.name || (fromCustomer ? "Customer" : author.id) || ""),
       h("div", { class: "segue-msg-text" }, text),
-      h("div", { class: "segue-msg-meta" }, chan, time, !fromCustomer && h("span", { class: "segue-receipt" }, "Sent")),
+      h("div", { class: "segue-msg-meta" }, time, !fromCustomer && h("span", { class: "segue-receipt" }, "Sent")),
     );
   }
 
@@ -471,7 +476,8 @@ export class ConversationPanel {
           class: "segue-link",
           onclick: () => {
             item.remove();
-            this.conversation.send(text).catch((e) => this.showError(e));
+            // The same client_id: if the first attempt was stored after all, the server keeps one copy.
+            this.conversation.send(text, { clientId }).catch((e) => this.showError(e));
           },
         },
         "Retry",

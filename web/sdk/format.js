@@ -16,6 +16,10 @@ function agentName(agent, fallback = "an agent") {
   return agent.name || agent.id || fallback;
 }
 
+function reasonText(reason) {
+  return { timeout: "did not answer in time", declined: "declined", taken: "was taken", cancelled: "was cancelled" }[reason] ?? String(reason ?? "");
+}
+
 function target(to) {
   if (!to) return "someone";
   if (to.agent) return agentName(to.agent);
@@ -63,12 +67,24 @@ export function describeEvent(event, { viewer = "agent" } = {}) {
         return { kind: "system", text: data.to?.agent ? `You were transferred to ${agentName(data.to.agent)}` : "You were transferred to another agent" };
       }
       return { kind: "system", text: `Transferred from ${agentName(data.from_agent)} to ${target(data.to)} (${data.mode ?? "cold"})` };
-    case "transfer.cancelled":
+    case "transfer.accepted":
+      return { kind: "system", text: `${agentName(data.agent)} accepted the transfer` };
+    case "transfer.cancelled": {
+      if (data.by) return { kind: "system", text: `Transfer cancelled by ${agentName(data.by)}` };
+      if (data.reason) return { kind: "system", text: `Transfer cancelled: ${agentName(data.agent)} ${reasonText(data.reason)}` };
       return { kind: "system", text: "Transfer cancelled" };
+    }
+    case "conversation.requeued":
+      return { kind: "system", text: `${agentName(data.agent)} ${reasonText(data.reason)}: back in the queue` };
     case "conversation.closed": {
-      const by = data.by === "customer" ? (customer ? "you" : "the customer") : data.by === "system" ? "the system" : agentName(data.by, "the agent");
+      const by = data.by;
+      const kind = typeof by === "string" ? by : by?.kind;
+      let who;
+      if (kind === "customer") who = customer ? "you" : "the customer";
+      else if (kind === "system" || !by) who = "the system";
+      else who = agentName(by, "the agent");
       const disposition = !customer && data.disposition ? ` — ${data.disposition}` : "";
-      return { kind: "system", text: `Conversation closed by ${by}${disposition}` };
+      return { kind: "system", text: `Conversation closed by ${who}${disposition}` };
     }
     case "conversation.rated":
       return { kind: "system", text: `Rated ${data.score}/5${data.comment ? `: “${data.comment}”` : ""}` };
@@ -101,7 +117,7 @@ export function formatDuration(seconds) {
   return `${Math.floor(m / 60)} h ${m % 60} min`;
 }
 
-/** The channel an event belongs to (for channel markers): data.channel, else "chat". */
+/** The channel an event is about (for channel markers): `data.channel`, or null when it names none. */
 export function eventChannel(event) {
-  return event.data?.channel ?? (String(event.type).startsWith("call.") ? "voice" : "chat");
+  return event.data?.channel ?? null;
 }

@@ -139,6 +139,7 @@ function pageContext() {
     if (document.title) context.page_title = document.title;
     if (document.referrer) context.referrer = document.referrer;
   }
+  if (typeof navigator !== "undefined" && navigator.language) context.locale = navigator.language;
   return context;
 }
 
@@ -246,6 +247,12 @@ export class Conversation extends Emitter {
   updateSummary(summary) {
     if (!summary) return;
     this.summary = { ...(this.summary ?? {}), ...summary };
+    // Fields the server leaves out when they no longer apply.
+    for (const key of ["agent", "transfer", "offer"]) if (!(key in summary)) delete this.summary[key];
+    // The summary carries the stored read cursors ({customer, agent}): receipts survive a reload.
+    for (const [kind, eventId] of Object.entries(summary.read ?? {})) {
+      this._onRead({ conversation_id: this.id, reader: { kind, id: "*" }, event_id: eventId }, { quiet: true });
+    }
     this.emit("conversation", this.summary);
     this.client.emit("conversation", this.summary, this);
     this.client._persist?.(this);
@@ -326,11 +333,14 @@ export class Conversation extends Emitter {
     this.client.emit("typing", payload, this);
   }
 
-  _onRead(payload) {
+  _onRead(payload, { quiet = false } = {}) {
     const key = `${payload.reader?.kind}:${payload.reader?.id}`;
     const previous = this.reads.get(key);
     if (previous && compareIds(payload.event_id, previous.event_id) <= 0) return;
+    if (quiet && compareIds(payload.event_id, this.readUpTo(payload.reader?.kind)) <= 0) return;
     this.reads.set(key, payload);
+    if (quiet) return;
+    this.client._persist?.(this);
     this.emit("read", payload);
     this.client.emit("read", payload, this);
   }
@@ -435,14 +445,13 @@ export class AgentConversation extends Conversation {
     return text;
   }
 
-  /** The open transfer of this conversation, if any: the last `transfer.requested` not yet settled. */
+  /**
+   * The transfer in progress, if any: `{mode, to: {agent?, queue?}, from_agent?, accepted}`
+   * (from the summary; agents only). `to.agent` is `{id, name}`.
+   */
   get pendingTransfer() {
-    let open = null;
-    for (const event of this.events) {
-      if (event.type === "transfer.requested") open = event;
-      else if (event.type === "transfer.completed" || event.type === "transfer.cancelled") open = null;
-    }
-    return open;
+    if (this.isClosed) return null;
+    return this.summary?.transfer ?? null;
   }
 }
 
@@ -705,13 +714,16 @@ export class SegueCustomer extends SegueClient {
   }
 
   /**
-   * Start a conversation. `context` is merged over the page's URL, title and referrer.
-   * `text` (optional) is the first message. Resolves with the Conversation.
+   * Start a conversation. `context` is merged over the page's URL, title, referrer and locale.
+   * `text` (optional) is the first message; `name` / `email` (optional) introduce an anonymous
+   * visitor (a verified identity brings its own). Resolves with the Conversation.
    */
-  async startConversation({ queue, channel = "chat", context = {}, text } = {}) {
+  async startConversation({ queue, channel = "chat", context = {}, text, name, email } = {}) {
     const payload = { channel, context: { ...pageContext(), ...context } };
     if (queue) payload.queue = queue;
     if (text) payload.text = String(text);
+    if (name) payload.name = String(name);
+    if (email) payload.email = String(email);
     const result = await this.request("conversation.start", payload);
     this.#remember(result.conversation.id);
     return this._applyResult(result);
@@ -768,6 +780,7 @@ export class SegueCustomer extends SegueClient {
       if (!cached || !Array.isArray(cached.events)) continue;
       const conversation = this.conversation(id);
       if (cached.summary) conversation.summary = cached.summary;
+      for (const read of cached.reads ?? []) conversation.reads.set(`${read.reader?.kind}:${read.reader?.id}`, read);
       conversation.ingest(cached.events, { replay: true });
     }
   }
@@ -783,6 +796,7 @@ export class SegueCustomer extends SegueClient {
     this.sessionStore.set(`conversation.${conversation.id}`, {
       summary: conversation.summary,
       events: conversation.events,
+      reads: [...conversation.reads.values()],
     });
   }
 }
@@ -931,6 +945,11 @@ export class SegueAgent extends SegueClient {
     socket.on("offer.revoked", (payload) => {
       if (!payload?.conversation_id) return;
       this._dropOffer(payload.conversation_id, payload.reason);
+    });
+    socket.on("agent", (payload) => {
+      if (!payload?.agent) return;
+      this.agent = payload.agent;
+      this.emit("agent", this.agent);
     });
     socket.on("queues", (payload) => {
       this.queues = payload?.queues ?? [];

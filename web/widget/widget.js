@@ -33,6 +33,23 @@ export function mountChatWidget(options = {}) {
   return widget;
 }
 
+/** A speech-bubble icon (static SVG: no emoji font needed). */
+function chatIcon() {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 24 24");
+  svg.setAttribute("width", "20");
+  svg.setAttribute("height", "20");
+  svg.setAttribute("aria-hidden", "true");
+  svg.classList.add("segue-launcher-icon");
+  const path = document.createElementNS(ns, "path");
+  path.setAttribute("fill", "currentColor");
+  path.setAttribute("fill-rule", "evenodd");
+  path.setAttribute("d", "M4 3h16a2 2 0 0 1 2 2v11a2 2 0 0 1-2 2H9l-5 4v-4a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zm3 6.5a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01zm5 0a1.5 1.5 0 1 0 0 .01z");
+  svg.append(path);
+  return svg;
+}
+
 class ChatWidget {
   constructor(options) {
     this.options = options;
@@ -51,8 +68,8 @@ class ChatWidget {
     this.launcher = h(
       "button",
       { id: "segue-launcher", class: "segue-launcher", type: "button", "aria-expanded": "false", onclick: () => this.toggle() },
-      h("span", { class: "segue-launcher-icon", "aria-hidden": "true" }, "💬"),
-      h("span", { class: "segue-launcher-label" }, title),
+      chatIcon(),
+      (this.launcherLabel = h("span", { class: "segue-launcher-label" }, title)),
       this.badge,
     );
 
@@ -60,7 +77,7 @@ class ChatWidget {
     this.callButton = h(
       "button",
       { id: "segue-call", class: "segue-btn segue-btn--ghost", type: "button", disabled: true, title: "Calls from the web are coming soon" },
-      "📞 Call us",
+      "Call us",
     );
     this.endButton = h(
       "button",
@@ -75,6 +92,8 @@ class ChatWidget {
 
     // Pre-chat: pick a topic (optional), say what it's about, start.
     this.startText = h("textarea", { id: "segue-start-text", rows: 3, placeholder: "How can we help? (optional)", maxlength: 4000 });
+    // Anonymous visitors may say who they are (a verified identity brings its own name).
+    this.startName = h("input", { id: "segue-start-name", type: "text", placeholder: "Your name (optional)", maxlength: 128, autocomplete: "name" });
     this.topic = null;
     const topics = this.options.queues ?? [];
     if (topics.length > 1) {
@@ -89,6 +108,7 @@ class ChatWidget {
       { id: "segue-start", class: "segue-start", onsubmit: (e) => (e.preventDefault(), this.startChat()) },
       h("p", { class: "segue-start-intro" }, "Hi! Send us a message and the next available person will answer."),
       this.topic && h("label", { class: "segue-field" }, h("span", {}, "Topic"), this.topic),
+      !this.options.identity && this.startName,
       this.startText,
       h("button", { id: "segue-start-btn", class: "segue-btn", type: "submit" }, "Start chat"),
     );
@@ -193,6 +213,7 @@ class ChatWidget {
     this.panel.hidden = false;
     this.root.classList.add("segue-widget--open");
     this.launcher.setAttribute("aria-expanded", "true");
+    this.launcherLabel.textContent = "Hide chat";
     sessionStorage.setItem(PANEL_OPEN_KEY, "1");
     this.unread = 0;
     this.renderBadge();
@@ -205,6 +226,7 @@ class ChatWidget {
     this.panel.hidden = true;
     this.root.classList.remove("segue-widget--open");
     this.launcher.setAttribute("aria-expanded", "false");
+    this.launcherLabel.textContent = this.options.title ?? "Chat with us";
     sessionStorage.setItem(PANEL_OPEN_KEY, "0");
   }
 
@@ -282,6 +304,7 @@ class ChatWidget {
       const conversation = await this.customer.startConversation({
         queue: this.topic?.value || this.options.queue,
         text: this.startText.value.trim() || undefined,
+        name: (!this.options.identity && this.startName.value.trim()) || undefined,
       });
       this.startText.value = "";
       this.show(conversation);
@@ -432,7 +455,8 @@ class ChatWidget {
           class: "segue-link",
           onclick: () => {
             item.remove();
-            this.conversation?.send(text).catch((e) => this.showError(e));
+            // The same client_id: if the first attempt was stored after all, the server keeps one copy.
+            this.conversation?.send(text, { clientId }).catch((e) => this.showError(e));
           },
         },
         "Retry",

@@ -1,0 +1,315 @@
+"""The REST API under ``/api/v1`` (docs/rest.md): login, conversations, customers, queues,
+agents and canned replies, for the agent console, the supervisor wallboard and integrations.
+
+Why here: ``server`` wires HTTP to the layers below; every rule (who may read what, how an
+account is stored) lives in ``signaling``, which the Socket.IO namespaces share. This module only
+parses requests, authenticates the bearer token and turns results and ``ProtocolError``s into
+JSON with the right status. Every error body is ``{"error": {"code", "message", "field"?}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Awaitable, Callable
+
+import redis.asyncio as aioredis
+from aiohttp import web
+
+from signaling import SIGNALING, Principal, ProtocolError, Signaling
+from signaling import messages as m
+from signaling.routing import RoutingError
+from signaling.schema import EVENT_ID_RE, validate
+
+log = logging.getLogger(__name__)
+
+API = "/api/v1"
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field is not None:
+        body["field"] = field
+    return web.json_response({"error": body}, status=status)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if not request.path.startswith("/api/"):
+        return await handler(request)
+    try:
+        return await handler(request)
+    except ProtocolError as exc:
+        resp = _error(exc.http_status, exc.code, exc.message, exc.field)
+        if exc.http_status == 401:
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="segue"'
+        return resp
+    except RoutingError as exc:
+        err = ProtocolError(exc.code, exc.message)
+        return _error(err.http_status, err.code, err.message)
+    except web.HTTPRequestEntityTooLarge as exc:
+        return _error(413, "too_large", f"request body too large ({exc.text})")
+    except web.HTTPMethodNotAllowed as exc:
+        return _error(405, "method_not_allowed",
+                      f"{request.method} is not allowed on {request.path} (allowed: {', '.join(sorted(exc.allowed_methods))})")
+    except web.HTTPNotFound:
+        return _error(404, "not_found", f"no API endpoint at {request.path} (see docs/rest.md)")
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+    except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
+        log.warning("redis unavailable during %s %s: %s", request.method, request.path, exc)
+        return _error(503, "unavailable", "storage is unavailable: retry shortly")
+    except Exception:  # noqa: BLE001
+        log.exception("%s %s failed", request.method, request.path)
+        return _error(500, "internal", "internal error: it was logged")
+
+
+def _svc(request: web.Request) -> Signaling:
+    return request.app[SIGNALING]
+
+
+async def _body(request: web.Request, schema: type) -> Any:
+    svc = _svc(request)
+    limit = max(svc.config.limits.max_event_bytes, 16384)
+    raw = await request.read()
+    if len(raw) > limit:
+        raise ProtocolError("too_large", f"request body is {len(raw)} bytes; the limit is {limit}")
+    if not raw.strip():
+        payload: Any = {}
+    else:
+        try:
+            payload = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ProtocolError("bad_json", f"request body is not valid JSON: {exc}") from None
+    return validate(schema, payload, svc.max_message)
+
+
+async def _agent(request: web.Request) -> Principal:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ProtocolError("unauthorized", "send Authorization: Bearer <token> (from POST /api/v1/auth/login)")
+    account = await _svc(request).agent_from_token(token.strip())
+    return Principal("agent", account.id, account.name, account=account)
+
+
+async def _supervisor(request: web.Request) -> Principal:
+    who = await _agent(request)
+    if not who.is_supervisor:
+        raise ProtocolError("forbidden", "this needs the supervisor role")
+    return who
+
+
+def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
+    raw = request.query.get("limit")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ProtocolError("invalid", f"limit must be a whole number from 1 to {most}", "limit")
+    return int(raw)
+
+
+# --- auth ----------------------------------------------------------------------------------------
+
+async def login(request: web.Request) -> web.Response:
+    body = await _body(request, m.Login)
+    svc = _svc(request)
+    account = await svc.directory.authenticate(body.username, body.password)
+    if account is None:
+        raise ProtocolError("unauthorized", "wrong username or password")
+    return web.json_response({
+        "token": svc.agent_token(account),
+        "expires_in_s": svc.config.auth.agent_token_hours * 3600,
+        "agent": account.public(),
+    })
+
+
+async def me(request: web.Request) -> web.Response:
+    who = await _agent(request)
+    assert who.account is not None
+    return web.json_response({"agent": who.account.public()})
+
+
+# --- conversations -------------------------------------------------------------------------------
+
+async def list_conversations(request: web.Request) -> web.Response:
+    who = await _agent(request)
+    return web.json_response(await _svc(request).list_for_agent(who))
+
+
+async def get_conversation(request: web.Request) -> web.Response:
+    who = await _agent(request)
+    svc = _svc(request)
+    cid = request.match_info["cid"]
+    h = await svc.readable(who, cid)
+    from signaling.service import summary
+
+    return web.json_response({"conversation": summary(h), "history": await svc.history(h.get("customer", ""), exclude=cid)})
+
+
+async def get_events(request: web.Request) -> web.Response:
+    who = await _agent(request)
+    svc = _svc(request)
+    cid = request.match_info["cid"]
+    after = request.query.get("after") or None
+    if after is not None and not EVENT_ID_RE.match(after):
+        raise ProtocolError("invalid", 'after must be an event id like "1732345678901-0"', "after")
+    limit = _limit(request, 1000, 10000)
+    await svc.readable(who, cid)
+    events = await svc.events_for(who, cid, after, limit + 1)
+    more = len(events) > limit
+    return web.json_response({"events": events[:limit], "more": more})
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    who = await _agent(request)
+    svc = _svc(request)
+    cust = request.match_info["customer"]
+    record = await svc.store.customer(cust)
+    if not record:
+        raise ProtocolError("not_found", f"customer {cust} does not exist")
+    if not await svc.can_read_customer(who, cust):
+        raise ProtocolError("forbidden", f"you have not been assigned to customer {cust}")
+    out = {"id": cust, "name": record.get("name") or "Visitor"}
+    for key in ("email", "site", "external_id"):
+        if record.get(key):
+            out[key] = record[key]
+    out["verified"] = bool(record.get("verified"))
+    return web.json_response({"customer": out})
+
+
+async def customer_conversations(request: web.Request) -> web.Response:
+    who = await _agent(request)
+    svc = _svc(request)
+    cust = request.match_info["customer"]
+    if not await svc.can_read_customer(who, cust):
+        if not await svc.store.customer(cust):
+            raise ProtocolError("not_found", f"customer {cust} does not exist")
+        raise ProtocolError("forbidden", f"you have not been assigned to customer {cust}")
+    return web.json_response({"conversations": await svc.history(cust)})
+
+
+# --- queues and agents ---------------------------------------------------------------------------
+
+async def list_queues(request: web.Request) -> web.Response:
+    await _agent(request)
+    return web.json_response(await _svc(request).queues_list())
+
+
+async def _agent_view(svc: Signaling, account: Any) -> dict[str, Any]:
+    public = account.public()
+    state = await svc.router.agent(account.id)
+    connected = int(await svc.redis.get(svc.keys.agent_conns(account.id)) or 0) > 0
+    public["online"] = connected
+    if state is not None:
+        public["routing"] = {"presence": state.presence.value, "reason": state.presence_reason,
+                             "load": state.load, "conversations": sorted(state.conversations)}
+    return public
+
+
+async def list_agents(request: web.Request) -> web.Response:
+    await _agent(request)
+    svc = _svc(request)
+    return web.json_response({"agents": [await _agent_view(svc, a) for a in await svc.directory.list()]})
+
+
+async def get_agent(request: web.Request) -> web.Response:
+    await _agent(request)
+    svc = _svc(request)
+    account = await svc.directory.require(request.match_info["agent"])
+    return web.json_response({"agent": await _agent_view(svc, account)})
+
+
+async def create_agent(request: web.Request) -> web.Response:
+    await _supervisor(request)
+    body = await _body(request, m.AgentCreate)
+    svc = _svc(request)
+    account = await svc.directory.create(body.username, body.password, body.name, body.role, body.skills,
+                                         body.capacity, body.channels)
+    return web.json_response({"agent": account.public()}, status=201)
+
+
+async def update_agent(request: web.Request) -> web.Response:
+    who = await _agent(request)
+    agent_id = request.match_info["agent"]
+    body = await _body(request, m.AgentUpdate)
+    if not who.is_supervisor:
+        if agent_id != who.id:
+            raise ProtocolError("forbidden", "this needs the supervisor role (agents may change their own name and password)")
+        for name in ("role", "skills", "capacity", "channels"):
+            if getattr(body, name) is not None:
+                raise ProtocolError("forbidden", f"changing {name} needs the supervisor role", name)
+    svc = _svc(request)
+    account = await svc.directory.update(agent_id, password=body.password, name=body.name, role=body.role,
+                                         skills=body.skills, capacity=body.capacity, channels=body.channels)
+    await svc.agent_changed(account)
+    return web.json_response({"agent": account.public()})
+
+
+async def delete_agent(request: web.Request) -> web.Response:
+    await _supervisor(request)
+    svc = _svc(request)
+    agent_id = request.match_info["agent"]
+    await svc.directory.delete(agent_id)
+    await svc.agent_deleted(agent_id)
+    return web.Response(status=204)
+
+
+# --- canned replies ------------------------------------------------------------------------------
+
+async def list_canned(request: web.Request) -> web.Response:
+    await _agent(request)
+    return web.json_response({"replies": await _svc(request).canned.list()})
+
+
+async def get_canned(request: web.Request) -> web.Response:
+    await _agent(request)
+    return web.json_response({"reply": await _svc(request).canned.get(request.match_info["rid"])})
+
+
+async def create_canned(request: web.Request) -> web.Response:
+    who = await _supervisor(request)
+    body = await _body(request, m.CannedCreate)
+    reply = await _svc(request).canned.create(body.title, body.text, who.id)
+    return web.json_response({"reply": reply}, status=201)
+
+
+async def update_canned(request: web.Request) -> web.Response:
+    who = await _supervisor(request)
+    body = await _body(request, m.CannedUpdate)
+    reply = await _svc(request).canned.update(request.match_info["rid"], who.id, body.title, body.text)
+    return web.json_response({"reply": reply})
+
+
+async def delete_canned(request: web.Request) -> web.Response:
+    await _supervisor(request)
+    await _svc(request).canned.delete(request.match_info["rid"])
+    return web.Response(status=204)
+
+
+def setup(app: web.Application) -> None:
+    if SIGNALING not in app:  # pragma: no cover - signaling is part of every node
+        return
+    app.middlewares.append(errors_as_json)
+    r = app.router
+    r.add_post(f"{API}/auth/login", login)
+    r.add_get(f"{API}/me", me)
+    r.add_get(f"{API}/conversations", list_conversations)
+    r.add_get(f"{API}/conversations/{{cid}}", get_conversation)
+    r.add_get(f"{API}/conversations/{{cid}}/events", get_events)
+    r.add_get(f"{API}/customers/{{customer}}", get_customer)
+    r.add_get(f"{API}/customers/{{customer}}/conversations", customer_conversations)
+    r.add_get(f"{API}/queues", list_queues)
+    r.add_get(f"{API}/agents", list_agents)
+    r.add_post(f"{API}/agents", create_agent)
+    r.add_get(f"{API}/agents/{{agent}}", get_agent)
+    r.add_patch(f"{API}/agents/{{agent}}", update_agent)
+    r.add_delete(f"{API}/agents/{{agent}}", delete_agent)
+    r.add_get(f"{API}/canned", list_canned)
+    r.add_post(f"{API}/canned", create_canned)
+    r.add_get(f"{API}/canned/{{rid}}", get_canned)
+    r.add_patch(f"{API}/canned/{{rid}}", update_canned)
+    r.add_delete(f"{API}/canned/{{rid}}", delete_canned)

@@ -1,0 +1,56 @@
+"""Segue's signaling layer: the Socket.IO protocol, conversations and their event log, routing.
+
+``setup(app)`` (called by ``server.app.create_app``) builds one :class:`Signaling` service for the
+node, attaches the ``/customer`` and ``/agent`` namespaces to the node's Socket.IO server, and
+starts the routing loop with the app (stopped on shutdown). Other layers reach it through
+``app[SIGNALING]``:
+
+- ``signaling.customer_ns`` / ``signaling.agent_ns``: ``.register(event, schema, handler)`` adds
+  an event to a namespace (the calls layer adds ``call.*``);
+- ``signaling.append(...)``: store and push a conversation event (e.g. ``call.started``).
+
+See docs/protocol.md (the wire), docs/conversations.md (states, access, Redis keys).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .errors import ProtocolError
+from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling
+
+__all__ = ["setup", "SIGNALING", "Signaling", "Principal", "ProtocolError", "CUSTOMER_NS", "AGENT_NS"]
+
+SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)
+
+
+def setup(app: web.Application) -> None:
+    from server import NODE
+
+    from .namespaces import AgentNamespace, CustomerNamespace, install_ack_hook
+
+    node = app[NODE]
+    service = Signaling(node.sio, node.redis, node.config, node.secret)
+    install_ack_hook(node.sio)
+    service.customer_ns = CustomerNamespace(service)  # type: ignore[attr-defined]
+    service.agent_ns = AgentNamespace(service)  # type: ignore[attr-defined]
+    node.sio.register_namespace(service.customer_ns)  # type: ignore[attr-defined]
+    node.sio.register_namespace(service.agent_ns)  # type: ignore[attr-defined]
+    app[SIGNALING] = service
+    try:  # the calls layer (call.* events) rides on these namespaces when media is installed
+        from .calls import register as register_calls
+    except ImportError as exc:
+        import logging
+
+        logging.getLogger(__name__).info("calls are not available: %s", exc)
+    else:
+        service.calls = register_calls(app)
+
+    async def start(_app: web.Application) -> None:
+        await service.startup()
+
+    async def stop() -> None:
+        await service.shutdown()
+
+    app.on_startup.append(start)
+    node.closers.append(stop)

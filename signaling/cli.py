@@ -1,0 +1,173 @@
+"""``segue agent ...``: manage agent accounts from a shell.
+
+    segue agent add USERNAME --password PW --name "Ada L" --skills billing,de \\
+        --role supervisor --capacity chat=3,voice=1
+    segue agent set USERNAME [--password PW] [--name ...] [--skills ...] [--role ...] [--capacity ...]
+    segue agent list
+    segue agent remove USERNAME
+
+Works against the configured Redis (``redis.url`` / ``SEGUE_REDIS_URL``). With none configured it
+uses the embedded Redis in ``data_dir`` like ``segue serve``: the one a running server started
+(found through its working folder), else it starts it for the duration of the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import os
+import sys
+from pathlib import Path
+
+import redis.asyncio as aioredis
+
+from server.cli import EXTRA_COMMANDS, UsageError
+from server.config import Config
+from server.embedded_redis import EmbeddedRedis
+
+from .agents import Account, Directory, parse_capacity
+from .errors import ProtocolError
+from .schema import CHANNEL_RE, USERNAME_RE
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "manage agent accounts (stored in Redis)"
+    sub = parser.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
+
+    def account_options(p: argparse.ArgumentParser, creating: bool) -> None:
+        p.add_argument("username", help="login name: lower-case letters, digits, '.', '_' or '-'")
+        p.add_argument("--password", help="the password (asked for when omitted on a terminal)")
+        p.add_argument("--name", help="display name shown to customers")
+        p.add_argument("--skills", help="comma-separated skills, e.g. billing,de")
+        p.add_argument("--role", choices=("agent", "supervisor"), default="agent" if creating else None)
+        p.add_argument("--capacity", help="conversations at once per channel, e.g. chat=3,voice=1")
+        p.add_argument("--channels", help="channels taken (default: every channel with capacity)")
+
+    account_options(sub.add_parser("add", help="create an agent account"), True)
+    account_options(sub.add_parser("set", help="change an agent account"), False)
+    sub.add_parser("list", help="list agent accounts")
+    p_rm = sub.add_parser("remove", help="delete an agent account")
+    p_rm.add_argument("username")
+
+
+def _names(text: str | None, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    items = [s.strip() for s in text.split(",") if s.strip()]
+    for item in items:
+        if not CHANNEL_RE.match(item):
+            raise UsageError(f"--{what}: {item!r} is not a valid name (lower-case letters, digits, '_' or '-')")
+    return items
+
+
+def _password(args: argparse.Namespace, required: bool) -> str | None:
+    if args.password is not None:
+        if len(args.password) < 4:
+            raise UsageError("--password must be at least 4 characters")
+        return args.password
+    if not required:
+        return None
+    if not sys.stdin.isatty():
+        raise UsageError("--password is required (no terminal to ask on)")
+    first = getpass.getpass(f"password for {args.username}: ")
+    if getpass.getpass("again: ") != first:
+        raise UsageError("the passwords differ")
+    if len(first) < 4:
+        raise UsageError("the password must be at least 4 characters")
+    return first
+
+
+def running_embedded_url(folder: Path) -> str | None:
+    """The URL of a ``redis-server`` already serving ``folder`` (a running ``segue serve``), if any."""
+    proc = Path("/proc")
+    if not proc.exists():
+        return None
+    target = str(folder.resolve())
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != "redis-server":
+                continue
+            if os.readlink(entry / "cwd") != target:
+                continue
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv]
+        if "--port" in args:
+            return f"redis://127.0.0.1:{args[args.index('--port') + 1]}/0"
+    return None
+
+
+def _show(account: Account) -> str:
+    caps = ",".join(f"{k}={v}" for k, v in account.capacity.items()) or "-"
+    skills = ",".join(account.skills) or "-"
+    return f"{account.id:20} {account.role:10} capacity={caps:18} skills={skills:20} name={account.name}"
+
+
+async def _run(args: argparse.Namespace, config: Config) -> int:
+    if config.log.level.lower() != "debug":  # a command's output is its result, not our start-up chatter
+        logging.getLogger("server.embedded_redis").setLevel(logging.WARNING)
+    embedded: EmbeddedRedis | None = None
+    url = config.redis.url
+    if not url:
+        url = running_embedded_url(config.data_path / "redis")
+        if url is None:
+            embedded = await EmbeddedRedis.start(config.data_path, config.redis.startup_timeout_s)
+            url = embedded.url
+    redis = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        try:
+            await asyncio.wait_for(redis.ping(), timeout=config.redis.startup_timeout_s)
+        except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
+            raise UsageError(f"cannot reach Redis at {url}: {exc or type(exc).__name__}") from None
+        directory = Directory(redis, config.redis.key_prefix)
+        action = args.agent_command
+        if action == "list":
+            accounts = await directory.list()
+            for account in accounts:
+                print(_show(account))
+            if not accounts:
+                print("no agents")
+            return 0
+        username = args.username.strip().lower()
+        if not USERNAME_RE.match(username):
+            raise UsageError(f"username {args.username!r}: use lower-case letters, digits, '.', '_' or '-' (up to 64)")
+        try:
+            if action == "remove":
+                await directory.delete(username)
+                print(f"removed agent {username}")
+                return 0
+            capacity = None
+            if args.capacity is not None:
+                try:
+                    capacity = parse_capacity(args.capacity)
+                except ValueError as exc:
+                    raise UsageError(f"--capacity: {exc}") from None
+            skills = _names(args.skills, "skills")
+            channels = _names(args.channels, "channels")
+            if action == "add":
+                account = await directory.create(username, _password(args, True), args.name, args.role, skills,
+                                                 capacity, channels)
+                print(f"added {_show(account)}")
+            else:
+                account = await directory.update(username, password=_password(args, False), name=args.name,
+                                                 role=args.role, skills=skills, capacity=capacity, channels=channels)
+                print(f"updated {_show(account)}")
+        except ProtocolError as exc:
+            raise UsageError(exc.message) from None
+        return 0
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            await embedded.stop()
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    return asyncio.run(_run(args, config))
+
+
+EXTRA_COMMANDS["agent"] = (_configure, run)

@@ -1,0 +1,327 @@
+"""The Socket.IO namespaces ``/customer`` and ``/agent`` (docs/protocol.md).
+
+Each namespace is one class whose ``trigger_event`` does for every incoming event what the
+protocol promises: look the event up (``unknown_event``), measure it (``too_large``), validate
+it against its schema (``invalid``, naming the field), run the handler with the connection's
+principal, and answer ``{ok: true, ...}`` / ``{ok: false, error}`` in the ack — or, when the
+client asked for no ack, an ``error`` event. Nothing a client sends closes its connection.
+
+Other layers add events with :meth:`SegueNamespace.register` (the calls issue adds ``call.*``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable
+
+import redis.asyncio as aioredis
+import socketio
+
+from . import messages as m
+from .errors import ProtocolError
+from .routing import RoutingError
+from .schema import validate
+from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Principal, Any, str], Awaitable[dict[str, Any] | None]]
+
+# True while handling an event whose sender asked for an ack (set by the hook in ``install``).
+_ACK_REQUESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("segue_ack_requested", default=True)
+
+
+def install_ack_hook(sio: socketio.AsyncServer) -> None:
+    """Let handlers know whether the client wants an ack (python-socketio does not pass it on).
+
+    Wraps the server's per-event task entry point; if a future python-socketio renames it we
+    fall back to "ack requested", i.e. errors go in the ack only.
+    """
+    original = getattr(sio, "_handle_event_internal", None)
+    if original is None or getattr(original, "_segue_hooked", False):
+        return
+
+    async def handle(server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any) -> Any:
+        _ACK_REQUESTED.set(id is not None)
+        return await original(server, sid, eio_sid, data, namespace, id)
+
+    handle._segue_hooked = True  # type: ignore[attr-defined]
+    sio._handle_event_internal = handle  # type: ignore[method-assign]
+
+
+@dataclass(frozen=True)
+class Route:
+    schema: type
+    handler: Handler
+
+
+class SegueNamespace(socketio.AsyncNamespace):
+    """Dispatch, size limit, validation and error answers shared by both namespaces."""
+
+    def __init__(self, namespace: str, service: Signaling) -> None:
+        super().__init__(namespace)
+        self.service = service
+        self.routes: dict[str, Route] = {}
+        self.sessions: dict[str, Principal] = {}
+        self.max_bytes = service.config.limits.max_event_bytes
+        self.max_message = service.config.limits.max_message_chars
+
+    def register(self, event: str, schema: type, handler: Handler) -> None:
+        """Add (or replace) an event: ``handler(principal, validated_payload, sid) -> result dict``."""
+        self.routes[event] = Route(schema, handler)
+
+    async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect":
+            sid, environ = args[0], args[1]
+            auth = args[2] if len(args) > 2 else None
+            return await self._connect(sid, environ, auth)
+        if event == "disconnect":
+            await self._disconnect(args[0])
+            return None
+        return await self.dispatch(event, args)
+
+    async def dispatch(self, event: str, args: tuple[Any, ...]) -> Any:
+        sid = args[0]
+        try:
+            route = self.routes.get(event)
+            if route is None:
+                raise ProtocolError("unknown_event", f"unknown event {str(event)[:100]!r} on {self.namespace} "
+                                                     "(see docs/protocol.md for the events)")
+            if len(args) > 2:
+                raise ProtocolError("invalid", "send one payload object per event (got several arguments)", "payload")
+            payload = args[1] if len(args) > 1 else None
+            size = _size(payload)
+            if size > self.max_bytes:
+                raise ProtocolError("too_large", f"event is {size} bytes; the limit is {self.max_bytes} "
+                                                 "(limits.max_event_bytes)")
+            who = self.sessions.get(sid)
+            if who is None:
+                raise ProtocolError("unauthorized", "this connection has no session: reconnect")
+            data = validate(route.schema, payload, self.max_message)
+            result = await route.handler(who, data, sid)
+            out = {"ok": True}
+            if result:
+                out.update(result)
+            return out
+        except ProtocolError as exc:
+            return await self._error(sid, event, exc)
+        except RoutingError as exc:
+            return await self._error(sid, event, ProtocolError(exc.code, exc.message))
+        except (aioredis.ConnectionError, aioredis.TimeoutError, ConnectionError, TimeoutError) as exc:
+            log.warning("redis unavailable during %s: %s", event, exc)
+            return await self._error(sid, event, ProtocolError("unavailable", "storage is unavailable: retry shortly"))
+        except Exception:  # noqa: BLE001 - the connection and the server stay up
+            log.exception("handler for %s on %s failed", event, self.namespace)
+            return await self._error(sid, event, ProtocolError("internal", "internal error: it was logged; retry or report it"))
+
+    async def _error(self, sid: str, event: str, exc: ProtocolError) -> Any:
+        if _ACK_REQUESTED.get():
+            return {"ok": False, "error": exc.as_dict()}
+        payload = exc.as_dict()
+        payload["event"] = str(event)[:100]
+        await self.emit("error", payload, to=sid)
+        return None
+
+    def _refuse(self, code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+        # socket.io clients see err.message = message and err.data = {code, message}
+        return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
+
+    def _check_auth(self, schema: type, auth: Any) -> Any:
+        if not isinstance(auth, dict):
+            raise self._refuse("invalid", "auth must be an object like {v: 1, ...} (see docs/protocol.md)")
+        if auth.get("v") not in (None, 1) or isinstance(auth.get("v"), bool):
+            raise self._refuse("unsupported_version", f"protocol version {auth.get('v')!r} is not supported: "
+                                                      "this server speaks v 1")
+        try:
+            return validate(schema, auth, self.max_message, "")
+        except ProtocolError as exc:
+            raise self._refuse(exc.code, f"auth.{exc.message}") from None
+
+    async def _connect(self, sid: str, environ: Any, auth: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    async def _disconnect(self, sid: str) -> None:
+        self.sessions.pop(sid, None)
+        self._unbind(sid)
+
+    def _bind(self, sid: str, who: Principal) -> None:
+        calls = self.service.calls
+        if calls is not None:
+            from .calls import Participant
+
+            calls.bind(self.namespace, sid, Participant(who.kind, who.id, who.name))
+
+    def _unbind(self, sid: str) -> None:
+        if self.service.calls is not None:
+            self.service.calls.unbind(self.namespace, sid)
+
+    async def join_call_room(self, sid: str, cid: str) -> None:
+        """Let the calls layer push ``call.*`` of this conversation to this socket."""
+        if self.service.calls is not None:
+            try:
+                await self.service.calls.join(self.namespace, sid, cid)
+            except Exception:  # noqa: BLE001
+                log.exception("joining the call room of %s failed", cid)
+
+
+def _size(payload: Any) -> int:
+    if payload is None:
+        return 0
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        return 0
+    return len(text) if text.isascii() else len(text.encode())
+
+
+class CustomerNamespace(SegueNamespace):
+    def __init__(self, service: Signaling) -> None:
+        super().__init__(CUSTOMER_NS, service)
+        s = service
+        self.register("conversation.start", m.ConversationStart, self._start)
+        self.register("conversation.resume", m.ConversationResume, self._resume)
+        self.register("conversations.list", m.Empty, lambda who, d, sid: s.list_for_customer(who))
+        self.register("message.send", m.MessageSend,
+                      lambda who, d, sid: s.send_message(who, d.conversation_id, d.text, d.client_id, sid))
+        self.register("typing", m.Typing, lambda who, d, sid: s.typing(who, d.conversation_id, d.typing, sid))
+        self.register("read", m.Read, lambda who, d, sid: s.read(who, d.conversation_id, d.event_id, sid))
+        self.register("conversation.rate", m.Rate,
+                      lambda who, d, sid: s.rate(who, d.conversation_id, d.score, d.comment, sid))
+        self.register("conversation.close", m.ConversationRef, lambda who, d, sid: s.close(who, d.conversation_id, None, sid))
+
+    async def _start(self, who: Principal, d: m.ConversationStart, sid: str) -> dict[str, Any]:
+        result = await self.service.start(who, d.queue, d.channel, _plain(d.context), d.text, d.name, d.email, sid)
+        await self.join_call_room(sid, result["conversation"]["id"])
+        return result
+
+    async def _resume(self, who: Principal, d: m.ConversationResume, sid: str) -> dict[str, Any]:
+        result = await self.service.resume(who, d.conversation_id, d.after)
+        await self.join_call_room(sid, d.conversation_id)
+        return result
+
+    async def _connect(self, sid: str, environ: Any, auth: Any) -> Any:
+        data = self._check_auth(m.CustomerAuth, auth)
+        try:
+            who, token = await self.service.customer_session(data.visitor_token, data.site, data.identity)
+        except ProtocolError as exc:
+            raise self._refuse(exc.code, exc.message) from None
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            raise self._refuse("unavailable", "storage is unavailable: retry shortly") from None
+        self.sessions[sid] = who
+        self._bind(sid, who)
+        await self.enter_room(sid, f"customer:{who.id}")
+        session = {"customer_id": who.id, "visitor_token": token, "name": who.name, "verified": who.verified}
+        if who.email:
+            session["email"] = who.email
+        # after the handler returns, so the client sees CONNECT before this
+        self.server.start_background_task(self.emit, "session", session, to=sid)
+        return True
+
+
+class AgentNamespace(SegueNamespace):
+    def __init__(self, service: Signaling) -> None:
+        super().__init__(AGENT_NS, service)
+        s = service
+        self.register("presence.set", m.PresenceSet, lambda who, d, sid: s.set_presence(who, d.status))
+        self.register("offer.accept", m.ConversationRef, lambda who, d, sid: self._accept(who, d.conversation_id, sid))
+        self.register("offer.decline", m.ConversationRef, lambda who, d, sid: s.decline(who, d.conversation_id))
+        self.register("conversation.open", m.ConversationOpen, lambda who, d, sid: self._open(who, d, sid))
+        self.register("conversations.list", m.Empty, lambda who, d, sid: s.list_for_agent(who))
+        self.register("message.send", m.MessageSend,
+                      lambda who, d, sid: s.send_message(who, d.conversation_id, d.text, d.client_id, sid))
+        self.register("note.add", m.NoteAdd, lambda who, d, sid: s.note(who, d.conversation_id, d.text, sid))
+        self.register("typing", m.Typing, lambda who, d, sid: s.typing(who, d.conversation_id, d.typing, sid))
+        self.register("read", m.Read, lambda who, d, sid: s.read(who, d.conversation_id, d.event_id, sid))
+        self.register("transfer", m.Transfer, lambda who, d, sid: s.transfer(
+            who, d.conversation_id, d.to.agent, d.to.queue, d.mode, d.note, sid))
+        self.register("consult.message", m.ConsultMessage,
+                      lambda who, d, sid: s.consult(who, d.conversation_id, d.text, sid))
+        self.register("transfer.complete", m.ConversationRef,
+                      lambda who, d, sid: s.transfer_complete(who, d.conversation_id, sid))
+        self.register("transfer.cancel", m.ConversationRef,
+                      lambda who, d, sid: s.transfer_cancel(who, d.conversation_id, sid))
+        self.register("conversation.close", m.AgentClose,
+                      lambda who, d, sid: s.close(who, d.conversation_id, d.disposition, sid))
+        self.register("canned.list", m.Empty, self._canned_list)
+        self.register("canned.render", m.CannedRender, lambda who, d, sid: s.canned_render(who, d.id, d.conversation_id))
+        self.register("queues.list", m.Empty, lambda who, d, sid: s.queues_list())
+
+    async def _canned_list(self, who: Principal, d: Any, sid: str) -> dict[str, Any]:
+        replies = await self.service.canned.list()
+        return {"replies": [{"id": r["id"], "title": r["title"], "text": r["text"]} for r in replies]}
+
+    async def _accept(self, who: Principal, cid: str, sid: str) -> dict[str, Any]:
+        result = await self.service.accept(who, cid)
+        await self.join_call_room(sid, cid)
+        return result
+
+    async def _open(self, who: Principal, d: m.ConversationOpen, sid: str) -> dict[str, Any]:
+        view = await self.service.open_view(who, d.conversation_id, d.after)
+        # live events from now on, even for a conversation this agent does not work on
+        await self.enter_room(sid, f"watch:{d.conversation_id}")
+        await self.join_call_room(sid, d.conversation_id)
+        return view
+
+    async def _connect(self, sid: str, environ: Any, auth: Any) -> Any:
+        data = self._check_auth(m.AgentAuth, auth)
+        service = self.service
+        try:
+            account = await service.agent_from_token(data.token)
+            await service.register_with_routing(account, account.presence)
+            await service.redis.incr(service.keys.agent_conns(account.id))
+        except ProtocolError as exc:
+            raise self._refuse(exc.code, exc.message) from None
+        except RoutingError as exc:
+            raise self._refuse("invalid", f"agent account {exc.message}") from None
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            raise self._refuse("unavailable", "storage is unavailable: retry shortly") from None
+        who = Principal("agent", account.id, account.name, account=account)
+        self.sessions[sid] = who
+        self._bind(sid, who)
+        service.local_agents[account.id] = service.local_agents.get(account.id, 0) + 1
+        await self.enter_room(sid, f"agent:{account.id}")
+        await self.enter_room(sid, "agents")
+        if account.is_supervisor:
+            await self.enter_room(sid, "supervisors")
+        service.wake()
+        self.server.start_background_task(self.emit, "session", {"agent": account.public()}, to=sid)
+        return True
+
+    async def _disconnect(self, sid: str) -> None:
+        who = self.sessions.pop(sid, None)
+        self._unbind(sid)
+        if who is None:
+            return
+        service = self.service
+        left = service.local_agents.get(who.id, 0) - 1
+        if left <= 0:
+            service.local_agents.pop(who.id, None)
+        else:
+            service.local_agents[who.id] = left
+        try:
+            remaining = await service.redis.decr(service.keys.agent_conns(who.id))
+            if remaining <= 0:
+                await service.redis.set(service.keys.agent_conns(who.id), 0)
+                # the chosen presence stays in the account (restored on reconnect); routing stops offering
+                await service.router.set_presence(who.id, "offline")
+        except Exception:  # noqa: BLE001
+            log.warning("could not record agent %s going offline", who.id, exc_info=True)
+
+    def drop_agent(self, agent_id: str) -> list[str]:
+        """Sessions of an agent on this node (to disconnect after the account is deleted)."""
+        return [sid for sid, who in self.sessions.items() if who.id == agent_id]
+
+    def refresh_agent(self, account: Any) -> None:
+        for who in self.sessions.values():
+            if who.id == account.id:
+                who.account = account
+                who.name = account.name
+
+
+def _plain(obj: Any) -> Any:
+    from .schema import to_plain
+
+    return to_plain(obj) if obj is not None else None

@@ -1,0 +1,257 @@
+"""Conversations in Redis: a hash per conversation plus its append-only event log (a Stream).
+
+Keys (every one starts with ``redis.key_prefix``, shown as ``P``; a conversation's keys share the
+hash tag ``{<id>}`` so its script stays on one Redis Cluster slot):
+
+``P conv:{<id>}``          hash: state, customer, queue, agent, times, transfer and read marks
+``P conv:{<id>}:log``      stream: the events; the stream id is the event id and resume cursor
+``P conv:{<id>}:active``   set: agents working on it now (two during a warm transfer)
+``P conv:{<id>}:seen``     set: every agent ever assigned to it
+``P conv:{<id>}:cids``     hash: author|client_id -> event id (a retried send is stored once)
+``P cust:<id>``            hash: a customer's name, email, site identity
+``P cust:<id>:convs``      sorted set: the customer's conversations by creation time
+``P cust:<id>:agents``     set: agents ever assigned to any of the customer's conversations
+``P grant:<agent>:<cust>`` string with a TTL: an agent holding an offer may read that customer's history
+``P convs:open``           sorted set: conversations not closed (supervisors list these)
+``P acct:<agent>:convs``   set: conversations an agent is working on
+
+Every change to a conversation is one Lua script (``MUTATE``): check the state and who is
+asking, append the events, update the hash and the active set — atomically, so two nodes (or two
+agents) can never interleave a check and a write. Its answer says who must be told (the
+customer and the active agents), so pushing needs no second round trip.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import redis.asyncio as aioredis
+
+MUTATE = r"""
+local spec = cjson.decode(ARGV[1])
+local h = KEYS[1]
+local cur = redis.call('HMGET', h, 'state', 'customer')
+local state, customer = cur[1], cur[2]
+if spec.create then
+  if state then return cjson.encode({err='exists', state=state}) end
+  local pairs_ = {}
+  for k, v in pairs(spec.create) do table.insert(pairs_, k); table.insert(pairs_, v) end
+  redis.call('HSET', h, unpack(pairs_))
+  state, customer = spec.create.state, spec.create.customer
+elseif not state then
+  return cjson.encode({err='not_found'})
+end
+local function fail(code) return cjson.encode({err=code, state=state}) end
+if spec.customer and customer ~= spec.customer then return fail('forbidden') end
+if spec.actor then
+  if redis.call('SISMEMBER', KEYS[3], spec.actor) == 0 then
+    local ok = false
+    if spec.also then
+      for _, f in ipairs(spec.also) do
+        if redis.call('HGET', h, f) == spec.actor then ok = true end
+      end
+    end
+    if not ok then return fail('not_yours') end
+  end
+end
+if spec.open and state == 'closed' then return fail('closed') end
+if spec.states then
+  local ok = false
+  for _, s in ipairs(spec.states) do if s == state then ok = true end end
+  if not ok then return fail('state') end
+end
+if spec.expect then
+  for k, v in pairs(spec.expect) do
+    local have = redis.call('HGET', h, k)
+    if (v == '' and have) or (v ~= '' and have ~= v) then return fail('state') end
+  end
+end
+if spec.dedup then
+  local prev = redis.call('HGET', KEYS[5], spec.dedup)
+  if prev then return cjson.encode({dup=prev, state=state, customer=customer}) end
+end
+local ids = {}
+if spec.events then
+  for i, e in ipairs(spec.events) do
+    ids[i] = redis.call('XADD', KEYS[2], '*', 't', e[1], 'a', e[2], 'v', e[3], 'd', e[4])
+  end
+end
+if spec.dedup and ids[1] then redis.call('HSET', KEYS[5], spec.dedup, ids[1]) end
+if spec.add then
+  for _, a in ipairs(spec.add) do redis.call('SADD', KEYS[3], a); redis.call('SADD', KEYS[4], a) end
+end
+if spec.rem then
+  for _, a in ipairs(spec.rem) do redis.call('SREM', KEYS[3], a) end
+end
+local sets = {}
+if #ids > 0 then
+  table.insert(sets, 'last_event_id'); table.insert(sets, ids[#ids])
+  if spec.create then table.insert(sets, 'created_ts'); table.insert(sets, string.match(ids[1], '^(%d+)')) end
+  if spec.stamp then table.insert(sets, spec.stamp); table.insert(sets, string.match(ids[#ids], '^(%d+)')) end
+end
+if spec.set then
+  for k, v in pairs(spec.set) do table.insert(sets, k); table.insert(sets, v) end
+end
+if #sets > 0 then redis.call('HSET', h, unpack(sets)) end
+if spec.del and #spec.del > 0 then redis.call('HDEL', h, unpack(spec.del)) end
+local after = redis.call('HMGET', h, 'state', 'transfer_agent', 'agent')
+return cjson.encode({ids=ids, state=after[1], customer=customer,
+                     agents=redis.call('SMEMBERS', KEYS[3]), transfer_agent=after[2], agent=after[3]})
+"""
+
+
+class Keys:
+    """Every Redis key name Segue's signaling layer uses, from one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.p = prefix
+        self.open_convs = f"{prefix}convs:open"
+        self.canned = f"{prefix}canned"
+        self.accounts = f"{prefix}accts"
+
+    def conv(self, cid: str) -> str:
+        return f"{self.p}conv:{{{cid}}}"
+
+    def conv_keys(self, cid: str) -> list[str]:
+        base = f"{self.p}conv:{{{cid}}}"
+        return [base, base + ":log", base + ":active", base + ":seen", base + ":cids"]
+
+    def log(self, cid: str) -> str:
+        return f"{self.p}conv:{{{cid}}}:log"
+
+    def active(self, cid: str) -> str:
+        return f"{self.p}conv:{{{cid}}}:active"
+
+    def seen(self, cid: str) -> str:
+        return f"{self.p}conv:{{{cid}}}:seen"
+
+    def customer(self, cust: str) -> str:
+        return f"{self.p}cust:{cust}"
+
+    def customer_convs(self, cust: str) -> str:
+        return f"{self.p}cust:{cust}:convs"
+
+    def customer_agents(self, cust: str) -> str:
+        return f"{self.p}cust:{cust}:agents"
+
+    def grant(self, agent_id: str, cust: str) -> str:
+        return f"{self.p}grant:{agent_id}:{cust}"
+
+    def account(self, agent_id: str) -> str:
+        return f"{self.p}acct:{agent_id}"
+
+    def agent_convs(self, agent_id: str) -> str:
+        return f"{self.p}acct:{agent_id}:convs"
+
+    def agent_conns(self, agent_id: str) -> str:
+        return f"{self.p}acct:{agent_id}:conns"
+
+
+class MutationFailed(Exception):
+    """The script refused: ``code`` is not_found, forbidden, not_yours, closed, state or exists."""
+
+    def __init__(self, code: str, state: str | None) -> None:
+        super().__init__(code)
+        self.code = code
+        self.state = state
+
+
+class Outcome:
+    """What a mutation did: the new event ids, the state after, and who is in the conversation."""
+
+    __slots__ = ("ids", "state", "customer", "agents", "transfer_agent", "agent", "dup")
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        ids = raw.get("ids") or []
+        self.ids: list[str] = ids if isinstance(ids, list) else []
+        self.state: str | None = raw.get("state") or None
+        self.customer: str | None = raw.get("customer") or None
+        agents = raw.get("agents") or []
+        self.agents: list[str] = agents if isinstance(agents, list) else []
+        self.transfer_agent: str | None = raw.get("transfer_agent") or None
+        # the assigned agent (kept after close, so a late CSAT reaches them)
+        self.agent: str | None = raw.get("agent") or None
+        self.dup: str | None = raw.get("dup")
+
+
+def ts_of(event_id: str) -> int:
+    return int(event_id.split("-", 1)[0])
+
+
+def encode_event(type_: str, author: dict[str, Any], visibility: str, data: dict[str, Any]) -> list[str]:
+    return [type_, json.dumps(author, separators=(",", ":")), visibility, json.dumps(data, separators=(",", ":"))]
+
+
+def decode_event(cid: str, event_id: str, fields: dict[str, str]) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "conversation_id": cid,
+        "type": fields.get("t", ""),
+        "ts": ts_of(event_id),
+        "author": json.loads(fields.get("a") or "{}"),
+        "visibility": fields.get("v", "all"),
+        "data": json.loads(fields.get("d") or "{}"),
+    }
+
+
+class Store:
+    """Redis access for conversations and customers (no rules about who may do what: see service)."""
+
+    def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
+        self.redis = redis
+        self.keys = Keys(prefix)
+        self._mutate = redis.register_script(MUTATE)
+
+    async def mutate(self, cid: str, spec: dict[str, Any]) -> Outcome:
+        raw = await self._mutate(keys=self.keys.conv_keys(cid), args=[json.dumps(spec, separators=(",", ":"))])
+        result = json.loads(raw)
+        if "err" in result:
+            raise MutationFailed(result["err"], result.get("state"))
+        return Outcome(result)
+
+    async def conversation(self, cid: str) -> dict[str, str]:
+        return await self.redis.hgetall(self.keys.conv(cid))
+
+    async def conversations(self, cids: Iterable[str]) -> list[dict[str, str]]:
+        cids = list(cids)
+        if not cids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cid in cids:
+                pipe.hgetall(self.keys.conv(cid))
+            rows = await pipe.execute()
+        return [row for row in rows if row]
+
+    async def events(self, cid: str, after: str | None = None, upto: str | None = None,
+                     count: int | None = None) -> list[dict[str, Any]]:
+        start = f"({after}" if after else "-"
+        end = upto or "+"
+        rows = await self.redis.xrange(self.keys.log(cid), start, end, count=count)
+        return [decode_event(cid, eid, fields) for eid, fields in rows]
+
+    async def event(self, cid: str, event_id: str) -> dict[str, Any] | None:
+        rows = await self.redis.xrange(self.keys.log(cid), event_id, event_id)
+        return decode_event(cid, rows[0][0], rows[0][1]) if rows else None
+
+    async def active(self, cid: str) -> set[str]:
+        return await self.redis.smembers(self.keys.active(cid))
+
+    # --- customers --------------------------------------------------------------------------
+
+    async def customer(self, cust: str) -> dict[str, str]:
+        return await self.redis.hgetall(self.keys.customer(cust))
+
+    async def save_customer(self, cust: str, fields: dict[str, str]) -> None:
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if fields:
+            await self.redis.hset(self.keys.customer(cust), mapping=fields)
+
+    async def customer_conversation_ids(self, cust: str, limit: int = 100) -> list[str]:
+        return await self.redis.zrevrange(self.keys.customer_convs(cust), 0, limit - 1)
+
+    async def link_conversation(self, cust: str, cid: str, created_ms: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(self.keys.customer_convs(cust), {cid: created_ms})
+            pipe.zadd(self.keys.open_convs, {cid: created_ms})
+            await pipe.execute()

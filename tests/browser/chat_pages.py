@@ -1,0 +1,136 @@
+"""Drive the customer widget (/widget/) and the agent console (/agent/) in Chromium.
+
+Shared by test_chat*.py, test_widget*.py and test_agent*.py. Every wait is generous (no timing
+assertions): a step that never happens fails with Playwright's timeout and a clear selector.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aiohttp
+from playwright.async_api import Page, expect
+
+WAIT_MS = 20_000
+
+
+# --- customer widget ------------------------------------------------------------------------------
+
+async def open_widget(page: Page, base_url: str) -> None:
+    await page.goto(base_url + "widget/")
+    await expect(page.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    if await page.locator("#segue-panel").is_hidden():
+        await page.click("#segue-launcher")
+    await expect(page.locator("#segue-panel")).to_be_visible(timeout=WAIT_MS)
+
+
+async def start_chat(page: Page, text: str, name: str | None = None) -> str:
+    """Start a conversation from the pre-chat form; returns the conversation id."""
+    if name:
+        await page.fill("#segue-start-name", name)
+    await page.fill("#segue-start-text", text)
+    await page.click("#segue-start-btn")
+    await expect(page.locator("#segue-composer")).to_be_visible(timeout=WAIT_MS)
+    await expect(widget_message(page, text)).to_have_count(1, timeout=WAIT_MS)
+    return await page.evaluate("window.segueWidget.conversation.id")
+
+
+async def customer_send(page: Page, text: str) -> None:
+    await page.fill("#segue-input", text)
+    await page.press("#segue-input", "Enter")
+    # stored (it has its event id), not just shown as pending
+    await expect(page.locator(".segue-msg--mine[data-event-id]").filter(has_text=text).first).to_be_visible(timeout=WAIT_MS)
+
+
+def widget_message(page: Page, text: str) -> Any:
+    return page.locator("#segue-log .segue-msg .segue-msg-text").filter(has_text=text)
+
+
+async def widget_log(page: Page) -> list[dict[str, str]]:
+    """Every item of the customer's log: id, kind (message/system), text."""
+    return await page.eval_on_selector_all(
+        "#segue-log > li",
+        """els => els.map(e => ({
+            id: e.dataset.eventId || '',
+            kind: e.classList.contains('segue-msg') ? 'message' : 'system',
+            text: (e.querySelector('.segue-msg-text') || e).textContent,
+        }))""",
+    )
+
+
+# --- agent console --------------------------------------------------------------------------------
+
+async def agent_login(page: Page, base_url: str, username: str = "demo", password: str = "demo") -> None:
+    await page.goto(base_url + "agent/")
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", password)
+    await page.click("#login-submit")
+    await expect(page.locator("#console")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+
+async def set_presence(page: Page, status: str) -> None:
+    await page.select_option("#presence", status)
+    await expect(page.locator("#presence")).to_have_value(status, timeout=WAIT_MS)
+
+
+async def accept_offer(page: Page, conversation_id: str | None = None) -> str:
+    """Accept an offer (the one for ``conversation_id``, or the first); returns the conversation id."""
+    selector = f'.offer[data-conversation-id="{conversation_id}"]' if conversation_id else ".offer"
+    offer = page.locator(selector).first
+    await expect(offer).to_be_visible(timeout=WAIT_MS)
+    cid = await offer.get_attribute("data-conversation-id")
+    await offer.locator(".offer-accept").click()
+    await expect(panel(page, cid).locator(".conv-composer")).to_be_visible(timeout=WAIT_MS)
+    return cid
+
+
+def panel(page: Page, conversation_id: str) -> Any:
+    return page.locator(f'.conv-panel[data-conversation-id="{conversation_id}"]')
+
+
+def panel_item(page: Page, conversation_id: str, text: str) -> Any:
+    return panel(page, conversation_id).locator(".conv-log > li").filter(has_text=text)
+
+
+async def agent_send(page: Page, conversation_id: str, text: str, mode: str = "reply") -> None:
+    p = panel(page, conversation_id)
+    await p.locator(f'.mode-btn[data-mode="{mode}"]').click()
+    await p.locator(".conv-input").fill(text)
+    await p.locator(".conv-input").press("Enter")
+    await expect(p.locator(".conv-log > li[data-event-id]").filter(has_text=text).first).to_be_visible(timeout=WAIT_MS)
+
+
+async def panel_event_ids(page: Page, conversation_id: str) -> list[str]:
+    return await panel(page, conversation_id).locator(".conv-log > li[data-event-id]").evaluate_all(
+        "els => els.map(e => e.dataset.eventId)")
+
+
+# --- REST --------------------------------------------------------------------------------------------
+
+async def rest_login(base_url: str, username: str = "demo", password: str = "demo") -> str:
+    async with aiohttp.ClientSession() as http:
+        async with http.post(base_url + "api/v1/auth/login", json={"username": username, "password": password}) as r:
+            body = await r.json()
+            assert r.status == 200, body
+            return body["token"]
+
+
+async def create_agent(base_url: str, username: str, password: str, name: str, **extra: Any) -> dict[str, Any]:
+    """Create an agent through the REST API as the demo agent (a supervisor)."""
+    token = await rest_login(base_url)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        body = {"username": username, "password": password, "name": name, **extra}
+        async with http.post(base_url + "api/v1/agents", json=body) as r:
+            data = await r.json()
+            assert r.status in (200, 201), data
+            return data.get("agent", data)
+
+
+async def create_canned(base_url: str, title: str, text: str) -> dict[str, Any]:
+    token = await rest_login(base_url)
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as http:
+        async with http.post(base_url + "api/v1/canned", json={"title": title, "text": text}) as r:
+            data = await r.json()
+            assert r.status in (200, 201), data
+            return data.get("reply", data)

@@ -1,0 +1,80 @@
+"""Real Chromium: two pages (customer, agent) on web/sdk/call-demo.html place a call through the
+server's aiortc legs; getStats shows audio bytes flowing both ways, then video after escalation."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from media.ice import set_loopback_only
+from signaling.calls import CALLS, Participant
+from signaling.store import Store
+
+pytestmark = pytest.mark.browser
+
+
+async def eventually(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
+    last = None
+    for _ in range(int(timeout / 0.25)):
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.25)
+    raise AssertionError(f"{what} not met in time (last: {last!r})")
+
+
+async def open_side(new_page: Any, segue: Any, ns: str, cid: str, who: Participant) -> Any:
+    page = await new_page()
+    await page.goto(f"{segue.url}sdk/call-demo.html?ns={ns}&conversation={cid}")
+    sid = await page.evaluate("() => window.demo.ready")
+    await page.wait_for_function("() => window.demo.call !== undefined")
+    segue.app[CALLS].bind(f"/{ns}", sid, who)
+    return page
+
+
+async def bytes_of(page: Any) -> dict[str, Any]:
+    return await page.evaluate("() => window.demo.call.bytes()")
+
+
+async def test_chromium_call_audio_both_ways_then_video(segue: Any, new_page: Any) -> None:
+    set_loopback_only(True)
+    try:
+        store = Store(segue.node.redis, segue.config.redis.key_prefix)
+        cid = "c_browser"
+        await store.mutate(cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1"}, "add": ["a_1"]})
+        customer = await open_side(new_page, segue, "customer", cid, Participant("customer", "v_1", "Ada"))
+        agent = await open_side(new_page, segue, "agent", cid, Participant("agent", "a_1", "Alan"))
+
+        await agent.evaluate("() => window.demo.call.refresh()")  # the agent watches the conversation
+        await customer.evaluate("() => window.demo.call.request('voice', {pageUrl: location.href})")
+        await agent.wait_for_function("() => window.demo.events.some(([n]) => n === 'requested')")
+        await agent.evaluate("() => window.demo.call.accept()")
+
+        async def both_ways(page: Any) -> Any:
+            b = await bytes_of(page)
+            return b if b["audio"]["in"] > 2000 and b["audio"]["out"] > 2000 else None
+
+        await eventually(lambda: both_ways(customer), what="customer audio both ways")
+        await eventually(lambda: both_ways(agent), what="agent audio both ways")
+
+        # escalate: the customer turns the camera on; the agent receives video, audio continues
+        before = (await bytes_of(agent))["audio"]["in"]
+        await customer.evaluate("() => window.demo.call.startVideo()")
+
+        async def agent_video() -> Any:
+            b = await bytes_of(agent)
+            return b if b["video"]["in"] > 5000 and b["audio"]["in"] > before + 2000 else None
+
+        await eventually(agent_video, what="agent receives video and audio")
+        state = await customer.evaluate("() => window.demo.call.pc.connectionState")
+        assert state == "connected"
+
+        await customer.evaluate("() => window.demo.call.hangup()")
+        await agent.wait_for_function("() => window.demo.events.some(([n]) => n === 'ended')")
+        types = [e["type"] for e in await store.events(cid)]
+        assert "call.video_on" in types and "call.ended" in types
+        assert customer.segue_errors == [] and agent.segue_errors == []
+    finally:
+        set_loopback_only(False)

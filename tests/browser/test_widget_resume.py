@@ -1,0 +1,120 @@
+"""The customer's page resumes its conversation after a reload, a navigation away and back, and a
+dropped connection: every event exactly once, in order, with what was missed fetched by id."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.async_api import expect
+
+from chat_pages import (
+    WAIT_MS, accept_offer, agent_login, agent_send, customer_send, open_widget, panel_item, set_presence,
+    start_chat, widget_log, widget_message,
+)
+
+pytestmark = pytest.mark.browser
+
+
+def _assert_clean(log: list[dict[str, str]]) -> None:
+    ids = [item["id"] for item in log]
+    assert all(ids), f"an item without an event id (a pending copy left behind?): {log}"
+    assert len(ids) == len(set(ids)), f"an event shown twice: {ids}"
+
+
+async def _wait_online(page) -> None:
+    await expect(page.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+
+async def test_reload_resumes_with_nothing_lost_or_doubled(segue, new_page) -> None:
+    customer = await new_page()
+    agent = await new_page()
+    await open_widget(customer, segue.url)
+    cid = await start_chat(customer, "first")
+    await agent_login(agent, segue.url)
+    await set_presence(agent, "available")
+    await accept_offer(agent, cid)
+    await agent_send(agent, cid, "second")
+    await expect(widget_message(customer, "second")).to_have_count(1, timeout=WAIT_MS)
+    await customer_send(customer, "third")
+    await agent_send(agent, cid, "fourth")
+    await expect(widget_message(customer, "fourth")).to_have_count(1, timeout=WAIT_MS)
+    before = await widget_log(customer)
+    _assert_clean(before)
+    messages = ["first", "second", "third", "fourth"]
+    assert [i["text"] for i in before if i["kind"] == "message"] == messages
+
+    # 1. A plain reload: the same conversation, the same events, once each (the panel stays open).
+    await customer.reload()
+    await _wait_online(customer)
+    await expect(customer.locator("#segue-panel")).to_be_visible(timeout=WAIT_MS)
+    await expect(widget_message(customer, "fourth")).to_have_count(1, timeout=WAIT_MS)
+    after = await widget_log(customer)
+    assert after == before
+    assert await customer.evaluate("window.segueWidget.conversation.id") == cid
+
+    # 2. Away (another page) while the agent writes; back: the missed messages arrive once.
+    await customer.goto("about:blank")
+    await agent_send(agent, cid, "fifth, while you were away")
+    await agent_send(agent, cid, "sixth, while you were away")
+    await customer.goto(segue.url + "widget/")
+    await _wait_online(customer)
+    await expect(widget_message(customer, "sixth, while you were away")).to_have_count(1, timeout=WAIT_MS)
+    messages += ["fifth, while you were away", "sixth, while you were away"]
+    log = await widget_log(customer)
+    _assert_clean(log)
+    assert [i["text"] for i in log if i["kind"] == "message"] == messages
+    assert [i["id"] for i in log][: len(before)] == [i["id"] for i in before]
+
+    # The SDK asked only for what came after its cursor (the reload kept the events it had seen).
+    cached = await customer.evaluate(
+        f"JSON.parse(sessionStorage.getItem('segue.customer.conversation.{cid}')).events.map(e => e.id)")
+    assert cached == [i["id"] for i in log]
+
+    # 3. The connection drops (no reload): Socket.IO reconnects and the SDK resumes from its cursor.
+    await customer.evaluate("window.segueWidget.customer.socket.io.engine.close()")
+    await agent_send(agent, cid, "seventh, across a reconnect")
+    await expect(widget_message(customer, "seventh, across a reconnect")).to_have_count(1, timeout=WAIT_MS)
+    await _wait_online(customer)
+    await customer_send(customer, "eighth, after the reconnect")
+    await expect(panel_item(agent, cid, "eighth, after the reconnect")).to_have_count(1, timeout=WAIT_MS)
+    messages += ["seventh, across a reconnect", "eighth, after the reconnect"]
+    log = await widget_log(customer)
+    _assert_clean(log)
+    assert [i["text"] for i in log if i["kind"] == "message"] == messages
+
+    # The agent's side is clean too.
+    agent_ids = await agent.locator(f'.conv-panel[data-conversation-id="{cid}"] .conv-log > li[data-event-id]').evaluate_all(
+        "els => els.map(e => e.dataset.eventId)")
+    assert len(agent_ids) == len(set(agent_ids))
+    assert set(i["id"] for i in log) <= set(agent_ids)
+    assert customer.segue_errors == [] and agent.segue_errors == []
+
+
+async def test_history_and_rating_survive_a_reload(segue, new_page) -> None:
+    customer = await new_page()
+    agent = await new_page()
+    await open_widget(customer, segue.url)
+    cid = await start_chat(customer, "quick question")
+    await agent_login(agent, segue.url)
+    await set_presence(agent, "available")
+    await accept_offer(agent, cid)
+    await agent_send(agent, cid, "quick answer")
+    await agent.locator(f'.conv-panel[data-conversation-id="{cid}"] .conv-close').click()
+    await agent.click("#close-submit")
+    await expect(customer.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)
+
+    # Reloaded before rating: the closed conversation and the rating form come back.
+    await customer.reload()
+    await _wait_online(customer)
+    await expect(customer.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)
+    await expect(widget_message(customer, "quick answer")).to_have_count(1)
+    await customer.click(".segue-star[data-score='4']")
+    await customer.click("#segue-rate")
+    await expect(customer.locator("#segue-rating-thanks")).to_be_visible(timeout=WAIT_MS)
+
+    # "Start a new chat" forgets it locally; the next conversation is a new one.
+    await customer.click("#segue-new-chat")
+    cid2 = await start_chat(customer, "another thing")
+    assert cid2 != cid
+    log = await widget_log(customer)
+    assert [i["text"] for i in log if i["kind"] == "message"] == ["another thing"]
+    assert customer.segue_errors == [] and agent.segue_errors == []

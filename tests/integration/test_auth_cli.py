@@ -1,0 +1,64 @@
+"""``segue agent add`` as a person runs it: a subprocess against a real Redis; the account it makes
+logs in through a real node."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from segue_clients import World, http
+
+
+def _segue(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
+    base.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning"})
+    base.update(env)
+    return subprocess.run([sys.executable, "-m", "server", *args], env=base, capture_output=True, text=True, timeout=60)
+
+
+async def test_agent_add_then_login(tmp_path: Path, redis_url: str, start_segue: Any) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    env = {"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix}
+    res = _segue(tmp_path, "agent", "add", "carla", "--password", "pw-1234", "--name", "Carla C",
+                 "--skills", "billing,de", "--role", "supervisor", "--capacity", "chat=3,voice=1", **env)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("added carla") and res.stderr == ""
+
+    again = _segue(tmp_path, "agent", "add", "carla", "--password", "pw-1234", **env)
+    assert again.returncode == 1
+    assert again.stderr.strip() == "segue: error: agent 'carla' already exists"
+    bad = _segue(tmp_path, "agent", "add", "dan", "--password", "pw-1234", "--capacity", "chat=lots", **env)
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "--capacity" in bad.stderr
+    nopw = subprocess.run([sys.executable, "-m", "server", "agent", "add", "dan"], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    assert nopw.returncode == 1 and "--password is required" in nopw.stderr
+
+    node = await start_segue({"redis.key_prefix": prefix})
+    world = World(node)
+    status, body = await http("POST", f"{world.url}/api/v1/auth/login", json_body={"username": "carla", "password": "pw-1234"})
+    assert status == 200, body
+    assert body["agent"]["role"] == "supervisor" and body["agent"]["skills"] == ["billing", "de"]
+    assert body["agent"]["capacity"] == {"chat": 3, "voice": 1} and body["agent"]["name"] == "Carla C"
+
+    changed = _segue(tmp_path, "agent", "set", "carla", "--password", "new-pw-99", "--capacity", "chat=5", **env)
+    assert changed.returncode == 0, changed.stderr
+    status, _ = await http("POST", f"{world.url}/api/v1/auth/login", json_body={"username": "carla", "password": "new-pw-99"})
+    assert status == 200
+    listed = _segue(tmp_path, "agent", "list", **env)
+    assert [line.split()[0] for line in listed.stdout.splitlines()] == ["carla", "demo"]
+    assert _segue(tmp_path, "agent", "remove", "carla", **env).returncode == 0
+    status, _ = await http("POST", f"{world.url}/api/v1/auth/login", json_body={"username": "carla", "password": "new-pw-99"})
+    assert status == 401
+
+
+def test_agent_add_with_the_embedded_redis(tmp_path: Path) -> None:
+    """No Redis configured: the command starts the embedded one on the data folder (and stops it)."""
+    res = _segue(tmp_path, "agent", "add", "emma", "--password", "pw-1234")
+    assert res.returncode == 0, res.stderr
+    listed = _segue(tmp_path, "agent", "list")
+    assert listed.returncode == 0 and listed.stdout.split()[0] == "emma"
+    assert (tmp_path / "data" / "redis").exists()

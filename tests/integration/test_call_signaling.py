@@ -1,0 +1,314 @@
+"""call.* over Socket.IO against a real node (real Redis, real aiortc peers on loopback UDP).
+
+The conversation is created straight in the store and the sockets are bound to their
+participants with ``CallService.bind`` — what the /customer and /agent namespaces do on connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import socketio
+
+from media.ice import loopback_only
+from media.probe import ClientPeer
+from signaling.calls import CALLS, CallService, Participant, turn_credentials
+from signaling.store import Store, encode_event
+
+CUSTOMER, AGENT_A, AGENT_B, HOLD = 440.0, 660.0, 880.0, 425.0
+
+
+async def eventually(check: Any, timeout: float = 20.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if await check() if asyncio.iscoroutinefunction(check) else check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+class Side:
+    """One browser: a Socket.IO client on its namespace plus (later) a client peer."""
+
+    def __init__(self, url: str, ns: str, service: CallService, who: Participant, cid: str) -> None:
+        self.url, self.ns, self.service, self.who, self.cid = url, ns, service, who, cid
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.pushed: list[tuple[str, Any]] = []
+        self.peer: ClientPeer | None = None
+        for name in ("call.requested", "call.accepted", "call.declined", "call.state", "call.ended", "event"):
+            self.sio.on(name, self._recorder(name), namespace=ns)
+
+    def _recorder(self, name: str) -> Any:
+        async def record(data: Any) -> None:
+            self.pushed.append((name, data))
+
+        return record
+
+    async def connect(self) -> None:
+        await self.sio.connect(self.url, namespaces=[self.ns], transports=["websocket"])
+        self.service.bind(self.ns, self.sio.get_sid(self.ns), self.who)
+
+    async def call(self, event: str, **payload: Any) -> dict[str, Any]:
+        payload.setdefault("conversation_id", self.cid)
+        return await self.sio.call(event, payload, namespace=self.ns, timeout=20)
+
+    async def ok(self, event: str, **payload: Any) -> dict[str, Any]:
+        reply = await self.call(event, **payload)
+        assert reply["ok"], reply
+        return reply
+
+    async def offer(self, frequency: float) -> ClientPeer:
+        self.peer = ClientPeer(frequency)
+
+        async def answer(sdp: str) -> str:
+            return (await self.ok("call.offer", sdp=sdp))["sdp"]
+
+        await self.peer.negotiate(answer)
+        await self.peer.wait_connected()
+        return self.peer
+
+    async def renegotiate(self) -> dict[str, Any]:
+        assert self.peer is not None
+        replies: list[dict[str, Any]] = []
+
+        async def answer(sdp: str) -> str:
+            reply = await self.ok("call.offer", sdp=sdp)
+            replies.append(reply)
+            return reply["sdp"]
+
+        await self.peer.negotiate(answer)
+        return replies[0]
+
+    def got(self, name: str) -> list[Any]:
+        return [d for n, d in self.pushed if n == name]
+
+    async def close(self) -> None:
+        if self.peer is not None:
+            await self.peer.close()
+        if self.sio.connected:
+            await self.sio.disconnect()
+
+
+@pytest.fixture
+async def world(segue: Any) -> AsyncIterator[dict[str, Any]]:
+    with loopback_only():
+        service = segue.app[CALLS]
+        store = Store(segue.node.redis, segue.config.redis.key_prefix)
+        cid = "c_call1"
+        await store.mutate(
+            cid,
+            {
+                "create": {"state": "assigned", "customer": "v_1", "agent": "a_1", "queue": "general"},
+                "add": ["a_1"],
+                "events": [encode_event("conversation.created", {"kind": "system", "id": "system"}, "all", {"channel": "chat"})],
+            },
+        )
+        url = segue.url.rstrip("/")
+        customer = Side(url, "/customer", service, Participant("customer", "v_1", "Ada"), cid)
+        agent = Side(url, "/agent", service, Participant("agent", "a_1", "Alan"), cid)
+        await customer.connect()
+        await agent.connect()
+        sides = [customer, agent]
+        yield {"service": service, "store": store, "cid": cid, "customer": customer, "agent": agent,
+               "sides": sides, "url": url}
+        for side in sides:
+            await side.close()
+
+
+async def start_voice(customer: Side, agent: Side) -> None:
+    await agent.ok("call.state")  # the agent's socket watches the conversation
+    reply = await customer.ok("call.request", media="voice", page_url="https://shop.example/checkout")
+    assert reply["call"]["state"] == "requested"
+    await eventually(lambda: agent.got("call.requested"))
+    accepted = await agent.ok("call.accept")
+    assert accepted["call"]["state"] == "active"
+    assert accepted["ice_servers"] == []
+
+
+async def test_voice_call_over_socketio_then_video_then_hangup(world: dict[str, Any]) -> None:
+    customer, agent, store, cid = world["customer"], world["agent"], world["store"], world["cid"]
+    await start_voice(customer, agent)
+    cpeer = await customer.offer(CUSTOMER)
+    apeer = await agent.offer(AGENT_A)
+    await (await cpeer.audio()).wait_hearing(AGENT_A)
+    ears = await apeer.audio()
+    await ears.wait_hearing(CUSTOMER)
+
+    # escalate to video: the agent asks, the customer accepts, the customer's camera goes on
+    await agent.ok("call.request", media="video")
+    await eventually(lambda: any(d["media"] == "video" for d in customer.got("call.requested")))
+    await customer.ok("call.accept")
+    cpeer.start_video()
+    reply = await customer.renegotiate()
+    assert reply["renegotiated"] is True
+    await eventually(lambda: apeer.video_frames() > 5)
+    n = len(ears.frames)
+    await ears.wait_until(lambda: len(ears.frames) > n + 25)
+    assert ears.hears(CUSTOMER)
+
+    cpeer.stop_video()
+    await customer.renegotiate()
+    ended = await agent.ok("call.hangup")
+    assert ended["event"]["type"] == "call.ended"
+    assert ended["event"]["data"]["durations"]["video"] > 0
+    await eventually(lambda: customer.got("call.ended"))
+
+    async def logged() -> bool:
+        types = [e["type"] for e in await store.events(cid)]
+        return "call.video_off" in types
+
+    await eventually(logged)
+    types = [e["type"] for e in await store.events(cid)]
+    for expected in ("call.requested", "call.accepted", "call.video_on", "call.video_off", "call.ended"):
+        assert expected in types, types
+    requested = next(e for e in await store.events(cid) if e["type"] == "call.requested")
+    assert requested["data"]["page_url"] == "https://shop.example/checkout"
+    # chat carries on after the call
+    assert (await store.conversation(cid))["state"] == "assigned"
+
+
+async def test_decline_and_bad_input(world: dict[str, Any]) -> None:
+    customer, agent = world["customer"], world["agent"]
+    bad = await customer.call("call.offer", sdp="v=0")
+    assert bad["ok"] is False and bad["error"]["code"] == "conflict"
+    bad = await customer.call("call.request", media="hologram")
+    assert bad["error"] == {"code": "invalid", "message": "media: one of voice, video, screen", "field": "media"}
+    bad = await customer.call("call.request", conversation_id="c_other")
+    assert bad["error"]["code"] == "not_found"
+    bad = await customer.call("call.request", colour="red")
+    assert bad["error"]["code"] == "invalid" and bad["error"]["field"] == "colour"
+
+    await customer.ok("call.request")
+    again = await customer.call("call.accept")
+    assert again["error"]["code"] == "conflict"
+    declined = await agent.ok("call.decline", reason="busy")
+    assert declined["event"]["type"] == "call.declined"
+    state = await agent.ok("call.state")
+    assert state["call"]["state"] == "none"
+
+
+async def test_hold_and_cold_transfer_keep_the_customer_connected(world: dict[str, Any]) -> None:
+    customer, agent, store, cid, service = (world[k] for k in ("customer", "agent", "store", "cid", "service"))
+    await start_voice(customer, agent)
+    cpeer = await customer.offer(CUSTOMER)
+    await agent.offer(AGENT_A)
+    ears = await cpeer.audio()
+    await ears.wait_hearing(AGENT_A)
+
+    held = await agent.ok("call.hold", held=True)
+    assert held["event"]["type"] == "call.held"
+    await ears.wait_hearing(HOLD)
+    not_allowed = await customer.call("call.hold", held=False)
+    assert not_allowed["error"]["code"] == "forbidden"
+    await agent.ok("call.hold", held=False)
+    await ears.wait_hearing(AGENT_A)
+
+    # cold transfer to a_2 (what the /agent namespace's transfer handlers call)
+    await store.mutate(cid, {"add": ["a_2"]})
+    await service.transfer_started(cid, "cold", "a_2")
+    await ears.wait_hearing(HOLD)
+    agent_b = Side(world["url"], "/agent", service, Participant("agent", "a_2", "Bea"), cid)
+    world["sides"].append(agent_b)
+    await agent_b.connect()
+    await service.transfer_completed(cid, "a_2")
+    bpeer = await agent_b.offer(AGENT_B)
+    await ears.wait_hearing(AGENT_B)
+    await (await bpeer.audio()).wait_hearing(CUSTOMER)
+    assert cpeer.pc.connectionState == "connected"
+    assert service.records[cid].call.leg("customer").negotiations == 1
+
+    types = [e["type"] for e in await store.events(cid)]
+    assert "call.transferred" in types
+
+
+async def test_warm_transfer_consult_then_complete(world: dict[str, Any]) -> None:
+    customer, agent, store, cid, service = (world[k] for k in ("customer", "agent", "store", "cid", "service"))
+    await start_voice(customer, agent)
+    cpeer = await customer.offer(CUSTOMER)
+    apeer = await agent.offer(AGENT_A)
+    ears = await cpeer.audio()
+    await ears.wait_hearing(AGENT_A)
+
+    await store.mutate(cid, {"add": ["a_2"]})
+    await service.transfer_started(cid, "warm", "a_2")
+    agent_b = Side(world["url"], "/agent", service, Participant("agent", "a_2", "Bea"), cid)
+    world["sides"].append(agent_b)
+    await agent_b.connect()
+    bpeer = await agent_b.offer(AGENT_B)
+    await ears.wait_hearing(HOLD)
+    await (await apeer.audio()).wait_hearing(AGENT_B)
+    await (await bpeer.audio()).wait_hearing(AGENT_A)
+
+    await service.transfer_completed(cid, "a_2")
+    await ears.wait_hearing(AGENT_B)
+    await (await bpeer.audio()).wait_hearing(CUSTOMER)
+    assert cpeer.pc.connectionState == "connected"
+    event = next(e for e in await store.events(cid) if e["type"] == "call.transferred")
+    assert event["data"] == {"from_agent": "a_1", "to_agent": "a_2", "mode": "warm"}
+
+
+async def test_reload_reattaches_with_a_new_socket_and_connection(world: dict[str, Any]) -> None:
+    customer, agent, store, cid, service = (world[k] for k in ("customer", "agent", "store", "cid", "service"))
+    await start_voice(customer, agent)
+    await customer.offer(CUSTOMER)
+    apeer = await agent.offer(AGENT_A)
+    ears = await apeer.audio()
+    await ears.wait_hearing(CUSTOMER)
+
+    await customer.close()  # page reload: socket and peer connection gone
+    await eventually(lambda: service.records[cid].call.summary()["waiting_for"] == ["customer"])
+    again = Side(world["url"], "/customer", service, Participant("customer", "v_1", "Ada"), cid)
+    world["sides"].append(again)
+    await again.connect()
+    state = await again.ok("call.state")
+    assert state["call"]["state"] == "active"
+    rpeer = await again.offer(550.0)
+    await ears.wait_hearing(550.0)
+    await (await rpeer.audio()).wait_hearing(AGENT_A)
+    types = [e["type"] for e in await store.events(cid)]
+    assert "call.leg_lost" in types and "call.reconnected" in types
+
+
+async def test_call_ends_after_grace_and_chat_goes_on(start_segue: Any) -> None:
+    segue = await start_segue({"media.reconnect_grace_s": 0.5})
+    with loopback_only():
+        service = segue.app[CALLS]
+        store = Store(segue.node.redis, segue.config.redis.key_prefix)
+        cid = "c_grace"
+        await store.mutate(cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1"}, "add": ["a_1"]})
+        url = segue.url.rstrip("/")
+        customer = Side(url, "/customer", service, Participant("customer", "v_1"), cid)
+        agent = Side(url, "/agent", service, Participant("agent", "a_1"), cid)
+        try:
+            await customer.connect()
+            await agent.connect()
+            await start_voice(customer, agent)
+            await customer.offer(CUSTOMER)
+            await agent.offer(AGENT_A)
+            await customer.peer.close()  # type: ignore[union-attr]
+            await eventually(lambda: agent.got("call.ended"))
+            assert agent.got("call.ended")[0]["reason"] == "timeout"
+
+            async def ended_logged() -> bool:
+                return any(e["type"] == "call.ended" for e in await store.events(cid))
+
+            await eventually(ended_logged)
+            assert cid not in service.records
+            assert (await store.conversation(cid))["state"] == "assigned"
+        finally:
+            await customer.close()
+            await agent.close()
+
+
+async def test_turn_rest_credentials(start_segue: Any) -> None:
+    segue = await start_segue({"media.turn.secret": "s3cret", "media.turn.urls": ["turn:127.0.0.1:3478?transport=udp"]})
+    username, credential = turn_credentials("s3cret", "v_1", 3600, now=1_700_000_000)
+    assert username == "1700003600:v_1"
+    import base64, hashlib, hmac
+
+    assert credential == base64.b64encode(hmac.new(b"s3cret", username.encode(), hashlib.sha1).digest()).decode()
+    servers = segue.app[CALLS].ice_servers("v_1")
+    assert servers[-1]["urls"] == ["turn:127.0.0.1:3478?transport=udp"]
+    assert servers[-1]["username"].endswith(":v_1")
