@@ -168,13 +168,17 @@ def load_config(
             raise ConfigError(f"config file {file_path} must hold a mapping of settings")
         raw = loaded or {}
 
+    types_by_path = _setting_types()
     for dotted, env_name in env_names().items():
         if env_name in environ:
             text = environ[env_name]
-            try:
-                value = yaml.safe_load(text) if text != "" else ""
-            except yaml.YAMLError:
-                value = text
+            if types_by_path[dotted] is str:
+                value: Any = text  # text settings are taken verbatim ("segue:" is not YAML's mapping)
+            else:
+                try:
+                    value = yaml.safe_load(text) if text != "" else ""
+                except yaml.YAMLError:
+                    value = text
             _set_dotted(raw, dotted, value)
     for env_name in environ:
         if env_name.startswith(ENV_PREFIX) and env_name not in env_names().values():
@@ -219,20 +223,25 @@ def _validate(config: Config) -> None:
 _NON_SETTING_ENV = frozenset({"SEGUE_CONFIG"})
 
 
-def env_names() -> dict[str, str]:
-    """Dotted path of every scalar-or-list setting -> its environment variable name."""
-    names: dict[str, str] = {}
+def _setting_types() -> dict[str, Any]:
+    """Dotted path of every setting (sections included) -> its declared type."""
+    found: dict[str, Any] = {}
 
     def walk(cls: type, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
             dotted = f"{prefix}{f.name}"
-            hint = typing.get_type_hints(cls)[f.name]
-            if dataclasses.is_dataclass(hint):
-                walk(hint, dotted + ".")
-            names[dotted] = ENV_PREFIX + dotted.replace(".", "_").upper()
+            found[dotted] = hints[f.name]
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], dotted + ".")
 
     walk(Config, "")
-    return names
+    return found
+
+
+def env_names() -> dict[str, str]:
+    """Dotted path of every setting -> its environment variable name."""
+    return {dotted: ENV_PREFIX + dotted.replace(".", "_").upper() for dotted in _setting_types()}
 
 
 def as_dict(config: Any) -> Any:

@@ -22,7 +22,7 @@ def _segue(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
 
 async def test_agent_add_then_login(tmp_path: Path, redis_url: str, start_segue: Any) -> None:
     prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    env = {"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix}
+    env = {"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix}  # text settings are taken verbatim
     res = _segue(tmp_path, "agent", "add", "carla", "--password", "pw-1234", "--name", "Carla C",
                  "--skills", "billing,de", "--role", "supervisor", "--capacity", "chat=3,voice=1", **env)
     assert res.returncode == 0, res.stderr

@@ -21,6 +21,12 @@ def test_env_overrides_by_dotted_path() -> None:
     assert cfg.redis.url == "redis://h:1/0"
 
 
+def test_env_text_is_verbatim() -> None:
+    cfg = load_config(environ={"SEGUE_REDIS_KEY_PREFIX": "tenant-a:", "SEGUE_AUTH_SECRET": "12345"})
+    assert cfg.redis.key_prefix == "tenant-a:"
+    assert cfg.auth.secret == "12345"
+
+
 def test_env_lists_are_yaml() -> None:
     cfg = load_config(environ={"SEGUE_MEDIA_ICE_SERVERS": '[{urls: ["stun:127.0.0.1:3478"]}]'})
     assert cfg.media.ice_servers[0].urls == ["stun:127.0.0.1:3478"]
