@@ -108,6 +108,7 @@ class _Commands:
 
 def server_main(conn: Any, mode: str, cpu: int | None) -> None:
     pinned = _pin(cpu)
+    os.environ["SEGUE_PUMP_DEBUG"] = os.environ.get("BENCH_SERVER_DEBUG", "")
     if os.environ.get("BENCH_VERBOSE"):
         print(f"bench: {mode} server pid {os.getpid()}", file=sys.stderr, flush=True)
     from media import set_loopback_only
@@ -135,7 +136,8 @@ async def _server(conn: Any, mode: str, pinned: bool) -> None:
     from media import Forwarder, new_peer
 
     commands = _Commands(conn)
-    forwarder = Forwarder() if mode == "forwarder" else None
+    batch = float(os.environ.get("BENCH_BATCH_MS", "0")) / 1000
+    forwarder = Forwarder(batch_interval=batch) if mode == "forwarder" else None
     relay = MediaRelay()
     pcs: list[Any] = []
     while True:
@@ -172,6 +174,10 @@ async def _server(conn: Any, mode: str, pinned: bool) -> None:
                 answers.append(tuple(out))
             commands.reply(answers)
         elif op == "cpu":
+            if os.environ.get("BENCH_GC") == "freeze":
+                import gc
+
+                gc.freeze()
             times = os.times()
             commands.reply(
                 {"cpu": time.process_time(), "user": times.user, "sys": times.system, "rss_mb": _rss_mb(), "pinned": pinned}
@@ -271,6 +277,8 @@ def _stream_result(send: _SendLog, recv: _RecvLog, t0: float, t1: float) -> dict
             lost += 1
         else:
             latencies.append(arrival - t)
+            if os.environ.get("BENCH_VERBOSE") and arrival - t > 0.005:
+                print(f"bench: late {1000 * (arrival - t):.1f} ms sent at +{t - t0:.3f}", file=sys.stderr)
     return {"sent": len(in_window), "lost": lost, "latencies": latencies}
 
 

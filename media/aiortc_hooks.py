@@ -32,8 +32,10 @@ What is relied upon (see :data:`RELIED_UPON` for the exact checks):
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+import select
 import time
 from collections.abc import Callable
 from typing import Any
@@ -77,6 +79,8 @@ RELIED_UPON: list[tuple[Any, str, tuple[str, ...] | None]] = [
 
 #: Instance attributes (set in __init__ or at connection time) checked on a connected peer.
 RELIED_UPON_INSTANCE = {
+    "RTCRtpSender.rtcp": ("_RTCRtpSender__rtcp_task", "_RTCRtpSender__rtcp_started"),
+    "RTCRtpReceiver.rtcp": ("_RTCRtpReceiver__rtcp_task", "_RTCRtpReceiver__rtcp_started"),
     "RTCIceTransport": ("_connection",),
     "RTCDtlsTransport": ("_rx_srtp", "_tx_srtp", "transport", "state"),
     "aioice.Connection": ("_nominated", "data_received"),
@@ -192,6 +196,151 @@ def shrink_receive_buffers(conn: Any) -> None:
             transport.max_size = MAX_DATAGRAM
 
 
+PUMP_AVAILABLE = hasattr(select, "epoll")
+
+
+class DatagramPump:
+    """Reads the UDP sockets of connected legs itself: one epoll for all legs, drained per wake-up.
+
+    Why: per received packet, asyncio's datagram transport allocates a 256 KiB buffer and aioice
+    first tries to parse the datagram as STUN; with one wake-up per packet that path costs several
+    times the forwarding work. Here a connected leg's socket (the selected ICE pair's) is taken
+    out of asyncio's selector (``loop._remove_reader``) and put in one epoll set watched through
+    the public ``loop.add_reader``. SRTP goes straight to the forwarder; every other datagram
+    (STUN consent, DTLS, SRTCP) is handed to aioice's ``datagram_received`` as before.
+
+    ``batch_interval`` > 0 trades latency for CPU: after a wake-up the pump waits that long
+    before looking again, so a busy server handles several packets per wake-up (0 = no wait).
+    """
+
+    DRAIN_MAX = 64  # datagrams read from one socket per pass (fairness between legs)
+
+    def __init__(self, batch_interval: float = 0.0) -> None:
+        self.batch_interval = batch_interval
+        self._epoll = select.epoll()
+        self._entries: dict[int, tuple[Callable[..., Any], Callable[[bytes, Any], None], Any]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._armed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self.wakeups = 0
+        self.datagrams = 0
+
+    def adopt(self, dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None]) -> Callable[[], None] | None:
+        """Take over the socket of this transport's selected pair; returns a release function,
+        or None when the transport has no selected pair yet (call again once connected)."""
+        conn = dtls.transport._connection
+        pair = conn._nominated.get(1)
+        if pair is None:
+            return None
+        protocol = pair.protocol
+        transport = getattr(protocol, "transport", None)
+        sock = getattr(transport, "_sock", None)
+        if sock is None or transport.is_closing():
+            return None
+        fd = sock.fileno()
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        if fd in self._entries:
+            return None
+        loop._remove_reader(fd)  # type: ignore[attr-defined]
+        self._entries[fd] = (sock.recvfrom, _datagram_handler(protocol, dtls, on_rtp), protocol)
+        self._epoll.register(fd, select.EPOLLIN)
+        self._arm()
+
+        def release() -> None:
+            if self._entries.pop(fd, None) is None:
+                return
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
+            if not transport.is_closing():
+                loop._add_reader(fd, transport._read_ready)  # type: ignore[attr-defined]
+
+        return release
+
+    def close(self) -> None:
+        if self._loop is not None and self._armed:
+            self._loop.remove_reader(self._epoll.fileno())
+        if self._timer is not None:
+            self._timer.cancel()
+        self._armed = False
+        self._epoll.close()
+
+    def _arm(self) -> None:
+        if not self._armed and self._timer is None and self._loop is not None:
+            self._loop.add_reader(self._epoll.fileno(), self._on_ready)
+            self._armed = True
+
+    def _on_ready(self) -> None:
+        self.wakeups += 1
+        if self.batch_interval > 0:
+            self._loop.remove_reader(self._epoll.fileno())  # type: ignore[union-attr]
+            self._armed = False
+            self._drain()
+            self._timer = self._loop.call_later(self.batch_interval, self._tick)  # type: ignore[union-attr]
+        else:
+            self._drain()
+
+    def _tick(self) -> None:
+        self._timer = None
+        if self._drain():
+            self._timer = self._loop.call_later(self.batch_interval, self._tick)  # type: ignore[union-attr]
+        else:
+            self._arm()
+
+    def _drain(self) -> int:
+        count = 0
+        entries = self._entries
+        for fd, _ in self._epoll.poll(0):
+            entry = entries.get(fd)
+            if entry is None:
+                continue
+            recvfrom, handle, protocol = entry
+            for _ in range(self.DRAIN_MAX):
+                try:
+                    data, addr = recvfrom(MAX_DATAGRAM)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    protocol.error_received(exc)
+                    break
+                count += 1
+                try:
+                    handle(data, addr)
+                except Exception:
+                    logger.exception("datagram handler failed")
+        self.datagrams += count
+        return count
+
+
+def _datagram_handler(protocol: Any, dtls: RTCDtlsTransport, on_rtp: Callable[[bytes], None]) -> Callable[[bytes, Any], None]:
+    stock = protocol.datagram_received
+    unprotect_error = pylibsrtp.Error
+
+    import os
+    dbg = os.environ.get("SEGUE_PUMP_DEBUG")
+
+    def handle(data: bytes, addr: Any) -> None:
+        if len(data) > 11 and 127 < data[0] < 192 and not (191 < data[1] < 224):
+            if dbg == "drop":
+                return
+            if dbg == "unprotect":
+                dtls._rx_srtp.unprotect(data)
+                return
+            srtp = dtls._rx_srtp
+            if srtp is not None:
+                try:
+                    plain = srtp.unprotect(data)
+                except unprotect_error:
+                    return
+                on_rtp(plain)
+                return
+        stock(data, addr)
+
+    return handle
+
+
 # --- send ----------------------------------------------------------------------------------------
 
 
@@ -221,7 +370,11 @@ class SrtpWriter:
             return False
         transport = pair.protocol.transport
         self._addr = pair.remote_addr
-        self._sendto = transport.sendto
+        sock = getattr(transport, "_sock", None)
+        self._sendto = sock.sendto if sock is not None else transport.sendto
+        import os
+        if os.environ.get("SEGUE_PUMP_DEBUG") == "nosend":
+            self._sendto = lambda d, a: None
         self._tx = tx
         return True
 
@@ -233,18 +386,27 @@ class SrtpWriter:
                 return None
             tx = self._tx
         data = tx.protect(packet)  # type: ignore[union-attr]
-        self._sendto(data, self._addr)  # type: ignore[misc]
+        try:
+            self._sendto(data, self._addr)  # type: ignore[misc]
+        except OSError:  # socket buffer full or transient ICMP error: UDP drops, so do we
+            return None
         return data
 
     def send_raw(self, data: bytes) -> None:
         """Send already-protected bytes again (retransmission from history)."""
         if self._tx is not None:
-            self._sendto(data, self._addr)  # type: ignore[misc]
+            try:
+                self._sendto(data, self._addr)  # type: ignore[misc]
+            except OSError:
+                pass
 
     def send_rtcp(self, packet: bytes) -> bool:
         if self._tx is None and not self._open():
             return False
-        self._sendto(self._tx.protect_rtcp(packet), self._addr)  # type: ignore[union-attr,misc]
+        try:
+            self._sendto(self._tx.protect_rtcp(packet), self._addr)  # type: ignore[union-attr,misc]
+        except OSError:
+            return False
         return True
 
     def close(self) -> None:
@@ -296,10 +458,9 @@ def take_over_sender(sender: RTCRtpSender, on_feedback: Callable[[Feedback], Non
 
     aiortc's own sender never sends RTP while the forwarder feeds it (its track is a placeholder
     that never yields), so its periodic sender report would announce zero packets: it is
-    dropped here and the forwarder sends its own reports. Its BYE at stop still goes out.
+    dropped here and the forwarder sends its own reports (and BYE).
     """
     ssrc = sender_ssrc(sender)
-    stock_send_rtcp = type(sender)._send_rtcp
 
     async def handle_rtcp_packet(packet: Any) -> None:
         for feedback in _to_feedback(packet, ssrc):
@@ -309,12 +470,33 @@ def take_over_sender(sender: RTCRtpSender, on_feedback: Callable[[Feedback], Non
                 logger.exception("forwarder feedback handler failed")
 
     async def send_rtcp(packets: list[Any]) -> None:
-        keep = [p for p in packets if isinstance(p, aiortc_rtp.RtcpByePacket)]
-        if keep:
-            await stock_send_rtcp(sender, keep)
+        # Stock reports would announce zero packets; its BYE would come when stop_stock_rtcp()
+        # cancels the loop mid-call. The forwarder sends SR, RR and BYE itself.
+        return None
 
     sender._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]
     sender._send_rtcp = send_rtcp  # type: ignore[method-assign]
+
+
+def stop_stock_rtcp(sender: RTCRtpSender, receiver: RTCRtpReceiver) -> bool:
+    """Cancel aiortc's per-sender and per-receiver RTCP loops once they are running.
+
+    Why: for a forwarded stream they have nothing to report (the forwarder sends SR/RR), yet each
+    wakes up about once a second; on a node with hundreds of legs those wake-ups cost more than
+    the idle legs' traffic. Only loops that have started are cancelled (``stop()`` waits for the
+    start event). Returns False while a loop exists that has not started yet (call again later).
+    """
+    settled = True
+    for obj, prefix in ((sender, "_RTCRtpSender"), (receiver, "_RTCRtpReceiver")):
+        task = getattr(obj, f"{prefix}__rtcp_task", None)
+        started = getattr(obj, f"{prefix}__rtcp_started", None)
+        if task is None or started is None or task.done():
+            continue
+        if started.is_set():
+            task.cancel()
+        else:
+            settled = False
+    return settled
 
 
 def observe_sender_reports(receiver: RTCRtpReceiver, on_sr: Callable[[int, int, float], None]) -> None:

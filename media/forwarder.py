@@ -53,6 +53,7 @@ from .rtp import (
     rtcp_pli,
     rtcp_remb,
     rtcp_rr,
+    rtcp_bye,
     rtcp_sdes_cname,
     rtcp_sr,
     vp8_descriptor,
@@ -668,11 +669,14 @@ class Leg:
         self._writers: dict[int, aiortc_hooks.SrtpWriter] = {}  # id(dtls) -> writer
         self._mid_writer: dict[str, aiortc_hooks.SrtpWriter] = {}
         self._hooked: dict[int, Callable[[], None]] = {}
+        self._pumped: dict[int, Callable[[], None]] = {}
+        self._transports: dict[int, Any] = {}
         self._taken_senders: set[int] = set()
         self._observed_receivers: set[int] = set()
         self._seen: tuple[str, str] | None = None
         self._mid_ext_id = 0
         self._errors = 0
+        self._stock_rtcp_pending = True
         pc.on("signalingstatechange", self._on_signaling)
         pc.on("connectionstatechange", self._on_connection)
 
@@ -725,6 +729,7 @@ class Leg:
         if key == self._seen:
             return
         self._seen = key
+        self._stock_rtcp_pending = True
         answer = local if local.type == "answer" else remote
         answer_sections = {s.mid: s for s in _sdp.parse(answer.sdp)}
         remote_sections = {s.mid: s for s in _sdp.parse(remote.sdp)}
@@ -759,7 +764,12 @@ class Leg:
                 self._sinks.pop(mid)._close()
 
     async def close(self) -> None:
-        """Close the peer connection and end this leg's sources and sinks."""
+        """Say BYE for our outbound streams, close the peer connection, end sources and sinks."""
+        if self.state is LegState.CONNECTED:
+            for mid, sink in self._sinks.items():
+                writer = self._mid_writer.get(mid)
+                if writer is not None and sink.stats.packets:
+                    writer.send_rtcp(rtcp_bye([sink.ssrc]))
         self._closed()
         await self.pc.close()
 
@@ -800,10 +810,15 @@ class Leg:
                 del self._by_ssrc[key]
 
     def _hook_transport(self, dtls: Any) -> None:
-        if id(dtls) in self._hooked:
-            return
-        self._writers[id(dtls)] = aiortc_hooks.SrtpWriter(dtls)
-        self._hooked[id(dtls)] = aiortc_hooks.intercept_rtp(dtls, self._on_rtp)
+        if id(dtls) not in self._hooked:
+            self._transports[id(dtls)] = dtls
+            self._writers[id(dtls)] = aiortc_hooks.SrtpWriter(dtls)
+            self._hooked[id(dtls)] = aiortc_hooks.intercept_rtp(dtls, self._on_rtp)
+        if self.state is LegState.CONNECTED and id(dtls) not in self._pumped:
+            pump = self.forwarder._pump
+            release = pump.adopt(dtls, self._on_rtp) if pump is not None else None
+            if release is not None:
+                self._pumped[id(dtls)] = release
 
     def _writer_for(self, mid: str) -> aiortc_hooks.SrtpWriter:
         return self._mid_writer[mid]
@@ -853,6 +868,12 @@ class Leg:
     def _send_reports(self, now: float, wallclock: float) -> None:
         """Per report interval: SR for each outbound stream that sent, RR for what we receive,
         and the viewers' bitrate estimates passed up to video senders."""
+        if self._stock_rtcp_pending:
+            settled = True
+            for transceiver in self.pc.getTransceivers():
+                if transceiver.mid in self._sinks or transceiver.mid in self._sources:
+                    settled &= aiortc_hooks.stop_stock_rtcp(transceiver.sender, transceiver.receiver)
+            self._stock_rtcp_pending = not settled
         by_writer: dict[int, tuple[aiortc_hooks.SrtpWriter, list[bytes], list[ReportBlock], int]] = {}
         for mid, source in self._sources.items():
             writer = self._mid_writer.get(mid)
@@ -892,6 +913,8 @@ class Leg:
         if state == "connected" and self.state is LegState.NEW:
             self.state = LegState.CONNECTED
             self.refresh()
+            for dtls in list(self._transports.values()):
+                self._hook_transport(dtls)
         elif state in ("closed", "failed"):
             self._closed()
 
@@ -901,6 +924,9 @@ class Leg:
         self.state = LegState.CLOSED
         for writer in self._writers.values():
             writer.close()
+        for release in self._pumped.values():
+            release()
+        self._pumped.clear()
         for undo in self._hooked.values():
             undo()
         for source in self._sources.values():
@@ -920,9 +946,11 @@ class Forwarder:
     loop; calls (a later layer) only join legs' sinks to sources and never see RTP.
     """
 
-    def __init__(self, report_interval: float = 1.0) -> None:
+    def __init__(self, report_interval: float = 1.0, batch_interval: float = 0.0) -> None:
+        """``batch_interval``: seconds the receive pump may wait to batch packets (0: never)."""
         aiortc_hooks.check_compatibility()
         self.report_interval = report_interval
+        self._pump = aiortc_hooks.DatagramPump(batch_interval) if aiortc_hooks.PUMP_AVAILABLE else None
         self._legs: set[Leg] = set()
         self._task: asyncio.Task[None] | None = None
         self._hold_tone: HoldTone | None = None
@@ -956,6 +984,9 @@ class Forwarder:
             await leg.close()
         if self._hold_tone is not None:
             self._hold_tone.stop()
+        if self._pump is not None:
+            self._pump.close()
+            self._pump = None
         if self._task is not None:
             self._task.cancel()
             try:
@@ -965,12 +996,25 @@ class Forwarder:
             self._task = None
 
     async def _report_loop(self) -> None:
+        """Each leg reports once per interval at its own phase: a slice of the legs every tick,
+        so a thousand legs never stall the loop for one long burst of RTCP."""
+        tick = 0.05
+        due: dict[Leg, float] = {}
         while True:
-            await asyncio.sleep(self.report_interval * (0.75 + random.random() / 2))
+            await asyncio.sleep(tick)
             now, wallclock = time.monotonic(), time.time()
             for leg in list(self._legs):
-                if leg.state is LegState.CONNECTED:
-                    try:
-                        leg._send_reports(now, wallclock)
-                    except Exception:
-                        logger.exception("leg %s: RTCP reports failed", leg.name)
+                when = due.get(leg)
+                if when is None:
+                    due[leg] = now + random.random() * self.report_interval
+                    continue
+                if when > now or leg.state is not LegState.CONNECTED:
+                    continue
+                due[leg] = now + self.report_interval * (0.75 + random.random() / 2)
+                try:
+                    leg._send_reports(now, wallclock)
+                except Exception:
+                    logger.exception("leg %s: RTCP reports failed", leg.name)
+            if len(due) > len(self._legs):
+                for leg in [leg for leg in due if leg not in self._legs]:
+                    del due[leg]

@@ -247,6 +247,11 @@ def rtcp_sdes_cname(ssrc: int, cname: str) -> bytes:
     return _rtcp_header(1, RTCP_SDES, len(chunk)) + chunk
 
 
+def rtcp_bye(ssrcs: list[int]) -> bytes:
+    body = b"".join(U32.pack(s) for s in ssrcs[:31])
+    return _rtcp_header(min(len(ssrcs), 31), RTCP_BYE, len(body)) + body
+
+
 def rtcp_pli(sender_ssrc: int, media_ssrc: int) -> bytes:
     return _rtcp_header(PLI_FMT, RTCP_PSFB, 8) + struct.pack("!II", sender_ssrc, media_ssrc)
 

@@ -74,7 +74,7 @@ class Signer:
         except (ValueError, KeyError, TypeError):
             raise TokenError(f"{what} token is malformed") from None
         if claims.kind != kind:
-            raise TokenError(f"this is not a {what} token")
+            raise TokenError(f"this is not {'an agent' if kind == 'a' else 'a visitor'} token")
         if claims.exp < (now or time.time()):
             raise TokenError(f"{what} token expired" + (": log in again" if kind == "a" else ""))
         return claims

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import aiohttp
 import pytest
 
 from media.ice import set_loopback_only
@@ -27,8 +28,13 @@ async def eventually(check: Any, timeout: float = 30.0, what: str = "condition")
 
 async def open_side(new_page: Any, segue: Any, ns: str, cid: str, who: Participant) -> Any:
     page = await new_page()
-    await page.goto(f"{segue.url}sdk/call-demo.html?ns={ns}&conversation={cid}")
-    sid = await page.evaluate("() => window.demo.ready")
+    token = ""
+    if ns == "agent":
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{segue.url}api/v1/auth/login", json={"username": "demo", "password": "demo"}) as r:
+                token = (await r.json())["token"]
+    await page.goto(f"{segue.url}sdk/call-demo.html?ns={ns}&conversation={cid}&token={token}")
+    sid = await asyncio.wait_for(page.evaluate("() => window.demo.ready"), 20)
     await page.wait_for_function("() => window.demo.call !== undefined")
     segue.app[CALLS].bind(f"/{ns}", sid, who)
     return page

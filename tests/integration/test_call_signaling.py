@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 import socketio
 
@@ -27,6 +28,15 @@ async def eventually(check: Any, timeout: float = 20.0) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+async def agent_token(url: str) -> str:
+    """The demo agent's token (the /agent namespace needs a signed-in account; the test then binds
+    each socket to the participant it plays)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/v1/auth/login", json={"username": "demo", "password": "demo"}) as r:
+            assert r.status == 200, await r.text()
+            return (await r.json())["token"]
 
 
 class Side:
@@ -47,7 +57,10 @@ class Side:
         return record
 
     async def connect(self) -> None:
-        await self.sio.connect(self.url, namespaces=[self.ns], transports=["websocket"])
+        auth: dict[str, Any] = {"v": 1}
+        if self.ns == "/agent":
+            auth["token"] = await agent_token(self.url)
+        await self.sio.connect(self.url, namespaces=[self.ns], transports=["websocket"], auth=auth)
         self.service.bind(self.ns, self.sio.get_sid(self.ns), self.who)
 
     async def call(self, event: str, **payload: Any) -> dict[str, Any]:

@@ -1,0 +1,493 @@
+"""Chat benchmark: N concurrent conversations through a real Segue node, one run, one JSON line.
+
+    python -m bench.chat --clients 500 --seconds 20 [--rate 5000] [--procs 2]
+
+What runs:
+
+- Redis: ``SEGUE_REDIS_URL`` when set, else the embedded ``redis-server`` (the same launcher
+  ``segue serve`` uses) on a free port in a temporary folder.
+- one server process: ``python -m server serve`` on a free port, against that Redis, with a
+  fresh key prefix and a known ``auth.secret``;
+- ``--procs`` client processes, each playing both ends of ``clients / procs`` conversations:
+  a customer socket on ``/customer`` and an agent socket on ``/agent`` per conversation.
+  Clients speak Socket.IO (Engine.IO 4 / Socket.IO 5 over WebSocket) with a small client in this
+  file, so the client processes leave the CPU to the server; the server cannot tell the
+  difference from socket.io-client.
+
+Set-up (not measured) goes through the real protocol: N agents (capacity chat=1, accounts made
+in Redis with one precomputed password hash; tokens minted with the secret instead of N scrypt
+logins), each customer ``conversation.start``s, routing offers, the agent ``offer.accept``s.
+
+Measured window (``--seconds``): every customer and every agent sends ``message.send`` (with a
+``client_id``, as the SDK does) at ``rate / (2 * clients)`` messages/s each, open loop with random
+phase. Each message carries its send time (``time.monotonic``: one clock for every process on
+Linux); the other side records the latency when the pushed ``event`` arrives.
+
+- ``messages_per_s``: messages delivered to the other side during the window / seconds;
+- ``latency_ms_p50`` / ``latency_ms_p99``: send -> delivery;
+- ``lost``: messages acknowledged (stored) but never delivered, plus acknowledged messages missing
+  from the conversation's stream in Redis (checked at the end with XRANGE);
+- ``duplicated``: deliveries of a message id already delivered.
+
+``--rate 0`` is closed loop: each side sends its next message when the previous one is acked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import multiprocessing as mp
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+SETUP_TIMEOUT_S = 180.0
+DRAIN_S = 3.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _percentile(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(p / 100.0 * (len(values) - 1)))))
+    return values[k]
+
+
+# --- a small Socket.IO client ------------------------------------------------------------------
+
+class LeanSocket:
+    """One Socket.IO connection to one namespace over a WebSocket (Engine.IO 4, Socket.IO 5)."""
+
+    def __init__(self, url: str, namespace: str, on_event: Callable[[str, Any], None]) -> None:
+        self.url = url
+        self.ns = namespace
+        self.on_event = on_event
+        self.ws: Any = None
+        self._acks: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self._connected: asyncio.Future[Any] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def connect(self, session: Any, auth: dict[str, Any]) -> None:
+        ws_url = self.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+        self.ws = await session.ws_connect(ws_url, max_msg_size=0, autoping=True)
+        opening = await self.ws.receive_str()
+        if not opening.startswith("0"):
+            raise RuntimeError(f"unexpected Engine.IO opening {opening[:80]!r}")
+        self._connected = asyncio.get_running_loop().create_future()
+        self._reader = asyncio.create_task(self._read())
+        await self.ws.send_str(f"40{self.ns},{json.dumps(auth)}")
+        await asyncio.wait_for(self._connected, 30)
+
+    async def _read(self) -> None:
+        ns_prefix = self.ns + ","
+        async for msg in self.ws:
+            data = msg.data
+            if not isinstance(data, str) or not data:
+                continue
+            kind = data[0]
+            if kind == "2":  # Engine.IO ping
+                await self.ws.send_str("3")
+                continue
+            if kind != "4" or len(data) < 2:
+                continue
+            sio_type = data[1]
+            rest = data[2:]
+            if rest.startswith(ns_prefix):
+                rest = rest[len(ns_prefix):]
+            if sio_type == "2":  # EVENT
+                i = 0
+                while i < len(rest) and rest[i].isdigit():
+                    i += 1
+                args = json.loads(rest[i:])
+                self.on_event(args[0], args[1] if len(args) > 1 else None)
+            elif sio_type == "3":  # ACK
+                i = 0
+                while rest[i].isdigit():
+                    i += 1
+                fut = self._acks.pop(int(rest[:i]), None)
+                if fut is not None and not fut.done():
+                    args = json.loads(rest[i:])
+                    fut.set_result(args[0] if args else None)
+            elif sio_type == "0" and self._connected and not self._connected.done():
+                self._connected.set_result(True)
+            elif sio_type == "4" and self._connected and not self._connected.done():
+                self._connected.set_exception(RuntimeError(f"connect refused: {rest}"))
+        for fut in self._acks.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("socket closed"))
+
+    def call_nowait(self, event: str, data: Any) -> asyncio.Future[Any]:
+        """Send an event with an ack; returns the future of the ack (sending is queued)."""
+        ack_id = next(self._ids)
+        fut = asyncio.get_running_loop().create_future()
+        self._acks[ack_id] = fut
+        frame = f"42{self.ns},{ack_id}{json.dumps([event, data], separators=(',', ':'))}"
+        asyncio.ensure_future(self.ws.send_str(frame))
+        return fut
+
+    async def call(self, event: str, data: Any, timeout: float = 60) -> Any:
+        return await asyncio.wait_for(self.call_nowait(event, data), timeout)
+
+    async def close(self) -> None:
+        if self.ws is not None:
+            await self.ws.close()
+        if self._reader is not None:
+            self._reader.cancel()
+
+
+# --- client worker process ---------------------------------------------------------------------
+
+class Side:
+    """One end of one conversation (customer or agent) in the measured window."""
+
+    __slots__ = ("name", "sock", "cid", "peer", "seq", "acked", "received", "latencies", "dups",
+                 "errors", "sent", "measuring", "acked_ids")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sock: LeanSocket | None = None
+        self.cid = ""
+        self.peer: "Side | None" = None
+        self.seq = 0
+        self.sent = 0
+        self.acked: set[int] = set()
+        self.acked_ids: set[str] = set()
+        self.received: set[str] = set()
+        self.latencies: list[float] = []
+        self.dups = 0
+        self.errors = 0
+        self.measuring = False
+
+    def on_event(self, name: str, data: Any) -> None:
+        if name != "event" or data.get("type") != "message" or data["author"]["kind"] == self.name:
+            return
+        now = time.monotonic()
+        eid = data["id"]
+        if eid in self.received:
+            self.dups += 1
+            return
+        self.received.add(eid)
+        text = data["data"]["text"]
+        if text.startswith("b "):
+            sent_at = float(text.split(" ", 3)[2])
+            self.latencies.append((now - sent_at) * 1000.0)
+
+
+async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_each: float, seconds: float) -> None:
+    import aiohttp
+
+    connector = aiohttp.TCPConnector(limit=0)
+    session = aiohttp.ClientSession(connector=connector)
+    offers: dict[str, Side] = {}
+    pending_offers: asyncio.Queue[str] = asyncio.Queue()
+    pairs: list[tuple[Side, Side]] = []
+    try:
+        agents: list[Side] = []
+
+        for token in tokens:
+            side = Side("agent")
+
+            def on_agent(name: str, data: Any, side: Side = side) -> None:
+                if name == "offer":
+                    offers[data["conversation"]["id"]] = side
+                    pending_offers.put_nowait(data["conversation"]["id"])
+                else:
+                    side.on_event(name, data)
+
+            side.sock = LeanSocket(url, "/agent", on_agent)
+            await side.sock.connect(session, {"v": 1, "token": token})
+            reply = await side.sock.call("presence.set", {"status": "available"})
+            assert reply["ok"], reply
+            agents.append(side)
+
+        customers: list[Side] = []
+        for _ in tokens:
+            side = Side("customer")
+            side.sock = LeanSocket(url, "/customer", side.on_event)
+            await side.sock.connect(session, {"v": 1})
+            customers.append(side)
+        by_cid: dict[str, Side] = {}
+        for cust in customers:
+            assert cust.sock is not None
+            reply = await cust.sock.call("conversation.start", {"channel": "chat"})
+            assert reply["ok"], reply
+            cust.cid = reply["conversation"]["id"]
+            by_cid[cust.cid] = cust
+        accepted = 0
+        deadline = time.monotonic() + SETUP_TIMEOUT_S
+        while accepted < len(customers):
+            cid = await asyncio.wait_for(pending_offers.get(), max(1.0, deadline - time.monotonic()))
+            agent = offers[cid]
+            assert agent.sock is not None
+            reply = await agent.sock.call("offer.accept", {"conversation_id": cid})
+            if not reply["ok"]:
+                continue
+            cust = by_cid.get(cid)
+            if cust is None:
+                continue
+            agent.cid = cid
+            agent.peer, cust.peer = cust, agent
+            pairs.append((cust, agent))
+            accepted += 1
+
+        conn.send(("ready", index))
+        start_at = conn.recv()  # a time.monotonic() value shared by every worker
+        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
+        stop_at = start_at + seconds
+        sides = [s for pair in pairs for s in pair]
+
+        async def sender(side: Side) -> None:
+            assert side.sock is not None
+            inflight: set[asyncio.Future[Any]] = set()
+            period = 1.0 / rate_each if rate_each > 0 else 0.0
+            if period:
+                await asyncio.sleep(random.random() * period)
+            next_at = time.monotonic()
+            while time.monotonic() < stop_at:
+                side.seq += 1
+                seq = side.seq
+                text = f"b {seq} {time.monotonic():.6f} hello from the {side.name}, how are you today?"
+                fut = side.sock.call_nowait("message.send", {"conversation_id": side.cid, "text": text,
+                                                             "client_id": f"{side.name[0]}{seq}"})
+                side.sent += 1
+
+                def done(f: asyncio.Future[Any], seq: int = seq, side: Side = side) -> None:
+                    inflight.discard(f)
+                    if f.cancelled() or f.exception() is not None:
+                        side.errors += 1
+                        return
+                    reply = f.result()
+                    if reply and reply.get("ok"):
+                        side.acked.add(seq)
+                        side.acked_ids.add(reply["event"]["id"])
+                    else:
+                        side.errors += 1
+
+                fut.add_done_callback(done)
+                inflight.add(fut)
+                if period:
+                    next_at += period
+                    delay = next_at - time.monotonic()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                else:
+                    try:
+                        await asyncio.wait_for(asyncio.shield(fut), 30)
+                    except Exception:  # noqa: BLE001
+                        pass
+            if inflight:
+                await asyncio.wait(inflight, timeout=30)
+
+        await asyncio.gather(*(sender(s) for s in sides))
+        # drain: wait until every acked message reached the other side (or give up)
+        drain_until = time.monotonic() + DRAIN_S
+        while time.monotonic() < drain_until:
+            if all(not (s.acked_ids - s.peer.received) for s in sides if s.peer is not None):
+                break
+            await asyncio.sleep(0.05)
+        result = {
+            "sent": sum(s.sent for s in sides),
+            "acked": sum(len(s.acked) for s in sides),
+            "delivered": sum(len(s.received) for s in sides),
+            "lost_wire": sum(len(s.acked_ids - s.peer.received) for s in sides if s.peer is not None),
+            "duplicated": sum(s.dups for s in sides),
+            "errors": sum(s.errors for s in sides),
+            "latencies": [x for s in sides for x in s.latencies],
+            "stored_expected": {s.cid: 0 for s in sides},
+            "acked_ids": {},
+        }
+        per_conv: dict[str, list[str]] = {}
+        for s in sides:
+            per_conv.setdefault(s.cid, []).extend(s.acked_ids)
+        result["acked_ids"] = per_conv
+        conn.send(("result", result))
+    finally:
+        for pair in pairs:
+            for side in pair:
+                if side.sock is not None:
+                    await side.sock.close()
+        await session.close()
+
+
+def _worker(index: int, url: str, tokens: list[str], conn: Any, rate_each: float, seconds: float) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        asyncio.run(_worker_main(index, url, tokens, conn, rate_each, seconds))
+    except Exception as exc:  # noqa: BLE001
+        conn.send(("error", f"worker {index}: {type(exc).__name__}: {exc}"))
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+async def _prepare(redis_url: str, prefix: str, secret: str, n: int) -> list[str]:
+    import redis.asyncio as aioredis
+
+    sys.path.insert(0, str(ROOT))
+    from server.auth import Signer, hash_password
+    from signaling.agents import Directory
+
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    directory = Directory(redis, prefix)
+    pw_hash = hash_password(secrets.token_urlsafe(12))
+    signer = Signer(secret.encode())
+    tokens = []
+    for i in range(n):
+        account = await directory.create(f"bench{i:05d}", None, f"Bench Agent {i}", "agent", [], {"chat": 1},
+                                         password_hash=pw_hash)
+        tokens.append(signer.sign("a", account.id, 3600, ver=account.token_version))
+    await redis.aclose()
+    return tokens
+
+
+async def _count_stored(redis_url: str, prefix: str, acked: dict[str, list[str]]) -> tuple[int, int]:
+    import redis.asyncio as aioredis
+
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    stored = missing = 0
+    for cid, ids in acked.items():
+        rows = await redis.xrange(f"{prefix}conv:{{{cid}}}:log")
+        have = {eid for eid, fields in rows if fields.get("t") == "message"}
+        stored += len(have)
+        missing += len(set(ids) - have)
+    await redis.aclose()
+    return stored, missing
+
+
+def _cpu_seconds(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            parts = f.read().rsplit(")", 1)[1].split()
+        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        return 0.0
+
+
+def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT))
+    from server.embedded_redis import EmbeddedRedis
+
+    tmp = Path(tempfile.mkdtemp(prefix="segue-bench-"))
+    embedded = None
+    redis_url = os.environ.get("SEGUE_REDIS_URL", "")
+    if not redis_url:
+        embedded = asyncio.run(EmbeddedRedis.start(tmp))
+        redis_url = embedded.url
+    prefix = f"bench-{secrets.token_hex(4)}:"
+    secret = secrets.token_urlsafe(24)
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
+    env.update({
+        "SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix, "SEGUE_AUTH_SECRET": secret,
+        "SEGUE_DATA_DIR": str(tmp / "data"), "SEGUE_LOG_LEVEL": "warning", "SEGUE_DEMO_ENABLED": "false",
+        "SEGUE_ROUTING_OFFER_TIMEOUT_S": "120", "SEGUE_LIMITS_MAX_EVENT_BYTES": "16384",
+    })
+    server = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[tuple[mp.Process, Any]] = []
+    try:
+        line = server.stdout.readline() if server.stdout else ""
+        if "is running" not in line:
+            raise RuntimeError(f"server did not start: {line} {server.stderr.read() if server.stderr else ''}")
+        url = f"http://127.0.0.1:{port}"
+        tokens = asyncio.run(_prepare(redis_url, prefix, secret, clients))
+        ctx = mp.get_context("spawn")
+        rate_each = rate / (2 * clients) if rate > 0 else 0.0
+        chunks = [tokens[i::procs] for i in range(procs)]
+        for i, chunk in enumerate(chunks):
+            parent, child = ctx.Pipe()
+            p = ctx.Process(target=_worker, args=(i, url, chunk, child, rate_each, seconds), daemon=True)
+            p.start()
+            workers.append((p, parent))
+        for p, parent in workers:
+            if not parent.poll(SETUP_TIMEOUT_S):
+                raise RuntimeError("a client process did not get ready in time")
+            kind, value = parent.recv()
+            if kind != "ready":
+                raise RuntimeError(str(value))
+        start_at = time.monotonic() + 0.5
+        cpu0 = _cpu_seconds(server.pid)
+        for _, parent in workers:
+            parent.send(start_at)
+        results = []
+        cpu1 = None
+        for p, parent in workers:
+            if not parent.poll(seconds + 120):
+                raise RuntimeError("a client process did not finish")
+            kind, value = parent.recv()
+            if cpu1 is None:
+                cpu1 = _cpu_seconds(server.pid)
+            if kind != "result":
+                raise RuntimeError(str(value))
+            results.append(value)
+        acked_ids: dict[str, list[str]] = {}
+        for r in results:
+            for cid, ids in r["acked_ids"].items():
+                acked_ids.setdefault(cid, []).extend(ids)
+        stored, missing = asyncio.run(_count_stored(redis_url, prefix, acked_ids))
+        latencies = [x for r in results for x in r["latencies"]]
+        delivered = sum(r["delivered"] for r in results)
+        acked = sum(r["acked"] for r in results)
+        return {
+            "clients": clients,
+            "seconds": seconds,
+            "target_rate": rate,
+            "messages_per_s": round(delivered / seconds, 1),
+            "latency_ms_p50": round(_percentile(latencies, 50), 2),
+            "latency_ms_p99": round(_percentile(latencies, 99), 2),
+            "lost": sum(r["lost_wire"] for r in results) + missing,
+            "duplicated": sum(r["duplicated"] for r in results),
+            "sent": sum(r["sent"] for r in results),
+            "acked": acked,
+            "delivered": delivered,
+            "stored": stored,
+            "errors": sum(r["errors"] for r in results),
+            "server_cpu_pct": round(100.0 * ((cpu1 or cpu0) - cpu0) / seconds, 1),
+            "client_procs": procs,
+        }
+    finally:
+        for p, _ in workers:
+            if p.is_alive():
+                p.terminate()
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+        if embedded is not None:
+            asyncio.run(embedded.stop())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.chat", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=100, help="concurrent conversations (customer + agent each)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of the measured window")
+    parser.add_argument("--rate", type=float, default=5000.0,
+                        help="messages/s offered in total (both directions); 0: closed loop, as fast as acks come")
+    parser.add_argument("--procs", type=int, default=2, help="client processes")
+    args = parser.parse_args(argv)
+    if args.clients < 1 or args.seconds <= 0 or args.procs < 1:
+        parser.error("--clients and --procs must be at least 1 and --seconds above 0")
+    print(json.dumps(run(args.clients, args.seconds, args.rate, min(args.procs, args.clients))), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
