@@ -399,13 +399,14 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
         "SEGUE_DATA_DIR": str(tmp / "data"), "SEGUE_LOG_LEVEL": "warning", "SEGUE_DEMO_ENABLED": "false",
         "SEGUE_ROUTING_OFFER_TIMEOUT_S": "120", "SEGUE_LIMITS_MAX_EVENT_BYTES": "16384",
     })
+    server_log = tmp / "server.log"
     server = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=ROOT, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=server_log.open("w"), text=True)
     workers: list[tuple[mp.Process, Any]] = []
     try:
         line = server.stdout.readline() if server.stdout else ""
         if "is running" not in line:
-            raise RuntimeError(f"server did not start: {line} {server.stderr.read() if server.stderr else ''}")
+            raise RuntimeError(f"server did not start: {line} {server_log.read_text()[-2000:]}")
         url = f"http://127.0.0.1:{port}"
         tokens = asyncio.run(_prepare(redis_url, prefix, secret, clients))
         ctx = mp.get_context("spawn")
@@ -418,7 +419,7 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
             workers.append((p, parent))
         for p, parent in workers:
             if not parent.poll(SETUP_TIMEOUT_S):
-                raise RuntimeError("a client process did not get ready in time")
+                raise RuntimeError(f"a client process did not get ready in time; server log: {server_log}")
             kind, value = parent.recv()
             if kind != "ready":
                 raise RuntimeError(str(value))

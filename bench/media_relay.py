@@ -108,7 +108,6 @@ class _Commands:
 
 def server_main(conn: Any, mode: str, cpu: int | None) -> None:
     pinned = _pin(cpu)
-    os.environ["SEGUE_PUMP_DEBUG"] = os.environ.get("BENCH_SERVER_DEBUG", "")
     if os.environ.get("BENCH_VERBOSE"):
         print(f"bench: {mode} server pid {os.getpid()}", file=sys.stderr, flush=True)
     from media import set_loopback_only
@@ -174,7 +173,7 @@ async def _server(conn: Any, mode: str, pinned: bool) -> None:
                 answers.append(tuple(out))
             commands.reply(answers)
         elif op == "cpu":
-            if os.environ.get("BENCH_GC") == "freeze":
+            if os.environ.get("BENCH_GC_FREEZE"):
                 import gc
 
                 gc.freeze()
@@ -266,13 +265,24 @@ def _stream_result(send: _SendLog, recv: _RecvLog, t0: float, t1: float) -> dict
         if before:
             offsets[(out_ts - before[-1][1]) & 0xFFFFFFFF] += 1
     in_window = [(ts, t) for ts, t in send.sent.items() if t0 <= t < t1]
+    if os.environ.get("BENCH_VERBOSE"):
+        got = sorted(recv.arrived.items(), key=lambda kv: kv[1])
+        deltas = collections.Counter((b[0] - a[0]) & 0xFFFFFFFF for a, b in zip(got, got[1:]))
+        print(f"bench: stream sent {len(send.sent)} recv {len(recv.arrived)} ts deltas {deltas.most_common(5)} offsets {offsets.most_common(3)}", file=sys.stderr)
     if not offsets:
         return {"sent": len(in_window), "lost": None, "latencies": []}
     offset = offsets.most_common(1)[0][0]
     lost = 0
     latencies = []
+    arrived = recv.arrived
     for ts, t in in_window:
-        arrival = recv.arrived.get((ts + offset) & 0xFFFFFFFF)
+        base = ts + offset
+        # the transcoder re-derives timestamps through a time base conversion: allow +-2 ticks
+        arrival = arrived.get(base & 0xFFFFFFFF)
+        for skew in (1, -1, 2, -2):
+            if arrival is not None:
+                break
+            arrival = arrived.get((base + skew) & 0xFFFFFFFF)
         if arrival is None:
             lost += 1
         else:
@@ -381,7 +391,7 @@ async def _client(conn: Any, calls: int, video: bool) -> None:
                     b.source(kind).tap(recv)
                     streams.append((send, recv))
                     # random phase: real calls are not aligned on one 20 ms tick
-                    if not os.environ.get("BENCH_IDLE"):
+                    if not os.environ.get("BENCH_IDLE"):  # connected but silent: the per-leg idle cost
                         loop.call_later(random.uniform(0, 0.03), a.sink(kind).attach, source)
             start_cpu = time.process_time()
             commands.reply({"connected": connected, "legs": len(legs)})

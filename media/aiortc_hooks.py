@@ -318,16 +318,8 @@ def _datagram_handler(protocol: Any, dtls: RTCDtlsTransport, on_rtp: Callable[[b
     stock = protocol.datagram_received
     unprotect_error = pylibsrtp.Error
 
-    import os
-    dbg = os.environ.get("SEGUE_PUMP_DEBUG")
-
     def handle(data: bytes, addr: Any) -> None:
         if len(data) > 11 and 127 < data[0] < 192 and not (191 < data[1] < 224):
-            if dbg == "drop":
-                return
-            if dbg == "unprotect":
-                dtls._rx_srtp.unprotect(data)
-                return
             srtp = dtls._rx_srtp
             if srtp is not None:
                 try:
@@ -372,9 +364,6 @@ class SrtpWriter:
         self._addr = pair.remote_addr
         sock = getattr(transport, "_sock", None)
         self._sendto = sock.sendto if sock is not None else transport.sendto
-        import os
-        if os.environ.get("SEGUE_PUMP_DEBUG") == "nosend":
-            self._sendto = lambda d, a: None
         self._tx = tx
         return True
 
@@ -426,7 +415,8 @@ def _to_feedback(packet: Any, ssrc: int) -> list[Feedback]:
     out: list[Feedback] = []
     if isinstance(packet, aiortc_rtp.RtcpRtpfbPacket):
         if packet.fmt == aiortc_rtp.RTCP_RTPFB_NACK:
-            out.append(Feedback(FeedbackKind.NACK, lost=tuple(packet.lost)))
+            # aiortc reports PID + bit offset without wrapping at 2^16
+            out.append(Feedback(FeedbackKind.NACK, lost=tuple(seq & 0xFFFF for seq in packet.lost)))
     elif isinstance(packet, aiortc_rtp.RtcpPsfbPacket):
         if packet.fmt == aiortc_rtp.RTCP_PSFB_PLI:
             out.append(Feedback(FeedbackKind.PLI))

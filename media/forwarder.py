@@ -115,6 +115,7 @@ class StreamStats:
     remote_fraction_lost: int = 0  # from the far end's receiver report (x/256)
     remote_packets_lost: int = 0
     remote_jitter: int = 0
+    remote_reports: int = 0  # receiver reports from the far end (sinks)
     remb_bitrate: int = 0
 
 
@@ -397,6 +398,8 @@ class RtpSink:
         self._ext_elements: list[tuple[int, bytes]] = []
         self._level_id = 0
         self._ast_id = 0
+        self._ast_head = b""
+        self._ast_pad = b""
         self._configure(section)
 
     # public ---------------------------------------------------------------------------------
@@ -461,6 +464,12 @@ class RtpSink:
         self._ext_levels = {}
         self._level_id = ext.get(URI_AUDIO_LEVEL, 0)
         self._ast_id = ext.get(URI_ABS_SEND_TIME, 0)
+        if self._ast_id:
+            elems = b"".join(bytes([(eid << 4) | (len(v) - 1)]) + v for eid, v in elements)
+            body_len = len(elems) + 4  # + abs-send-time: id byte and 3 value bytes
+            pad = -body_len % 4
+            self._ast_head = b"\xbe\xde" + U16.pack((body_len + pad) // 4) + elems + bytes([(self._ast_id << 4) | 2])
+            self._ast_pad = b"\0" * pad
         if any(c.nack for c in self.codecs.values()) and self._history is None:
             self._history = [None] * HISTORY_SIZE
 
@@ -478,9 +487,11 @@ class RtpSink:
 
     def _extensions(self, level: int | None, now: float) -> bytes:
         if self._ast_id:
+            if level is None or not self._level_id:
+                # prebuilt: 0xBEDE, length, MID element, abs-send-time id byte | 3 bytes | padding
+                return self._ast_head + (int(now * 262144) & 0xFFFFFF).to_bytes(3, "big") + self._ast_pad
             elements = list(self._ext_elements)
-            if level is not None and self._level_id:
-                elements.append((self._level_id, bytes([level])))
+            elements.append((self._level_id, bytes([level])))
             elements.append((self._ast_id, (int(now * 262144) & 0xFFFFFF).to_bytes(3, "big")))
             return build_extensions(elements)
         if level is None or not self._level_id:
@@ -624,6 +635,7 @@ class RtpSink:
             if source is not None:
                 source._feedback_changed()
         elif kind is FeedbackKind.REPORT:
+            self.stats.remote_reports += 1
             self.stats.remote_fraction_lost = feedback.fraction_lost
             self.stats.remote_packets_lost = feedback.packets_lost
             self.stats.remote_jitter = feedback.jitter

@@ -130,3 +130,34 @@ async def test_warm_transfer_with_consult(segue, new_page) -> None:
     log = await widget_log(customer)
     assert not any("regular" in i["text"].lower() or "take it" in i["text"] for i in log)
     assert customer.segue_errors == [] and demo.segue_errors == [] and bob.segue_errors == []
+
+
+async def test_cold_transfer_to_a_queue(segue, new_page) -> None:
+    await create_agent(segue.url, "bob", "bob-secret", "Bob Builder", skills=["billing"])
+    customer, demo, bob = await new_page(), await new_page(), await new_page()
+    first, second = await _previous_and_current_conversation(segue, customer, demo)
+    ids_before = await panel_event_ids(demo, second)
+    await set_presence(demo, "away")  # so the billing queue routes to Bob
+
+    await agent_login(bob, segue.url, "bob", "bob-secret")
+    await set_presence(bob, "available")
+    p = panel(demo, second)
+    await p.locator(".conv-transfer").click()
+    await demo.check("input[name=target][value=queue]")
+    # Warm transfers need a named agent: the option is off for queues.
+    await expect(demo.locator("input[name=mode][value=warm]")).to_be_disabled()
+    await demo.select_option("#transfer-queue", "billing")
+    await demo.fill("#transfer-note", "billing question")
+    await demo.click("#transfer-submit")
+    await expect(demo.locator("#transfer-dialog")).to_be_hidden(timeout=WAIT_MS)
+    await expect(p.locator(".conv-composer")).to_be_hidden(timeout=WAIT_MS)
+
+    offer = bob.locator(f'.offer[data-conversation-id="{second}"]')
+    await expect(offer).to_contain_text("billing", timeout=WAIT_MS)
+    await accept_offer(bob, second)
+    await _bob_sees_everything(bob, first, second, ids_before)
+    await expect(panel(bob, second).locator(".conv-meta")).to_contain_text("Queue billing")
+    await expect(customer.locator("#segue-log .segue-system").filter(has_text="transferred")).to_have_count(1, timeout=WAIT_MS)
+    await agent_send(bob, second, "Billing here")
+    await expect(widget_message(customer, "Billing here")).to_have_count(1, timeout=WAIT_MS)
+    assert customer.segue_errors == [] and demo.segue_errors == [] and bob.segue_errors == []

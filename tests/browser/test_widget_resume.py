@@ -3,6 +3,8 @@ dropped connection: every event exactly once, in order, with what was missed fet
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from playwright.async_api import expect
 
@@ -12,6 +14,25 @@ from chat_pages import (
 )
 
 pytestmark = pytest.mark.browser
+
+
+def _record_socket_traffic(page) -> list[str]:
+    """Every Socket.IO packet the page sends (long-polling POSTs and WebSocket frames)."""
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(r.post_data or "") if "/socket.io/" in r.url and r.method == "POST" else None)
+    page.on("websocket", lambda ws: ws.on("framesent", lambda payload: sent.append(payload if isinstance(payload, str) else "")))
+    return sent
+
+
+def _resume_requests(sent: list[str]) -> list[dict]:
+    """The payloads of the conversation.resume requests in the recorded traffic."""
+    out = []
+    for chunk in sent:
+        for packet in chunk.split("\x1e"):  # engine.io joins polled packets with a record separator
+            start = packet.find('["conversation.resume",')
+            if start >= 0:
+                out.append(json.loads(packet[start:])[1])
+    return out
 
 
 def _assert_clean(log: list[dict[str, str]]) -> None:
@@ -42,7 +63,9 @@ async def test_reload_resumes_with_nothing_lost_or_doubled(segue, new_page) -> N
     messages = ["first", "second", "third", "fourth"]
     assert [i["text"] for i in before if i["kind"] == "message"] == messages
 
-    # 1. A plain reload: the same conversation, the same events, once each (the panel stays open).
+    # 1. A plain reload: the same conversation, the same events, once each (the panel stays open),
+    #    and the SDK asks only for what came after the last event it saw.
+    sent = _record_socket_traffic(customer)
     await customer.reload()
     await _wait_online(customer)
     await expect(customer.locator("#segue-panel")).to_be_visible(timeout=WAIT_MS)
@@ -50,6 +73,20 @@ async def test_reload_resumes_with_nothing_lost_or_doubled(segue, new_page) -> N
     after = await widget_log(customer)
     assert after == before
     assert await customer.evaluate("window.segueWidget.conversation.id") == cid
+    assert _resume_requests(sent) == [{"conversation_id": cid, "after": before[-1]["id"]}]
+
+    # Events delivered again (here: the whole log once more, straight from the server) are dropped
+    # by id: nothing is shown twice and the SDK's list stays unique.
+    again = await customer.evaluate("""async () => {
+        const c = window.segueWidget.conversation;
+        const result = await window.segueWidget.customer.request("conversation.resume", { conversation_id: c.id });
+        const fresh = c.ingest(result.events);
+        return { delivered: result.events.length, fresh: fresh.length, total: c.events.length,
+                 unique: new Set(c.events.map(e => e.id)).size };
+    }""")
+    assert again["delivered"] == len(before) and again["fresh"] == 0
+    assert again["total"] == again["unique"] == len(before)
+    assert await widget_log(customer) == before
 
     # 2. Away (another page) while the agent writes; back: the missed messages arrive once.
     await customer.goto("about:blank")

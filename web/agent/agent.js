@@ -130,7 +130,8 @@ class Console {
   wantsPanel(conversation) {
     const s = conversation.summary;
     if (!s || s.state === "closed") return false;
-    return agentId(s.agent) === this.agent.agent?.id;
+    const me = this.agent.agent?.id;
+    return agentId(s.agent) === me || (s.transfer?.accepted && agentId(s.transfer?.to?.agent) === me);
   }
 
   setConnection(text, state) {

@@ -159,7 +159,7 @@ export class ConversationPanel {
     if (agentId(c.summary.agent) === me) return true;
     // The target of a warm transfer works on it too (consult) once they have accepted.
     const pending = c.pendingTransfer;
-    return Boolean(pending && agentId(pending.to?.agent) === me && c.state === "transferring");
+    return Boolean(pending && pending.accepted && agentId(pending.to?.agent) === me && c.state === "transferring");
   }
 
   renderState() {

@@ -89,11 +89,52 @@ export function describeEvent(event, { viewer = "agent" } = {}) {
     case "conversation.rated":
       return { kind: "system", text: `Rated ${data.score}/5${data.comment ? `: “${data.comment}”` : ""}` };
     default:
-      if (String(event.type).startsWith("call.")) {
-        const channel = data.channel ? ` (${channelLabel(data.channel)})` : "";
-        return { kind: "system", text: `${event.type.slice(5).replace(/[._]/g, " ")}${channel}`.replace(/^./, (c) => c.toUpperCase()) };
-      }
+      if (String(event.type).startsWith("call.")) return { kind: "system", text: describeCall(event, customer) };
       return { kind: "system", text: String(event.type) };
+  }
+}
+
+function who(author, customer, fallback) {
+  if (!author) return fallback;
+  if (author.kind === "customer") return customer ? "You" : author.name || "The customer";
+  return agentName(author, fallback);
+}
+
+/** The calls module's log events (`call.*`, issue 4), in words. */
+function describeCall(event, customer) {
+  const data = event.data ?? {};
+  const media = channelLabel(data.media ?? data.channel ?? "voice").toLowerCase();
+  const by = who(data.by ?? (event.author?.kind === "system" ? null : event.author), customer, "Someone");
+  const role = data.role === "customer" ? (customer ? "You" : "The customer") : data.role === "agent" ? (customer ? "The agent" : "The agent") : "Someone";
+  switch (event.type) {
+    case "call.requested":
+      return data.media === "voice" || !data.media ? `${by} asked for a voice call` : `${by} asked to share ${media}`;
+    case "call.accepted":
+      return data.media === "voice" || !data.media ? "Voice call started" : `${channelLabel(data.media)} started`;
+    case "call.declined":
+      return `${by} declined the ${media} request`;
+    case "call.video_on":
+      return `${role} turned the camera on`;
+    case "call.video_off":
+      return `${role} turned the camera off`;
+    case "call.screen_on":
+      return `${role} started sharing the screen`;
+    case "call.screen_off":
+      return `${role} stopped sharing the screen`;
+    case "call.held":
+      return data.held ? "Call on hold" : "Call resumed";
+    case "call.leg_lost":
+      return `${role}'s call connection dropped${data.grace_s ? ` (waiting up to ${formatDuration(data.grace_s)})` : ""}`;
+    case "call.reconnected":
+      return `${role} reconnected to the call`;
+    case "call.transferred":
+      return `Call transferred${data.to_agent ? ` to ${agentName(data.to_agent)}` : ""}`;
+    case "call.ended": {
+      const total = Object.values(data.durations ?? {}).reduce((a, b) => Math.max(a, Number(b) || 0), 0);
+      return `Call ended${total ? ` after ${formatDuration(total)}` : ""}${data.reason ? ` (${String(data.reason).replace(/_/g, " ")})` : ""}`;
+    }
+    default:
+      return event.type.slice(5).replace(/[._]/g, " ").replace(/^./, (c) => c.toUpperCase());
   }
 }
 

@@ -863,6 +863,8 @@ export class SegueAgent extends SegueClient {
     this.offers = new Map();
     /** Latest queue stats. */
     this.queues = [];
+    /** Reopen my conversations on connect (a wallboard may not want them). */
+    this.autoOpen = options.autoOpen ?? true;
     this.#canned = null;
   }
 
@@ -966,13 +968,15 @@ export class SegueAgent extends SegueClient {
     this.agent = session?.agent ?? null;
     this.emit("agent", this.agent);
     if (first) {
-      // A reloaded console gets its conversations back from the server.
-      const { conversations } = await this.request("conversations.list", {});
-      await Promise.all(
-        conversations
-          .filter((summary) => summary.state !== "closed")
-          .map((summary) => this.openConversation(summary.id).catch((error) => this.emit("error", error))),
-      );
+      // A reloaded console gets its conversations back from the server: those assigned to me (a
+      // supervisor's list holds every open conversation; watching them is the wallboard's business).
+      if (this.autoOpen) {
+        const me = this.agent?.id;
+        const mine = (await this.listConversations()).filter(
+          (s) => s.state !== "closed" && ((s.agent?.id ?? s.agent) === me || s.transfer?.to?.agent?.id === me),
+        );
+        await Promise.all(mine.map((s) => this.openConversation(s.id).catch((error) => this.emit("error", error))));
+      }
     } else {
       await Promise.all(
         [...this.conversations.values()]
