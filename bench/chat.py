@@ -158,23 +158,21 @@ class LeanSocket:
 class Side:
     """One end of one conversation (customer or agent) in the measured window."""
 
-    __slots__ = ("name", "sock", "cid", "peer", "seq", "acked", "received", "latencies", "dups",
-                 "errors", "sent", "measuring", "acked_ids")
+    __slots__ = ("name", "sock", "cid", "seq", "received", "latencies", "dups", "errors", "sent", "acked_ids",
+                 "last_rx")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.sock: LeanSocket | None = None
         self.cid = ""
-        self.peer: "Side | None" = None
         self.seq = 0
         self.sent = 0
-        self.acked: set[int] = set()
         self.acked_ids: set[str] = set()
         self.received: set[str] = set()
         self.latencies: list[float] = []
         self.dups = 0
         self.errors = 0
-        self.measuring = False
+        self.last_rx = 0.0
 
     def on_event(self, name: str, data: Any) -> None:
         if name != "event" or data.get("type") != "message" or data["author"]["kind"] == self.name:
@@ -185,6 +183,7 @@ class Side:
             self.dups += 1
             return
         self.received.add(eid)
+        self.last_rx = now
         text = data["data"]["text"]
         if text.startswith("b "):
             sent_at = float(text.split(" ", 3)[2])
@@ -192,23 +191,24 @@ class Side:
 
 
 async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_each: float, seconds: float) -> None:
+    """Customers and agents of this process. Routing may pair a customer here with an agent in
+    another client process: each side only knows its conversation id; the parent matches them."""
     import aiohttp
 
     connector = aiohttp.TCPConnector(limit=0)
     session = aiohttp.ClientSession(connector=connector)
-    offers: dict[str, Side] = {}
-    pending_offers: asyncio.Queue[str] = asyncio.Queue()
-    pairs: list[tuple[Side, Side]] = []
+    offers: asyncio.Queue[tuple[Side, str]] = asyncio.Queue()
+    assigned = asyncio.Event()
+    sides: list[Side] = []
+    n_assigned = 0
     try:
         agents: list[Side] = []
-
         for token in tokens:
             side = Side("agent")
 
             def on_agent(name: str, data: Any, side: Side = side) -> None:
                 if name == "offer":
-                    offers[data["conversation"]["id"]] = side
-                    pending_offers.put_nowait(data["conversation"]["id"])
+                    offers.put_nowait((side, data["conversation"]["id"]))
                 else:
                     side.on_event(name, data)
 
@@ -221,38 +221,37 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
         customers: list[Side] = []
         for _ in tokens:
             side = Side("customer")
-            side.sock = LeanSocket(url, "/customer", side.on_event)
+
+            def on_customer(name: str, data: Any, side: Side = side) -> None:
+                nonlocal n_assigned
+                if name == "event" and data.get("type") == "conversation.assigned":
+                    n_assigned += 1
+                    if n_assigned == len(tokens):
+                        assigned.set()
+                side.on_event(name, data)
+
+            side.sock = LeanSocket(url, "/customer", on_customer)
             await side.sock.connect(session, {"v": 1})
             customers.append(side)
-        by_cid: dict[str, Side] = {}
-        for cust in customers:
-            assert cust.sock is not None
-            reply = await cust.sock.call("conversation.start", {"channel": "chat"})
+            reply = await side.sock.call("conversation.start", {"channel": "chat"})
             assert reply["ok"], reply
-            cust.cid = reply["conversation"]["id"]
-            by_cid[cust.cid] = cust
+            side.cid = reply["conversation"]["id"]
         accepted = 0
         deadline = time.monotonic() + SETUP_TIMEOUT_S
-        while accepted < len(customers):
-            cid = await asyncio.wait_for(pending_offers.get(), max(1.0, deadline - time.monotonic()))
-            agent = offers[cid]
+        while accepted < len(agents):
+            agent, cid = await asyncio.wait_for(offers.get(), max(1.0, deadline - time.monotonic()))
             assert agent.sock is not None
             reply = await agent.sock.call("offer.accept", {"conversation_id": cid})
-            if not reply["ok"]:
-                continue
-            cust = by_cid.get(cid)
-            if cust is None:
-                continue
-            agent.cid = cid
-            agent.peer, cust.peer = cust, agent
-            pairs.append((cust, agent))
-            accepted += 1
+            if reply["ok"]:
+                agent.cid = cid
+                accepted += 1
+        await asyncio.wait_for(assigned.wait(), max(1.0, deadline - time.monotonic()))
+        sides = agents + customers
 
         conn.send(("ready", index))
         start_at = conn.recv()  # a time.monotonic() value shared by every worker
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         stop_at = start_at + seconds
-        sides = [s for pair in pairs for s in pair]
 
         async def sender(side: Side) -> None:
             assert side.sock is not None
@@ -269,14 +268,13 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
                                                              "client_id": f"{side.name[0]}{seq}"})
                 side.sent += 1
 
-                def done(f: asyncio.Future[Any], seq: int = seq, side: Side = side) -> None:
+                def done(f: asyncio.Future[Any], side: Side = side) -> None:
                     inflight.discard(f)
                     if f.cancelled() or f.exception() is not None:
                         side.errors += 1
                         return
                     reply = f.result()
                     if reply and reply.get("ok"):
-                        side.acked.add(seq)
                         side.acked_ids.add(reply["event"]["id"])
                     else:
                         side.errors += 1
@@ -297,33 +295,28 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
                 await asyncio.wait(inflight, timeout=30)
 
         await asyncio.gather(*(sender(s) for s in sides))
-        # drain: wait until every acked message reached the other side (or give up)
+        # drain: until nothing new arrived for half a second (deliveries to the other processes' sides too)
         drain_until = time.monotonic() + DRAIN_S
+        last = -1
         while time.monotonic() < drain_until:
-            if all(not (s.acked_ids - s.peer.received) for s in sides if s.peer is not None):
+            now_count = sum(len(s.received) for s in sides)
+            if now_count == last:
                 break
-            await asyncio.sleep(0.05)
-        result = {
+            last = now_count
+            await asyncio.sleep(0.5)
+        conn.send(("result", {
+            "sides": [{"cid": s.cid, "role": s.name, "acked": sorted(s.acked_ids), "received": sorted(s.received)}
+                      for s in sides],
             "sent": sum(s.sent for s in sides),
-            "acked": sum(len(s.acked) for s in sides),
-            "delivered": sum(len(s.received) for s in sides),
-            "lost_wire": sum(len(s.acked_ids - s.peer.received) for s in sides if s.peer is not None),
             "duplicated": sum(s.dups for s in sides),
             "errors": sum(s.errors for s in sides),
             "latencies": [x for s in sides for x in s.latencies],
-            "stored_expected": {s.cid: 0 for s in sides},
-            "acked_ids": {},
-        }
-        per_conv: dict[str, list[str]] = {}
-        for s in sides:
-            per_conv.setdefault(s.cid, []).extend(s.acked_ids)
-        result["acked_ids"] = per_conv
-        conn.send(("result", result))
+            "last_rx": max((s.last_rx for s in sides), default=0.0),
+        }))
     finally:
-        for pair in pairs:
-            for side in pair:
-                if side.sock is not None:
-                    await side.sock.close()
+        for side in sides:
+            if side.sock is not None:
+                await side.sock.close()
         await session.close()
 
 
@@ -400,7 +393,9 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
         "SEGUE_ROUTING_OFFER_TIMEOUT_S": "120", "SEGUE_LIMITS_MAX_EVENT_BYTES": "16384",
     })
     server_log = tmp / "server.log"
-    server = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=ROOT, env=env,
+    profile = os.environ.get("BENCH_PROFILE")  # a file: run the server under cProfile (for finding hot spots)
+    prof_args = ["-m", "cProfile", "-o", profile] if profile else []
+    server = subprocess.Popen([sys.executable, *prof_args, "-m", "server", "serve", "--port", str(port)], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=server_log.open("w"), text=True)
     workers: list[tuple[mp.Process, Any]] = []
     try:
@@ -427,40 +422,48 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
         cpu0 = _cpu_seconds(server.pid)
         for _, parent in workers:
             parent.send(start_at)
+        time.sleep(max(0.0, start_at + seconds - time.monotonic()))
+        cpu1 = _cpu_seconds(server.pid)
         results = []
-        cpu1 = None
         for p, parent in workers:
             if not parent.poll(seconds + 120):
                 raise RuntimeError("a client process did not finish")
             kind, value = parent.recv()
-            if cpu1 is None:
-                cpu1 = _cpu_seconds(server.pid)
             if kind != "result":
                 raise RuntimeError(str(value))
             results.append(value)
-        acked_ids: dict[str, list[str]] = {}
+        # match both ends of each conversation, whichever processes they were in
+        ends: dict[tuple[str, str], dict[str, Any]] = {}
         for r in results:
-            for cid, ids in r["acked_ids"].items():
-                acked_ids.setdefault(cid, []).extend(ids)
+            for side in r["sides"]:
+                ends[(side["cid"], side["role"])] = side
+        lost_wire = acked = delivered = 0
+        acked_ids: dict[str, list[str]] = {}
+        for (cid, role), side in ends.items():
+            other = ends.get((cid, "agent" if role == "customer" else "customer"))
+            received = set(other["received"]) if other else set()
+            lost_wire += len(set(side["acked"]) - received)
+            acked += len(side["acked"])
+            delivered += len(side["received"])
+            acked_ids.setdefault(cid, []).extend(side["acked"])
         stored, missing = asyncio.run(_count_stored(redis_url, prefix, acked_ids))
         latencies = [x for r in results for x in r["latencies"]]
-        delivered = sum(r["delivered"] for r in results)
-        acked = sum(r["acked"] for r in results)
         return {
             "clients": clients,
             "seconds": seconds,
             "target_rate": rate,
-            "messages_per_s": round(delivered / seconds, 1),
+            # delivered over the time they took: the window, plus however long the server needed to catch up
+            "messages_per_s": round(delivered / max(seconds, max(r["last_rx"] for r in results) - start_at), 1),
             "latency_ms_p50": round(_percentile(latencies, 50), 2),
             "latency_ms_p99": round(_percentile(latencies, 99), 2),
-            "lost": sum(r["lost_wire"] for r in results) + missing,
+            "lost": lost_wire + missing,
             "duplicated": sum(r["duplicated"] for r in results),
             "sent": sum(r["sent"] for r in results),
             "acked": acked,
             "delivered": delivered,
             "stored": stored,
             "errors": sum(r["errors"] for r in results),
-            "server_cpu_pct": round(100.0 * ((cpu1 or cpu0) - cpu0) / seconds, 1),
+            "server_cpu_pct": round(100.0 * (cpu1 - cpu0) / seconds, 1),
             "client_procs": procs,
         }
     finally:

@@ -110,7 +110,6 @@ async def one_run(url: str, app: web.Application, token: str) -> dict[str, Any]:
         await agent.ok("call.state")
 
         # chat -> voice
-        log.info('# chat -> voice')
         t0 = time.monotonic()
         await customer.ok("call.request", media="voice")
         await asyncio.wait_for(agent.requested.wait(), 10)
@@ -122,7 +121,6 @@ async def one_run(url: str, app: web.Application, token: str) -> dict[str, Any]:
         chat_to_voice_ms = (heard - t0) * 1000
 
         # voice -> video, audio keeps flowing
-        log.info('# voice -> video, audio keeps flowing')
         agent_ears = await apeer.audio()
         await agent_ears.wait_hearing(CUSTOMER, timeout=20)
         await asyncio.sleep(0.5)
@@ -133,7 +131,6 @@ async def one_run(url: str, app: web.Application, token: str) -> dict[str, Any]:
         gap_ms = agent_ears.max_gap(start, time.monotonic()) * 1000
 
         # cold transfer
-        log.info('# cold transfer')
         states: list[str] = []
         cpeer.pc.on("connectionstatechange", lambda: states.append(cpeer.pc.connectionState))
         leg = service.records[cid].call.leg("customer")
@@ -148,11 +145,12 @@ async def one_run(url: str, app: web.Application, token: str) -> dict[str, Any]:
         hold_ms = (b_start - hold_start) * 1000 if hold_start is not None else 0.0
         reconnected = bool(states) or cpeer.pc.connectionState != "connected" or leg.negotiations != negotiations
         await agent_b.ok("call.hangup")
-        log.info('await agent_b.ok("call.hangup")')
         return {"chat_to_voice_ms": chat_to_voice_ms, "gap_ms": gap_ms, "reconnected": reconnected, "hold_ms": hold_ms}
     finally:
         for side in sides:
-            await side.close()
+            log.info("closing %s", side.who)
+            await asyncio.wait_for(side.close(), 10)
+        log.info("closed")
 
 
 async def main_async(runs: int) -> dict[str, Any]:
@@ -173,11 +171,9 @@ async def main_async(runs: int) -> dict[str, Any]:
                 async with http.post(f"{url}/api/v1/auth/login", json={"username": "demo", "password": "demo"}) as r:
                     token = (await r.json())["token"]
             results = []
-            log.info('results = []')
             for _ in range(runs):
                 results.append(await one_run(url, app, token))
             await runner.cleanup()
-            log.info('await runner.cleanup()')
         finally:
             await redis.stop()
     c2v = [r["chat_to_voice_ms"] for r in results]

@@ -1,6 +1,7 @@
 """Relay benchmark: the RTP forwarder against aiortc's stock decode/re-encode relay, one run.
 
     python -m bench.media_relay --calls 50 --seconds 10 [--video] [--transcode-cap K]
+        [--batch-ms B] [--idle] [--server-stage receive|unprotect|no-send]
 
 A server process (pinned to one core where the machine allows) relays N bidirectional calls
 between two legs each; one client process (pinned to another core) plays both ends of every call
@@ -25,7 +26,9 @@ Measurements (window of ``--seconds`` after a warm-up, on the shared monotonic c
 - ``loss_pct``: media frames sent in the window that never arrived (audio frame = packet; video
   counts frames so the transcoder's different packetisation does not matter).
 
-Prints one JSON line.
+Prints one JSON line. ``BENCH_PROFILE=file`` writes a cProfile of the forwarder server;
+``BENCH_VERBOSE=1`` prints server pids, per-stream matching and late frames to stderr.
+See docs/media-forwarder.md for measured results.
 """
 
 from __future__ import annotations
@@ -43,8 +46,8 @@ import threading
 import time
 from typing import Any
 
-AUDIO_TRANSCODE_CAP = 8
-VIDEO_TRANSCODE_CAP = 2
+AUDIO_TRANSCODE_CAP = 3
+VIDEO_TRANSCODE_CAP = 1
 WARMUP_S = 2.0
 DRAIN_S = 1.0
 SETUP_TIMEOUT_S = 120.0
@@ -106,8 +109,40 @@ class _Commands:
 # --- server process ------------------------------------------------------------------------------
 
 
-def server_main(conn: Any, mode: str, cpu: int | None) -> None:
+def _stop_after(stage: str) -> None:
+    """Cost breakdown (``--server-stage``): make the forwarder server stop after one stage."""
+    from media import aiortc_hooks
+
+    if stage in ("receive", "unprotect"):
+        stock = aiortc_hooks._datagram_handler
+
+        def handler(protocol: Any, dtls: Any, on_rtp: Any) -> Any:
+            full = stock(protocol, dtls, on_rtp)
+
+            def handle(data: bytes, addr: Any) -> None:
+                if len(data) > 11 and 127 < data[0] < 192 and not (191 < data[1] < 224) and dtls._rx_srtp:
+                    if stage == "unprotect":
+                        dtls._rx_srtp.unprotect(data)
+                    return
+                full(data, addr)
+
+            return handle
+
+        aiortc_hooks._datagram_handler = handler
+    elif stage == "no-send":
+
+        def send_rtp(self: Any, packet: bytes) -> bytes | None:
+            if self._tx is None and not self._open():
+                return None
+            return self._tx.protect(packet)
+
+        aiortc_hooks.SrtpWriter.send_rtp = send_rtp
+
+
+def server_main(conn: Any, mode: str, cpu: int | None, batch_ms: float = 0.0, stage: str = "full") -> None:
     pinned = _pin(cpu)
+    if stage != "full" and mode == "forwarder":
+        _stop_after(stage)
     if os.environ.get("BENCH_VERBOSE"):
         print(f"bench: {mode} server pid {os.getpid()}", file=sys.stderr, flush=True)
     from media import set_loopback_only
@@ -120,23 +155,22 @@ def server_main(conn: Any, mode: str, cpu: int | None) -> None:
         profiler = cProfile.Profile()
         profiler.enable()
         try:
-            asyncio.run(_server(conn, mode, pinned))
+            asyncio.run(_server(conn, mode, pinned, batch_ms))
         finally:
             profiler.disable()
             profiler.dump_stats(profile_to)
         return
-    asyncio.run(_server(conn, mode, pinned))
+    asyncio.run(_server(conn, mode, pinned, batch_ms))
 
 
-async def _server(conn: Any, mode: str, pinned: bool) -> None:
+async def _server(conn: Any, mode: str, pinned: bool, batch_ms: float) -> None:
     from aiortc import RTCSessionDescription
     from aiortc.contrib.media import MediaRelay
 
     from media import Forwarder, new_peer
 
     commands = _Commands(conn)
-    batch = float(os.environ.get("BENCH_BATCH_MS", "0")) / 1000
-    forwarder = Forwarder(batch_interval=batch) if mode == "forwarder" else None
+    forwarder = Forwarder(batch_interval=batch_ms / 1000) if mode == "forwarder" else None
     relay = MediaRelay()
     pcs: list[Any] = []
     while True:
@@ -173,10 +207,6 @@ async def _server(conn: Any, mode: str, pinned: bool) -> None:
                 answers.append(tuple(out))
             commands.reply(answers)
         elif op == "cpu":
-            if os.environ.get("BENCH_GC_FREEZE"):
-                import gc
-
-                gc.freeze()
             times = os.times()
             commands.reply(
                 {"cpu": time.process_time(), "user": times.user, "sys": times.system, "rss_mb": _rss_mb(), "pinned": pinned}
@@ -292,12 +322,12 @@ def _stream_result(send: _SendLog, recv: _RecvLog, t0: float, t1: float) -> dict
     return {"sent": len(in_window), "lost": lost, "latencies": latencies}
 
 
-def client_main(conn: Any, calls: int, video: bool, cpu: int | None) -> None:
+def client_main(conn: Any, calls: int, video: bool, cpu: int | None, idle: bool = False) -> None:
     _pin(cpu)
     from media import set_loopback_only
 
     set_loopback_only(True)
-    asyncio.run(_client(conn, calls, video))
+    asyncio.run(_client(conn, calls, video, idle))
 
 
 def _video_frames() -> tuple[Any, ...]:
@@ -334,7 +364,7 @@ def _video_frames() -> tuple[Any, ...]:
     return tuple(frames)
 
 
-async def _client(conn: Any, calls: int, video: bool) -> None:
+async def _client(conn: Any, calls: int, video: bool, idle: bool) -> None:
     from aiortc import RTCSessionDescription
 
     from media import Forwarder, LegState, PreEncodedSource, new_peer
@@ -381,18 +411,21 @@ async def _client(conn: Any, calls: int, video: bool) -> None:
             while any(leg.state is not LegState.CONNECTED for leg in legs) and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             connected = sum(leg.state is LegState.CONNECTED for leg in legs)
-            for i in range(0, len(legs), 2):
+            for i in range(0, 0 if idle else len(legs), 2):
                 x, y = legs[i], legs[i + 1]
                 for a, b in ((x, y), (y, x)):
                     source = PreEncodedSource(kind, codec, frames)
                     send = _SendLog(onset_ids)
                     recv = _RecvLog(video)
-                    source.tap(send)
                     b.source(kind).tap(recv)
                     streams.append((send, recv))
+
+                    def start(source: Any = source, send: _SendLog = send, sink: Any = a.sink(kind)) -> None:
+                        source.tap(send)
+                        sink.attach(source)
+
                     # random phase: real calls are not aligned on one 20 ms tick
-                    if not os.environ.get("BENCH_IDLE"):  # connected but silent: the per-leg idle cost
-                        loop.call_later(random.uniform(0, 0.03), a.sink(kind).attach, source)
+                    loop.call_later(random.uniform(0, 0.03), start)
             start_cpu = time.process_time()
             commands.reply({"connected": connected, "legs": len(legs)})
         elif op == "stats":
@@ -438,12 +471,21 @@ def _ask(conn: Any, msg: Any, timeout: float) -> Any:
     return conn.recv()
 
 
-def run_mode(mode: str, calls: int, seconds: float, video: bool, cpus: tuple[int | None, int | None]) -> dict[str, Any]:
+def run_mode(
+    mode: str,
+    calls: int,
+    seconds: float,
+    video: bool,
+    cpus: tuple[int | None, int | None],
+    batch_ms: float = 0.0,
+    stage: str = "full",
+    idle: bool = False,
+) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     server_conn, server_end = ctx.Pipe()
     client_conn, client_end = ctx.Pipe()
-    server = ctx.Process(target=server_main, args=(server_end, mode, cpus[0]), daemon=True)
-    client = ctx.Process(target=client_main, args=(client_end, calls, video, cpus[1]), daemon=True)
+    server = ctx.Process(target=server_main, args=(server_end, mode, cpus[0], batch_ms, stage), daemon=True)
+    client = ctx.Process(target=client_main, args=(client_end, calls, video, cpus[1], idle), daemon=True)
     server.start()
     client.start()
     try:
@@ -511,16 +553,37 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help=f"max calls for the stock transcoding path (default {AUDIO_TRANSCODE_CAP} audio, {VIDEO_TRANSCODE_CAP} video)",
     )
+    parser.add_argument(
+        "--batch-ms",
+        type=float,
+        default=0.0,
+        help="forwarder receive batching (Forwarder(batch_interval=...)): CPU for latency; default 0",
+    )
+    parser.add_argument(
+        "--server-stage",
+        choices=("full", "receive", "unprotect", "no-send"),
+        default="full",
+        help="cost breakdown: the forwarder server stops after this stage (skips the transcode run)",
+    )
+    parser.add_argument("--idle", action="store_true", help="connect the calls but send nothing (per-call idle cost)")
     args = parser.parse_args(argv)
     cap = args.transcode_cap or (VIDEO_TRANSCODE_CAP if args.video else AUDIO_TRANSCODE_CAP)
     cpus = _cpus()
-    forwarder = run_mode("forwarder", args.calls, args.seconds, args.video, cpus)
-    transcode_calls = min(args.calls, cap)
-    transcode = run_mode("transcode", transcode_calls, args.seconds, args.video, cpus)
-    transcode["capped"] = transcode_calls < args.calls
+    forwarder = run_mode(
+        "forwarder", args.calls, args.seconds, args.video, cpus, args.batch_ms, args.server_stage, args.idle
+    )
+    transcode: dict[str, Any] | None = None
     ratio = None
-    if forwarder["server_cpu_ms_per_call_s"] > 0:
-        ratio = round(transcode["server_cpu_ms_per_call_s"] / forwarder["server_cpu_ms_per_call_s"], 1)
+    if args.idle:
+        forwarder["idle"] = True
+    if args.server_stage == "full" and not args.idle:
+        transcode_calls = min(args.calls, cap)
+        transcode = run_mode("transcode", transcode_calls, args.seconds, args.video, cpus)
+        transcode["capped"] = transcode_calls < args.calls
+        if forwarder["server_cpu_ms_per_call_s"] > 0:
+            ratio = round(transcode["server_cpu_ms_per_call_s"] / forwarder["server_cpu_ms_per_call_s"], 1)
+    else:
+        forwarder["server_stage"] = args.server_stage
     result = {
         "calls": args.calls,
         "media": "video VP8 640x480 30fps" if args.video else "audio Opus 20ms",

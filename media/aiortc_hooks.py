@@ -6,8 +6,8 @@ module touches a small, listed set of internals. Nothing else in Segue may impor
 or aioice names; ``tests/media/test_media_aiortc_hooks.py`` checks every item of
 :data:`RELIED_UPON` so an aiortc upgrade fails loudly there instead of silently dropping media.
 
-Pin: ``aiortc>=1.16,<1.17`` and ``aioice>=0.10,<0.14`` (checked against aiortc 1.16.0, aioice
-0.13.0, pylibsrtp 1.0.0).
+Pin: ``aiortc>=1.16,<1.17`` and ``aioice>=0.13,<0.14`` (aiortc 1.16 itself accepts any aioice
+below 1.0). Checked against aiortc 1.16.0, aioice 0.13.0, pylibsrtp 1.0.0, CPython 3.11 asyncio.
 
 What is relied upon (see :data:`RELIED_UPON` for the exact checks):
 
@@ -240,16 +240,26 @@ class DatagramPump:
         fd = sock.fileno()
         loop = asyncio.get_running_loop()
         self._loop = loop
-        if fd in self._entries:
-            return None
+        current = self._entries.get(fd)
+        if current is not None:
+            if current[2] is protocol:
+                return None  # already ours
+            # a stale entry: that socket closed and the number was reused
+            self._entries.pop(fd)
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):
+                pass
         loop._remove_reader(fd)  # type: ignore[attr-defined]
-        self._entries[fd] = (sock.recvfrom, _datagram_handler(protocol, dtls, on_rtp), protocol)
+        entry = (sock.recvfrom, _datagram_handler(protocol, dtls, on_rtp), protocol)
+        self._entries[fd] = entry
         self._epoll.register(fd, select.EPOLLIN)
         self._arm()
 
         def release() -> None:
-            if self._entries.pop(fd, None) is None:
-                return
+            if self._entries.get(fd) is not entry:
+                return  # released already, or the number now belongs to another socket
+            del self._entries[fd]
             try:
                 self._epoll.unregister(fd)
             except (OSError, ValueError):
@@ -489,16 +499,16 @@ def stop_stock_rtcp(sender: RTCRtpSender, receiver: RTCRtpReceiver) -> bool:
     return settled
 
 
-def observe_sender_reports(receiver: RTCRtpReceiver, on_sr: Callable[[int, int, float], None]) -> None:
-    """Call ``on_sr(ssrc, middle 32 bits of NTP, arrival monotonic)`` for each SR the remote sends.
-
-    aiortc's handling continues afterwards (it only records stats).
-    """
+def observe_sender_reports(receiver: RTCRtpReceiver, on_sr: Callable[[int, int, int, float], None]) -> None:
+    """Call ``on_sr(ssrc, ntp_timestamp, rtp_timestamp, arrival monotonic)`` for each sender
+    report the remote sends (LSR/DLSR for our receiver reports; the NTP/RTP pair keeps lip sync
+    when the forwarder re-stamps the stream). aiortc's own handling continues afterwards."""
     original = receiver._handle_rtcp_packet
 
     async def handle_rtcp_packet(packet: Any) -> None:
         if isinstance(packet, aiortc_rtp.RtcpSrPacket):
-            on_sr(packet.ssrc, (packet.sender_info.ntp_timestamp >> 16) & 0xFFFFFFFF, time.monotonic())
+            info = packet.sender_info
+            on_sr(packet.ssrc, info.ntp_timestamp, info.rtp_timestamp, time.monotonic())
         await original(packet)
 
     receiver._handle_rtcp_packet = handle_rtcp_packet  # type: ignore[method-assign]

@@ -33,6 +33,7 @@ from typing import Any
 
 from .forwarder import CodecMismatch, Forwarder, RtpSink, RtpSource
 from .leg import SLOTS, CallLeg
+from .recorder import CallRecorder
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class Call:
         *,
         grace_s: float = 30.0,
         on_event: EventCallback | None = None,
+        recorder: "CallRecorder | None" = None,
     ) -> None:
         self.conversation_id = conversation_id
         self.forwarder = forwarder
@@ -92,6 +94,7 @@ class Call:
         self.ended_at: float | None = None
         self.end_reason: str | None = None
         self._on_event = on_event
+        self.recorder = recorder
         self._sending: dict[tuple[str, str], bool] = {}
         self._clock = MediaClock()
         self._grace: dict[str, asyncio.TimerHandle] = {}
@@ -223,6 +226,8 @@ class Call:
         self._grace.clear()
         legs = list(self.legs.values())
         self.legs.clear()
+        if self.recorder is not None:
+            self.recorder.close()
         self._emit("ended", {"reason": reason, "durations": self.durations()})
         for leg in legs:
             try:
@@ -268,6 +273,10 @@ class Call:
                 else:
                     src = agent.source(slot)
                 self._connect(consult.sink(slot), src)
+        if self.recorder is not None:
+            # what the customer says, and what the customer hears from an agent (not consultations)
+            self.recorder.follow("customer", customer.source("audio") if customer and "customer" not in self.muted else None)
+            self.recorder.follow("agent", agent.source("audio") if agent and not self.held and "agent" not in self.muted else None)
 
     def _connect(self, sink: RtpSink | None, source: RtpSource | None) -> None:
         if sink is None or sink.source is source:

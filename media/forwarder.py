@@ -70,6 +70,7 @@ HISTORY_SIZE = 512  # per outbound stream that negotiated NACK (video): ~5 s at 
 KEYFRAME_RETRY_S = 0.3  # a sink waiting for a keyframe asks again after this long
 KEYFRAME_MIN_INTERVAL_S = 0.2  # upstream PLI rate limit per source
 MAX_LEARNED_SSRCS = 32
+GUARD_PACKETS = 1024  # after a switch, packets older than its first one are dropped this long
 
 
 class CodecMismatch(ValueError):
@@ -191,6 +192,11 @@ class RtpSource:
     def _request_retransmit(self, seqs: list[int]) -> None:
         """Sinks ask for packets they do not hold (sequence numbers in this source's space)."""
 
+    def _timing_reference(self, now: float) -> tuple[int, int] | None:
+        """``(NTP, RTP timestamp)`` of this source's clock at ``now`` when the sender told us
+        (its sender report); sinks translate it so lip sync survives re-stamping."""
+        return None
+
     def _feedback_changed(self) -> None:
         """A sink's bitrate estimate changed (REMB)."""
 
@@ -236,6 +242,7 @@ class InboundSource(RtpSource):
         self._received_prior = 0
         self._lsr = 0
         self._lsr_time = 0.0
+        self._sr: tuple[int, int, float] | None = None
         self._last_remb = 0
         self._configure(section, 0)
 
@@ -297,10 +304,25 @@ class InboundSource(RtpSource):
         stats.octets += len(data) - pos
         self._deliver(b0 & 0x20, data[1] & 0x80, pt, seq, ts, data[pos:], level, now)
 
-    def _on_sender_report(self, ssrc: int, lsr: int, arrival: float) -> None:
+    def _reset_reception(self) -> None:
+        self._received = self._base_seq = self._max_seq = self._cycles = 0
+        self._expected_prior = self._received_prior = 0
+        self._lsr = 0
+        self._sr = None
+
+    def _on_sender_report(self, ssrc: int, ntp: int, rtp_ts: int, arrival: float) -> None:
         if ssrc == self.ssrc:
-            self._lsr = lsr
+            self._lsr = (ntp >> 16) & 0xFFFFFFFF
             self._lsr_time = arrival
+            self._sr = (ntp, rtp_ts, arrival)
+
+    def _timing_reference(self, now: float) -> tuple[int, int] | None:
+        if self._sr is None:
+            return None
+        ntp, rtp_ts, arrival = self._sr
+        clock = next(iter(self.codecs.values())).clock_rate if self.codecs else 90000
+        elapsed = max(now - arrival, 0.0)
+        return (ntp + int(elapsed * (1 << 32))) & 0xFFFFFFFFFFFFFFFF, rtp_ts + int(elapsed * clock)
 
     def _report_block(self, now: float) -> ReportBlock | None:
         if not self._received or self.ssrc is None:
@@ -385,6 +407,7 @@ class RtpSink:
         self._seq_off = 0
         self._ts_off = 0
         self._start_oseq = 0
+        self._guard = False  # True shortly after a switch: drop the new source's stragglers
         self._last_seq: int | None = None
         self._last_ts = 0
         self._last_time = 0.0
@@ -511,9 +534,13 @@ class RtpSink:
                 return
             marker = 0x80 if self.kind == "audio" else marker
         out_pt = self._pt_map.get(pt)
+        if out_pt is None:
+            self.stats.dropped += 1  # a codec this leg did not negotiate
+            return
         oseq = (seq + self._seq_off) & 0xFFFF
-        if out_pt is None or ((oseq - self._start_oseq) & 0xFFFF) >= 0x8000:
-            self.stats.dropped += 1  # codec this leg did not negotiate, or from before a switch
+        newest = ((oseq - self._last_seq) & 0xFFFF) < 0x8000  # type: ignore[operator]
+        if not newest and self._guard and ((oseq - self._start_oseq) & 0xFFFF) >= 0x8000:
+            self.stats.dropped += 1  # reordered packet from before the switch: not ours to send
             return
         ots = (ts + self._ts_off) & 0xFFFFFFFF
         if self._vp8_off is not None:
@@ -529,10 +556,12 @@ class RtpSink:
             return
         if self._history is not None:
             self._history[oseq % HISTORY_SIZE] = sent
-        if ((oseq - self._last_seq) & 0xFFFF) < 0x8000:  # type: ignore[operator]
+        if newest:
             self._last_seq = oseq
             self._last_ts = ots
             self._last_time = now
+            if self._guard and ((oseq - self._start_oseq) & 0xFFFF) > GUARD_PACKETS:
+                self._guard = False  # long past the switch: stop comparing with its start
         stats = self.stats
         stats.packets += 1
         stats.octets += len(payload)
@@ -561,6 +590,7 @@ class RtpSink:
         self._seq_off = (base_seq - seq) & 0xFFFF
         self._ts_off = (base_ts - ts) & 0xFFFFFFFF
         self._start_oseq = base_seq
+        self._guard = True
         if self._last_seq is None:
             self._last_seq = (base_seq - 1) & 0xFFFF
         self._vp8_off = None
@@ -621,8 +651,8 @@ class RtpSink:
                 if entry is not None and U16.unpack_from(entry, 2)[0] == seq and writer is not None:
                     writer.send_raw(entry)
                     self.stats.retransmitted += 1
-                elif ((seq - self._start_oseq) & 0xFFFF) < 0x8000:
-                    missing.append((seq - self._seq_off) & 0xFFFF)
+                elif not self._guard or ((seq - self._start_oseq) & 0xFFFF) < 0x8000:
+                    missing.append((seq - self._seq_off) & 0xFFFF)  # in the current source's numbers
             if missing and source is not None:
                 self.stats.nacks_forwarded += len(missing)
                 source._request_retransmit(missing)
@@ -643,8 +673,14 @@ class RtpSink:
     def _sender_report(self, reports: list[ReportBlock], now: float, wallclock: float) -> bytes | None:
         if not self.stats.packets or self._last_seq is None:
             return None
-        rtp_ts = self._last_ts + int((now - self._last_time) * self._clock_rate)
-        return rtcp_sr(self.ssrc, ntp_time(wallclock), rtp_ts, self.stats.packets, self.stats.octets, reports)
+        reference = self._source._timing_reference(now) if self._source is not None and not self._resync else None
+        if reference is not None:
+            # the source's own NTP/RTP pair, moved into this stream's timestamp space: audio and
+            # video of one sender stay in sync at the far end whatever we re-stamped
+            ntp, rtp_ts = reference[0], reference[1] + self._ts_off
+        else:
+            ntp, rtp_ts = ntp_time(wallclock), self._last_ts + int((now - self._last_time) * self._clock_rate)
+        return rtcp_sr(self.ssrc, ntp, rtp_ts, self.stats.packets, self.stats.octets, reports)
 
     def _close(self) -> None:
         if self._source is not None:
@@ -872,6 +908,7 @@ class Leg:
             if source.ssrc is not None and source.ssrc != ssrc:
                 # the sender changed SSRC (new track): the new one wins
                 self._by_ssrc.pop(source.ssrc, None)
+                source._reset_reception()
             source.ssrc = ssrc
         entry = (source, is_rtx)
         self._by_ssrc[ssrc] = entry

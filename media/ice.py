@@ -44,7 +44,8 @@ def set_loopback_only(enabled: bool = True) -> None:
 
 @contextlib.contextmanager
 def loopback_only() -> Iterator[None]:
-    """``with loopback_only(): ...`` — peers created inside gather 127.0.0.1 only."""
+    """``with loopback_only(): ...`` — peers that gather candidates (``setLocalDescription``)
+    inside the block use 127.0.0.1 only."""
     was = aiortc_hooks.loopback_only_enabled()
     aiortc_hooks.set_loopback_only(True)
     try:

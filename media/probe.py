@@ -16,10 +16,17 @@ from typing import Any
 
 import av
 import numpy as np
-from aiortc import MediaStreamTrack, RTCIceServer, RTCSessionDescription, VideoStreamTrack
+from aiortc import (
+    MediaStreamTrack,
+    RTCIceServer,
+    RTCIceTransportPolicy,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
 from aiortc.mediastreams import MediaStreamError
 
-from .ice import new_peer
+from .ice import new_peer, peer_configuration
 
 RATE = 48000
 FRAME = 960  # 20 ms
@@ -147,8 +154,15 @@ class ClientPeer:
     turned on), always the offerer. ``answerer(offer_sdp) -> answer_sdp`` is the server side
     (``CallLeg.answer`` directly, or a Socket.IO round trip)."""
 
-    def __init__(self, frequency: float, ice_servers: Sequence[RTCIceServer | dict[str, Any]] = ()) -> None:
-        self.pc = new_peer(ice_servers)
+    def __init__(
+        self, frequency: float, ice_servers: Sequence[RTCIceServer | dict[str, Any]] = (), relay_only: bool = False
+    ) -> None:
+        if relay_only:
+            config = peer_configuration(ice_servers)
+            config.iceTransportPolicy = RTCIceTransportPolicy.RELAY
+            self.pc = RTCPeerConnection(config)
+        else:
+            self.pc = new_peer(ice_servers)
         self.mic = ToneTrack(frequency)
         self.audio_tx = self.pc.addTransceiver(self.mic, direction="sendrecv")
         self.camera_tx = self.pc.addTransceiver("video", direction="recvonly")

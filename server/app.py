@@ -84,7 +84,10 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     app = web.Application(client_max_size=max(1_000_000, 4 * max_event))
     node = Node(
         config=config,
-        redis=aioredis.Redis.from_url(redis_url, decode_responses=True, health_check_interval=30),
+        # A blocking pool: a burst of requests waits for a free connection instead of failing with
+        # "Too many connections" (redis-py's default pool raises past 100).
+        redis=aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
+            redis_url, decode_responses=True, health_check_interval=30, max_connections=64, timeout=20)),
         redis_url=redis_url,
         sio=sio,
         secret=load_secret(config),

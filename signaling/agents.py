@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import WatchError
 
 from server.auth import hash_password, verify_password
 
@@ -201,13 +202,16 @@ class Directory:
             check_channels(account.channels, account.capacity)
         if fields:
             # only if it still exists (a concurrent delete wins)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                await pipe.watch(self.keys.account(agent_id))
-                if not await pipe.exists(self.keys.account(agent_id)):
-                    raise not_found(f"agent {agent_id!r}")
-                pipe.multi()
-                pipe.hset(self.keys.account(agent_id), mapping=fields)
-                await pipe.execute()
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    await pipe.watch(self.keys.account(agent_id))
+                    if not await pipe.exists(self.keys.account(agent_id)):
+                        raise not_found(f"agent {agent_id!r}")
+                    pipe.multi()
+                    pipe.hset(self.keys.account(agent_id), mapping=fields)
+                    await pipe.execute()
+            except WatchError:
+                raise conflict(f"agent {agent_id!r} was changed at the same time: try again") from None
         return account
 
     async def delete(self, agent_id: str) -> None:

@@ -31,6 +31,7 @@ import hmac
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import socketio
@@ -39,6 +40,7 @@ from aiohttp import web
 from media.call import Call
 from media.forwarder import Forwarder
 from media.leg import CallLeg, LegError
+from media.recorder import CallRecorder
 
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
 from .store import MutationFailed, Store, encode_event, decode_event
@@ -137,6 +139,7 @@ class CallService:
         for ns in NAMESPACES:
             for event, handler in handlers.items():
                 self.sio.on(event, self._wrap(ns, event, handler), namespace=ns)
+        self.app.router.add_get("/api/v1/recordings/{name}", self.download_recording)
         self.app.on_startup.append(self._start)
         self.node.closers.append(self.close)
 
@@ -145,9 +148,14 @@ class CallService:
             self.forwarder = Forwarder()
 
     async def close(self) -> None:
-        for record in list(self.records.values()):
+        records = list(self.records.values())
+        self.records.clear()  # shutting down: nothing more is logged (Redis closes next)
+        for record in records:
+            record.state = "ended"
             if record.call is not None:
                 await record.call.end("shutdown")
+        for task in list(self._tasks):
+            task.cancel()
         if self.forwarder is not None:
             await self.forwarder.close()
 
@@ -294,7 +302,7 @@ class CallService:
     # handlers ---------------------------------------------------------------------------------
 
     async def on_config(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
-        _only(payload, set())
+        _only(payload, {"conversation_id"})  # optional, ignored
         return {"ice_servers": self.ice_servers(who.id), "reconnect_grace_s": self.config.media.reconnect_grace_s}
 
     async def on_state(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
@@ -334,7 +342,7 @@ class CallService:
 
     async def on_accept(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
         _only(payload, {"conversation_id"})
-        cid, _ = await self._enter(ns, sid, who, payload)
+        cid, conv = await self._enter(ns, sid, who, payload)
         record = self.records.get(cid)
         if record is None or record.state == "ended":
             raise conflict("no call was requested")
@@ -343,9 +351,13 @@ class CallService:
                 raise conflict("the other side accepts a call you requested")
             async with record.lock:
                 if record.call is None:
-                    record.call = self._new_call(cid)
+                    record.call = self._new_call(cid, conv)
                 record.state = "active"
             media = "voice"
+            if record.call.recorder is not None:
+                await self.log_event(cid, "call.recording", {"name": record.call.recorder.path.name,
+                                                              "path": str(record.call.recorder.path),
+                                                              "url": f"/api/v1/recordings/{record.call.recorder.path.name}"})
         elif record.media_request is not None:
             media = record.media_request["media"]
             if record.media_request["by"]["kind"] == who.kind:
@@ -511,9 +523,37 @@ class CallService:
 
     # the call's own events --------------------------------------------------------------------
 
-    def _new_call(self, cid: str) -> Call:
+    def _new_call(self, cid: str, conv: dict[str, str]) -> Call:
         assert self.forwarder is not None
-        return Call(cid, self.forwarder, grace_s=self.config.media.reconnect_grace_s, on_event=self._on_call_event)
+        recorder = None
+        queue = next((q for q in self.config.routing.queues if q.name == conv.get("queue")), None)
+        if queue is not None and queue.record_calls:
+            name = f"{cid}-{int(time.time())}.webm"
+            recorder = CallRecorder(self.recordings_dir() / name)
+        return Call(cid, self.forwarder, grace_s=self.config.media.reconnect_grace_s,
+                    on_event=self._on_call_event, recorder=recorder)
+
+    def recordings_dir(self) -> Path:
+        configured = self.config.media.recordings_dir
+        return Path(configured).expanduser().resolve() if configured else self.config.data_path / "recordings"
+
+    async def download_recording(self, request: web.Request) -> web.StreamResponse:
+        """``GET /api/v1/recordings/{name}`` with ``Authorization: Bearer <agent token>``."""
+        name = request.match_info["name"]
+        header = request.headers.get("Authorization", "")
+        token = header[7:] if header.startswith("Bearer ") else ""
+        try:
+            from . import SIGNALING
+
+            await self.app[SIGNALING].agent_from_token(token)
+        except Exception:  # noqa: BLE001 - any failure is "not signed in"
+            return web.json_response({"error": {"code": "unauthorized", "message": "send Authorization: Bearer <agent token>"}}, status=401)
+        if "/" in name or name.startswith(".") or not name.endswith(".webm"):
+            return web.json_response({"error": {"code": "invalid", "message": "not a recording name", "field": "name"}}, status=400)
+        path = self.recordings_dir() / name
+        if not path.is_file():
+            return web.json_response({"error": {"code": "not_found", "message": f"recording {name} does not exist"}}, status=404)
+        return web.FileResponse(path, headers={"Content-Type": "audio/webm"})
 
     def _on_call_event(self, call: Call, kind: str, data: dict[str, Any]) -> None:
         cid = call.conversation_id

@@ -19,6 +19,7 @@ from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
 import socketio
+from socketio import packet as sio_packet
 
 from . import messages as m
 from .errors import ProtocolError
@@ -46,7 +47,22 @@ def install_ack_hook(sio: socketio.AsyncServer) -> None:
 
     async def handle(server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any) -> Any:
         _ACK_REQUESTED.set(id is not None)
-        return await original(server, sid, eio_sid, data, namespace, id)
+        if id is None:
+            return await original(server, sid, eio_sid, data, namespace, id)
+        # what python-socketio does, with the ACK encoded straight to JSON (our results are
+        # never binary; anything else goes the library's way)
+        r = await server._trigger_event(data[0], namespace, sid, *data[1:])
+        if r == server.not_handled:
+            return None
+        args = [] if r is None else list(r) if isinstance(r, tuple) else [r]
+        try:
+            text = json.dumps(args, separators=(",", ":"))
+        except (TypeError, ValueError):
+            await server._send_packet(eio_sid, server.packet_class(sio_packet.ACK, namespace=namespace, id=id, data=args))
+            return None
+        prefix = "" if namespace in (None, "/") else f"{namespace},"
+        await server.eio.send(eio_sid, f"3{prefix}{id}{text}")
+        return None
 
     handle._segue_hooked = True  # type: ignore[attr-defined]
     sio._handle_event_internal = handle  # type: ignore[method-assign]
@@ -307,6 +323,9 @@ class AgentNamespace(SegueNamespace):
                 await service.redis.set(service.keys.agent_conns(who.id), 0)
                 # the chosen presence stays in the account (restored on reconnect); routing stops offering
                 await service.router.set_presence(who.id, "offline")
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:
+            # usually the node shutting down; routing sees them offline when the count is next read
+            log.info("could not record agent %s going offline: %s", who.id, exc)
         except Exception:  # noqa: BLE001
             log.warning("could not record agent %s going offline", who.id, exc_info=True)
 

@@ -84,3 +84,52 @@ async def test_chromium_call_audio_both_ways_then_video(segue: Any, new_page: An
         assert customer.segue_errors == [] and agent.segue_errors == []
     finally:
         set_loopback_only(False)
+
+
+async def test_chromium_reload_reattaches_to_the_running_call(segue: Any, new_page: Any) -> None:
+    set_loopback_only(True)
+    try:
+        store = Store(segue.node.redis, segue.config.redis.key_prefix)
+        cid = "c_reload"
+        await store.mutate(cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1"}, "add": ["a_1"]})
+        customer = await open_side(new_page, segue, "customer", cid, Participant("customer", "v_1", "Ada"))
+        agent = await open_side(new_page, segue, "agent", cid, Participant("agent", "a_1", "Alan"))
+        await agent.evaluate("() => window.demo.call.refresh()")
+        await customer.evaluate("() => window.demo.call.request('voice')")
+        await agent.wait_for_function("() => window.demo.events.some(([n]) => n === 'requested')")
+        await agent.evaluate("() => window.demo.call.accept()")
+
+        async def flowing(page: Any, floor: int = 2000) -> Any:
+            b = await bytes_of(page)
+            return b if b["audio"]["in"] > floor and b["audio"]["out"] > floor else None
+
+        await eventually(lambda: flowing(customer), what="customer audio both ways")
+        first = await bytes_of(agent)
+
+        # the customer reloads the page: new socket, new peer connection, same running call
+        await customer.reload()
+        sid = await asyncio.wait_for(customer.evaluate("() => window.demo.ready"), 20)
+        await customer.wait_for_function("() => window.demo.call !== undefined")
+        segue.app[CALLS].bind("/customer", sid, Participant("customer", "v_1", "Ada"))
+        state = await customer.evaluate("() => window.demo.call.refresh().then((s) => s.state)")
+        assert state == "active"
+        await eventually(lambda: flowing(customer), what="reloaded customer audio both ways")
+
+        async def agent_hears_again() -> Any:
+            b = await bytes_of(agent)
+            return b if b["audio"]["in"] > first["audio"]["in"] + 4000 else None
+
+        await eventually(agent_hears_again, what="agent hears the reloaded customer")
+        assert await agent.evaluate("() => window.demo.call.pc.connectionState") == "connected"
+        call = segue.app[CALLS].records[cid].call
+        assert call.active and call.leg("customer").negotiations == 1
+        new_voice = call.leg("customer").source("audio")
+        assert call.leg("agent").sink("audio").source is new_voice  # the agent hears the new leg
+        await eventually(lambda: _true(new_voice.stats.packets > 50), what="new leg sends audio")
+        assert agent.segue_errors == []
+    finally:
+        set_loopback_only(False)
+
+
+async def _true(value: bool) -> bool:
+    return value

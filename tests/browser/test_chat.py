@@ -132,3 +132,20 @@ async def test_wrong_password_shows_an_error(segue, new_page) -> None:
     await expect(agent.locator("#login-error")).to_be_visible(timeout=WAIT_MS)
     await expect(agent.locator("#console")).to_be_hidden()
     assert agent.segue_errors == []
+
+
+async def test_expired_or_forged_token_sends_the_agent_back_to_login(segue, new_page) -> None:
+    agent = await new_page()
+    await agent.goto(segue.url + "agent/")
+    await agent.evaluate("sessionStorage.setItem('segue.agent.token', JSON.stringify('forged.token'))")
+    await agent.reload()
+    # Refused with a message a person can act on; the bad token is forgotten.
+    await expect(agent.locator("#login-error")).to_contain_text("token", timeout=WAIT_MS)
+    assert await agent.evaluate("sessionStorage.getItem('segue.agent.token')") is None
+    # Logging in again in the same page works.
+    await agent.fill("#login-username", "demo")
+    await agent.fill("#login-password", "demo")
+    await agent.click("#login-submit")
+    await expect(agent.locator("#connection")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    await expect(agent.locator("#agent-name")).to_contain_text("Demo Agent")
+    assert agent.segue_errors == []

@@ -158,3 +158,27 @@ async def test_customer_history_is_kept_across_visits(world: World) -> None:
     opened = await agent.ok("conversation.open", {"conversation_id": second})
     assert [c["id"] for c in opened["history"]] == [first]
     assert opened["history"][0]["state"] == "closed" and opened["history"][0]["disposition"] == "answered"
+
+
+async def test_two_nodes_share_conversations_with_fanout(make_config: Any, start_segue: Any) -> None:
+    """redis.fanout: a customer on one node and the agent on another talk; routing runs on both."""
+    config = make_config({"redis.fanout": True, "auth.secret": "shared-between-nodes"})
+    one, two = await start_segue(config=config), await start_segue(config=config)
+    w1, w2 = World(one), World(two)
+    try:
+        token = await w1.add_agent("nora")
+        agent = await w2.agent(token)
+        customer = await w1.customer()
+        cid = (await customer.ok("conversation.start", {"text": "from node one"}))["conversation"]["id"]
+        offer = await agent.next("offer", lambda o: o["conversation"]["id"] == cid)
+        assert [e["data"]["text"] for e in offer["events"] if e["type"] == "message"] == ["from node one"]
+        await agent.ok("offer.accept", {"conversation_id": cid})
+        sent = await agent.ok("message.send", {"conversation_id": cid, "text": "hello from node two"})
+        assert await customer.next("event", lambda e: e["id"] == sent["event"]["id"])
+        back = await customer.ok("message.send", {"conversation_id": cid, "text": "got it"})
+        assert await agent.next("event", lambda e: e["id"] == back["event"]["id"])
+        # exactly one offer was made although both nodes run the routing loop
+        assert len(agent.got("offer")) == 1
+    finally:
+        await w1.close()
+        await w2.close()

@@ -110,3 +110,5 @@ async def test_live_objects_and_the_stock_receive_path_stays_empty(lab: MediaLab
     assert reports["rr"] and reports["rr"][0].packetsReceived > 50
     assert reports["sr"] and reports["sr"][0].packetsSent > 50
     assert b.leg.sink("audio").stats.remote_reports >= 1
+    # A's sender reports reached the source: B's sender reports are A's clock, translated
+    assert source._timing_reference(0.0) is not None  # type: ignore[attr-defined]

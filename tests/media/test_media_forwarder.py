@@ -217,3 +217,21 @@ async def test_supervisor_hears_both_sides_on_two_sinks(lab: MediaLab) -> None:
     assert abs(dominant_frequency(supervisor.audio(15, key="audio#1")) - 900.0) < 5.0
     assert abs(dominant_frequency(agent.audio(15)) - 500.0) < 5.0
     assert seq_gaps(supervisor.rtp["audio"]) == [] and seq_gaps(supervisor.rtp["audio#1"]) == []
+
+
+async def test_h264_is_forwarded_when_negotiated(lab: MediaLab) -> None:
+    h264 = {"video": ["H264"]}
+    a = await lab.join("A", send=ColorTrack(RED), codecs=h264)
+    c = await lab.join("C", send=ColorTrack(BLUE), codecs=h264)
+    b = await lab.join("B", receive=("video",), codecs=h264)
+    assert {codec.name for codec in b.leg.sink("video").codecs.values()} == {"H264"}
+    sink = b.leg.sink("video")
+    for source, rgb in ((a.leg.source("video"), RED), (c.leg.source("video"), BLUE)):
+        sink.attach(source)
+        await until(lambda: b.frames["video"] and is_colour(b.frames["video"][-1][1], rgb), f"B decodes H264 {rgb}")
+        start = len(b.frames["video"])
+        await until(lambda: len(b.frames["video"]) >= start + 5, f"B keeps decoding {rgb}")
+        assert source.stats.keyframe_requests >= 1
+    assert seq_gaps(b.rtp["video"]) == []
+    assert {p[2] for p in b.rtp["video"]} <= set(sink.codecs)
+    assert sink.state is SinkState.FORWARDING

@@ -549,6 +549,13 @@ class SegueClient extends Emitter {
         this.emit("connect_error", error);
         // A refusal by the server is final (Socket.IO does not retry); a network error is retried.
         if (data?.code) {
+          socket.disconnect();
+          if (this.socket === socket) {
+            // A later connect() (e.g. after logging in again) starts afresh.
+            this.socket = null;
+            this.#ready = null;
+            this.#sessions = 0;
+          }
           this._onRefused(error);
           reject(error);
         }
@@ -733,6 +740,12 @@ export class SegueCustomer extends SegueClient {
   async listConversations() {
     const { conversations } = await this.request("conversations.list", {});
     return conversations;
+  }
+
+  /** The customer's conversations, newest first (an alias of listConversations()). */
+  async history() {
+    const list = await this.listConversations();
+    return [...list].sort((a, b) => (b.created_ts ?? 0) - (a.created_ts ?? 0));
   }
 
   /** Open (and remember) a conversation by id, e.g. one from listConversations(). */

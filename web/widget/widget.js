@@ -300,7 +300,7 @@ class ChatWidget {
     const button = this.startForm.querySelector("button[type=submit]");
     button.disabled = true;
     try {
-      await this.customer.connect();
+      this.customer.connect(); // no-op when connected; if offline the request waits, then times out
       const conversation = await this.customer.startConversation({
         queue: this.topic?.value || this.options.queue,
         text: this.startText.value.trim() || undefined,
