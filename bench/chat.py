@@ -394,8 +394,13 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
     })
     server_log = tmp / "server.log"
     profile = os.environ.get("BENCH_PROFILE")  # a file: run the server under cProfile (for finding hot spots)
-    prof_args = ["-m", "cProfile", "-o", profile] if profile else []
-    server = subprocess.Popen([sys.executable, *prof_args, "-m", "server", "serve", "--port", str(port)], cwd=ROOT, env=env,
+    if profile:
+        cmd = ["-m", "cProfile", "-o", profile, "-m", "server"]
+    elif os.environ.get("BENCH_UVLOOP"):  # compare: the same server on uvloop's event loop
+        cmd = ["-c", "import sys, uvloop; uvloop.install(); from server.cli import main; sys.exit(main(sys.argv[1:]))"]
+    else:
+        cmd = ["-m", "server"]
+    server = subprocess.Popen([sys.executable, *cmd, "serve", "--port", str(port)], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=server_log.open("w"), text=True)
     workers: list[tuple[mp.Process, Any]] = []
     try:
@@ -471,10 +476,14 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
             if p.is_alive():
                 p.terminate()
         server.send_signal(signal.SIGTERM)
+        t_stop = time.monotonic()
         try:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
+            print("bench: the server did not stop within 20 s of SIGTERM; killed it", file=sys.stderr)
             server.kill()
+        if os.environ.get("BENCH_DEBUG"):
+            print(f"bench: server stopped in {time.monotonic() - t_stop:.1f} s", file=sys.stderr)
         if embedded is not None:
             asyncio.run(embedded.stop())
 

@@ -9,7 +9,7 @@ or aioice names; ``tests/media/test_media_aiortc_hooks.py`` checks every item of
 Pin: ``aiortc>=1.16,<1.17`` and ``aioice>=0.13,<0.14`` (aiortc 1.16 itself accepts any aioice
 below 1.0). Checked against aiortc 1.16.0, aioice 0.13.0, pylibsrtp 1.0.0, CPython 3.11 asyncio.
 
-What is relied upon (see :data:`RELIED_UPON` for the exact checks):
+What is relied upon (:data:`RELIED_UPON` and :data:`RELIED_UPON_INSTANCE` are the exact checks):
 
 - Receive: ``RTCDtlsTransport.transport`` (public) -> ``RTCIceTransport._connection`` (the
   ``aioice.Connection``). aioice's ``StunProtocol.datagram_received`` hands every non-STUN
@@ -18,13 +18,18 @@ What is relied upon (see :data:`RELIED_UPON` for the exact checks):
   and hand RTP to the forwarder; DTLS and SRTCP go on to aiortc unchanged. Because RTP never
   reaches aiortc's queue, its receivers' jitter buffers and decoders stay empty (no unbounded
   queue even when nobody reads the remote track).
-- Send: ``RTCDtlsTransport._tx_srtp`` encrypts, and the selected pair
-  ``aioice.Connection._nominated[1]`` (``.protocol.transport`` / ``.remote_addr``) carries the
-  datagram: the same path aiortc's own ``_send_rtp`` takes, minus its coroutine hops.
+- Once connected, :class:`DatagramPump` reads the selected pair's socket itself
+  (``aioice.Connection._nominated[1].protocol.transport._sock``, taken out of asyncio's selector
+  with ``loop._remove_reader`` and given back with ``loop._add_reader(fd, transport._read_ready)``)
+  and passes non-SRTP datagrams to ``StunProtocol.datagram_received`` as asyncio would.
+- Send: ``RTCDtlsTransport._tx_srtp`` encrypts, and the selected pair's socket
+  (``.remote_addr``) carries the datagram: the path aiortc's ``_send_rtp`` takes, minus its
+  coroutine hops.
 - Feedback: ``RTCRtpSender._ssrc``; aiortc's RTP router calls ``sender._handle_rtcp_packet(pkt)``
   for RTCP addressed to that SSRC (NACK, PLI, FIR, REMB, RR) and its RTCP loop calls
-  ``sender._send_rtcp(packets)``; both are replaced per instance. ``RTCRtpReceiver.
-  _handle_rtcp_packet`` is wrapped to observe sender reports (for LSR/DLSR). The aiortc RTCP
+  ``sender._send_rtcp(packets)``; both are replaced per instance. The per-sender and
+  per-receiver RTCP loops (``__rtcp_task``, ``__rtcp_started``) are cancelled once running.
+  ``RTCRtpReceiver._handle_rtcp_packet`` is wrapped to observe sender reports. The aiortc RTCP
   packet classes are read only here (``aiortc.rtp``) and turned into :class:`media.rtp.Feedback`.
 - ICE: ``aioice.ice.get_host_addresses`` is replaced to gather 127.0.0.1 only (loopback mode for
   tests and benchmarks).
@@ -79,12 +84,13 @@ RELIED_UPON: list[tuple[Any, str, tuple[str, ...] | None]] = [
 
 #: Instance attributes (set in __init__ or at connection time) checked on a connected peer.
 RELIED_UPON_INSTANCE = {
-    "RTCRtpSender.rtcp": ("_RTCRtpSender__rtcp_task", "_RTCRtpSender__rtcp_started"),
-    "RTCRtpReceiver.rtcp": ("_RTCRtpReceiver__rtcp_task", "_RTCRtpReceiver__rtcp_started"),
     "RTCIceTransport": ("_connection",),
     "RTCDtlsTransport": ("_rx_srtp", "_tx_srtp", "transport", "state"),
-    "aioice.Connection": ("_nominated", "data_received"),
-    "RTCRtpSender": ("_ssrc",),
+    "aioice.Connection": ("_nominated", "data_received", "_protocols"),
+    "asyncio datagram transport": ("_sock", "_read_ready", "max_size", "is_closing"),
+    "asyncio loop": ("_add_reader", "_remove_reader"),
+    "RTCRtpSender": ("_ssrc", "_RTCRtpSender__rtcp_task", "_RTCRtpSender__rtcp_started"),
+    "RTCRtpReceiver": ("_RTCRtpReceiver__rtcp_task", "_RTCRtpReceiver__rtcp_started"),
 }
 
 
@@ -116,32 +122,40 @@ def check_compatibility() -> None:
         )
 
 
-def check_connected_instances(dtls: RTCDtlsTransport, sender: RTCRtpSender | None = None) -> None:
-    """Check the instance attributes of a connected transport (and sender)."""
+def check_connected_instances(
+    dtls: RTCDtlsTransport, sender: RTCRtpSender | None = None, receiver: RTCRtpReceiver | None = None
+) -> None:
+    """Check the instance attributes the hooks use on a connected transport (and its sender and
+    receiver, once aiortc started them); raise :class:`AiortcIncompatible` listing what is missing."""
     problems = []
+
+    def need(label: str, obj: Any) -> None:
+        for name in RELIED_UPON_INSTANCE[label]:
+            if not hasattr(obj, name):
+                problems.append(f"{label}.{name}")
+
     ice = dtls.transport
-    for name in RELIED_UPON_INSTANCE["RTCIceTransport"]:
-        if not hasattr(ice, name):
-            problems.append(f"RTCIceTransport.{name}")
-    for name in RELIED_UPON_INSTANCE["RTCDtlsTransport"]:
-        if not hasattr(dtls, name):
-            problems.append(f"RTCDtlsTransport.{name}")
+    need("RTCIceTransport", ice)
+    need("RTCDtlsTransport", dtls)
     conn = getattr(ice, "_connection", None)
-    for name in RELIED_UPON_INSTANCE["aioice.Connection"]:
-        if not hasattr(conn, name):
-            problems.append(f"aioice.Connection.{name}")
+    need("aioice.Connection", conn)
+    need("asyncio loop", asyncio.get_running_loop())
     if dtls.state == "connected":
         if not isinstance(getattr(dtls, "_rx_srtp", None), pylibsrtp.Session):
             problems.append("RTCDtlsTransport._rx_srtp is not a pylibsrtp.Session")
         if not isinstance(getattr(dtls, "_tx_srtp", None), pylibsrtp.Session):
             problems.append("RTCDtlsTransport._tx_srtp is not a pylibsrtp.Session")
         pair = getattr(conn, "_nominated", {}).get(1)
-        if pair is None or not hasattr(pair.protocol, "transport"):
-            problems.append("aioice.Connection._nominated[1].protocol.transport")
+        if pair is None or not hasattr(pair, "remote_addr") or not hasattr(pair.protocol, "transport"):
+            problems.append("aioice.Connection._nominated[1] (.protocol.transport, .remote_addr)")
+        else:
+            need("asyncio datagram transport", pair.protocol.transport)
     if sender is not None:
-        for name in RELIED_UPON_INSTANCE["RTCRtpSender"]:
-            if not isinstance(getattr(sender, name, None), int):
-                problems.append(f"RTCRtpSender.{name}")
+        need("RTCRtpSender", sender)
+        if not isinstance(getattr(sender, "_ssrc", None), int):
+            problems.append("RTCRtpSender._ssrc is not an int")
+    if receiver is not None:
+        need("RTCRtpReceiver", receiver)
     if problems:
         raise AiortcIncompatible("missing on live objects: " + ", ".join(problems))
 

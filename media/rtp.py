@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 RTP_HEADER = struct.Struct("!BBHII")  # V/P/X/CC, M/PT, seq, timestamp, SSRC
 SEQ_TS = struct.Struct("!HI")
@@ -309,4 +309,3 @@ class Feedback:
     fraction_lost: int = 0
     packets_lost: int = 0
     jitter: int = 0
-    extra: dict[str, int] = field(default_factory=dict)

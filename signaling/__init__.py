@@ -30,6 +30,10 @@ def setup(app: web.Application) -> None:
     from .namespaces import AgentNamespace, CustomerNamespace, install_ack_hook
 
     node = app[NODE]
+    # Socket.IO packets encoded and decoded with orjson (what AsyncServer(json=...) sets, too)
+    from .fastjson import SocketIOJson
+
+    node.sio.packet_class.json = SocketIOJson
     service = Signaling(node.sio, node.redis, node.config, node.secret)
     install_ack_hook(node.sio)
     service.customer_ns = CustomerNamespace(service)  # type: ignore[attr-defined]

@@ -21,6 +21,7 @@ import redis.asyncio as aioredis
 import socketio
 from socketio import packet as sio_packet
 
+from . import fastjson
 from . import messages as m
 from .errors import ProtocolError
 from .routing import RoutingError
@@ -56,7 +57,7 @@ def install_ack_hook(sio: socketio.AsyncServer) -> None:
             return None
         args = [] if r is None else list(r) if isinstance(r, tuple) else [r]
         try:
-            text = json.dumps(args, separators=(",", ":"))
+            text = fastjson.dumps(args)
         except (TypeError, ValueError):
             await server._send_packet(eio_sid, server.packet_class(sio_packet.ACK, namespace=namespace, id=id, data=args))
             return None
@@ -109,7 +110,7 @@ class SegueNamespace(socketio.AsyncNamespace):
             if len(args) > 2:
                 raise ProtocolError("invalid", "send one payload object per event (got several arguments)", "payload")
             payload = args[1] if len(args) > 1 else None
-            size = _size(payload)
+            size = _size(payload, self.max_bytes)
             if size > self.max_bytes:
                 raise ProtocolError("too_large", f"event is {size} bytes; the limit is {self.max_bytes} "
                                                  "(limits.max_event_bytes)")
@@ -183,11 +184,34 @@ class SegueNamespace(socketio.AsyncNamespace):
                 log.exception("joining the call room of %s failed", cid)
 
 
-def _size(payload: Any) -> int:
-    if payload is None:
+def _bound(obj: Any, budget: int) -> int:
+    """An upper bound of ``obj``'s JSON size in bytes (a character is at most 6 bytes, \\u00XX),
+    computed only until it passes ``budget``."""
+    if isinstance(obj, str):
+        return 6 * len(obj) + 2
+    if isinstance(obj, dict):
+        total = 2
+        for k, v in obj.items():
+            total += _bound(k, budget) + _bound(v, budget - total) + 2
+            if total > budget:
+                break
+        return total
+    if isinstance(obj, list):
+        total = 2
+        for v in obj:
+            total += _bound(v, budget - total) + 1
+            if total > budget:
+                break
+        return total
+    return 24  # numbers, true/false/null
+
+
+def _size(payload: Any, limit: int) -> int:
+    """The payload's JSON size in bytes, exact when it might be over ``limit``."""
+    if payload is None or _bound(payload, limit) <= limit:
         return 0
     try:
-        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+        text = fastjson.dumps(payload)
     except (TypeError, ValueError):
         return 0
     return len(text) if text.isascii() else len(text.encode())

@@ -33,6 +33,7 @@ from engineio import packet as eio_packets
 from server.auth import Signer
 
 from .agents import Account, Canned, Directory, render
+from . import fastjson
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
 from .locks import KeyedLocks
 from .routing import Offer, Router, RoutingError
@@ -208,7 +209,7 @@ class Signaling:
             if eio_packet is None:
                 # what socketio.Packet.encode makes for a non-binary EVENT, without its per-call
                 # recursive scan for binary data
-                text = json.dumps([event, data], separators=(",", ":"))
+                text = fastjson.dumps([event, data])
                 eio_packet = eio_packets.Packet(eio_packets.MESSAGE, f"2{namespace},{text}")
             try:
                 await eio.send_packet(eio_sid, eio_packet)

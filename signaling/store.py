@@ -30,6 +30,8 @@ from typing import Any, Iterable
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from . import fastjson
+
 MUTATE = r"""
 local spec = cjson.decode(ARGV[1])
 local h = KEYS[1]
@@ -182,7 +184,7 @@ def ts_of(event_id: str) -> int:
 
 
 def encode_event(type_: str, author: dict[str, Any], visibility: str, data: dict[str, Any]) -> list[str]:
-    return [type_, json.dumps(author, separators=(",", ":")), visibility, json.dumps(data, separators=(",", ":"))]
+    return [type_, fastjson.dumps(author), visibility, fastjson.dumps(data)]
 
 
 def decode_event(cid: str, event_id: str, fields: dict[str, str]) -> dict[str, Any]:
@@ -191,9 +193,9 @@ def decode_event(cid: str, event_id: str, fields: dict[str, str]) -> dict[str, A
         "conversation_id": cid,
         "type": fields.get("t", ""),
         "ts": ts_of(event_id),
-        "author": json.loads(fields.get("a") or "{}"),
+        "author": fastjson.loads(fields.get("a") or "{}"),
         "visibility": fields.get("v", "all"),
-        "data": json.loads(fields.get("d") or "{}"),
+        "data": fastjson.loads(fields.get("d") or "{}"),
     }
 
 
@@ -273,8 +275,8 @@ class Store:
         self._batched = ScriptBatcher(redis, self._mutate)
 
     async def mutate(self, cid: str, spec: dict[str, Any]) -> Outcome:
-        raw = await self._batched(self.keys.conv_keys(cid), [json.dumps(spec, separators=(",", ":"))])
-        result = json.loads(raw)
+        raw = await self._batched(self.keys.conv_keys(cid), [fastjson.dumps(spec)])
+        result = fastjson.loads(raw)
         if "err" in result:
             raise MutationFailed(result["err"], result.get("state"))
         return Outcome(result)

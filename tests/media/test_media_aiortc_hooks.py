@@ -74,7 +74,7 @@ async def test_live_objects_and_the_stock_receive_path_stays_empty(lab: MediaLab
     for leg in (a.leg, b.leg):
         for transceiver in leg.pc.getTransceivers():
             dtls = transceiver.receiver.transport
-            aiortc_hooks.check_connected_instances(dtls, transceiver.sender)
+            aiortc_hooks.check_connected_instances(dtls, transceiver.sender, transceiver.receiver)
             aiortc_hooks.observe_received_rtp(transceiver.receiver, lambda *p: server_receiver_calls.append(p))
     b.leg.sink("audio").attach(a.leg.source("audio"))
     await until(lambda: len(b.frames["audio"]) >= 100, "B decodes 2 s of audio")

@@ -1,0 +1,196 @@
+/**
+ * The in-conversation call bar shared by the widget and the agent console: state line
+ * ("Calling…", "Connecting…", "In call 00:42", "On hold"), incoming request (Accept / Decline),
+ * controls (call, camera, screen, mute, hold for agents, hang up) and the remote audio / video
+ * tiles. Built on SegueCall (call.js); text only.
+ *
+ *   const bar = new CallBar(call, { kind: "customer" | "agent", onError });
+ *   container.append(bar.element);
+ */
+import { h, clear } from "./dom.js";
+
+function clock(ms) {
+  const s = Math.max(0, Math.floor(ms / 1000));
+  const mm = String(Math.floor(s / 60) % 60).padStart(2, "0");
+  const ss = String(s % 60).padStart(2, "0");
+  return s >= 3600 ? `${Math.floor(s / 3600)}:${mm}:${ss}` : `${mm}:${ss}`;
+}
+
+const MEDIA_LABEL = { voice: "a call", video: "video", screen: "screen sharing" };
+
+export class CallBar {
+  constructor(call, { kind, onError } = {}) {
+    this.call = call;
+    this.kind = kind;
+    this.onError = onError ?? (() => {});
+    this.connection = "new";
+    this.build();
+    this.off = [
+      call.on("state", () => this.render()),
+      call.on("requested", () => this.render()),
+      call.on("declined", ({ by }) => this.flash(`${by?.kind === this.kind ? "You" : by?.name || "They"} declined.`)),
+      call.on("accepted", (p) => this.onAccepted(p)),
+      call.on("connection", (s) => ((this.connection = s), this.render())),
+      call.on("remotestream", (s) => (this.audio.srcObject = this.video.srcObject = s)),
+      call.on("screenstream", (s) => (this.screen.srcObject = s)),
+      call.on("ended", () => ((this.connection = "new"), this.flash("Call ended."), this.render())),
+      call.on("error", (e) => this.onError(e)),
+    ];
+    this.timer = setInterval(() => this.renderStatus(), 1000);
+    this.render();
+  }
+
+  destroy() {
+    for (const off of this.off) off();
+    clearInterval(this.timer);
+    this.element.remove();
+  }
+
+  build() {
+    const btn = (cls, label, fn, extra = "") =>
+      h("button", { type: "button", class: `segue-btn segue-btn--small ${extra} call-${cls}`, onclick: () => this.run(fn) }, label);
+    this.status = h("span", { class: "segue-call-status", role: "status" });
+    this.note = h("span", { class: "segue-call-note", hidden: true });
+    this.incomingText = h("span", { class: "segue-call-incoming-text" });
+    this.acceptBtn = btn("accept", "Accept", () => this.accept());
+    this.declineBtn = btn("decline", "Decline", () => this.call.decline(), "segue-btn--ghost");
+    this.incoming = h("div", { class: "segue-call-incoming", hidden: true }, this.incomingText, this.acceptBtn, this.declineBtn);
+    this.startBtn = btn("start", "Call", () => this.call.request("voice", { pageUrl: this.kind === "customer" ? location.href : undefined }), "segue-btn--ghost");
+    this.askVideoBtn = btn("ask-video", "Ask for video", () => this.call.request("video"), "segue-btn--ghost");
+    this.videoBtn = btn("video", "Camera on", () => (this.call.localVideo().camera ? this.call.stopVideo() : this.call.startVideo()), "segue-btn--ghost");
+    this.screenBtn = btn("screen", "Share screen", () => (this.call.localVideo().screen ? this.call.stopScreen() : this.call.startScreen()), "segue-btn--ghost");
+    this.muteBtn = btn("mute", "Mute", () => this.call.mute(!this.call.muted), "segue-btn--ghost");
+    this.holdBtn = btn("hold", "Hold", () => this.call.hold(!this.call.state.call?.held), "segue-btn--ghost");
+    this.hangupBtn = btn("hangup", "Hang up", () => this.call.hangup(), "segue-btn--danger");
+    this.controls = h(
+      "div",
+      { class: "segue-call-controls" },
+      this.startBtn,
+      this.askVideoBtn,
+      this.videoBtn,
+      this.screenBtn,
+      this.muteBtn,
+      this.kind === "agent" && this.holdBtn,
+      this.hangupBtn,
+    );
+    this.audio = h("audio", { class: "segue-call-audio", autoplay: true });
+    this.video = h("video", { class: "segue-call-video", autoplay: true, playsinline: true, muted: true });
+    this.video.muted = true; // the sound plays through the audio element
+    this.screen = h("video", { class: "segue-call-screen", autoplay: true, playsinline: true, muted: true });
+    this.screen.muted = true;
+    this.videoTile = h("figure", { class: "segue-call-tile", hidden: true }, this.video, h("figcaption", {}, "Camera"));
+    this.screenTile = h("figure", { class: "segue-call-tile", hidden: true }, this.screen, h("figcaption", {}, "Screen"));
+    this.tiles = h("div", { class: "segue-call-tiles" }, this.videoTile, this.screenTile);
+    this.element = h(
+      "div",
+      { class: "segue-call", dataset: { state: "none" } },
+      h("div", { class: "segue-call-head" }, this.status, this.note),
+      this.incoming,
+      this.controls,
+      this.tiles,
+      this.audio,
+    );
+  }
+
+  async run(fn) {
+    try {
+      await fn();
+    } catch (error) {
+      this.onError(error);
+    }
+    this.render();
+  }
+
+  /** Accept what the other side asked; video / screen requests turn ours on. */
+  async accept() {
+    const media = this.call.state.media_request?.media;
+    await this.call.accept();
+    if (media === "video" && !this.call.localVideo().camera) await this.call.startVideo();
+    if (media === "screen" && !this.call.localVideo().screen) await this.call.startScreen();
+  }
+
+  /** The other side accepted our video request: turn our camera on too. */
+  async onAccepted({ media, by }) {
+    this.render();
+    if (by?.kind === this.kind || media !== "video" || !this.call.pc || this.call.localVideo().camera) return;
+    await this.run(() => this.call.startVideo());
+  }
+
+  flash(text) {
+    this.note.textContent = text;
+    this.note.hidden = false;
+    clearTimeout(this.noteTimer);
+    this.noteTimer = setTimeout(() => (this.note.hidden = true), 6000);
+  }
+
+  get otherRole() {
+    return this.kind === "customer" ? "agent" : "customer";
+  }
+
+  /** The state line. */
+  statusText() {
+    const s = this.call.state ?? {};
+    if (s.state === "requested") {
+      if (s.requested_by?.kind === this.kind) return this.kind === "customer" ? "Calling… waiting for an agent to answer" : "Calling the customer…";
+      return "Incoming call";
+    }
+    if (s.state !== "active") return "";
+    const c = s.call ?? {};
+    if (c.held) return "On hold";
+    if (!this.call.pc || this.connection !== "connected") return "Connecting…";
+    const other = c.legs?.[this.otherRole];
+    if (!other || (c.waiting_for ?? []).includes(this.otherRole)) {
+      return this.kind === "customer" ? "On hold — connecting you to an agent…" : "Waiting for the customer to reconnect…";
+    }
+    const muted = this.call.muted ? " · muted" : "";
+    return `In call ${clock(Date.now() - (c.started_ts ?? Date.now()))}${muted}`;
+  }
+
+  renderStatus() {
+    this.status.textContent = this.statusText();
+  }
+
+  render() {
+    const s = this.call.state ?? {};
+    const active = s.state === "active";
+    const c = s.call ?? {};
+    this.element.dataset.state = s.state ?? "none";
+    this.element.dataset.connection = this.connection;
+    this.renderStatus();
+
+    // incoming: a call from the other side, or their request for video / screen
+    let incoming = null;
+    if (s.state === "requested" && s.requested_by && s.requested_by.kind !== this.kind) incoming = "voice";
+    else if (active && s.media_request && s.media_request.by?.kind !== this.kind) incoming = s.media_request.media;
+    this.incoming.hidden = !incoming;
+    if (incoming) {
+      const who = (incoming === "voice" ? s.requested_by : s.media_request.by)?.name || (this.kind === "customer" ? "The agent" : "The customer");
+      this.incomingText.textContent = incoming === "voice" ? `${who} is calling.` : `${who} asks for ${MEDIA_LABEL[incoming]}.`;
+      this.incoming.dataset.media = incoming;
+    }
+
+    const local = this.call.localVideo();
+    this.startBtn.hidden = s.state === "active" || s.state === "requested";
+    this.askVideoBtn.hidden = !active || this.kind !== "agent" || Boolean(s.media_request);
+    for (const b of [this.videoBtn, this.screenBtn, this.muteBtn, this.holdBtn]) b.hidden = !active || !this.call.pc;
+    this.hangupBtn.hidden = !(active || (s.state === "requested" && s.requested_by?.kind === this.kind));
+    if (s.state === "requested" && s.requested_by?.kind === this.kind) this.hangupBtn.textContent = "Cancel";
+    else this.hangupBtn.textContent = "Hang up";
+    this.videoBtn.textContent = local.camera ? "Camera off" : "Camera on";
+    this.videoBtn.classList.toggle("segue-btn--on", Boolean(local.camera));
+    this.screenBtn.textContent = local.screen ? "Stop sharing" : "Share screen";
+    this.screenBtn.classList.toggle("segue-btn--on", Boolean(local.screen));
+    this.muteBtn.textContent = this.call.muted ? "Unmute" : "Mute";
+    this.muteBtn.classList.toggle("segue-btn--on", this.call.muted);
+    this.holdBtn.textContent = c.held ? "Resume" : "Hold";
+    this.holdBtn.classList.toggle("segue-btn--on", Boolean(c.held));
+
+    // remote tiles: the other side's camera / screen
+    const sending = c.legs?.[this.otherRole]?.sending ?? {};
+    const theirs = (slot) => active && (Array.isArray(sending) ? sending.includes(slot) : Boolean(sending[slot]));
+    this.videoTile.hidden = !theirs("video");
+    this.screenTile.hidden = !theirs("screen");
+  }
+}
+
+export { clock };
