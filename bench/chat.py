@@ -52,6 +52,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
+
+try:  # the clients' own cost matters on a small machine: use the fast JSON if it is there
+    import orjson as _orjson
+
+    def _dumps(obj: Any) -> str:
+        return _orjson.dumps(obj).decode()
+
+    _loads = _orjson.loads
+except ImportError:  # pragma: no cover
+    def _dumps(obj: Any) -> str:
+        return json.dumps(obj, separators=(",", ":"))
+
+    _loads = json.loads
 SETUP_TIMEOUT_S = 180.0
 DRAIN_S = 3.0
 
@@ -106,6 +119,9 @@ class LeanSocket:
             if kind == "2":  # Engine.IO ping
                 await self.ws.send_str("3")
                 continue
+            if kind == "1":  # Engine.IO close: the server is going away
+                await self.ws.close()
+                break
             if kind != "4" or len(data) < 2:
                 continue
             sio_type = data[1]
@@ -116,7 +132,7 @@ class LeanSocket:
                 i = 0
                 while i < len(rest) and rest[i].isdigit():
                     i += 1
-                args = json.loads(rest[i:])
+                args = _loads(rest[i:])
                 self.on_event(args[0], args[1] if len(args) > 1 else None)
             elif sio_type == "3":  # ACK
                 i = 0
@@ -124,7 +140,7 @@ class LeanSocket:
                     i += 1
                 fut = self._acks.pop(int(rest[:i]), None)
                 if fut is not None and not fut.done():
-                    args = json.loads(rest[i:])
+                    args = _loads(rest[i:])
                     fut.set_result(args[0] if args else None)
             elif sio_type == "0" and self._connected and not self._connected.done():
                 self._connected.set_result(True)
@@ -139,7 +155,7 @@ class LeanSocket:
         ack_id = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
         self._acks[ack_id] = fut
-        frame = f"42{self.ns},{ack_id}{json.dumps([event, data], separators=(',', ':'))}"
+        frame = f"42{self.ns},{ack_id}{_dumps([event, data])}"
         asyncio.ensure_future(self.ws.send_str(frame))
         return fut
 
@@ -252,6 +268,10 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
         start_at = conn.recv()  # a time.monotonic() value shared by every worker
         await asyncio.sleep(max(0.0, start_at - time.monotonic()))
         stop_at = start_at + seconds
+        cpu_start = time.process_time()
+        loop = asyncio.get_running_loop()
+        cpu_at_stop: list[float] = []
+        loop.call_at(stop_at, lambda: cpu_at_stop.append(time.process_time()))
 
         async def sender(side: Side) -> None:
             assert side.sock is not None
@@ -292,19 +312,20 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
                     except Exception:  # noqa: BLE001
                         pass
             if inflight:
-                await asyncio.wait(inflight, timeout=30)
+                await asyncio.wait(inflight, timeout=120)
 
-        await asyncio.gather(*(sender(s) for s in sides))
-        # drain: until nothing new arrived for half a second (deliveries to the other processes' sides too)
-        drain_until = time.monotonic() + DRAIN_S
-        last = -1
-        while time.monotonic() < drain_until:
+        cpu_window = time.process_time()
+        await asyncio.gather(*(sender(s) for s in sides))  # returns when every send is acked (or failed)
+        # drain: deliveries to this process's sides (the server may still be working off a backlog)
+        # until nothing new arrived for DRAIN_S
+        last, quiet_since = -1, time.monotonic()
+        while time.monotonic() - quiet_since < DRAIN_S:
             now_count = sum(len(s.received) for s in sides)
-            if now_count == last:
-                break
-            last = now_count
-            await asyncio.sleep(0.5)
+            if now_count != last:
+                last, quiet_since = now_count, time.monotonic()
+            await asyncio.sleep(0.25)
         conn.send(("result", {
+            "cpu_s": (cpu_at_stop[0] if cpu_at_stop else cpu_window) - cpu_start,
             "sides": [{"cid": s.cid, "role": s.name, "acked": sorted(s.acked_ids), "received": sorted(s.received)}
                       for s in sides],
             "sent": sum(s.sent for s in sides),
@@ -322,6 +343,12 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
 
 def _worker(index: int, url: str, tokens: list[str], conn: Any, rate_each: float, seconds: float) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        import uvloop  # the load generator may use the faster loop when it is installed
+
+        uvloop.install()
+    except ImportError:
+        pass
     try:
         asyncio.run(_worker_main(index, url, tokens, conn, rate_each, seconds))
     except Exception as exc:  # noqa: BLE001
@@ -427,11 +454,14 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
         cpu0 = _cpu_seconds(server.pid)
         for _, parent in workers:
             parent.send(start_at)
+        redis_pid = embedded.process.pid if embedded is not None else None
+        rcpu0 = _cpu_seconds(redis_pid) if redis_pid else 0.0
         time.sleep(max(0.0, start_at + seconds - time.monotonic()))
         cpu1 = _cpu_seconds(server.pid)
+        rcpu1 = _cpu_seconds(redis_pid) if redis_pid else 0.0
         results = []
         for p, parent in workers:
-            if not parent.poll(seconds + 120):
+            if not parent.poll(seconds + 300):
                 raise RuntimeError("a client process did not finish")
             kind, value = parent.recv()
             if kind != "result":
@@ -468,7 +498,11 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
             "delivered": delivered,
             "stored": stored,
             "errors": sum(r["errors"] for r in results),
+            # CPU during the window, in % of one core: where the machine's time went
             "server_cpu_pct": round(100.0 * (cpu1 - cpu0) / seconds, 1),
+            "clients_cpu_pct": round(100.0 * sum(r["cpu_s"] for r in results) / seconds, 1),
+            "redis_cpu_pct": round(100.0 * (rcpu1 - rcpu0) / seconds, 1) if redis_pid else None,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
             "client_procs": procs,
         }
     finally:

@@ -58,9 +58,3 @@ from .leg import CallLeg, LegError  # noqa: E402
 
 __all__ += ["Call", "CallLeg", "CallState", "LegError"]
 
-
-def setup(app):  # type: ignore[no-untyped-def]
-    """Install the ``call.*`` signalling (idempotent: the signaling package may already have)."""
-    from signaling.calls import register
-
-    register(app)

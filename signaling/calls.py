@@ -665,6 +665,3 @@ def register(app: web.Application) -> CallService:
     app[CALLS] = service
     return service
 
-
-def setup(app: web.Application) -> None:
-    register(app)

@@ -12,7 +12,6 @@ Other layers add events with :meth:`SegueNamespace.register` (the calls issue ad
 from __future__ import annotations
 
 import contextvars
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable

@@ -23,8 +23,8 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Awaitable, Iterable
 
 import redis.asyncio as aioredis
 import socketio
@@ -46,6 +46,7 @@ AGENT_NS = "/agent"
 
 LOOP_INTERVAL_S = 0.25
 POSITION_EVERY_S = 1.0
+STATS_EVERY_S = 1.0
 HISTORY_LIMIT = 50
 TRANSFER_FIELDS = ["transfer_mode", "transfer_from", "transfer_from_name", "transfer_agent",
                    "transfer_agent_name", "transfer_queue", "transfer_accepted", "transfer_note"]
@@ -171,6 +172,7 @@ class Signaling:
         self._last_position_check = 0.0
         self._last_stats: list[dict[str, Any]] | None = None
         self._last_stats_push = 0.0
+        self._last_stats_check = 0.0
         # set by the namespaces: agent id -> how many sockets on this node
         self.local_agents: dict[str, int] = {}
         self._fast_emit = type(sio.manager) is socketio.AsyncManager
@@ -192,11 +194,16 @@ class Signaling:
     # pushing
 
     async def emit(self, event: str, data: Any, namespace: str, rooms: str | list[str],
-                   skip_sid: str | None = None) -> None:
+                   skip_sid: str | None = None, local: bool = False) -> None:
         """Emit to rooms. With the in-memory manager, encode once and queue on each socket directly
-        (python-socketio's ``emit`` makes a task per recipient); with Redis fan-out, its ``emit``."""
+        (python-socketio's ``emit`` makes a task per recipient); with Redis fan-out, its ``emit``.
+        ``local``: only this node's sockets (what every node sends anyway, e.g. queue stats)."""
         if not self._fast_emit:
-            await self.sio.emit(event, data, to=rooms, namespace=namespace, skip_sid=skip_sid)
+            if local:  # the pub/sub manager's parent class emits to this node's sockets only
+                await socketio.AsyncManager.emit(self.sio.manager, event, data, namespace, room=rooms,
+                                                 skip_sid=skip_sid)
+            else:
+                await self.sio.emit(event, data, to=rooms, namespace=namespace, skip_sid=skip_sid)
             return
         manager = self.sio.manager
         if namespace not in manager.rooms:
@@ -983,8 +990,10 @@ class Signaling:
                                 CUSTOMER_NS, f"customer:{cust}")
 
     async def _push_stats(self, now: float) -> None:
-        if not self.local_agents:
+        # at most once a second (the script reads every available agent), and only for our agents
+        if not self.local_agents or now - self._last_stats_check < STATS_EVERY_S:
             return
+        self._last_stats_check = now
         stats = [self._queue_dict(q) for q in await self.router.queue_stats()]
         shape = [(q["name"], q["waiting"], q["offered"], q["agents_available"], q["answered"]) for q in stats]
         last = self._last_stats
@@ -994,14 +1003,17 @@ class Signaling:
         if changed or periodic:
             self._last_stats = stats
             self._last_stats_push = now
-            await self.emit("queues", {"queues": stats}, AGENT_NS, "agents")
+            await self.emit("queues", {"queues": stats}, AGENT_NS, "agents", local=True)
 
     async def run_loop(self) -> None:
         backoff = LOOP_INTERVAL_S
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), LOOP_INTERVAL_S)
-            except asyncio.TimeoutError:
+                # asyncio.timeout, not wait_for: Python 3.11's wait_for can leave a cancelled task
+                # hanging when its timer and the cancellation meet, which blocked shutdown
+                async with asyncio.timeout(LOOP_INTERVAL_S):
+                    await self._wake.wait()
+            except TimeoutError:
                 pass
             self._wake.clear()
             try:
@@ -1025,7 +1037,10 @@ class Signaling:
         if self._loop_task is not None:
             self._loop_task.cancel()
             try:
-                await self._loop_task
+                async with asyncio.timeout(5):
+                    await asyncio.shield(self._loop_task)
+            except TimeoutError:
+                log.warning("the routing loop did not stop within 5 s; leaving it")
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
             self._loop_task = None

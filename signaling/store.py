@@ -24,7 +24,6 @@ customer and the active agents), so pushing needs no second round trip.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Iterable
 
 import redis.asyncio as aioredis

@@ -62,3 +62,51 @@ def test_agent_add_with_the_embedded_redis(tmp_path: Path) -> None:
     listed = _segue(tmp_path, "agent", "list")
     assert listed.returncode == 0 and listed.stdout.split()[0] == "emma"
     assert (tmp_path / "data" / "redis").exists()
+
+
+def test_agent_add_uses_the_embedded_redis_of_a_running_server(tmp_path: Path) -> None:
+    """With `segue serve` running on the data folder, the command talks to its Redis (a second
+    redis-server on the same append-only file would be a disaster) and the server sees the agent."""
+    import json
+    import signal
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
+    env.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning"})
+    server = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "is running" in (server.stdout.readline() if server.stdout else "")
+        res = _segue(tmp_path, "agent", "add", "fred", "--password", "pw-1234")
+        assert res.returncode == 0, res.stderr
+        redis_dir = str((tmp_path / "data" / "redis").resolve())
+        servers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_redis_in(p, redis_dir)]
+        assert len(servers) == 1
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/auth/login", method="POST",
+                                         data=json.dumps({"username": "fred", "password": "pw-1234"}).encode(),
+                                         headers={"Content-Type": "application/json"})
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(request, timeout=5) as resp:
+                    assert json.loads(resp.read())["agent"]["id"] == "fred"
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+def _is_redis_in(proc: Path, folder: str) -> bool:
+    try:
+        return (proc / "comm").read_text().strip() == "redis-server" and os.readlink(proc / "cwd") == folder
+    except OSError:
+        return False

@@ -177,6 +177,7 @@ async def test_two_nodes_share_conversations_with_fanout(make_config: Any, start
         assert await customer.next("event", lambda e: e["id"] == sent["event"]["id"])
         back = await customer.ok("message.send", {"conversation_id": cid, "text": "got it"})
         assert await agent.next("event", lambda e: e["id"] == back["event"]["id"])
+        await agent.next("queues")  # queue stats from its own node
         # exactly one offer was made although both nodes run the routing loop
         assert len(agent.got("offer")) == 1
     finally:

@@ -102,6 +102,8 @@ class Console {
     a.on("session", () => {
       this.setConnection("Online", "online");
       this.renderMe();
+      // after a reconnect: running calls keep (or get back) their connection
+      for (const panel of this.panels.values()) panel.refreshCall();
     });
     a.on("agent", (me) => {
       this.renderMe();

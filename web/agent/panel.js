@@ -7,6 +7,8 @@
 import { compareIds } from "../sdk/segue.js";
 import { h, clear } from "../sdk/dom.js";
 import { describeEvent, formatTime, channelLabel, eventChannel } from "../sdk/format.js";
+import { SegueCall } from "../sdk/call.js";
+import { CallBar } from "../sdk/call-ui.js";
 
 /** An agent reference in a payload may be an id or {id, name}. */
 export function agentId(agent) {
@@ -35,6 +37,9 @@ export class ConversationPanel {
     this.mode = "reply";
     this.unread = 0;
     this.typingTimer = null;
+    /** the conversation's SegueCall while this agent works on it (docs/calls.md) */
+    this.call = null;
+    this.callBar = null;
     this.build();
     const c = conversation;
     this.unsubscribe = [
@@ -59,6 +64,7 @@ export class ConversationPanel {
   }
 
   destroy() {
+    this.dropCall();
     for (const off of this.unsubscribe) off();
     clearTimeout(this.typingTimer);
     this.element.remove();
@@ -81,6 +87,7 @@ export class ConversationPanel {
 
     this.context = h("div", { class: "conv-context" });
     this.banner = h("div", { class: "conv-banner", hidden: true });
+    this.callSlot = h("div", { class: "conv-call" });
     this.historyList = h("ul", { class: "conv-history-list" });
     this.historyCount = h("span", { class: "count" }, "0");
     this.history = h("details", { class: "conv-history" }, h("summary", {}, "Earlier conversations ", this.historyCount), this.historyList);
@@ -138,6 +145,7 @@ export class ConversationPanel {
       this.context,
       this.history,
       this.banner,
+      this.callSlot,
       this.log,
       this.typing,
       this.error,
@@ -190,8 +198,38 @@ export class ConversationPanel {
     else this.readOnlyNote.textContent = "Loading…";
     if (closed) this.typing.hidden = true;
     this.renderBanner();
+    this.syncCall(writable);
     this.renderReceipts();
     this.app.changed(this);
+  }
+
+  /* ---- call ------------------------------------------------------------------------------ */
+
+  /**
+   * A conversation I work on has a SegueCall and a call bar; `refresh()` attaches my connection
+   * to a running call (after a reload, or after accepting a transfer). When it stops being mine
+   * (transferred away, closed) the connection is closed: the call goes on without me.
+   */
+  syncCall(writable) {
+    if (writable && !this.call && this.app.agent.socket) {
+      this.call = new SegueCall(this.app.agent, this.id);
+      this.callBar = new CallBar(this.call, { kind: "agent", onError: (error) => this.showError(error) });
+      this.callSlot.append(this.callBar.element);
+      this.refreshCall();
+    } else if (!writable && this.call) {
+      this.dropCall();
+    }
+  }
+
+  refreshCall() {
+    this.call?.refresh().catch((error) => this.showError(error));
+  }
+
+  dropCall() {
+    this.callBar?.destroy();
+    this.call?.close();
+    this.call = null;
+    this.callBar = null;
   }
 
   renderContext() {

@@ -7,7 +7,7 @@
  *   const bar = new CallBar(call, { kind: "customer" | "agent", onError });
  *   container.append(bar.element);
  */
-import { h, clear } from "./dom.js";
+import { h } from "./dom.js";
 
 function clock(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
@@ -27,14 +27,28 @@ export class CallBar {
     this.build();
     this.off = [
       call.on("state", () => this.render()),
-      call.on("requested", () => this.render()),
-      call.on("declined", ({ by }) => this.flash(`${by?.kind === this.kind ? "You" : by?.name || "They"} declined.`)),
-      call.on("accepted", (p) => this.onAccepted(p)),
+      // call.requested / accepted / declined come without a call.state: merge them into the state
+      call.on("requested", ({ media, by }) => {
+        if (media === "voice") this.merge({ state: "requested", requested_by: by, media_request: null });
+        else this.merge({ media_request: { media, by } });
+      }),
+      call.on("declined", ({ media, by }) => {
+        this.merge(media === "voice" ? { state: "none", requested_by: null, media_request: null } : { media_request: null });
+        this.flash(`${by?.kind === this.kind ? "Declined" : `${by?.name || "They"} declined`} ${MEDIA_LABEL[media] ?? "the request"}.`);
+      }),
+      call.on("accepted", (p) => {
+        if (p.media !== "voice") this.merge({ media_request: null });
+        this.onAccepted(p);
+      }),
       call.on("connection", (s) => ((this.connection = s), this.render())),
       call.on("remotestream", (s) => (this.audio.srcObject = this.video.srcObject = s)),
       call.on("screenstream", (s) => (this.screen.srcObject = s)),
       call.on("ended", () => ((this.connection = "new"), this.flash("Call ended."), this.render())),
-      call.on("error", (e) => this.onError(e)),
+      call.on("error", (e) => {
+        // a trickled candidate the server cannot use is not the person's problem: the others connect
+        if (e?.event === "call.candidate") console.warn("Segue: call.candidate refused:", e.message);
+        else this.onError(e);
+      }),
     ];
     this.timer = setInterval(() => this.renderStatus(), 1000);
     this.render();
@@ -90,6 +104,11 @@ export class CallBar {
       this.tiles,
       this.audio,
     );
+  }
+
+  merge(patch) {
+    this.call.state = { conversation_id: this.call.conversationId, ...this.call.state, ...patch };
+    this.call.emit("state", this.call.state); // re-renders this bar and whoever else follows the call
   }
 
   async run(fn) {

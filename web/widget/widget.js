@@ -14,6 +14,8 @@
 import { SegueCustomer, compareIds } from "../sdk/segue.js";
 import { h, clear } from "../sdk/dom.js";
 import { describeEvent, formatTime, formatDuration } from "../sdk/format.js";
+import { SegueCall } from "../sdk/call.js";
+import { CallBar } from "../sdk/call-ui.js";
 
 const PANEL_OPEN_KEY = "segue.widget.open";
 
@@ -25,7 +27,8 @@ const PANEL_OPEN_KEY = "segue.widget.open";
  *   site, identity   a verified identity from your server (see docs/sdk.md)
  *   title      panel title (default "Chat with us")
  *   container  where to mount (default document.body)
- * Returns {customer, open(), close(), element, callButton, get conversation()}.
+ * Returns {customer, open(), close(), element, callButton, conversation, call}.
+ * `call` is the SegueCall of the shown conversation (one per open conversation; docs/calls.md).
  */
 export function mountChatWidget(options = {}) {
   const widget = new ChatWidget(options);
@@ -58,6 +61,10 @@ class ChatWidget {
     this.unsubscribe = [];
     this.unread = 0;
     this.typingTimer = null;
+    /** conversation id → SegueCall (one per open conversation) */
+    this.calls = new Map();
+    this.call = null;
+    this.callBar = null;
   }
 
   /* ---- DOM ---------------------------------------------------------------------------- */
@@ -76,7 +83,7 @@ class ChatWidget {
     this.status = h("div", { id: "segue-status", class: "segue-status" }, "Connecting…");
     this.callButton = h(
       "button",
-      { id: "segue-call", class: "segue-btn segue-btn--ghost", type: "button", disabled: true, title: "Calls from the web are coming soon" },
+      { id: "segue-call", class: "segue-btn segue-btn--ghost", type: "button", title: "Talk to us by voice", onclick: () => this.callUs() },
       "Call us",
     );
     this.endButton = h(
@@ -114,6 +121,7 @@ class ChatWidget {
     );
 
     this.position = h("div", { id: "segue-position", class: "segue-position", hidden: true });
+    this.callSlot = h("div", { id: "segue-call-slot", class: "segue-call-slot" });
     this.log = h("ol", { id: "segue-log", class: "segue-log", "aria-live": "polite" });
     this.typing = h("div", { id: "segue-typing", class: "segue-typing", hidden: true });
     this.error = h("div", { id: "segue-error", class: "segue-error", role: "alert", hidden: true });
@@ -152,6 +160,7 @@ class ChatWidget {
       ),
       this.startForm,
       this.position,
+      this.callSlot,
       this.log,
       this.typing,
       this.error,
@@ -170,6 +179,7 @@ class ChatWidget {
     else this.showStart();
     if (sessionStorage.getItem(PANEL_OPEN_KEY) === "1") this.open();
     this.customer.connect();
+    this.attachCall();
   }
 
   buildRating() {
@@ -246,7 +256,11 @@ class ChatWidget {
 
   listen() {
     const c = this.customer;
-    c.on("session", () => this.setStatus("Online", "online"));
+    c.on("session", () => {
+      this.setStatus("Online", "online");
+      // after a reload or a reconnect: a running call gets (or keeps) its connection
+      this.attachCall()?.refresh().catch((error) => this.showError(error));
+    });
     c.on("disconnect", () => this.setStatus("Reconnecting…", "offline"));
     c.on("connect_error", (error) =>
       this.setStatus(error.code === "unavailable" ? "Can't reach the server — retrying…" : error.message, "offline"),
@@ -280,11 +294,80 @@ class ChatWidget {
     this.renderState();
     this.renderReceipts();
     this.log.scrollTop = this.log.scrollHeight;
+    this.attachCall();
+  }
+
+  /* ---- calls ------------------------------------------------------------------------------ */
+
+  /** The SegueCall of the shown conversation (created once the socket exists), with its bar. */
+  attachCall() {
+    const conversation = this.conversation;
+    if (!conversation || conversation.isClosed || !this.customer.socket) {
+      this.detachCallBar();
+      return null;
+    }
+    let call = this.calls.get(conversation.id);
+    if (!call) {
+      call = new SegueCall(this.customer, conversation.id);
+      this.calls.set(conversation.id, call);
+    }
+    if (this.call !== call || !this.callBar) {
+      this.detachCallBar();
+      this.call = call;
+      this.callBar = new CallBar(call, { kind: "customer", onError: (error) => this.showError(error) });
+      this.callBar.element.id = "segue-callbar";
+      this.offCall = [call.on("state", () => this.renderCallButton()), call.on("ended", () => this.renderCallButton())];
+      this.callSlot.append(this.callBar.element);
+    }
+    this.renderCallButton();
+    return call;
+  }
+
+  detachCallBar() {
+    for (const off of this.offCall ?? []) off();
+    this.offCall = [];
+    this.callBar?.destroy();
+    this.callBar = null;
+    this.call = null;
+    this.renderCallButton();
+  }
+
+  renderCallButton() {
+    const state = this.call?.state?.state ?? "none";
+    this.callButton.hidden = state !== "none" || Boolean(this.conversation?.isClosed);
+    // a minimised widget still shows that a call is on
+    this.root?.classList.toggle("segue-widget--in-call", state === "active");
+  }
+
+  /** "Call us": a voice call in the open conversation, or a new conversation straight into one. */
+  async callUs() {
+    this.callButton.disabled = true;
+    try {
+      if (this.panel.hidden) this.open();
+      if (!this.conversation || this.conversation.isClosed) {
+        this.customer.connect();
+        const conversation = await this.customer.startConversation({
+          queue: this.topic?.value || this.options.queue,
+          channel: "voice",
+          context: { page_url: location.href },
+          name: (!this.options.identity && this.startName.value.trim()) || undefined,
+        });
+        this.show(conversation);
+      }
+      const call = this.attachCall();
+      if (call && call.state.state === "none") await call.request("voice", { pageUrl: location.href });
+    } catch (error) {
+      this.showError(error);
+    } finally {
+      this.callButton.disabled = false;
+      this.renderCallButton();
+    }
   }
 
   showStart() {
     for (const off of this.unsubscribe) off();
     this.unsubscribe = [];
+    this.detachCallBar();
     this.conversation = null;
     clear(this.log);
     this.log.hidden = true;
@@ -337,6 +420,7 @@ class ChatWidget {
   }
 
   newChat() {
+    this.detachCallBar();
     this.conversation?.forget();
     this.showStart();
     this.startText.focus();
@@ -511,6 +595,12 @@ class ChatWidget {
     const conversation = this.conversation;
     if (!conversation) return;
     const closed = conversation.isClosed;
+    if (closed && this.call?.conversationId === conversation.id) {
+      this.call.close();
+      this.calls.delete(conversation.id);
+      this.detachCallBar();
+    }
+    this.renderCallButton();
     this.composer.hidden = closed;
     this.endButton.hidden = closed;
     this.renderPosition(conversation.position);
