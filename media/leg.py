@@ -153,7 +153,7 @@ class CallLeg:
                 parsed.sdpMLineIndex = 0
             if parsed.component != 1 or parsed.protocol.lower() != "udp":
                 return  # aiortc is rtcp-mux and UDP only; ignore what it cannot use
-            if parsed.host.endswith(".local"):
+            if parsed.ip.endswith(".local"):
                 return  # unresolvable mDNS names cost a second each in aioice
             await self.pc.addIceCandidate(parsed)
 

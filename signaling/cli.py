@@ -99,6 +99,11 @@ def running_embedded_url(folder: Path) -> str | None:
         args = [a.decode(errors="replace") for a in argv]
         if "--port" in args:
             return f"redis://127.0.0.1:{args[args.index('--port') + 1]}/0"
+        # redis-server rewrites its title to "redis-server 127.0.0.1:PORT"
+        for arg in " ".join(args).split():
+            host, sep, port = arg.rpartition(":")
+            if sep and port.isdigit() and host in ("127.0.0.1", "*", "0.0.0.0", "localhost"):
+                return f"redis://127.0.0.1:{port}/0"
     return None
 
 

@@ -7,6 +7,9 @@ call to a second agent (the customer's connection stays `connected` throughout, 
 hears the customer), reload the customer page (a new connection reaches `connected`, audio flows
 again), hang up and keep chatting. No timing assertions: every wait is generous, and "audio never
 stalls" is a progress check (each sample larger than the one before).
+
+Also: "Call us" with no conversation yet (call-from-web: a voice conversation straight into a
+call that waits for the agent), screen share, hold and an agent hang-up; a declined call.
 """
 
 from __future__ import annotations
@@ -224,6 +227,26 @@ async def test_call_from_the_web_then_hold_and_agent_hangs_up(segue: Any, new_pa
         await bar.locator(".call-accept").click()
         await audio_grows(customer, CUSTOMER_CALL, "customer hears the agent")
         await audio_grows(demo, agent_call(cid), "agent hears the customer")
+
+        # the agent shares the screen: the customer gets a screen tile with frames; audio goes on
+        await bar.locator(".call-screen").click()
+        await expect(bar.locator(".call-screen")).to_have_text("Stop sharing", timeout=WAIT_MS)
+        await expect(customer.locator("#segue-callbar .segue-call-tile").last).to_be_visible(timeout=WAIT_MS)
+
+        async def screen_frames() -> Any:
+            n = await customer.evaluate(f"""async () => {{
+                const call = {CUSTOMER_CALL};
+                const mid = call._tx.screen.mid;
+                let frames = 0;
+                (await call.pc.getStats()).forEach((s) => {{ if (s.type === "inbound-rtp" && s.mid === mid) frames += s.framesDecoded || 0; }});
+                return frames;
+            }}""")
+            return n if n > 5 else None
+
+        await eventually(screen_frames, what="the customer decodes the agent's screen")
+        await audio_grows(customer, CUSTOMER_CALL, "customer audio during screen share")
+        await bar.locator(".call-screen").click()
+        await expect(bar.locator(".call-screen")).to_have_text("Share screen", timeout=WAIT_MS)
 
         # hold and resume: the customer sees it
         await bar.locator(".call-hold").click()

@@ -183,3 +183,22 @@ async def test_two_nodes_share_conversations_with_fanout(make_config: Any, start
     finally:
         await w1.close()
         await w2.close()
+
+
+async def test_waiting_too_long_overflows_to_another_queue(start_segue: Any) -> None:
+    node = await start_segue({"routing.queues": [
+        {"name": "general"},
+        {"name": "billing", "skills": ["billing"], "overflow_after_s": 1, "overflow_queue": "general"},
+    ]})
+    world = World(node)
+    try:
+        generalist = await world.agent(await world.add_agent("gil"))
+        customer = await world.customer()
+        cid = (await customer.ok("conversation.start", {"queue": "billing", "text": "invoice?"}))["conversation"]["id"]
+        offer = await generalist.next("offer", lambda o: o["conversation"]["id"] == cid)
+        overflowed = [e for e in offer["events"] if e["type"] == "conversation.overflowed"]
+        assert overflowed and overflowed[0]["data"] == {"from_queue": "billing", "to_queue": "general"}
+        assert offer["conversation"]["queue"] == "general"
+        assert not customer.got("event", lambda e: e["type"] == "conversation.overflowed")  # agents only
+    finally:
+        await world.close()

@@ -212,3 +212,24 @@ async def test_bad_offer_is_refused_clearly(forwarder: Forwarder) -> None:
     with pytest.raises(LegError, match="candidate before offer"):
         await leg.add_candidate({"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host", "sdpMid": "0"})
     await leg.close()
+
+
+async def test_trickled_candidates_are_accepted(forwarder: Forwarder) -> None:
+    """A browser trickles its candidates after the offer: host, mDNS (ignored), TCP (ignored), end."""
+    h = Harness(forwarder)
+    try:
+        customer, leg = await h.join("customer", CUSTOMER, "v_1")
+        mid = leg.pc.getTransceivers()[0].mid
+        for text in (
+            "candidate:1 1 udp 2122260223 127.0.0.1 50000 typ host generation 0",
+            "candidate:2 1 udp 2122260223 3f1c9a2e-0000-4000-8000-000000000000.local 50001 typ host",
+            "candidate:3 1 tcp 1518280447 127.0.0.1 9 typ host tcptype active",
+        ):
+            await leg.add_candidate({"candidate": text, "sdpMid": mid, "sdpMLineIndex": 0})
+        await leg.add_candidate({"candidate": "", "sdpMid": mid})  # end of candidates
+        ice = leg.pc.getTransceivers()[0].receiver.transport.transport
+        added = [c.ip for c in ice.getRemoteCandidates()]
+        assert "127.0.0.1" in added and not any(ip.endswith(".local") for ip in added)
+        assert customer.pc.connectionState == "connected"
+    finally:
+        await h.close()
