@@ -175,7 +175,7 @@ class Side:
     """One end of one conversation (customer or agent) in the measured window."""
 
     __slots__ = ("name", "sock", "cid", "seq", "received", "latencies", "dups", "errors", "sent", "acked_ids",
-                 "last_rx")
+                 "last_rx", "error_kinds")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -189,6 +189,7 @@ class Side:
         self.dups = 0
         self.errors = 0
         self.last_rx = 0.0
+        self.error_kinds: dict[str, int] = {}
 
     def on_event(self, name: str, data: Any) -> None:
         if name != "event" or data.get("type") != "message" or data["author"]["kind"] == self.name:
@@ -292,12 +293,16 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
                     inflight.discard(f)
                     if f.cancelled() or f.exception() is not None:
                         side.errors += 1
+                        kind = "cancelled" if f.cancelled() else type(f.exception()).__name__
+                        side.error_kinds[kind] = side.error_kinds.get(kind, 0) + 1
                         return
                     reply = f.result()
                     if reply and reply.get("ok"):
                         side.acked_ids.add(reply["event"]["id"])
                     else:
                         side.errors += 1
+                        kind = str((reply or {}).get("error", {}).get("code"))
+                        side.error_kinds[kind] = side.error_kinds.get(kind, 0) + 1
 
                 fut.add_done_callback(done)
                 inflight.add(fut)
@@ -331,6 +336,7 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
             "sent": sum(s.sent for s in sides),
             "duplicated": sum(s.dups for s in sides),
             "errors": sum(s.errors for s in sides),
+            "error_kinds": {k: sum(s.error_kinds.get(k, 0) for s in sides) for k in {k for s in sides for k in s.error_kinds}},
             "latencies": [x for s in sides for x in s.latencies],
             "last_rx": max((s.last_rx for s in sides), default=0.0),
         }))
@@ -423,6 +429,8 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
     profile = os.environ.get("BENCH_PROFILE")  # a file: run the server under cProfile (for finding hot spots)
     if profile:
         cmd = ["-m", "cProfile", "-o", profile, "-m", "server"]
+    elif os.environ.get("BENCH_SERVER_SCRIPT"):  # e.g. a wrapper that instruments the server
+        cmd = [os.environ["BENCH_SERVER_SCRIPT"]]
     elif os.environ.get("BENCH_UVLOOP"):  # compare: the same server on uvloop's event loop
         cmd = ["-c", "import sys, uvloop; uvloop.install(); from server.cli import main; sys.exit(main(sys.argv[1:]))"]
     else:
@@ -491,13 +499,19 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
             "messages_per_s": round(delivered / max(seconds, max(r["last_rx"] for r in results) - start_at), 1),
             "latency_ms_p50": round(_percentile(latencies, 50), 2),
             "latency_ms_p99": round(_percentile(latencies, 99), 2),
+            "latency_ms_p90": round(_percentile(latencies, 90), 2),
+            "latency_ms_max": round(max(latencies, default=0.0), 2),
             "lost": lost_wire + missing,
+            "lost_not_delivered": lost_wire,
+            "lost_not_in_stream": missing,
             "duplicated": sum(r["duplicated"] for r in results),
             "sent": sum(r["sent"] for r in results),
             "acked": acked,
             "delivered": delivered,
             "stored": stored,
             "errors": sum(r["errors"] for r in results),
+            "error_kinds": {k: sum(r["error_kinds"].get(k, 0) for r in results)
+                            for k in {k for r in results for k in r["error_kinds"]}},
             # CPU during the window, in % of one core: where the machine's time went
             "server_cpu_pct": round(100.0 * (cpu1 - cpu0) / seconds, 1),
             "clients_cpu_pct": round(100.0 * sum(r["cpu_s"] for r in results) / seconds, 1),

@@ -55,6 +55,7 @@ __all__ = [
 # --- calls (issue 4): legs that answer offers, and calls that join them -----------------------
 from .call import Call, CallState  # noqa: E402
 from .leg import CallLeg, LegError  # noqa: E402
+from .recorder import CallRecorder  # noqa: E402
 
-__all__ += ["Call", "CallLeg", "CallState", "LegError"]
+__all__ += ["Call", "CallLeg", "CallRecorder", "CallState", "LegError"]
 

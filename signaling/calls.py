@@ -37,10 +37,7 @@ from typing import Any, Awaitable, Callable
 import socketio
 from aiohttp import web
 
-from media.call import Call
-from media.forwarder import Forwarder
-from media.leg import CallLeg, LegError
-from media.recorder import CallRecorder
+from media import Call, CallLeg, CallRecorder, Forwarder, LegError
 
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
 from .store import MutationFailed, Store, encode_event, decode_event
