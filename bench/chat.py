@@ -30,6 +30,17 @@ Linux); the other side records the latency when the pushed ``event`` arrives.
 - ``duplicated``: deliveries of a message id already delivered.
 
 ``--rate 0`` is closed loop: each side sends its next message when the previous one is acked.
+
+Also printed: ``lost_not_delivered`` / ``lost_not_in_stream`` (the two parts of ``lost``),
+``errors`` and ``error_kinds`` (failed sends by error code), ``latency_ms_p90`` / ``_max``, and
+CPU during the window in % of one core for the server, the client processes and Redis (where the
+machine's time went), with the 1-minute load average (other work on the machine skews results).
+
+Knobs for investigating (environment): ``BENCH_UVLOOP=1`` runs the server on uvloop,
+``BENCH_PROFILE=file`` under cProfile, ``BENCH_SERVER_SCRIPT=path`` with a wrapper script of
+your own (argv: ``serve --port N``), ``BENCH_DEBUG=1`` reports how long the server took to stop.
+Client processes use uvloop and orjson when installed (``pip install -e '.[bench]'``).
+Results on the development machine: docs/conversations.md, "Performance".
 """
 
 from __future__ import annotations

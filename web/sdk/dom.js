@@ -42,3 +42,25 @@ export function stickToBottom(node, force = false) {
   const near = node.scrollHeight - node.scrollTop - node.clientHeight < 80;
   if (force || near) node.scrollTop = node.scrollHeight;
 }
+
+/**
+ * Put an event's element into a chat log at its place by event id (events can arrive out of
+ * order after a resume), replacing the pending copy of our own message. Does nothing if the
+ * event is already shown or `makeElement` returns null. `compare` orders two event ids.
+ */
+export function placeEvent(log, event, makeElement, compare) {
+  if (log.querySelector(`[data-event-id="${CSS.escape(event.id)}"]`)) return;
+  const item = makeElement(event);
+  if (!item) return;
+  const clientId = event.data?.client_id;
+  if (clientId) log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]:not([data-event-id])`)?.remove();
+  let before = null;
+  for (const node of log.querySelectorAll("[data-event-id]")) {
+    if (compare(node.dataset.eventId, event.id) > 0) {
+      before = node;
+      break;
+    }
+  }
+  if (!before) before = log.querySelector(".segue-msg--pending, .segue-msg--failed");
+  log.insertBefore(item, before);
+}

@@ -12,7 +12,7 @@
  * and the whole conversation again after a reload. All text is rendered as text.
  */
 import { SegueCustomer, compareIds } from "../sdk/segue.js";
-import { h, clear } from "../sdk/dom.js";
+import { h, clear, placeEvent } from "../sdk/dom.js";
 import { describeEvent, formatTime, formatDuration } from "../sdk/format.js";
 import { SegueCall } from "../sdk/call.js";
 import { CallBar } from "../sdk/call-ui.js";
@@ -469,21 +469,7 @@ class ChatWidget {
 
   /** Insert an event's element at its place by id (events can arrive out of order after a resume). */
   renderEvent(event) {
-    if (this.log.querySelector(`[data-event-id="${CSS.escape(event.id)}"]`)) return;
-    const item = this.eventElement(event);
-    if (!item) return;
-    // A pending copy of our own message is replaced by the stored event.
-    const clientId = event.data?.client_id;
-    if (clientId) this.log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]:not([data-event-id])`)?.remove();
-    let before = null;
-    for (const node of this.log.querySelectorAll("[data-event-id]")) {
-      if (compareIds(node.dataset.eventId, event.id) > 0) {
-        before = node;
-        break;
-      }
-    }
-    if (!before) before = this.log.querySelector(".segue-msg--pending, .segue-msg--failed");
-    this.log.insertBefore(item, before);
+    placeEvent(this.log, event, (e) => this.eventElement(e), compareIds);
   }
 
   eventElement(event) {
