@@ -53,6 +53,7 @@ import multiprocessing as mp
 import os
 import random
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -545,6 +546,10 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
             print(f"bench: server stopped in {time.monotonic() - t_stop:.1f} s", file=sys.stderr)
         if embedded is not None:
             asyncio.run(embedded.stop())
+        if os.environ.get("BENCH_DEBUG"):
+            print(f"bench: server log and data kept in {tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> int:
