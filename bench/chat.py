@@ -379,7 +379,7 @@ async def _prepare(redis_url: str, prefix: str, secret: str, n: int) -> list[str
     import redis.asyncio as aioredis
 
     sys.path.insert(0, str(ROOT))
-    from server.auth import Signer, hash_password
+    from server import Signer, hash_password
     from signaling.agents import Directory
 
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
@@ -420,7 +420,7 @@ def _cpu_seconds(pid: int) -> float:
 
 def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
-    from server.embedded_redis import EmbeddedRedis
+    from server import EmbeddedRedis
 
     tmp = Path(tempfile.mkdtemp(prefix="segue-bench-"))
     embedded = None
@@ -444,7 +444,7 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
     elif os.environ.get("BENCH_SERVER_SCRIPT"):  # e.g. a wrapper that instruments the server
         cmd = [os.environ["BENCH_SERVER_SCRIPT"]]
     elif os.environ.get("BENCH_UVLOOP"):  # compare: the same server on uvloop's event loop
-        cmd = ["-c", "import sys, uvloop; uvloop.install(); from server.cli import main; sys.exit(main(sys.argv[1:]))"]
+        cmd = ["-c", "import sys, uvloop; uvloop.install(); from server import cli; sys.exit(cli.main(sys.argv[1:]))"]
     else:
         cmd = ["-m", "server"]
     server = subprocess.Popen([sys.executable, *cmd, "serve", "--port", str(port)], cwd=ROOT, env=env,

@@ -16,10 +16,8 @@ from typing import Any, Awaitable, Callable
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from signaling import SIGNALING, Principal, ProtocolError, Signaling
+from signaling import EVENT_ID_RE, SIGNALING, Principal, ProtocolError, RoutingError, Signaling, validate
 from signaling import messages as m
-from signaling.routing import RoutingError
-from signaling.schema import EVENT_ID_RE, validate
 
 log = logging.getLogger(__name__)
 

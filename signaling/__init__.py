@@ -17,9 +17,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from .errors import ProtocolError
+from .routing import RoutingError
+from .schema import EVENT_ID_RE, validate
 from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling
 
-__all__ = ["setup", "SIGNALING", "Signaling", "Principal", "ProtocolError", "CUSTOMER_NS", "AGENT_NS"]
+__all__ = [
+    "setup", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
+    "EVENT_ID_RE", "validate",
+]
 
 SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)
 

@@ -22,7 +22,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from server.auth import hash_password, verify_password
+from server import hash_password, verify_password
 
 from .errors import ProtocolError, conflict, not_found
 from .store import Keys

@@ -105,7 +105,7 @@ class CallService:
     """Every call of this node, and the ``call.*`` handlers of both namespaces."""
 
     def __init__(self, app: web.Application) -> None:
-        from server.app import NODE
+        from server import NODE
 
         self.app = app
         self.node = app[NODE]

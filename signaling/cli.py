@@ -23,9 +23,7 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from server.cli import EXTRA_COMMANDS, UsageError
-from server.config import Config
-from server.embedded_redis import EmbeddedRedis
+from server import EXTRA_COMMANDS, Config, EmbeddedRedis, UsageError
 
 from .agents import Account, Directory, parse_capacity
 from .errors import ProtocolError

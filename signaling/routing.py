@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 import redis.asyncio as aioredis
 
 if TYPE_CHECKING:  # signaling reads the settings; it does not import the server layer at runtime
-    from server.config import RoutingConfig
+    from server import RoutingConfig
 
 __all__ = [
     "Presence",

@@ -30,7 +30,7 @@ import redis.asyncio as aioredis
 import socketio
 from engineio import packet as eio_packets
 
-from server.auth import Signer
+from server import Signer
 
 from .agents import Account, Canned, Directory, render
 from . import fastjson
@@ -286,7 +286,7 @@ class Signaling:
         return self.signer.sign("a", account.id, self.config.auth.agent_token_hours * 3600, ver=account.token_version)
 
     async def agent_from_token(self, token: Any) -> Account:
-        from server.auth import TokenError
+        from server import TokenError
 
         try:
             claims = self.signer.verify(token, "a")
@@ -301,7 +301,7 @@ class Signaling:
 
     async def customer_session(self, visitor_token: str | None, site: str | None, identity: Any) -> tuple[Principal, str]:
         """Resolve a connecting customer: (principal, visitor token to keep)."""
-        from server.auth import IdentityError, TokenError, verify_identity
+        from server import IdentityError, TokenError, verify_identity
 
         now_ms = int(time.time() * 1000)
         if visitor_token:
