@@ -5,7 +5,7 @@
  * canned replies. All text is rendered as text.
  */
 import { compareIds } from "../sdk/segue.js";
-import { h, clear, placeEvent } from "../sdk/dom.js";
+import { h, clear, placeEvent, appendPending, markFailed } from "../sdk/dom.js";
 import { describeEvent, formatTime, channelLabel, eventChannel } from "../sdk/format.js";
 import { SegueCall } from "../sdk/call.js";
 import { CallBar } from "../sdk/call-ui.js";
@@ -477,37 +477,12 @@ export class ConversationPanel {
   }
 
   renderPending(clientId, text) {
-    this.log.append(
-      h(
-        "li",
-        { class: "segue-msg segue-msg--mine segue-msg--pending", dataset: { clientId } },
-        h("div", { class: "segue-msg-text" }, text),
-        h("div", { class: "segue-msg-meta" }, h("span", { class: "segue-receipt" }, "Sending…")),
-      ),
-    );
-    this.log.scrollTop = this.log.scrollHeight;
+    appendPending(this.log, clientId, text);
   }
 
   renderFailed(clientId, error) {
-    const item = this.log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]:not([data-event-id])`);
-    if (!item) return;
-    const text = item.querySelector(".segue-msg-text").textContent;
-    item.classList.replace("segue-msg--pending", "segue-msg--failed");
-    clear(item.querySelector(".segue-msg-meta")).append(
-      h("span", {}, `Not sent: ${error?.message ?? "error"} `),
-      h(
-        "button",
-        {
-          type: "button",
-          class: "segue-link",
-          onclick: () => {
-            item.remove();
-            // The same client_id: if the first attempt was stored after all, the server keeps one copy.
-            this.conversation.send(text, { clientId }).catch((e) => this.showError(e));
-          },
-        },
-        "Retry",
-      ),
+    markFailed(this.log, clientId, error, (text) =>
+      this.conversation.send(text, { clientId }).catch((e) => this.showError(e)),
     );
   }
 

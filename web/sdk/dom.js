@@ -64,3 +64,32 @@ export function placeEvent(log, event, makeElement, compare) {
   if (!before) before = log.querySelector(".segue-msg--pending, .segue-msg--failed");
   log.insertBefore(item, before);
 }
+
+/** Show our own message at once, marked "Sending…", until its stored event replaces it (placeEvent). */
+export function appendPending(log, clientId, text) {
+  if (log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]`)) return;
+  log.append(
+    h(
+      "li",
+      { class: "segue-msg segue-msg--mine segue-msg--pending", dataset: { clientId } },
+      h("div", { class: "segue-msg-text" }, text),
+      h("div", { class: "segue-msg-meta" }, h("span", { class: "segue-receipt" }, "Sending…")),
+    ),
+  );
+  log.scrollTop = log.scrollHeight;
+}
+
+/**
+ * Mark a pending message as not sent, with a Retry button that calls `retry(text)`. Retrying
+ * reuses the same client_id, so if the first attempt was stored after all the server keeps one copy.
+ */
+export function markFailed(log, clientId, error, retry) {
+  const item = log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]:not([data-event-id])`);
+  if (!item) return;
+  item.classList.replace("segue-msg--pending", "segue-msg--failed");
+  const text = item.querySelector(".segue-msg-text").textContent;
+  clear(item.querySelector(".segue-msg-meta")).append(
+    h("span", { class: "segue-receipt" }, `Not sent: ${error?.message ?? "error"} `),
+    h("button", { type: "button", class: "segue-link", onclick: () => { item.remove(); retry(text); } }, "Retry"),
+  );
+}

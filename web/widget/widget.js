@@ -12,7 +12,7 @@
  * and the whole conversation again after a reload. All text is rendered as text.
  */
 import { SegueCustomer, compareIds } from "../sdk/segue.js";
-import { h, clear, placeEvent } from "../sdk/dom.js";
+import { h, clear, placeEvent, appendPending, markFailed } from "../sdk/dom.js";
 import { describeEvent, formatTime, formatDuration } from "../sdk/format.js";
 import { SegueCall } from "../sdk/call.js";
 import { CallBar } from "../sdk/call-ui.js";
@@ -497,40 +497,12 @@ class ChatWidget {
   }
 
   renderPending(clientId, text) {
-    if (this.log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]`)) return;
-    this.log.append(
-      h(
-        "li",
-        { class: "segue-msg segue-msg--mine segue-msg--pending", dataset: { clientId } },
-        h("div", { class: "segue-msg-text" }, text),
-        h("div", { class: "segue-msg-meta" }, h("span", { class: "segue-receipt" }, "Sending…")),
-      ),
-    );
-    this.log.scrollTop = this.log.scrollHeight;
+    appendPending(this.log, clientId, text);
   }
 
   renderFailed(clientId, error) {
-    const item = this.log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]:not([data-event-id])`);
-    if (!item) return;
-    item.classList.remove("segue-msg--pending");
-    item.classList.add("segue-msg--failed");
-    const text = item.querySelector(".segue-msg-text").textContent;
-    const meta = item.querySelector(".segue-msg-meta");
-    clear(meta).append(
-      h("span", { class: "segue-receipt" }, `Not sent: ${error?.message ?? "error"} `),
-      h(
-        "button",
-        {
-          type: "button",
-          class: "segue-link",
-          onclick: () => {
-            item.remove();
-            // The same client_id: if the first attempt was stored after all, the server keeps one copy.
-            this.conversation?.send(text, { clientId }).catch((e) => this.showError(e));
-          },
-        },
-        "Retry",
-      ),
+    markFailed(this.log, clientId, error, (text) =>
+      this.conversation?.send(text, { clientId }).catch((e) => this.showError(e)),
     );
   }
 
