@@ -28,7 +28,7 @@ from .forwarder import (
     SourceState,
     StreamStats,
 )
-from .ice import loopback_only, new_peer, peer_configuration, set_loopback_only
+from .ice import PortRangeExhausted, loopback_only, new_peer, peer_configuration, set_loopback_only
 from .preencoded import EncodedFrame, HoldTone, PreEncodedSource
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "HoldTone",
     "Leg",
     "LegState",
+    "PortRangeExhausted",
     "PreEncodedSource",
     "RtpPacketInfo",
     "RtpSink",
@@ -53,9 +54,9 @@ __all__ = [
 
 
 # --- calls (issue 4): legs that answer offers, and calls that join them -----------------------
-from .call import Call, CallState  # noqa: E402
-from .leg import CallLeg, LegError  # noqa: E402
+from .call import Call, CallState, MonitorMode  # noqa: E402
+from .leg import MAX_SDP_CHARS, CallLeg, LegError  # noqa: E402
 from .recorder import CallRecorder  # noqa: E402
 
-__all__ += ["Call", "CallLeg", "CallRecorder", "CallState", "LegError"]
+__all__ += ["Call", "CallLeg", "CallRecorder", "CallState", "LegError", "MAX_SDP_CHARS", "MonitorMode"]
 

@@ -7,13 +7,20 @@ whole wiring from the call's state after every change, so there is no sequence o
 that can leave a stale attachment behind. No packet is decoded or encoded here: sinks forward
 encoded RTP (``media.forwarder``), the hold tone is pre-encoded and shared.
 
-Roles: ``customer``, ``agent`` and, during a warm transfer, ``consult`` (the receiving agent).
-Wiring rules (slot = audio / video / screen):
+Roles: ``customer``, ``agent``, during a warm transfer ``consult`` (the receiving agent), and
+``supervisor`` (a supervisor monitoring the call). Wiring rules (slot = audio / video / screen;
+``audio2`` = a leg's optional second audio m-section, see :mod:`media.leg`):
 
 - customer hears the agent; hears the hold tone when held or when no agent leg is up;
   sees the agent's camera/screen unless held.
 - agent hears/sees the customer unless held; during a consultation (warm transfer) the agent
   and the consulted agent hear each other and the customer holds.
+- supervisor (:class:`MonitorMode`): hears the customer on ``audio`` (not while held, like the
+  agent) and the agent on ``audio2`` (always, hold included), sees the customer's camera/screen
+  unless held. ``listen``: nobody hears the supervisor. ``whisper``: the agent hears the
+  supervisor on the agent's ``audio2``. ``barge``: the customer too, on the customer's ``audio2``,
+  except while the customer hears the hold tone. The supervisor follows whoever is the agent
+  (transfers included). A supervisor's lost leg just leaves (no grace, the call goes on).
 - a muted role's media is not forwarded (the far end hears silence).
 
 A leg that fails (network loss, page reload) leaves its role empty; the call waits
@@ -37,17 +44,30 @@ from .recorder import CallRecorder
 
 log = logging.getLogger(__name__)
 
-ROLES = ("customer", "agent", "consult")
+#: the roles of the conversation's own call (what the media clock and ``media`` events follow)
+MAIN_ROLES = ("customer", "agent", "consult")
+ROLES = MAIN_ROLES + ("supervisor",)
 
 #: ``on_event(call, type, data)``: what happened, for the conversation's log. Types:
 #: ``media`` {role, slot, on}, ``leg.lost`` {role}, ``leg.attached`` {role, reattached},
-#: ``held`` {held}, ``muted`` {role, muted}, ``ended`` {reason, durations}.
+#: ``held`` {held}, ``muted`` {role, muted}, ``ended`` {reason, durations},
+#: ``supervisor.lost`` {participant} (the supervisor's connection failed: its leg left),
+#: ``monitor`` {mode}.
 EventCallback = Callable[["Call", str, dict[str, Any]], None]
 
 
 class CallState(enum.Enum):
     ACTIVE = "active"
     ENDED = "ended"
+
+
+class MonitorMode(enum.Enum):
+    """What a supervisor's leg does: ``listen`` (hears both sides), ``whisper`` (the agent also
+    hears the supervisor), ``barge`` (the customer too)."""
+
+    LISTEN = "listen"
+    WHISPER = "whisper"
+    BARGE = "barge"
 
 
 @dataclass
@@ -89,6 +109,7 @@ class Call:
         self.held = False
         self.muted: set[str] = set()
         self.legs: dict[str, CallLeg] = {}
+        self.monitor_mode = MonitorMode.LISTEN
         self.started_at = time.time()
         self._t0 = time.monotonic()
         self.ended_at: float | None = None
@@ -120,7 +141,8 @@ class Call:
             "muted": sorted(self.muted),
             "media": media,
             "legs": {
-                role: {"participant": leg.participant, "connection": leg.connection_state, "sending": leg.sending()}
+                role: {"participant": leg.participant, "connection": leg.connection_state, "sending": leg.sending(),
+                       "supervisor_audio": leg.second_audio}
                 for role, leg in self.legs.items()
             },
             "waiting_for": sorted(self._grace),
@@ -182,6 +204,15 @@ class Call:
         if (role in self.muted) != muted:
             (self.muted.add if muted else self.muted.discard)(role)
             self._emit("muted", {"role": role, "muted": muted})
+        self.wire()
+
+    def monitor(self, mode: MonitorMode) -> None:
+        """Set what the supervisor's leg does (before or after it is attached as ``supervisor``):
+        a switch rewires sinks only, nobody renegotiates."""
+        self._check_active()
+        if self.monitor_mode is not mode:
+            self.monitor_mode = mode
+            self._emit("monitor", {"mode": mode.value})
         self.wire()
 
     def start_consult(self, leg: CallLeg) -> None:
@@ -246,7 +277,11 @@ class Call:
         customer = self._live("customer")
         agent = self._live("agent")
         consult = self._live("consult")
+        supervisor = self._live("supervisor")
         hold_tone = self.forwarder.hold_tone()
+        mode = self.monitor_mode
+        voice = supervisor.source("audio") if supervisor is not None and "supervisor" not in self.muted else None
+        customer_holds = self.held or agent is None
         if customer is not None:
             for slot in SLOTS:
                 if slot == "audio" and (self.held or agent is None):
@@ -256,6 +291,8 @@ class Call:
                 else:
                     src = agent.source(slot)
                 self._connect(customer.sink(slot), src)
+            barging = mode is MonitorMode.BARGE and not customer_holds
+            self._connect(customer.sink("audio2"), voice if barging else None)
         if agent is not None:
             peer, peer_role = (consult, "consult") if consult is not None else (customer, "customer")
             for slot in SLOTS:
@@ -266,6 +303,8 @@ class Call:
                 else:
                     src = peer.source(slot)
                 self._connect(agent.sink(slot), src)
+            talking = mode in (MonitorMode.WHISPER, MonitorMode.BARGE)
+            self._connect(agent.sink("audio2"), voice if talking else None)
         if consult is not None:
             for slot in SLOTS:
                 if agent is None or ("agent" in self.muted and slot == "audio"):
@@ -273,6 +312,15 @@ class Call:
                 else:
                     src = agent.source(slot)
                 self._connect(consult.sink(slot), src)
+            self._connect(consult.sink("audio2"), None)
+        if supervisor is not None:
+            hears_customer = customer is not None and not self.held and "customer" not in self.muted
+            self._connect(supervisor.sink("audio"), customer.source("audio") if hears_customer else None)  # type: ignore[union-attr]
+            hears_agent = agent is not None and "agent" not in self.muted
+            self._connect(supervisor.sink("audio2"), agent.source("audio") if hears_agent else None)  # type: ignore[union-attr]
+            for slot in ("video", "screen"):
+                sees = customer is not None and not self.held
+                self._connect(supervisor.sink(slot), customer.source(slot) if sees else None)  # type: ignore[union-attr]
         if self.recorder is not None:
             # what the customer says, and what the customer hears from an agent (not consultations)
             self.recorder.follow("customer", customer.source("audio") if customer and "customer" not in self.muted else None)
@@ -301,6 +349,13 @@ class Call:
         role = next((r for r, current in self.legs.items() if current is leg), None)
         if role is None:
             return
+        if role == "supervisor" and leg.failed:
+            # a supervisor only observes: their lost connection leaves, the call is not held for it
+            self.legs.pop(role, None)
+            self._close_later(leg)
+            self._emit("supervisor.lost", {"participant": leg.participant})
+            self.wire()
+            return
         if leg.failed and role not in self._grace:
             self._emit("leg.lost", {"role": role, "participant": leg.participant, "grace_s": self.grace_s})
             loop = asyncio.get_running_loop()
@@ -323,6 +378,8 @@ class Call:
         now = time.monotonic()
         current: dict[tuple[str, str], bool] = {}
         for role, leg in self.legs.items():
+            if role not in MAIN_ROLES:
+                continue  # a supervisor's microphone is not part of the conversation's media
             sending = leg.sending() if not leg.failed else {s: False for s in SLOTS}
             for slot, on in sending.items():
                 current[(role, slot)] = on

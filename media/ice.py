@@ -32,9 +32,29 @@ def peer_configuration(ice_servers: Sequence[RTCIceServer | dict[str, Any]] = ()
     return RTCConfiguration(iceServers=servers, bundlePolicy=RTCBundlePolicy.MAX_BUNDLE)
 
 
-def new_peer(ice_servers: Sequence[RTCIceServer | dict[str, Any]] = ()) -> RTCPeerConnection:
-    """An ``RTCPeerConnection`` configured the Segue way (see :func:`peer_configuration`)."""
-    return RTCPeerConnection(peer_configuration(ice_servers))
+PORT_RANGE_SETTING = "media.udp_port_min/max"
+
+
+def new_peer(
+    ice_servers: Sequence[RTCIceServer | dict[str, Any]] = (), *, port_range: tuple[int, int] | None = None
+) -> RTCPeerConnection:
+    """An ``RTCPeerConnection`` configured the Segue way (see :func:`peer_configuration`).
+
+    ``port_range=(min, max)`` binds this peer's host candidates to UDP ports inside the range
+    (``media.udp_port_min/max``, for firewalls that open only those); ``None`` or ``(0, 0)``
+    lets the OS choose. Per peer, not process-wide. When every port of the range is taken,
+    ``setLocalDescription`` raises :class:`PortRangeExhausted` saying which setting to widen.
+    One leg uses one port per host address (max-bundle), so size the range for the legs a
+    node runs at once times its addresses.
+    """
+    pc = RTCPeerConnection(peer_configuration(ice_servers))
+    if port_range is not None and tuple(port_range) != (0, 0):
+        low, high = port_range
+        aiortc_hooks.restrict_host_ports(pc, low, high, setting=PORT_RANGE_SETTING)
+    return pc
+
+
+PortRangeExhausted = aiortc_hooks.PortRangeExhausted
 
 
 def set_loopback_only(enabled: bool = True) -> None:

@@ -11,6 +11,13 @@ Media slots: the first audio m-section of the browser's offer is the microphone 
 first video m-section the camera (``video``), the second video m-section the screen share
 (``screen``). ``web/sdk/call.js`` creates its transceivers in that order. A slot is *sending*
 when the participant sends on it (the browser's direction is sendrecv/sendonly).
+
+The second audio m-section (``audio2``, optional, recvonly in the browser: call.js adds it after
+the three above, so the m-lines read audio, video, video, audio) carries a second voice *toward*
+the participant without mixing: a whispering or barging supervisor for the customer and the agent,
+the agent's voice for a monitoring supervisor (whose offer is audio sendrecv + audio recvonly).
+It is an extra slot (:data:`EXTRA_SLOTS`): not part of :meth:`CallLeg.sending` or of a call's
+media clock, and an offer without it still works (that leg then simply cannot hear a supervisor).
 """
 
 from __future__ import annotations
@@ -28,7 +35,11 @@ from .ice import new_peer
 
 log = logging.getLogger(__name__)
 
+#: the participant's own media: microphone, camera, screen share (what ``sending()`` reports)
 SLOTS = ("audio", "video", "screen")
+#: optional extra m-sections: ``audio2`` = the second audio m-section (a second voice to hear)
+EXTRA_SLOTS = ("audio2",)
+ALL_SLOTS = SLOTS + EXTRA_SLOTS
 MAX_SDP_CHARS = 64_000
 
 
@@ -38,7 +49,7 @@ class LegError(ValueError):
 
 def _slot_of(kind: str, ordinal: int) -> str | None:
     if kind == "audio":
-        return "audio" if ordinal == 0 else None
+        return ("audio", "audio2")[ordinal] if ordinal < 2 else None
     if kind == "video":
         return ("video", "screen")[ordinal] if ordinal < 2 else None
     return None
@@ -60,11 +71,12 @@ class CallLeg:
         role: str,
         participant: str,
         ice_servers: Sequence[RTCIceServer | dict[str, Any]] = (),
+        port_range: tuple[int, int] | None = None,
         name: str | None = None,
     ) -> None:
         self.role = role
         self.participant = participant
-        self.pc = new_peer(ice_servers)
+        self.pc = new_peer(ice_servers, port_range=port_range)  # (min, max) UDP ports; None/(0, 0): any
         self.fleg = forwarder.add_leg(self.pc, name or f"{role}:{participant}")
         self.name = self.fleg.name
         self.negotiations = 0
@@ -145,8 +157,9 @@ class CallLeg:
                 text = text[len("candidate:") :]
             try:
                 parsed = candidate_from_sdp(text)
-            except (ValueError, IndexError) as exc:
-                raise LegError(f"candidate not understood: {exc}") from None
+            except (ValueError, IndexError, AssertionError) as exc:  # aiortc asserts on too few fields
+                raise LegError(f"candidate not understood ({exc or 'too few fields'}): expected "
+                               "'candidate:<foundation> <component> <protocol> <priority> <ip> <port> typ <type>'") from None
             parsed.sdpMid = candidate.get("sdpMid")
             parsed.sdpMLineIndex = candidate.get("sdpMLineIndex")
             if parsed.sdpMid is None and parsed.sdpMLineIndex is None:
@@ -173,7 +186,7 @@ class CallLeg:
         return slots
 
     def source(self, slot: str) -> RtpSource | None:
-        """What the participant sends on ``slot`` (audio/video/screen), or None."""
+        """What the participant sends on ``slot`` (audio/video/screen/audio2), or None."""
         if self.closed:
             return None
         for mid, name in self._slots().items():
@@ -197,6 +210,12 @@ class CallLeg:
     def sending(self) -> dict[str, bool]:
         """Which slots the participant currently sends: ``{audio, video, screen}``."""
         return {slot: self.source(slot) is not None for slot in SLOTS}
+
+    @property
+    def second_audio(self) -> bool:
+        """True when the offer had a second audio m-section, so a second voice can reach the
+        participant (``audio2``)."""
+        return self.sink("audio2") is not None
 
     async def close(self) -> None:
         if self._closed:

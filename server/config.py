@@ -113,10 +113,15 @@ class TurnConfig:
 class MediaConfig:
     ice_servers: list[IceServer] = field(default_factory=list)
     turn: TurnConfig = field(default_factory=TurnConfig)
-    udp_port_min: int = 0  # 0 and 0: any port the OS gives
+    # UDP ports of server peers' host candidates (one per leg and host address), inclusive;
+    # 0 and 0: any port the OS gives. Applied per peer by media.ice.new_peer(port_range=...).
+    udp_port_min: int = 0
     udp_port_max: int = 0
     reconnect_grace_s: float = 30.0
     recordings_dir: str = ""  # empty: <data_dir>/recordings
+    # after a wake-up the forwarder waits this long before reading sockets again, so one wake-up
+    # serves several packets: less CPU per call for that much added latency (0: none)
+    receive_batch_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -211,6 +216,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"settings media.udp_port_min/max must both be 0, or 1024 <= min <= max <= 65535; got {lo}..{hi}"
         )
+    if not 0 <= config.media.receive_batch_ms <= 20:
+        raise ConfigError(f"setting media.receive_batch_ms must be 0-20 (ms), got {config.media.receive_batch_ms}")
     names = {q.name for q in config.routing.queues}
     if config.routing.default_queue not in names:
         raise ConfigError(f"setting routing.default_queue names {config.routing.default_queue!r}, not one of routing.queues")

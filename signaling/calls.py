@@ -17,6 +17,12 @@ Hooking it up (the namespaces' side)::
     await calls.transfer_cancelled(cid)
     await calls.conversation_closed(cid)
 
+The handlers ride on the namespaces' own dispatch (``SegueNamespace.register``): every
+``call.*`` event is size-checked (``too_large``; ``call.offer`` may carry an SDP of up to
+``media.leg.MAX_SDP_CHARS``), validated against its schema in ``call_messages.py`` (``invalid``
+naming the field) and answered ``{ok, ...}`` like any chat event. Supervisor monitoring
+(``call.monitor`` / ``call.monitor_stop``, /agent only) lives in ``call_monitor.py``.
+
 Ordering: the SDP and candidates of one conversation are applied under one lock, so a
 candidate sent right after an offer is never applied before it (python-socketio runs a
 client's handlers as concurrent tasks).
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import hashlib
 import hmac
 import logging
@@ -37,25 +44,53 @@ from typing import Any, Awaitable, Callable
 import socketio
 from aiohttp import web
 
-from media import Call, CallLeg, CallRecorder, Forwarder, LegError
+from media import Call, CallLeg, CallRecorder, Forwarder, LegError, MonitorMode, PortRangeExhausted
 
+from . import call_messages as cm
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
 from .store import MutationFailed, Store, encode_event, decode_event
 
 log = logging.getLogger(__name__)
 
-NAMESPACES = ("/customer", "/agent")
-MEDIA = ("voice", "video", "screen")
+CUSTOMER_NS, AGENT_NS = "/customer", "/agent"
+NAMESPACES = (CUSTOMER_NS, AGENT_NS)
+
+#: (namespace, sid): one socket
+Socket = tuple[str, str]
+#: ``handler(namespace, sid, participant, validated payload) -> ack result``
+CallHandler = Callable[[str, str, "Participant", Any], Awaitable[dict[str, Any]]]
+
+
+class CallPhase(enum.Enum):
+    """A conversation's call as signalling sees it: asked for, running, over."""
+
+    REQUESTED = "requested"
+    ACTIVE = "active"
+    ENDED = "ended"
 
 
 @dataclass(frozen=True)
 class Participant:
+    """Who sent a ``call.*`` event (bound per socket by the namespaces on connect)."""
+
     kind: str  # "customer" | "agent"
     id: str
     name: str = ""
+    supervisor: bool = False  # an agent account with role supervisor (may monitor any call)
 
     def author(self) -> dict[str, str]:
         return {"kind": self.kind, "id": self.id, "name": self.name}
+
+
+@dataclass
+class SupervisorSeat:
+    """The supervisor monitoring a call. Why a seat and not just a leg: ``call.monitor`` comes
+    before the supervisor's connection exists (and may switch mode at any time); the seat says
+    whose socket's ``call.offer`` becomes the ``supervisor`` leg and what that leg does."""
+
+    who: Participant
+    mode: MonitorMode
+    socket: Socket
 
 
 @dataclass
@@ -63,7 +98,7 @@ class CallRecord:
     """Signalling state of a conversation's call (the media side is ``call``)."""
 
     conversation_id: str
-    state: str = "requested"  # requested -> active -> ended
+    state: CallPhase = CallPhase.REQUESTED
     requested_by: Participant | None = None
     media_request: dict[str, Any] | None = None  # pending escalation {media, by}
     call: Call | None = None
@@ -71,6 +106,18 @@ class CallRecord:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     transfer: dict[str, Any] | None = None  # {mode, to_agent}
     page_url: str | None = None
+    supervisor: SupervisorSeat | None = None
+
+
+@dataclass(frozen=True)
+class CallEvent:
+    """One ``call.*`` event: its schema, its handler and where it exists."""
+
+    name: str
+    schema: type
+    handler: CallHandler
+    namespaces: tuple[str, ...] = NAMESPACES
+    max_bytes: int | None = None  # above limits.max_event_bytes (call.offer's SDP)
 
 
 def turn_credentials(secret: str, user: str, ttl_s: int, now: float | None = None) -> tuple[str, str]:
@@ -82,30 +129,17 @@ def turn_credentials(secret: str, user: str, ttl_s: int, now: float | None = Non
     return username, base64.b64encode(digest).decode()
 
 
-def _obj(payload: Any) -> dict[str, Any]:
-    if not isinstance(payload, dict):
-        raise invalid("payload", "must be an object")
-    return payload
-
-
-def _cid(payload: dict[str, Any]) -> str:
-    cid = payload.get("conversation_id")
-    if not isinstance(cid, str) or not 1 <= len(cid) <= 128:
-        raise invalid("conversation_id", "required: a conversation id")
-    return cid
-
-
-def _only(payload: dict[str, Any], allowed: set[str]) -> None:
-    for key in payload:
-        if key not in allowed:
-            raise invalid(key, "unknown field")
-
-
 class CallService:
-    """Every call of this node, and the ``call.*`` handlers of both namespaces."""
+    """Every call of this node, and the ``call.*`` handlers of both namespaces.
+
+    Why one service per node: a call's legs are aiortc peers of this process, so the records of
+    its calls (and which socket owns which leg) live here; the conversation's log and access
+    rules stay in Redis and the namespaces."""
 
     def __init__(self, app: web.Application) -> None:
         from server import NODE
+
+        from .call_monitor import Monitoring
 
         self.app = app
         self.node = app[NODE]
@@ -114,64 +148,75 @@ class CallService:
         self.store = Store(self.node.redis, self.config.redis.key_prefix)
         self.forwarder: Forwarder | None = None
         self.records: dict[str, CallRecord] = {}
-        self._who: dict[tuple[str, str], Participant] = {}
-        self._owners: dict[tuple[str, str], tuple[str, str]] = {}  # (cid, role) -> (ns, sid)
+        self._who: dict[Socket, Participant] = {}
+        self._owners: dict[tuple[str, str], Socket] = {}  # (cid, role) -> socket that offered it
         self._tasks: set[asyncio.Task[Any]] = set()
+        self.monitoring = Monitoring(self)
 
     # wiring -----------------------------------------------------------------------------------
 
+    def events(self) -> list[CallEvent]:
+        """Every ``call.*`` event with its schema (docs/protocol.md "Calls")."""
+        agent_only = (AGENT_NS,)
+        return [
+            CallEvent("call.config", cm.CallConfig, self.on_config),
+            CallEvent("call.state", cm.CallRef, self.on_state),
+            CallEvent("call.request", cm.CallRequest, self.on_request),
+            CallEvent("call.accept", cm.CallRef, self.on_accept),
+            CallEvent("call.decline", cm.CallDecline, self.on_decline),
+            CallEvent("call.offer", cm.CallOffer, self.on_offer, max_bytes=cm.OFFER_MAX_BYTES),
+            CallEvent("call.candidate", cm.CallCandidate, self.on_candidate),
+            CallEvent("call.mute", cm.CallMute, self.on_mute),
+            CallEvent("call.hold", cm.CallHold, self.on_hold),
+            CallEvent("call.hangup", cm.CallRef, self.on_hangup),
+            CallEvent("call.monitor", cm.CallMonitor, self.monitoring.on_monitor, agent_only),
+            CallEvent("call.monitor_stop", cm.CallRef, self.monitoring.on_stop, agent_only),
+        ]
+
     def install(self) -> None:
-        handlers: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
-            "call.config": self.on_config,
-            "call.request": self.on_request,
-            "call.accept": self.on_accept,
-            "call.decline": self.on_decline,
-            "call.offer": self.on_offer,
-            "call.candidate": self.on_candidate,
-            "call.mute": self.on_mute,
-            "call.hold": self.on_hold,
-            "call.hangup": self.on_hangup,
-            "call.state": self.on_state,
-        }
-        for ns in NAMESPACES:
-            for event, handler in handlers.items():
-                self.sio.on(event, self._wrap(ns, event, handler), namespace=ns)
+        """Register the ``call.*`` events on the namespaces' dispatch (size limit, schema,
+        errors in the ack) and the recordings download."""
+        from . import SIGNALING
+
+        signaling = self.app[SIGNALING]
+        namespaces = [signaling.customer_ns, signaling.agent_ns]  # type: ignore[attr-defined]
+        for event in self.events():
+            for namespace in namespaces:
+                if namespace.namespace in event.namespaces:
+                    namespace.register(event.name, event.schema, self._route(namespace.namespace, event.handler),
+                                       event.max_bytes)
         self.app.router.add_get("/api/v1/recordings/{name}", self.download_recording)
         self.app.on_startup.append(self._start)
         self.node.closers.append(self.close)
 
+    def _route(self, ns: str, handler: CallHandler) -> Callable[[Any, Any, str], Awaitable[dict[str, Any]]]:
+        """The namespace's handler signature ``(principal, payload, sid)`` -> ours."""
+
+        async def run(principal: Any, payload: Any, sid: str) -> dict[str, Any]:
+            who = self._who.get((ns, sid)) or Participant(principal.kind, principal.id, principal.name,
+                                                          supervisor=bool(principal.is_supervisor))
+            try:
+                return await handler(ns, sid, who, payload)
+            except LegError as exc:  # handlers name the field; this is the fallback
+                raise ProtocolError("invalid", str(exc)) from None
+
+        return run
+
     async def _start(self, _app: web.Application) -> None:
         if self.forwarder is None:
-            self.forwarder = Forwarder()
+            self.forwarder = Forwarder(batch_interval=self.config.media.receive_batch_ms / 1000)
 
     async def close(self) -> None:
         records = list(self.records.values())
         self.records.clear()  # shutting down: nothing more is logged (Redis closes next)
         for record in records:
-            record.state = "ended"
+            record.state = CallPhase.ENDED
             if record.call is not None:
                 await record.call.end("shutdown")
         for task in list(self._tasks):
             task.cancel()
         if self.forwarder is not None:
             await self.forwarder.close()
-
-    def _wrap(self, ns: str, event: str, handler: Callable[..., Awaitable[dict[str, Any]]]) -> Callable[..., Any]:
-        async def run(sid: str, payload: Any = None) -> dict[str, Any]:
-            try:
-                who = await self.identify(ns, sid)
-                body = _obj(payload if payload is not None else {})
-                result = await handler(ns, sid, who, body)
-                return {"ok": True, **result}
-            except ProtocolError as exc:
-                return {"ok": False, "error": exc.as_dict()}
-            except LegError as exc:
-                return {"ok": False, "error": {"code": "invalid", "message": str(exc), "field": "sdp"}}
-            except Exception:  # noqa: BLE001
-                log.exception("%s %s failed", ns, event)
-                return {"ok": False, "error": {"code": "internal", "message": f"{event} failed on the server"}}
-
-        return run
 
     # who is who -------------------------------------------------------------------------------
 
@@ -180,6 +225,11 @@ class CallService:
 
     def unbind(self, namespace: str, sid: str) -> None:
         self._who.pop((namespace, sid), None)
+        for cid, record in list(self.records.items()):
+            seat = record.supervisor
+            if seat is not None and seat.socket == (namespace, sid):
+                # the supervisor's page went away: their monitoring ends (the call goes on)
+                self._spawn(self.monitoring.seat_gone(cid, seat, "disconnected"))
 
     async def join(self, namespace: str, sid: str, conversation_id: str) -> None:
         """Put the socket in the conversation's call room (to receive ``call.*`` pushes)."""
@@ -189,27 +239,14 @@ class CallService:
     def room(cid: str) -> str:
         return f"conv:{cid}"
 
-    async def identify(self, ns: str, sid: str) -> Participant:
-        who = self._who.get((ns, sid))
-        if who is not None:
-            return who
-        try:
-            session = await self.sio.get_session(sid, namespace=ns)
-        except KeyError:
-            session = {}
-        kind = "customer" if ns == "/customer" else "agent"
-        if kind == "customer":
-            pid = session.get("customer_id") or (session.get("customer") or {}).get("id")
-            name = session.get("name") or (session.get("customer") or {}).get("name") or ""
-        else:
-            agent = session.get("agent") or {}
-            pid = agent.get("id") or session.get("agent_id")
-            name = agent.get("name") or ""
-        if not pid:
-            raise ProtocolError("unauthorized", "this connection is not signed in (no customer or agent session)")
-        return Participant(kind, str(pid), str(name))
+    def seated(self, cid: str, ns: str, sid: str) -> bool:
+        """True when this socket holds the supervisor seat of the conversation's call."""
+        record = self.records.get(cid)
+        return record is not None and record.supervisor is not None and record.supervisor.socket == (ns, sid)
 
-    async def _authorize(self, who: Participant, cid: str) -> dict[str, str]:
+    async def _authorize(self, who: Participant, cid: str, observe: bool = False) -> dict[str, str]:
+        """The conversation, if ``who`` may act on its call. ``observe``: supervisors may too
+        (looking at the state, monitoring) without working on the conversation."""
         conv = await self.store.conversation(cid)
         if not conv:
             raise not_found(f"conversation {cid}")
@@ -218,32 +255,47 @@ class CallService:
         if who.kind == "customer":
             if conv.get("customer") != who.id:
                 raise forbidden("not your conversation")
-        else:
+        elif not (observe and who.supervisor):
             active = await self.store.active(cid)
             if who.id not in active and who.id not in (conv.get("agent"), conv.get("transfer_agent")):
                 raise forbidden("you are not working on this conversation")
         return conv
 
-    async def _enter(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> tuple[str, dict[str, str]]:
-        cid = _cid(payload)
-        conv = await self._authorize(who, cid)
+    async def enter(self, ns: str, sid: str, who: Participant, cid: str, observe: bool = False) -> dict[str, str]:
+        """Authorize ``who`` on the conversation (the supervisor's own socket always observes)
+        and put the socket in its call room."""
+        conv = await self._authorize(who, cid, observe or self.seated(cid, ns, sid))
         await self.join(ns, sid, cid)
-        return cid, conv
+        return conv
+
+    def record(self, cid: str, active: bool = True) -> CallRecord:
+        """The conversation's call, or ``conflict`` saying what to do first. ``active``: it must
+        be running (accepted, with media), not just requested."""
+        record = self.records.get(cid)
+        if record is None or record.state is CallPhase.ENDED:
+            raise conflict(f"no call in conversation {cid}: start one with call.request")
+        if active and (record.state is not CallPhase.ACTIVE or record.call is None or not record.call.active):
+            raise conflict(f"no active call in conversation {cid} yet: the other side accepts it first (call.accept)")
+        return record
 
     # log and push -----------------------------------------------------------------------------
 
-    async def log_event(self, cid: str, type_: str, data: dict[str, Any], author: dict[str, str] | None = None) -> dict[str, Any] | None:
-        """Append to the conversation's log (acknowledged = stored) and push it as ``event``."""
+    async def log_event(self, cid: str, type_: str, data: dict[str, Any], author: dict[str, str] | None = None,
+                        visibility: str = "all") -> dict[str, Any] | None:
+        """Append to the conversation's log (acknowledged = stored) and push it as ``event``
+        (``visibility="agents"``: to the /agent sockets only)."""
         author = author or {"kind": "system", "id": "system", "name": ""}
         try:
-            outcome = await self.store.mutate(cid, {"events": [encode_event(type_, author, "all", data)]})
+            outcome = await self.store.mutate(cid, {"events": [encode_event(type_, author, visibility, data)]})
         except MutationFailed as exc:
             log.warning("call event %s not logged for %s: %s", type_, cid, exc.code)
             return None
         if not outcome.ids:
             return None
-        event = decode_event(cid, outcome.ids[0], {"t": type_, "a": _json(author), "v": "all", "d": _json(data)})
-        await self.push(cid, "event", event)
+        event = decode_event(cid, outcome.ids[0], {"t": type_, "a": _json(author), "v": visibility, "d": _json(data)})
+        namespaces = NAMESPACES if visibility == "all" else (AGENT_NS,)
+        for ns in namespaces:
+            await self.sio.emit("event", event, room=self.room(cid), namespace=ns)
         return event
 
     async def push(self, cid: str, event: str, payload: dict[str, Any], skip_sid: str | None = None) -> None:
@@ -251,21 +303,37 @@ class CallService:
             await self.sio.emit(event, payload, room=self.room(cid), namespace=ns, skip_sid=skip_sid)
 
     async def push_state(self, cid: str) -> None:
+        """``call.state`` to everyone in the call room (the customer's view without a
+        listening or whispering supervisor)."""
         record = self.records.get(cid)
-        await self.push(cid, "call.state", self._state(cid, record))
+        await self.sio.emit("call.state", self.state(cid, record, CUSTOMER_NS), room=self.room(cid), namespace=CUSTOMER_NS)
+        await self.sio.emit("call.state", self.state(cid, record, AGENT_NS), room=self.room(cid), namespace=AGENT_NS)
 
-    def _state(self, cid: str, record: CallRecord | None) -> dict[str, Any]:
+    def state(self, cid: str, record: CallRecord | None, ns: str = AGENT_NS) -> dict[str, Any]:
+        """The ``call.state`` object as ``ns`` may see it."""
         if record is None:
             return {"conversation_id": cid, "state": "none"}
+        seat = record.supervisor
+        shown = seat is not None and (ns == AGENT_NS or seat.mode is MonitorMode.BARGE)
         out: dict[str, Any] = {
             "conversation_id": cid,
-            "state": record.state,
+            "state": record.state.value,
             "requested_by": record.requested_by.author() if record.requested_by else None,
             "media_request": record.media_request,
             "transfer": record.transfer,
+            "supervisor": None,
         }
+        if shown:
+            assert seat is not None
+            leg = record.call.leg("supervisor") if record.call is not None else None
+            out["supervisor"] = {"id": seat.who.id, "name": seat.who.name, "mode": seat.mode.value,
+                                 "connection": leg.connection_state if leg is not None else "new"}
         if record.call is not None:
-            out["call"] = record.call.summary()
+            summary = record.call.summary()
+            if ns == CUSTOMER_NS:  # a supervisor is none of the customer's business until they barge in
+                summary["legs"].pop("supervisor", None)
+                summary["muted"] = [r for r in summary["muted"] if r != "supervisor"]
+            out["call"] = summary
         return out
 
     def _spawn(self, coro: Awaitable[Any]) -> None:
@@ -298,29 +366,22 @@ class CallService:
 
     # handlers ---------------------------------------------------------------------------------
 
-    async def on_config(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
-        _only(payload, {"conversation_id"})  # optional, ignored
+    async def on_config(self, ns: str, sid: str, who: Participant, d: cm.CallConfig) -> dict[str, Any]:
         return {"ice_servers": self.ice_servers(who.id), "reconnect_grace_s": self.config.media.reconnect_grace_s}
 
-    async def on_state(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
-        _only(payload, {"conversation_id"})
-        cid, _ = await self._enter(ns, sid, who, payload)
-        return {"call": self._state(cid, self.records.get(cid))}
+    async def on_state(self, ns: str, sid: str, who: Participant, d: cm.CallRef) -> dict[str, Any]:
+        cid = d.conversation_id
+        await self.enter(ns, sid, who, cid, observe=True)
+        return {"call": self.state(cid, self.records.get(cid), ns)}
 
-    async def on_request(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
+    async def on_request(self, ns: str, sid: str, who: Participant, d: cm.CallRequest) -> dict[str, Any]:
         """Ask for a call (media "voice") or, during a call, for video / screen share."""
-        _only(payload, {"conversation_id", "media", "page_url"})
-        cid, conv = await self._enter(ns, sid, who, payload)
-        media = payload.get("media", "voice")
-        if media not in MEDIA:
-            raise invalid("media", "one of voice, video, screen")
-        page_url = payload.get("page_url")
-        if page_url is not None and (not isinstance(page_url, str) or len(page_url) > 2048):
-            raise invalid("page_url", "a URL of at most 2048 characters")
-        record = self.records.get(cid)
+        cid, media, page_url = d.conversation_id, d.media, d.page_url
+        conv = await self.enter(ns, sid, who, cid)
         if media == "voice":
-            if record is not None and record.state in ("requested", "active"):
-                raise conflict(f"a call is already {record.state} in this conversation")
+            current = self.records.get(cid)
+            if current is not None and current.state is not CallPhase.ENDED:
+                raise conflict(f"a call is already {current.state.value} in this conversation")
             record = self.records[cid] = CallRecord(cid, requested_by=who, page_url=page_url)
             data: dict[str, Any] = {"by": who.author(), "media": "voice", "channel": "voice"}
             if page_url:
@@ -329,27 +390,24 @@ class CallService:
                 # call-from-web before anyone is assigned: the call waits for the agent who accepts
                 data["waiting_for_agent"] = True
         else:
-            if record is None or record.state != "active":
-                raise conflict("start a voice call first")
+            record = self.record(cid)
             record.media_request = {"media": media, "by": who.author()}
             data = {"by": who.author(), "media": media, "channel": media}
         event = await self.log_event(cid, "call.requested", data, who.author())
         await self.push(cid, "call.requested", {"conversation_id": cid, "media": media, "by": who.author()}, skip_sid=sid)
-        return {"call": self._state(cid, record), "event": event}
+        return {"call": self.state(cid, record, ns), "event": event}
 
-    async def on_accept(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
-        _only(payload, {"conversation_id"})
-        cid, conv = await self._enter(ns, sid, who, payload)
-        record = self.records.get(cid)
-        if record is None or record.state == "ended":
-            raise conflict("no call was requested")
-        if record.state == "requested":
+    async def on_accept(self, ns: str, sid: str, who: Participant, d: cm.CallRef) -> dict[str, Any]:
+        cid = d.conversation_id
+        conv = await self.enter(ns, sid, who, cid)
+        record = self.record(cid, active=False)
+        if record.state is CallPhase.REQUESTED:
             if record.requested_by and record.requested_by.kind == who.kind:
                 raise conflict("the other side accepts a call you requested")
             async with record.lock:
                 if record.call is None:
                     record.call = self._new_call(cid, conv)
-                record.state = "active"
+                record.state = CallPhase.ACTIVE
             media = "voice"
             if record.call.recorder is not None:
                 await self.log_event(cid, "call.recording", {"name": record.call.recorder.path.name,
@@ -361,30 +419,25 @@ class CallService:
                 raise conflict("the other side accepts a request you made")
             record.media_request = None
         else:
-            raise conflict("nothing to accept")
+            raise conflict("nothing to accept: the call is running and no video or screen share was asked for")
         event = await self.log_event(cid, "call.accepted", {"by": who.author(), "media": media, "channel": media}, who.author())
         await self.push(cid, "call.accepted", {"conversation_id": cid, "media": media, "by": who.author()})
         await self.push_state(cid)
-        return {"call": self._state(cid, record), "event": event, "ice_servers": self.ice_servers(who.id)}
+        return {"call": self.state(cid, record, ns), "event": event, "ice_servers": self.ice_servers(who.id)}
 
-    async def on_decline(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
-        _only(payload, {"conversation_id", "reason"})
-        cid, _ = await self._enter(ns, sid, who, payload)
-        reason = payload.get("reason", "")
-        if not isinstance(reason, str) or len(reason) > 200:
-            raise invalid("reason", "text of at most 200 characters")
-        record = self.records.get(cid)
-        if record is None or record.state == "ended":
-            raise conflict("no call was requested")
-        if record.state == "requested":
+    async def on_decline(self, ns: str, sid: str, who: Participant, d: cm.CallDecline) -> dict[str, Any]:
+        cid, reason = d.conversation_id, d.reason or ""
+        await self.enter(ns, sid, who, cid)
+        record = self.record(cid, active=False)
+        if record.state is CallPhase.REQUESTED:
             media = "voice"
-            record.state = "ended"
+            record.state = CallPhase.ENDED
             self.records.pop(cid, None)
         elif record.media_request is not None:
             media = record.media_request["media"]
             record.media_request = None
         else:
-            raise conflict("nothing to decline")
+            raise conflict("nothing to decline: the call is running and no video or screen share was asked for")
         data = {"by": who.author(), "media": media, "channel": media}
         if reason:
             data["reason"] = reason
@@ -392,28 +445,25 @@ class CallService:
         await self.push(cid, "call.declined", {"conversation_id": cid, "media": media, "by": who.author()})
         return {"event": event}
 
-    async def on_offer(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
+    async def on_offer(self, ns: str, sid: str, who: Participant, d: cm.CallOffer) -> dict[str, Any]:
         """The browser's offer (first, renegotiation, or a new connection after a reload)."""
-        _only(payload, {"conversation_id", "sdp"})
-        cid, conv = await self._enter(ns, sid, who, payload)
-        sdp = payload.get("sdp")
-        if not isinstance(sdp, str):
-            raise invalid("sdp", "the offer's SDP text")
-        record = self.records.get(cid)
-        if record is None or record.state != "active" or record.call is None or not record.call.active:
-            raise conflict("no active call in this conversation: call.request / call.accept first")
+        cid = d.conversation_id
+        conv = await self.enter(ns, sid, who, cid)
+        record = self.record(cid)
         call = record.call
+        assert call is not None
         async with record.lock:
-            role = self._role_of(who, conv, record)
+            role = self._role_of(ns, sid, who, record)
             leg = call.leg(role)
             owner = self._owners.get((cid, role))
             if leg is not None and not leg.failed and owner == (ns, sid) and leg.participant == who.id:
-                answer = await leg.answer(sdp)  # renegotiation of the same connection
-                return {"sdp": answer, "renegotiated": True}
+                answer = await self._answer(leg, d.sdp)  # renegotiation of the same connection
+                return {"sdp": answer, "renegotiated": True, "supervisor_audio": leg.second_audio}
             assert self.forwarder is not None
-            new = CallLeg(self.forwarder, role=role, participant=who.id, ice_servers=self._server_ice())
+            new = CallLeg(self.forwarder, role=role, participant=who.id, ice_servers=self._server_ice(),
+                          port_range=(self.config.media.udp_port_min, self.config.media.udp_port_max))
             try:
-                answer = await new.answer(sdp)
+                answer = await self._answer(new, d.sdp)
             except BaseException:
                 await new.close()
                 raise
@@ -426,9 +476,22 @@ class CallService:
         if role == "agent" and previous_agent and previous_agent != who.id:
             await self.log_event(cid, "call.transferred", {"from_agent": previous_agent, "to_agent": who.id, "mode": "cold"})
         await self.push_state(cid)
-        return {"sdp": answer, "renegotiated": False}
+        return {"sdp": answer, "renegotiated": False, "supervisor_audio": new.second_audio}
 
-    def _role_of(self, who: Participant, conv: dict[str, str], record: CallRecord) -> str:
+    @staticmethod
+    async def _answer(leg: CallLeg, sdp: str) -> str:
+        try:
+            return await leg.answer(sdp)
+        except LegError as exc:
+            raise invalid("sdp", str(exc)) from None
+        except PortRangeExhausted as exc:
+            raise ProtocolError("unavailable", f"the server has no free media port right now: {exc}") from None
+
+    def _role_of(self, ns: str, sid: str, who: Participant, record: CallRecord) -> str:
+        """Which leg an offer from this socket is: the supervisor's seat, the customer, the
+        consulted agent of a warm transfer, or the agent."""
+        if self.seated(record.conversation_id, ns, sid):
+            return "supervisor"
         if who.kind == "customer":
             return "customer"
         call = record.call
@@ -447,76 +510,72 @@ class CallService:
             return "consult"
         return "agent"
 
-    async def on_candidate(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
-        _only(payload, {"conversation_id", "candidate"})
-        cid = _cid(payload)
-        record = self.records.get(cid)
-        if record is None or record.call is None:
-            raise conflict("no active call in this conversation")
-        candidate = payload.get("candidate")
-        if candidate is not None and not isinstance(candidate, dict):
-            raise invalid("candidate", "an RTCIceCandidateInit object or null (end of candidates)")
+    async def on_candidate(self, ns: str, sid: str, who: Participant, d: cm.CallCandidate) -> dict[str, Any]:
+        cid = d.conversation_id
+        record = self.record(cid)
+        c = d.candidate
+        candidate = None if c is None else {"candidate": c.candidate, "sdpMid": c.sdpMid, "sdpMLineIndex": c.sdpMLineIndex}
         async with record.lock:
             leg = self._leg_of(cid, ns, sid, record)
             if leg is None:
                 raise conflict("send call.offer before candidates")
-            await leg.add_candidate(candidate)
+            try:
+                await leg.add_candidate(candidate)
+            except LegError as exc:
+                raise invalid("candidate", str(exc)) from None
         return {}
 
     def _leg_of(self, cid: str, ns: str, sid: str, record: CallRecord) -> CallLeg | None:
+        role = self._socket_role(cid, ns, sid, record)
+        return record.call.leg(role) if role is not None and record.call is not None else None
+
+    def _socket_role(self, cid: str, ns: str, sid: str, record: CallRecord) -> str | None:
+        """The role whose leg this socket offered, if any."""
         assert record.call is not None
-        for role, leg in record.call.legs.items():
+        for role in record.call.legs:
             if self._owners.get((cid, role)) == (ns, sid):
-                return leg
+                return role
         return None
 
-    async def on_mute(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
-        _only(payload, {"conversation_id", "muted"})
-        cid, _ = await self._enter(ns, sid, who, payload)
-        muted = payload.get("muted")
-        if not isinstance(muted, bool):
-            raise invalid("muted", "true or false")
-        record = self._active(cid)
-        leg = self._leg_of(cid, ns, sid, record)
-        role = next((r for r, l in record.call.legs.items() if l is leg), None) if leg else None  # type: ignore[union-attr]
-        if role is None:
-            role = "customer" if who.kind == "customer" else "agent"
-        record.call.mute(role, muted)  # type: ignore[union-attr]
+    async def on_mute(self, ns: str, sid: str, who: Participant, d: cm.CallMute) -> dict[str, Any]:
+        cid = d.conversation_id
+        await self.enter(ns, sid, who, cid)
+        record = self.record(cid)
+        assert record.call is not None
+        role = self._socket_role(cid, ns, sid, record)
+        if role is None:  # muting before this socket's offer
+            role = "supervisor" if self.seated(cid, ns, sid) else "customer" if who.kind == "customer" else "agent"
+        record.call.mute(role, d.muted)
         await self.push_state(cid)
-        return {"call": self._state(cid, record)}
+        return {"call": self.state(cid, record, ns)}
 
-    async def on_hold(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
-        _only(payload, {"conversation_id", "held"})
-        cid, _ = await self._enter(ns, sid, who, payload)
+    async def on_hold(self, ns: str, sid: str, who: Participant, d: cm.CallHold) -> dict[str, Any]:
+        cid = d.conversation_id
         if who.kind != "agent":
             raise forbidden("only the agent puts a call on hold")
-        held = payload.get("held")
-        if not isinstance(held, bool):
-            raise invalid("held", "true or false")
-        record = self._active(cid)
+        await self.enter(ns, sid, who, cid)
+        if self.seated(cid, ns, sid):
+            raise forbidden("a monitoring supervisor does not hold the call: the agent does")
+        record = self.record(cid)
         assert record.call is not None
-        changed = record.call.held != held
-        record.call.hold(held)
+        changed = record.call.held != d.held
+        record.call.hold(d.held)
         event = None
         if changed:
-            event = await self.log_event(cid, "call.held", {"held": held, "by": who.author()}, who.author())
+            event = await self.log_event(cid, "call.held", {"held": d.held, "by": who.author()}, who.author())
         await self.push_state(cid)
-        return {"call": self._state(cid, record), "event": event}
+        return {"call": self.state(cid, record, ns), "event": event}
 
-    async def on_hangup(self, ns: str, sid: str, who: Participant, payload: dict[str, Any]) -> dict[str, Any]:
-        _only(payload, {"conversation_id"})
-        cid, _ = await self._enter(ns, sid, who, payload)
-        record = self.records.get(cid)
-        if record is None or record.state == "ended":
-            raise conflict("no call in this conversation")
+    async def on_hangup(self, ns: str, sid: str, who: Participant, d: cm.CallRef) -> dict[str, Any]:
+        """Ends the call — except from the monitoring supervisor's socket: only their leg leaves."""
+        cid = d.conversation_id
+        await self.enter(ns, sid, who, cid)
+        self.record(cid, active=False)
+        if self.seated(cid, ns, sid):
+            event = await self.monitoring.stop(cid, who, "hangup")
+            return {"event": event}
         event = await self.end(cid, "hangup", who)
         return {"event": event}
-
-    def _active(self, cid: str) -> CallRecord:
-        record = self.records.get(cid)
-        if record is None or record.state != "active" or record.call is None:
-            raise conflict("no active call in this conversation")
-        return record
 
     # the call's own events --------------------------------------------------------------------
 
@@ -562,11 +621,17 @@ class CallService:
             self._spawn(self.log_event(cid, "call.leg_lost", {"role": data["role"], "participant": data["participant"], "grace_s": data["grace_s"]}))
         elif kind == "leg.attached" and data.get("reattached") and data["role"] == "customer":
             self._spawn(self.log_event(cid, "call.reconnected", {"role": data["role"], "participant": data["participant"]}))
+        elif kind == "supervisor.lost":
+            record = self.records.get(cid)
+            seat = record.supervisor if record is not None else None
+            if seat is not None and seat.who.id == data["participant"]:
+                self._spawn(self.monitoring.seat_gone(cid, seat, "connection_lost"))
+            return
         elif kind == "ended":
             record = self.records.get(cid)
-            if record is not None and record.state != "ended":
+            if record is not None and record.state is not CallPhase.ENDED:
                 # ended by the call itself (grace period over): log and tell everyone
-                record.state = "ended"
+                record.state = CallPhase.ENDED
                 self.records.pop(cid, None)
                 self._spawn(self._announce_end(cid, data["reason"], data["durations"], None))
             return
@@ -576,7 +641,8 @@ class CallService:
         record = self.records.pop(cid, None)
         if record is None:
             return None
-        record.state = "ended"
+        record.state = CallPhase.ENDED
+        record.supervisor = None
         durations: dict[str, float] = {}
         if record.call is not None:
             await record.call.end(reason)

@@ -31,6 +31,8 @@ class CustomerAuth:
 class AgentAuth:
     v: int = number(1, 1)
     token: str = chars(max_len=2048, min_len=1)
+    # a wallboard: queue pushes and call monitoring, but never online, never offered a conversation
+    watch: bool = False
 
 
 # --- customer ----------------------------------------------------------------------------------

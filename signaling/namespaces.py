@@ -72,6 +72,7 @@ def install_ack_hook(sio: socketio.AsyncServer) -> None:
 class Route:
     schema: type
     handler: Handler
+    max_bytes: int | None = None  # None: limits.max_event_bytes
 
 
 class SegueNamespace(socketio.AsyncNamespace):
@@ -85,9 +86,13 @@ class SegueNamespace(socketio.AsyncNamespace):
         self.max_bytes = service.config.limits.max_event_bytes
         self.max_message = service.config.limits.max_message_chars
 
-    def register(self, event: str, schema: type, handler: Handler) -> None:
-        """Add (or replace) an event: ``handler(principal, validated_payload, sid) -> result dict``."""
-        self.routes[event] = Route(schema, handler)
+    def register(self, event: str, schema: type, handler: Handler, max_bytes: int | None = None) -> None:
+        """Add (or replace) an event: ``handler(principal, validated_payload, sid) -> result dict``.
+
+        ``max_bytes`` raises the size limit for this event above ``limits.max_event_bytes`` (never
+        lowers it): ``call.offer`` carries an SDP of up to ``media.leg.MAX_SDP_CHARS``."""
+        limit = max(max_bytes, self.max_bytes) if max_bytes is not None else None
+        self.routes[event] = Route(schema, handler, limit)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
         if event == "connect":
@@ -109,10 +114,11 @@ class SegueNamespace(socketio.AsyncNamespace):
             if len(args) > 2:
                 raise ProtocolError("invalid", "send one payload object per event (got several arguments)", "payload")
             payload = args[1] if len(args) > 1 else None
-            size = _size(payload, self.max_bytes)
-            if size > self.max_bytes:
-                raise ProtocolError("too_large", f"event is {size} bytes; the limit is {self.max_bytes} "
-                                                 "(limits.max_event_bytes)")
+            limit = route.max_bytes or self.max_bytes
+            size = _size(payload, limit)
+            if size > limit:
+                where = "limits.max_event_bytes" if limit == self.max_bytes else f"the limit of {event}"
+                raise ProtocolError("too_large", f"event is {size} bytes; the limit is {limit} ({where})")
             who = self.sessions.get(sid)
             if who is None:
                 raise ProtocolError("unauthorized", "this connection has no session: reconnect")
@@ -168,7 +174,7 @@ class SegueNamespace(socketio.AsyncNamespace):
         if calls is not None:
             from .calls import Participant
 
-            calls.bind(self.namespace, sid, Participant(who.kind, who.id, who.name))
+            calls.bind(self.namespace, sid, Participant(who.kind, who.id, who.name, supervisor=who.is_supervisor))
 
     def _unbind(self, sid: str) -> None:
         if self.service.calls is not None:
@@ -264,9 +270,12 @@ class AgentNamespace(SegueNamespace):
     def __init__(self, service: Signaling) -> None:
         super().__init__(AGENT_NS, service)
         s = service
-        self.register("presence.set", m.PresenceSet, lambda who, d, sid: s.set_presence(who, d.status))
-        self.register("offer.accept", m.ConversationRef, lambda who, d, sid: self._accept(who, d.conversation_id, sid))
-        self.register("offer.decline", m.ConversationRef, lambda who, d, sid: s.decline(who, d.conversation_id))
+        self.register("presence.set", m.PresenceSet,
+                      _not_watching("set presence", lambda who, d, sid: s.set_presence(who, d.status)))
+        self.register("offer.accept", m.ConversationRef,
+                      _not_watching("accept offers", lambda who, d, sid: self._accept(who, d.conversation_id, sid)))
+        self.register("offer.decline", m.ConversationRef,
+                      _not_watching("decline offers", lambda who, d, sid: s.decline(who, d.conversation_id)))
         self.register("conversation.open", m.ConversationOpen, lambda who, d, sid: self._open(who, d, sid))
         self.register("conversations.list", m.Empty, lambda who, d, sid: s.list_for_agent(who))
         self.register("message.send", m.MessageSend,
@@ -309,24 +318,31 @@ class AgentNamespace(SegueNamespace):
         service = self.service
         try:
             account = await service.agent_from_token(data.token)
-            await service.register_with_routing(account, account.presence)
-            await service.redis.incr(service.keys.agent_conns(account.id))
+            if not data.watch:
+                # a console: the agent is online with the presence they last chose
+                await service.register_with_routing(account, account.presence)
+                await service.redis.incr(service.keys.agent_conns(account.id))
         except ProtocolError as exc:
             raise self._refuse(exc.code, exc.message) from None
         except RoutingError as exc:
             raise self._refuse("invalid", f"agent account {exc.message}") from None
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
             raise self._refuse("unavailable", "storage is unavailable: retry shortly") from None
-        who = Principal("agent", account.id, account.name, account=account)
+        who = Principal("agent", account.id, account.name, account=account, watch=data.watch)
         self.sessions[sid] = who
         self._bind(sid, who)
+        # local_agents: whom this node pushes queue statistics to (watchers included)
         service.local_agents[account.id] = service.local_agents.get(account.id, 0) + 1
-        await self.enter_room(sid, f"agent:{account.id}")
+        if not data.watch:  # offers, `agent` updates and assigned conversations go to this room
+            await self.enter_room(sid, f"agent:{account.id}")
         await self.enter_room(sid, "agents")
         if account.is_supervisor:
             await self.enter_room(sid, "supervisors")
         service.wake()
-        self.server.start_background_task(self.emit, "session", {"agent": account.public()}, to=sid)
+        session: dict[str, Any] = {"agent": account.public()}
+        if data.watch:
+            session["watch"] = True
+        self.server.start_background_task(self.emit, "session", session, to=sid)
         return True
 
     async def _disconnect(self, sid: str) -> None:
@@ -340,6 +356,8 @@ class AgentNamespace(SegueNamespace):
             service.local_agents.pop(who.id, None)
         else:
             service.local_agents[who.id] = left
+        if who.watch:
+            return  # a watch-only connection never counted as online
         try:
             remaining = await service.redis.decr(service.keys.agent_conns(who.id))
             if remaining <= 0:
@@ -357,10 +375,23 @@ class AgentNamespace(SegueNamespace):
         return [sid for sid, who in self.sessions.items() if who.id == agent_id]
 
     def refresh_agent(self, account: Any) -> None:
-        for who in self.sessions.values():
+        for sid, who in self.sessions.items():
             if who.id == account.id:
                 who.account = account
                 who.name = account.name
+                self._bind(sid, who)  # the calls layer follows (e.g. a new supervisor role)
+
+
+def _not_watching(doing: str, handler: Handler) -> Handler:
+    """Refuse ``handler`` on a watch-only connection (a wallboard is never offered conversations)."""
+
+    async def run(who: Principal, data: Any, sid: str) -> dict[str, Any] | None:
+        if who.watch:
+            raise ProtocolError("forbidden", f"this connection is watch-only (auth.watch: true): {doing} "
+                                             "from the agent console's connection")
+        return await handler(who, data, sid)
+
+    return run
 
 
 def _plain(obj: Any) -> Any:

@@ -62,6 +62,7 @@ class Principal:
     email: str = ""
     verified: bool = False
     account: Account | None = None
+    watch: bool = False  # an /agent connection with auth.watch: never online, never offered
 
     @property
     def is_agent(self) -> bool:

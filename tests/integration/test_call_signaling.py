@@ -47,7 +47,7 @@ class Side:
         self.sio = socketio.AsyncClient(reconnection=False)
         self.pushed: list[tuple[str, Any]] = []
         self.peer: ClientPeer | None = None
-        for name in ("call.requested", "call.accepted", "call.declined", "call.state", "call.ended", "event"):
+        for name in ("call.requested", "call.accepted", "call.declined", "call.state", "call.ended", "event", "error"):
             self.sio.on(name, self._recorder(name), namespace=ns)
 
     def _recorder(self, name: str) -> Any:
@@ -187,7 +187,8 @@ async def test_decline_and_bad_input(world: dict[str, Any]) -> None:
     bad = await customer.call("call.offer", sdp="v=0")
     assert bad["ok"] is False and bad["error"]["code"] == "conflict"
     bad = await customer.call("call.request", media="hologram")
-    assert bad["error"] == {"code": "invalid", "message": "media: one of voice, video, screen", "field": "media"}
+    assert bad["error"]["code"] == "invalid" and bad["error"]["field"] == "media"
+    assert "voice, video, screen" in bad["error"]["message"]
     bad = await customer.call("call.request", conversation_id="c_other")
     assert bad["error"]["code"] == "not_found"
     bad = await customer.call("call.request", colour="red")
@@ -377,3 +378,71 @@ async def test_recording_per_queue_logged_and_downloadable(start_segue: Any, tmp
                 if packet.size:
                     counts[packet.stream.index] += 1
         assert counts[0] > 25 and counts[1] > 25, counts
+
+
+async def test_bad_call_events_get_clear_errors_and_the_call_goes_on(world: dict[str, Any]) -> None:
+    """call.* rides on the namespaces' dispatch: size limit, schema and unknown events answer like
+    chat events do, and neither the socket nor the running call notices."""
+    from media.leg import MAX_SDP_CHARS
+
+    customer, agent, service, cid = world["customer"], world["agent"], world["service"], world["cid"]
+    await start_voice(customer, agent)
+    cpeer = await customer.offer(CUSTOMER)
+    apeer = await agent.offer(AGENT_A)
+    ears = await cpeer.audio()
+    await ears.wait_hearing(AGENT_A)
+    agent_ears = await apeer.audio()
+    await agent_ears.wait_hearing(CUSTOMER)
+
+    huge = "v=0\r\n" + "a=x-pad:" + "p" * 200_000 + "\r\n"
+    long_sdp = "v=0\r\n" + "a=x-pad:" + "p" * MAX_SDP_CHARS + "\r\n"
+    good = {"candidate": "candidate:1 1 udp 2122260223 192.0.2.1 50000 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+    cases: list[tuple[Side, str, dict[str, Any], str, str | None]] = [
+        (customer, "call.offer", {"sdp": huge}, "too_large", None),
+        (customer, "call.offer", {"sdp": long_sdp}, "invalid", "sdp"),
+        (customer, "call.offer", {"sdp": 42}, "invalid", "sdp"),
+        (customer, "call.offer", {}, "invalid", "sdp"),
+        (customer, "call.offer", {"sdp": "hello"}, "invalid", "sdp"),
+        (customer, "call.candidate", {"candidate": good["candidate"]}, "invalid", "candidate"),
+        (customer, "call.candidate", {"candidate": {"candidate": 5}}, "invalid", "candidate.candidate"),
+        (customer, "call.candidate", {"candidate": {**good, "sdpMLineIndex": "0"}}, "invalid", "candidate.sdpMLineIndex"),
+        (customer, "call.candidate", {"candidate": {**good, "port": 1}}, "invalid", "candidate.port"),
+        (customer, "call.candidate", {"candidate": {"candidate": "candidate:garbage"}}, "invalid", "candidate"),
+        (customer, "call.request", {"media": "hologram"}, "invalid", "media"),
+        (customer, "call.request", {"media": True}, "invalid", "media"),
+        (agent, "call.mute", {"muted": "yes"}, "invalid", "muted"),
+        (agent, "call.hold", {}, "invalid", "held"),
+        (agent, "call.hangup", {"conversation_id": "c 1"}, "invalid", "conversation_id"),
+        (customer, "call.teleport", {}, "unknown_event", None),
+        (customer, "call.monitor", {"mode": "listen"}, "unknown_event", None),  # an /agent event
+    ]
+    for side, event, payload, code, field in cases:
+        reply = await side.call(event, **payload)
+        assert reply["ok"] is False, (event, payload, reply)
+        assert reply["error"]["code"] == code, (event, payload, reply)
+        assert reply["error"].get("field") == field, (event, payload, reply)
+        assert reply["error"]["message"], reply
+    too_large = await customer.call("call.offer", sdp=huge)
+    assert "bytes" in too_large["error"]["message"]
+
+    # without an ack the error comes as an `error` push naming the event
+    await customer.sio.emit("call.offer", {"conversation_id": cid, "sdp": huge}, namespace="/customer")
+    await eventually(lambda: customer.got("error"))
+    pushed = customer.got("error")[0]
+    assert (pushed["code"], pushed["event"]) == ("too_large", "call.offer"), pushed
+
+    # the same sockets and the same call keep working: audio flows, renegotiation and
+    # candidates are accepted, nothing was re-negotiated by the bad input
+    assert customer.sio.connected and agent.sio.connected
+    leg = service.records[cid].call.leg("customer")
+    assert leg.negotiations == 1
+    n = len(ears.frames)
+    await ears.wait_until(lambda: len(ears.frames) > n + 25)
+    assert ears.hears(AGENT_A) and agent_ears.hears(CUSTOMER)
+    assert (await agent.renegotiate())["renegotiated"] is True
+    await customer.ok("call.candidate", candidate=good)
+    await customer.ok("call.candidate", candidate=None)
+    n = len(agent_ears.frames)
+    await agent_ears.wait_until(lambda: len(agent_ears.frames) > n + 25)
+    assert agent_ears.hears(CUSTOMER)
+    assert cpeer.pc.connectionState == "connected"

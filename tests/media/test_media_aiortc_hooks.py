@@ -112,3 +112,29 @@ async def test_live_objects_and_the_stock_receive_path_stays_empty(lab: MediaLab
     assert b.leg.sink("audio").stats.remote_reports >= 1
     # A's sender reports reached the source: B's sender reports are A's clock, translated
     assert source._timing_reference(0.0) is not None  # type: ignore[attr-defined]
+
+
+def test_srtp_transform_matches_pylibsrtp_and_refuses_what_libsrtp_refuses() -> None:
+    """The forwarder calls libsrtp through pylibsrtp's cffi binding (``Session._srtp``): the bytes
+    must equal pylibsrtp's own, and a tampered, replayed or oversized packet must give None."""
+    import os
+    import struct
+
+    key = os.urandom(30)
+
+    def session(kind: int) -> pylibsrtp.Session:
+        return pylibsrtp.Session(policy=pylibsrtp.Policy(key=key, ssrc_type=kind))
+
+    stock_tx = session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND)
+    protect = aiortc_hooks.srtp_transform(session(pylibsrtp.Policy.SSRC_ANY_OUTBOUND), "protect")
+    unprotect = aiortc_hooks.srtp_transform(session(pylibsrtp.Policy.SSRC_ANY_INBOUND), "unprotect")
+    packets = [struct.pack("!BBHII", 0x80, 111, seq, seq * 960, 0x1234) + os.urandom(120) for seq in range(1, 50)]
+    for packet in packets:
+        protected = protect(packet)
+        assert protected == stock_tx.protect(packet)
+        assert unprotect(protected) == packet  # type: ignore[arg-type]
+    assert unprotect(protected) is None  # replayed
+    tampered = bytearray(protect(packets[0][:2] + struct.pack("!H", 60) + packets[0][4:]))  # type: ignore[arg-type]
+    tampered[20] ^= 0xFF
+    assert unprotect(bytes(tampered)) is None  # authentication fails
+    assert protect(b"\x80" * 1600) is None  # longer than any datagram

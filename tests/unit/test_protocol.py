@@ -118,3 +118,37 @@ def test_render_and_capacity() -> None:
     assert parse_capacity("chat=3, voice=1") == {"chat": 3, "voice": 1}
     with pytest.raises(ValueError):
         parse_capacity("chat:3")
+
+
+@pytest.mark.parametrize(
+    ("schema", "payload", "field", "words"),
+    [
+        ("CallOffer", {"conversation_id": "c_1"}, "sdp", "required"),
+        ("CallOffer", {"conversation_id": "c_1", "sdp": "v=0" + "x" * 64_000}, "sdp", "at most 64000"),
+        ("CallCandidate", {"conversation_id": "c_1", "candidate": "candidate:1 1 udp"}, "candidate", "object"),
+        ("CallCandidate", {"conversation_id": "c_1", "candidate": {"sdpMid": "0"}}, "candidate.candidate", "required"),
+        ("CallCandidate", {"conversation_id": "c_1", "candidate": {"candidate": "", "sdpMLineIndex": -1}},
+         "candidate.sdpMLineIndex", "between"),
+        ("CallRequest", {"conversation_id": "c_1", "media": "fax"}, "media", "voice, video, screen"),
+        ("CallMute", {"conversation_id": "c_1", "muted": 1}, "muted", "true or false"),
+        ("CallMonitor", {"conversation_id": "c_1", "mode": "spy"}, "mode", "listen, whisper, barge"),
+    ],
+)
+def test_call_payloads_name_the_field(schema: str, payload: object, field: str, words: str) -> None:
+    from signaling import call_messages as cm
+
+    err = _invalid(getattr(cm, schema), payload)
+    assert err.field == field
+    assert words in err.message, err.message
+
+
+def test_call_payloads_accept_what_browsers_send() -> None:
+    from signaling import call_messages as cm
+
+    c = validate(cm.CallCandidate, {"conversation_id": "c_1", "candidate": {
+        "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 50000 typ host", "sdpMid": "0", "sdpMLineIndex": 0,
+        "usernameFragment": "abcd"}})
+    assert c.candidate.sdpMLineIndex == 0
+    assert validate(cm.CallCandidate, {"conversation_id": "c_1", "candidate": None}).candidate is None
+    assert validate(cm.CallMonitor, {"conversation_id": "c_1"}).mode == "listen"
+    assert cm.OFFER_MAX_BYTES > 2 * 64_000
