@@ -82,10 +82,13 @@ class Monitoring:
             raise conflict("you are not monitoring this call")
         return await self._release(cid, seat, reason)
 
-    async def seat_gone(self, cid: str, seat: "SupervisorSeat", reason: str) -> None:
-        """The supervisor's socket disconnected or their connection failed."""
+    async def seat_gone(
+        self, cid: str, seat: "SupervisorSeat", reason: str, socket: tuple[str, str] | None = None
+    ) -> None:
+        """The supervisor's socket (``socket``) disconnected or their connection failed. Nothing
+        happens if the seat moved on meanwhile: the same supervisor back from a new page keeps it."""
         record = self.calls.records.get(cid)
-        if record is None or record.supervisor is not seat:
+        if record is None or record.supervisor is not seat or (socket is not None and seat.socket != socket):
             return
         try:
             await self._release(cid, seat, reason)

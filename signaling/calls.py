@@ -193,8 +193,12 @@ class CallService:
         """The namespace's handler signature ``(principal, payload, sid)`` -> ours."""
 
         async def run(principal: Any, payload: Any, sid: str) -> dict[str, Any]:
-            who = self._who.get((ns, sid)) or Participant(principal.kind, principal.id, principal.name,
-                                                          supervisor=bool(principal.is_supervisor))
+            who = self._who.get((ns, sid))
+            if who is None or who.name != principal.name:
+                # the session's principal is current (a customer names themselves in the pre-chat
+                # form after connecting): call events carry that name, not "Visitor"
+                who = Participant(principal.kind, principal.id, principal.name, supervisor=bool(principal.is_supervisor))
+                self._who[(ns, sid)] = who
             try:
                 return await handler(ns, sid, who, payload)
             except LegError as exc:  # handlers name the field; this is the fallback
@@ -229,7 +233,7 @@ class CallService:
             seat = record.supervisor
             if seat is not None and seat.socket == (namespace, sid):
                 # the supervisor's page went away: their monitoring ends (the call goes on)
-                self._spawn(self.monitoring.seat_gone(cid, seat, "disconnected"))
+                self._spawn(self.monitoring.seat_gone(cid, seat, "disconnected", socket=(namespace, sid)))
 
     async def join(self, namespace: str, sid: str, conversation_id: str) -> None:
         """Put the socket in the conversation's call room (to receive ``call.*`` pushes)."""

@@ -6,6 +6,7 @@ assertions): a step that never happens fails with Playwright's timeout and a cle
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -104,6 +105,116 @@ async def agent_send(page: Page, conversation_id: str, text: str, mode: str = "r
 async def panel_event_ids(page: Page, conversation_id: str) -> list[str]:
     return await panel(page, conversation_id).locator(".conv-log > li[data-event-id]").evaluate_all(
         "els => els.map(e => e.dataset.eventId)")
+
+
+# --- supervisor wallboard -------------------------------------------------------------------------
+
+async def board_login(page: Page, base_url: str, username: str = "demo", password: str = "demo") -> None:
+    await page.goto(base_url + "supervisor/")
+    await page.fill("#login-username", username)
+    await page.fill("#login-password", password)
+    await page.click("#login-submit")
+    await expect(page.locator("#board")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+
+def board_row(page: Page, conversation_id: str) -> Any:
+    return page.locator(f'#conversations tr[data-conversation-id="{conversation_id}"]')
+
+
+# --- calls (getStats through each page's SegueCall) ------------------------------------------------
+
+CUSTOMER_CALL = "window.segueWidget.call"
+
+
+def agent_call(conversation_id: str) -> str:
+    """The console panel's SegueCall, as a JS expression."""
+    return f"window.segueConsole.panels.get({conversation_id!r}).call"
+
+
+def monitor_call(conversation_id: str) -> str:
+    """The wallboard's SegueMonitor for a conversation, as a JS expression."""
+    return f"window.segueBoard.client.monitors.get({conversation_id!r})"
+
+
+# inbound/outbound RTP counters of a SegueCall's RTCPeerConnection, by kind
+STATS_JS = """async (call) => {
+  const out = {audio: {in: 0, out: 0, packets: 0}, video: {in: 0, frames: 0}, state: call && call.pc ? call.pc.connectionState : null};
+  if (!call || !call.pc) return out;
+  (await call.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "audio") { out.audio.in += s.bytesReceived || 0; out.audio.packets += s.packetsReceived || 0; }
+    if (s.type === "outbound-rtp" && s.kind === "audio") out.audio.out += s.bytesSent || 0;
+    if (s.type === "inbound-rtp" && s.kind === "video") { out.video.in += s.bytesReceived || 0; out.video.frames += s.framesDecoded || 0; }
+  });
+  return out;
+}"""
+
+# what arrived on one transceiver of a SegueCall (call._tx[slot]: audio, camera, screen, supervisor;
+# a SegueMonitor's: audio = the customer, agent = the agent), found by its mid
+SLOT_STATS_JS = """async ([call, slot]) => {
+  const out = {bytes: 0, frames: 0, state: call && call.pc ? call.pc.connectionState : null};
+  const tx = call && call.pc && call._tx && call._tx[slot];
+  if (!tx || tx.mid == null) return out;
+  (await call.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.mid === tx.mid) { out.bytes += s.bytesReceived || 0; out.frames += s.framesDecoded || 0; }
+  });
+  return out;
+}"""
+
+
+async def stats(page: Page, call_expr: str) -> dict[str, Any]:
+    return await page.evaluate(f"() => ({STATS_JS})({call_expr})")
+
+
+async def slot_stats(page: Page, call_expr: str, slot: str) -> dict[str, Any]:
+    return await page.evaluate(f"(slot) => ({SLOT_STATS_JS})([{call_expr}, slot])", slot)
+
+
+async def eventually(check: Any, timeout: float = 45.0, what: str = "condition") -> Any:
+    """Poll ``check()`` until it returns something truthy (generous deadline, no timing asserted)."""
+    last = None
+    for _ in range(int(timeout / 0.5)):
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"{what} not met in time (last: {last!r})")
+
+
+async def audio_grows(page: Page, call_expr: str, what: str, by: int = 4000) -> dict[str, Any]:
+    """Inbound audio bytes on this page grow by `by` (and the connection is up)."""
+    first = await stats(page, call_expr)
+
+    async def grown() -> Any:
+        now = await stats(page, call_expr)
+        return now if now["state"] == "connected" and now["audio"]["in"] >= first["audio"]["in"] + by else None
+
+    return await eventually(grown, what=what)
+
+
+async def slot_grows(page: Page, call_expr: str, slot: str, what: str, by: int = 4000, field: str = "bytes") -> dict[str, Any]:
+    """What arrives on one transceiver (bytes, or decoded ``frames``) grows by `by`."""
+    first = await slot_stats(page, call_expr, slot)
+
+    async def grown() -> Any:
+        now = await slot_stats(page, call_expr, slot)
+        return now if now["state"] == "connected" and now[field] >= first[field] + by else None
+
+    return await eventually(grown, what=what)
+
+
+async def start_voice_call(customer: Page, agent: Page, conversation_id: str) -> None:
+    """The customer presses "Call us" in the open conversation, the agent accepts; audio flows both ways."""
+    await expect(customer.locator("#segue-call")).to_be_enabled(timeout=WAIT_MS)
+    await customer.click("#segue-call")
+    await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("Calling", timeout=WAIT_MS)
+    bar = panel(agent, conversation_id).locator(".segue-call")
+    await expect(bar.locator(".segue-call-incoming")).to_be_visible(timeout=WAIT_MS)
+    await bar.locator(".call-accept").click()
+    await audio_grows(customer, CUSTOMER_CALL, "customer hears the agent")
+    await audio_grows(agent, agent_call(conversation_id), "agent hears the customer")
+    await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("In call", timeout=WAIT_MS)
+    await expect(bar.locator(".segue-call-status")).to_contain_text("In call", timeout=WAIT_MS)
 
 
 # --- REST --------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from chat_pages import WAIT_MS, create_agent, open_widget, start_chat
+from chat_pages import WAIT_MS, board_login, create_agent, open_widget, start_chat
 
 pytestmark = pytest.mark.browser
 
@@ -17,11 +17,7 @@ async def test_wallboard_lists_queues_agents_and_conversations(segue, new_page) 
     cid = await start_chat(customer, "anyone?", name="Dora")
 
     board = await new_page()
-    await board.goto(segue.url + "supervisor/")
-    await board.fill("#login-username", "demo")
-    await board.fill("#login-password", "demo")
-    await board.click("#login-submit")
-    await expect(board.locator("#board")).to_be_visible(timeout=WAIT_MS)
+    await board_login(board, segue.url)
 
     for queue in ("general", "billing"):
         await expect(board.locator(f'.tile[data-queue="{queue}"]')).to_be_visible(timeout=WAIT_MS)

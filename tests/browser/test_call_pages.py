@@ -21,56 +21,13 @@ import pytest
 from playwright.async_api import expect
 
 from chat_pages import (
-    WAIT_MS, accept_offer, agent_login, agent_send, create_agent, customer_send, open_widget, panel,
-    panel_item, set_presence, start_chat, widget_message,
+    CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, create_agent,
+    customer_send, eventually, open_widget, panel, panel_item, set_presence, start_chat, start_voice_call, stats,
+    widget_message,
 )
 from media.ice import set_loopback_only
 
 pytestmark = pytest.mark.browser
-
-CUSTOMER_CALL = "window.segueWidget.call"
-
-
-def agent_call(cid: str) -> str:
-    return f"window.segueConsole.panels.get({cid!r}).call"
-
-
-# inbound/outbound RTP counters of a SegueCall's RTCPeerConnection, by kind
-STATS_JS = """async (call) => {
-  const out = {audio: {in: 0, out: 0, packets: 0}, video: {in: 0, frames: 0}, state: call && call.pc ? call.pc.connectionState : null};
-  if (!call || !call.pc) return out;
-  (await call.pc.getStats()).forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === "audio") { out.audio.in += s.bytesReceived || 0; out.audio.packets += s.packetsReceived || 0; }
-    if (s.type === "outbound-rtp" && s.kind === "audio") out.audio.out += s.bytesSent || 0;
-    if (s.type === "inbound-rtp" && s.kind === "video") { out.video.in += s.bytesReceived || 0; out.video.frames += s.framesDecoded || 0; }
-  });
-  return out;
-}"""
-
-
-async def stats(page: Any, call_expr: str) -> dict[str, Any]:
-    return await page.evaluate(f"() => ({STATS_JS})({call_expr})")
-
-
-async def eventually(check: Any, timeout: float = 45.0, what: str = "condition") -> Any:
-    last = None
-    for _ in range(int(timeout / 0.5)):
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.5)
-    raise AssertionError(f"{what} not met in time (last: {last!r})")
-
-
-async def audio_grows(page: Any, call_expr: str, what: str, by: int = 4000) -> dict[str, Any]:
-    """Inbound audio bytes on this page grow by `by` (and the connection is up)."""
-    first = await stats(page, call_expr)
-
-    async def grown() -> Any:
-        now = await stats(page, call_expr)
-        return now if now["state"] == "connected" and now["audio"]["in"] >= first["audio"]["in"] + by else None
-
-    return await eventually(grown, what=what)
 
 
 async def test_call_in_the_widget_and_the_console(segue: Any, new_page: Any) -> None:
@@ -95,19 +52,10 @@ async def _scenario(segue: Any, new_page: Any) -> None:
     await expect(widget_message(customer, "hello Ada, shall we talk?")).to_have_count(1, timeout=WAIT_MS)
 
     # --- escalate to voice: the customer presses "Call us", the agent accepts ---------------------
-    await expect(customer.locator("#segue-call")).to_be_enabled(timeout=WAIT_MS)
-    await customer.click("#segue-call")
-    await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("Calling", timeout=WAIT_MS)
+    await start_voice_call(customer, demo, cid)
     bar = panel(demo, cid).locator(".segue-call")
-    await expect(bar.locator(".segue-call-incoming")).to_be_visible(timeout=WAIT_MS)
-    await bar.locator(".call-accept").click()
-
-    await audio_grows(customer, CUSTOMER_CALL, "customer hears the agent")
-    await audio_grows(demo, agent_call(cid), "agent hears the customer")
     out = await stats(customer, CUSTOMER_CALL)
     assert out["audio"]["out"] > 0
-    await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("In call", timeout=WAIT_MS)
-    await expect(bar.locator(".segue-call-status")).to_contain_text("In call", timeout=WAIT_MS)
 
     # from now on, record every connection state change of the customer's RTCPeerConnection
     await customer.evaluate(f"""() => {{

@@ -446,3 +446,22 @@ async def test_bad_call_events_get_clear_errors_and_the_call_goes_on(world: dict
     await agent_ears.wait_until(lambda: len(agent_ears.frames) > n + 25)
     assert agent_ears.hears(CUSTOMER)
     assert cpeer.pc.connectionState == "connected"
+
+
+async def test_call_events_carry_the_name_the_customer_gave_after_connecting(segue: Any) -> None:
+    """A customer connects as "Visitor" and names themselves when starting the conversation: the
+    call events an agent reads must say "Ada", not "Visitor"."""
+    from segue_clients import World
+
+    world = World(segue)
+    try:
+        customer = await world.customer()
+        cid = (await customer.ok("conversation.start", {"text": "hi", "name": "Ada"}))["conversation"]["id"]
+        agent = await world.agent(await world.add_agent("alice"))
+        await agent.next("offer", lambda o: o["conversation"]["id"] == cid)
+        await agent.ok("offer.accept", {"conversation_id": cid})
+        await customer.ok("call.request", {"conversation_id": cid, "media": "voice"})
+        logged = await agent.next("event", lambda e: e["conversation_id"] == cid and e["type"] == "call.requested")
+        assert logged["author"]["name"] == "Ada" and logged["data"]["by"]["name"] == "Ada", logged
+    finally:
+        await world.close()

@@ -437,7 +437,7 @@ export class ConversationPanel {
   }
 
   eventElement(event) {
-    const { kind, text } = describeEvent(event, { viewer: "agent" });
+    const { kind, text } = describeEvent(event, { viewer: "agent", customerName: this.conversation.summary?.customer?.name });
     const channel = eventChannel(event);
     const chan = channel ? h("span", { class: "chan chan--small", dataset: { channel } }, channelLabel(channel)) : null;
     const time = h("time", { datetime: new Date(event.ts ?? Date.now()).toISOString() }, formatTime(event.ts));

@@ -1,13 +1,16 @@
 /**
  * The in-conversation call bar shared by the widget and the agent console: state line
  * ("Calling…", "Connecting…", "In call 00:42", "On hold"), incoming request (Accept / Decline),
- * controls (call, camera, screen, mute, hold for agents, hang up) and the remote audio / video
+ * our own pending request for video / screen share (with Cancel), a supervisor line (agents:
+ * listening / whispering / barged in; customers: barged in only), controls (call, ask for video
+ * or screen share, camera, screen, mute, hold for agents, hang up) and the remote audio / video
  * tiles. Built on SegueCall (call.js); text only.
  *
  *   const bar = new CallBar(call, { kind: "customer" | "agent", onError });
  *   container.append(bar.element);
  */
 import { h } from "./dom.js";
+import { supervisorOf } from "./call.js";
 
 function clock(ms) {
   const s = Math.max(0, Math.floor(ms / 1000));
@@ -17,6 +20,9 @@ function clock(ms) {
 }
 
 const MEDIA_LABEL = { voice: "a call", video: "video", screen: "screen sharing" };
+
+/** What a supervisor is doing, as the agent on the call reads it. */
+const SUPERVISOR_DOING = { listen: "is listening", whisper: "is whispering to you", barge: "barged in" };
 
 export class CallBar {
   constructor(call, { kind, onError } = {}) {
@@ -33,8 +39,14 @@ export class CallBar {
         else this.merge({ media_request: { media, by } });
       }),
       call.on("declined", ({ media, by }) => {
+        // the requester may withdraw their own video / screen request (call.decline as well)
+        const requester = media === "voice" ? this.call.state.requested_by : this.call.state.media_request?.by;
+        const withdrawn = requester?.kind === by?.kind;
+        const what = MEDIA_LABEL[media] ?? "the request";
         this.merge(media === "voice" ? { state: "none", requested_by: null, media_request: null } : { media_request: null });
-        this.flash(`${by?.kind === this.kind ? "Declined" : `${by?.name || "They"} declined`} ${MEDIA_LABEL[media] ?? "the request"}.`);
+        const name = this.nameOf(by) || "They";
+        if (by?.kind === this.kind) this.flash(withdrawn ? `You withdrew your request for ${what}.` : `Declined ${what}.`);
+        else this.flash(withdrawn ? `${name} withdrew the request for ${what}.` : `${name} declined ${what}.`);
       }),
       call.on("accepted", (p) => {
         if (p.media !== "voice") this.merge({ media_request: null });
@@ -43,6 +55,7 @@ export class CallBar {
       call.on("connection", (s) => ((this.connection = s), this.render())),
       call.on("remotestream", (s) => (this.audio.srcObject = this.video.srcObject = s)),
       call.on("screenstream", (s) => (this.screen.srcObject = s)),
+      call.on("supervisorstream", (s) => (this.supervisorAudio.srcObject = s)),
       call.on("ended", () => ((this.connection = "new"), this.flash("Call ended."), this.render())),
       call.on("error", (e) => {
         // a trickled candidate the server cannot use is not the person's problem: the others connect
@@ -69,8 +82,14 @@ export class CallBar {
     this.acceptBtn = btn("accept", "Accept", () => this.accept());
     this.declineBtn = btn("decline", "Decline", () => this.call.decline(), "segue-btn--ghost");
     this.incoming = h("div", { class: "segue-call-incoming", hidden: true }, this.incomingText, this.acceptBtn, this.declineBtn);
+    // our own request for video / screen share, until the other side answers (Cancel withdraws it)
+    this.outgoingText = h("span", { class: "segue-call-outgoing-text" });
+    this.cancelRequestBtn = btn("cancel-request", "Cancel", () => this.call.decline("cancelled"), "segue-btn--ghost");
+    this.outgoing = h("div", { class: "segue-call-outgoing", hidden: true }, this.outgoingText, this.cancelRequestBtn);
+    this.supervisorLine = h("div", { class: "segue-call-supervisor", role: "status", hidden: true });
     this.startBtn = btn("start", "Call", () => this.call.request("voice", { pageUrl: this.kind === "customer" ? location.href : undefined }), "segue-btn--ghost");
     this.askVideoBtn = btn("ask-video", "Ask for video", () => this.call.request("video"), "segue-btn--ghost");
+    this.askScreenBtn = btn("ask-screen", this.kind === "agent" ? "Ask to see their screen" : "Ask to see the agent's screen", () => this.call.request("screen"), "segue-btn--ghost");
     this.videoBtn = btn("video", "Camera on", () => (this.call.localVideo().camera ? this.call.stopVideo() : this.call.startVideo()), "segue-btn--ghost");
     this.screenBtn = btn("screen", "Share screen", () => (this.call.localVideo().screen ? this.call.stopScreen() : this.call.startScreen()), "segue-btn--ghost");
     this.muteBtn = btn("mute", "Mute", () => this.call.mute(!this.call.muted), "segue-btn--ghost");
@@ -81,6 +100,7 @@ export class CallBar {
       { class: "segue-call-controls" },
       this.startBtn,
       this.askVideoBtn,
+      this.askScreenBtn,
       this.videoBtn,
       this.screenBtn,
       this.muteBtn,
@@ -88,6 +108,8 @@ export class CallBar {
       this.hangupBtn,
     );
     this.audio = h("audio", { class: "segue-call-audio", autoplay: true });
+    // a supervisor's voice arrives on its own m-section (whisper / barge): played beside the call
+    this.supervisorAudio = h("audio", { class: "segue-call-audio segue-call-audio--supervisor", autoplay: true });
     this.video = h("video", { class: "segue-call-video", autoplay: true, playsinline: true, muted: true });
     this.video.muted = true; // the sound plays through the audio element
     this.screen = h("video", { class: "segue-call-screen", autoplay: true, playsinline: true, muted: true });
@@ -99,10 +121,13 @@ export class CallBar {
       "div",
       { class: "segue-call", dataset: { state: "none" } },
       h("div", { class: "segue-call-head" }, this.status, this.note),
+      this.supervisorLine,
       this.incoming,
+      this.outgoing,
       this.controls,
       this.tiles,
       this.audio,
+      this.supervisorAudio,
     );
   }
 
@@ -146,6 +171,38 @@ export class CallBar {
     return this.kind === "customer" ? "agent" : "customer";
   }
 
+  get otherLabel() {
+    return this.kind === "customer" ? "The agent" : "The customer";
+  }
+
+  /**
+   * A person's name for the bar. For the customer, the conversation's summary has the name they
+   * gave; the call event's author may only carry the connection's generic name.
+   */
+  nameOf(author) {
+    if (author?.kind === "customer" && this.kind === "agent") {
+      const summary = this.call.client.conversations?.get(this.call.conversationId)?.summary;
+      if (summary?.customer?.name) return summary.customer.name;
+    }
+    return author?.name || null;
+  }
+
+  /**
+   * The supervisor line. The agent sees every mode (they should know who hears them); the
+   * customer only a barge, when the supervisor actually talks to them.
+   */
+  renderSupervisor(supervisor) {
+    let text = "";
+    if (supervisor && this.kind === "agent") {
+      text = `Supervisor ${supervisor.name || supervisor.id || ""} ${SUPERVISOR_DOING[supervisor.mode] ?? supervisor.mode}`.replace(/\s+/g, " ");
+    } else if (supervisor && supervisor.mode === "barge") {
+      text = `${supervisor.name ? `${supervisor.name}, a supervisor,` : "A supervisor"} joined the call`;
+    }
+    this.supervisorLine.hidden = !text;
+    this.supervisorLine.textContent = text;
+    this.supervisorLine.dataset.mode = text ? supervisor.mode : "";
+  }
+
   /** The state line. */
   statusText() {
     const s = this.call.state ?? {};
@@ -183,14 +240,30 @@ export class CallBar {
     else if (active && s.media_request && s.media_request.by?.kind !== this.kind) incoming = s.media_request.media;
     this.incoming.hidden = !incoming;
     if (incoming) {
-      const who = (incoming === "voice" ? s.requested_by : s.media_request.by)?.name || (this.kind === "customer" ? "The agent" : "The customer");
-      this.incomingText.textContent = incoming === "voice" ? `${who} is calling.` : `${who} asks for ${MEDIA_LABEL[incoming]}.`;
+      const who = this.nameOf(incoming === "voice" ? s.requested_by : s.media_request.by) || this.otherLabel;
+      this.incomingText.textContent = {
+        voice: `${who} is calling.`,
+        video: `${who} asks for video: accept to turn your camera on.`,
+        screen: `${who} asks you to share your screen.`,
+      }[incoming] ?? `${who} asks for ${MEDIA_LABEL[incoming] ?? incoming}.`;
       this.incoming.dataset.media = incoming;
     }
 
+    // outgoing: our request for video / screen share, waiting for the other side
+    const outgoing = active && s.media_request && s.media_request.by?.kind === this.kind ? s.media_request.media : null;
+    this.outgoing.hidden = !outgoing;
+    if (outgoing) {
+      const other = this.otherLabel.toLowerCase();
+      this.outgoingText.textContent =
+        outgoing === "screen" ? `Asked ${other} to share the screen — waiting for an answer…` : `Asked ${other} for video — waiting for an answer…`;
+      this.outgoing.dataset.media = outgoing;
+    }
+    this.renderSupervisor(active ? supervisorOf(s) : null);
+
     const local = this.call.localVideo();
     this.startBtn.hidden = s.state === "active" || s.state === "requested";
-    this.askVideoBtn.hidden = !active || this.kind !== "agent" || Boolean(s.media_request);
+    this.askVideoBtn.hidden = !active || !this.call.pc || Boolean(s.media_request) || Boolean(local.camera);
+    this.askScreenBtn.hidden = !active || !this.call.pc || Boolean(s.media_request);
     for (const b of [this.videoBtn, this.screenBtn, this.muteBtn, this.holdBtn]) b.hidden = !active || !this.call.pc;
     this.hangupBtn.hidden = !(active || (s.state === "requested" && s.requested_by?.kind === this.kind));
     if (s.state === "requested" && s.requested_by?.kind === this.kind) this.hangupBtn.textContent = "Cancel";

@@ -7,6 +7,7 @@
  *   call.on("state", (state) => ...);                       // server's call.state
  *   call.on("remotestream", (stream) => audioEl.srcObject = videoEl.srcObject = stream);
  *   call.on("screenstream", (stream) => screenEl.srcObject = stream);
+ *   call.on("supervisorstream", (stream) => supervisorAudioEl.srcObject = stream);  // whisper / barge
  *   call.on("ended", ({reason, durations}) => ...);
  *   await call.request("voice", { pageUrl: location.href });   // or await call.accept()
  *   // once accepted (event "accepted", or accept() resolved), media starts by itself:
@@ -14,13 +15,17 @@
  *   await call.startScreen(); await call.stopScreen();
  *   await call.mute(true); await call.hold(true) (agents); await call.hangup();
  *
+ * Supervisors monitor a call with `SegueMonitor` (below; or `agent.monitorCall(id, mode)`): the
+ * same connection and negotiation code, with the supervisor's own m-sections.
+ *
  * Rules (docs/calls.md): the browser is always the offerer and the server always answers
  * (aiortc cannot re-offer safely); when the server needs a change it pushes `call.renegotiate`
  * and we offer again. That is the perfect-negotiation pattern with the browser as the only
  * "impolite" side: there is never glare, so no rollback is ever needed. Transceivers are created
- * in a fixed order — microphone (audio), camera (video), screen (video) — the server maps media
- * by that order. A failed connection is replaced by a new one (aiortc has no ICE restart);
- * the server re-attaches it to the running call within media.reconnect_grace_s.
+ * in a fixed order — microphone (audio), camera (video), screen (video), supervisor (audio,
+ * receive only) — the server maps media by that order. A failed connection is replaced by a new
+ * one (aiortc has no ICE restart); the server re-attaches it to the running call within
+ * media.reconnect_grace_s.
  */
 import { Emitter } from "./segue.js";
 
@@ -44,8 +49,10 @@ export class SegueCall extends Emitter {
     this.localStream = null;
     this.remoteStream = new MediaStream();
     this.screenStream = new MediaStream();
+    /** A supervisor's voice (whisper to the agent, barge to both); silent otherwise. */
+    this.supervisorStream = new MediaStream();
     this.muted = false;
-    this._tx = null; // {audio, camera, screen} transceivers
+    this._tx = null; // transceivers by slot: {audio, camera, screen, supervisor}
     this._negotiating = false;
     this._again = false;
     this._answered = false;
@@ -107,7 +114,6 @@ export class SegueCall extends Emitter {
         this.iceServers = [];
       }
     }
-    this.localStream = await navigator.mediaDevices.getUserMedia({ audio: this.options.audio, video: false });
     const pc = new RTCPeerConnection({
       iceServers: this.iceServers,
       bundlePolicy: "max-bundle",
@@ -115,27 +121,51 @@ export class SegueCall extends Emitter {
     });
     this.pc = pc;
     this._answered = false;
+    try {
+      await this._addTransceivers(pc);
+    } catch (err) {
+      if (this.pc === pc) this._teardown({ keepState: true }); // e.g. no microphone permission
+      throw err;
+    }
+    pc.onicecandidate = ({ candidate }) => this._candidate(candidate);
+    pc.onnegotiationneeded = () => this.negotiate().catch(() => {}); // errors are emitted
+    pc.onconnectionstatechange = () => {
+      this.emit("connection", pc.connectionState);
+      if (pc.connectionState === "failed" && this.pc === pc && this._shouldReplace()) {
+        // no ICE restart on the server: replace the connection, the call re-attaches it
+        this._replace().catch((err) => this.emit("error", err));
+      }
+    };
+    await this.negotiate();
+  }
+
+  /**
+   * The m-sections of a participant's connection, in the order the server maps them:
+   * microphone (sendrecv: it also carries the other side's voice), camera and screen (recvonly
+   * until we send ours: the other side's video can arrive without a renegotiation), and a
+   * recvonly audio for a supervisor who whispers (to the agent) or barges in (to both).
+   */
+  async _addTransceivers(pc) {
+    this.localStream = await navigator.mediaDevices.getUserMedia({ audio: this.options.audio, video: false });
     const mic = this.localStream.getAudioTracks()[0];
     mic.enabled = !this.muted;
     this._tx = {
       audio: pc.addTransceiver(mic, { direction: "sendrecv", streams: [this.localStream] }),
       camera: pc.addTransceiver("video", { direction: "recvonly" }),
       screen: pc.addTransceiver("video", { direction: "recvonly" }),
+      supervisor: pc.addTransceiver("audio", { direction: "recvonly" }),
     };
     this.remoteStream = new MediaStream([this._tx.audio.receiver.track, this._tx.camera.receiver.track]);
     this.screenStream = new MediaStream([this._tx.screen.receiver.track]);
+    this.supervisorStream = new MediaStream([this._tx.supervisor.receiver.track]);
     this.emit("remotestream", this.remoteStream);
     this.emit("screenstream", this.screenStream);
-    pc.onicecandidate = ({ candidate }) => this._candidate(candidate);
-    pc.onnegotiationneeded = () => this.negotiate();
-    pc.onconnectionstatechange = () => {
-      this.emit("connection", pc.connectionState);
-      if (pc.connectionState === "failed" && this.pc === pc && this.state.state === "active") {
-        // no ICE restart on the server: replace the connection, the call re-attaches it
-        this._replace();
-      }
-    };
-    await this.negotiate();
+    this.emit("supervisorstream", this.supervisorStream);
+  }
+
+  /** Whether a failed connection is replaced by a new one (a call that is still on). */
+  _shouldReplace() {
+    return this.state.state === "active";
   }
 
   /** Offer and apply the answer; serialised (a request arriving meanwhile runs once after). */
@@ -191,7 +221,7 @@ export class SegueCall extends Emitter {
 
   /** Local video tracks being sent: {camera?: MediaStreamTrack, screen?: MediaStreamTrack}. */
   localVideo() {
-    return { camera: this._tx?.camera.sender.track || null, screen: this._tx?.screen.sender.track || null };
+    return { camera: this._tx?.camera?.sender.track || null, screen: this._tx?.screen?.sender.track || null };
   }
 
   /** Mute the microphone (locally, and the server stops forwarding it). */
@@ -244,9 +274,10 @@ export class SegueCall extends Emitter {
 
   async _startVideo(which, getMedia) {
     if (!this.pc) throw new Error("start the call first");
+    const tx = this._tx[which];
+    if (!tx) throw new Error(`this connection has no ${which} to send`);
     const stream = await getMedia();
     const track = stream.getVideoTracks()[0];
-    const tx = this._tx[which];
     await tx.sender.replaceTrack(track);
     tx.direction = "sendrecv"; // fires negotiationneeded -> negotiate(); audio keeps flowing
     track.addEventListener("ended", () => this._stopVideo(which));
@@ -282,7 +313,7 @@ export class SegueCall extends Emitter {
     const videos = this.localVideo();
     this._teardown({ keepState: true });
     await this._start();
-    if (videos.camera && videos.camera.readyState === "live") {
+    if (videos.camera && videos.camera.readyState === "live" && this._tx?.camera) {
       await this._tx.camera.sender.replaceTrack(videos.camera);
       this._tx.camera.direction = "sendrecv";
       await this.negotiate();
@@ -340,4 +371,201 @@ export class SegueCall extends Emitter {
       this.emit("ended", p);
     });
   }
+}
+
+/** Monitoring modes: listen (hear both, say nothing), whisper (the agent hears you), barge (both do). */
+export const MONITOR_MODES = ["listen", "whisper", "barge"];
+
+/**
+ * A supervisor's leg on someone else's call: hears the customer and the agent, and — in
+ * whisper or barge mode — talks to the agent or to both.
+ *
+ *   const monitor = await agent.monitorCall(conversationId, "listen");   // or new SegueMonitor(agent, id).setMode("listen")
+ *   monitor.on("customerstream", (s) => customerAudio.srcObject = s);
+ *   monitor.on("agentstream", (s) => agentAudio.srcObject = s);
+ *   await monitor.setMode("whisper");   // no renegotiation: the server rewires, we send our microphone
+ *   await monitor.stop();               // only our leg goes; the call goes on
+ *
+ * Why a subclass of SegueCall: one connection, one negotiation loop, one candidate queue and one
+ * replace-on-failure path serve every leg. Only the m-sections differ: the first audio is
+ * sendrecv (our microphone; the customer's voice comes back on it), the second is recvonly
+ * (the agent's voice). In listen mode the first one has no track: nothing of ours is sent, and
+ * the microphone is not even opened until we whisper or barge.
+ */
+export class SegueMonitor extends SegueCall {
+  constructor(client, conversationId, options = {}) {
+    super(client, conversationId, { ...options, autoStart: false, autoResume: false });
+    /** The current mode ("listen" / "whisper" / "barge"), null when not monitoring. */
+    this.mode = null;
+    /** The customer's voice. */
+    this.customerStream = new MediaStream();
+    /** The agent's voice. */
+    this.agentStream = new MediaStream();
+    this._modeChange = Promise.resolve();
+    this.on("ended", () => this._stopped());
+    // the server let our seat go (our page's connection failed, another tab took over...)
+    this.on("state", (state) => {
+      const me = this.client.agent?.id;
+      if (this.mode && me && state?.state === "active" && supervisorOf(state)?.id !== me) this._stopped();
+    });
+  }
+
+  /**
+   * Start monitoring in `mode`, or switch to it. Switching never renegotiates: the server
+   * rewires who hears us, and we attach (whisper / barge) or drop (listen) our microphone.
+   * Calls are serialised: a second setMode runs after the first one finished.
+   */
+  setMode(mode) {
+    if (!MONITOR_MODES.includes(mode)) return Promise.reject(new Error(`mode must be one of ${MONITOR_MODES.join(", ")}`));
+    const run = this._modeChange.catch(() => {}).then(() => this._switch(mode));
+    this._modeChange = run;
+    return run;
+  }
+
+  /** Whether this mode sends our microphone. */
+  static talks(mode) {
+    return mode === "whisper" || mode === "barge";
+  }
+
+  async _switch(mode) {
+    // Listen: stop sending before the server switches. Whisper / barge: open the microphone first
+    // (a refused permission leaves the server in the previous mode).
+    let mic = null;
+    if (SegueMonitor.talks(mode)) mic = await this._microphone();
+    else await this._sendMicrophone(null);
+    let result;
+    try {
+      result = await this.client.request("call.monitor", { conversation_id: this.conversationId, mode });
+    } catch (err) {
+      if (mic && !SegueMonitor.talks(this.mode)) this._releaseMicrophone();
+      throw err;
+    }
+    if (result.ice_servers) this.iceServers = result.ice_servers;
+    this.mode = mode;
+    this._setState(result.call);
+    if (!this.pc) await this.start(); // _addTransceivers attaches the microphone for this mode
+    else await this._sendMicrophone(mic);
+    this.emit("mode", mode);
+    return result;
+  }
+
+  /**
+   * After the socket reconnected: the server let our seat go with the old socket, so take it
+   * again in the same mode on a new connection (SegueAgent does this on every reconnect).
+   */
+  resume() {
+    const run = this._modeChange.catch(() => {}).then(async () => {
+      const mode = this.mode;
+      if (!mode) return null;
+      this._teardown({ keepState: true });
+      this.mode = null;
+      try {
+        return await this._switch(mode);
+      } catch (err) {
+        this.emit("mode", null); // could not take it up again (the call ended meanwhile...)
+        throw err;
+      }
+    });
+    this._modeChange = run;
+    return run;
+  }
+
+  /** Stop monitoring: only our leg is dropped, the call goes on. */
+  stop() {
+    const run = this._modeChange.catch(() => {}).then(() => this._stop());
+    this._modeChange = run;
+    return run;
+  }
+
+  async _stop() {
+    try {
+      if (this.mode) await this.client.request("call.monitor_stop", { conversation_id: this.conversationId });
+    } finally {
+      this._stopped();
+    }
+  }
+
+  /** Our leg is gone (stopped, or the call ended): close the connection, keep following the state. */
+  _stopped() {
+    const was = this.mode;
+    this.mode = null;
+    this._teardown({ keepState: true });
+    if (was) this.emit("mode", null);
+  }
+
+  /** A supervisor never ends the customer's call: hanging up stops monitoring. */
+  hangup() {
+    return this.stop();
+  }
+
+  /** Local only: silence our microphone in whisper / barge (the server keeps the mode). */
+  async mute(muted = true) {
+    this.muted = muted;
+    const mic = this.localStream?.getAudioTracks()[0];
+    if (mic) mic.enabled = !muted;
+    this.emit("state", this.state);
+  }
+
+  /** Not for supervisors: a monitor does not ask for or accept calls. */
+  async request() {
+    throw new Error("a supervisor monitors a call with setMode(); it cannot request one");
+  }
+
+  async accept() {
+    throw new Error("a supervisor monitors a call with setMode(); it cannot accept one");
+  }
+
+  /** Whether our microphone is being sent right now (a track on the sender). */
+  get talking() {
+    return Boolean(this._tx?.audio.sender.track);
+  }
+
+  async _addTransceivers(pc) {
+    this._tx = {
+      audio: pc.addTransceiver("audio", { direction: "sendrecv" }), // our microphone; the customer
+      agent: pc.addTransceiver("audio", { direction: "recvonly" }), // the agent
+    };
+    this.customerStream = new MediaStream([this._tx.audio.receiver.track]);
+    this.agentStream = new MediaStream([this._tx.agent.receiver.track]);
+    this.remoteStream = new MediaStream([this._tx.audio.receiver.track, this._tx.agent.receiver.track]);
+    this.emit("customerstream", this.customerStream);
+    this.emit("agentstream", this.agentStream);
+    if (SegueMonitor.talks(this.mode)) await this._sendMicrophone(await this._microphone());
+  }
+
+  _shouldReplace() {
+    return this.mode != null;
+  }
+
+  async _microphone() {
+    const live = this.localStream?.getAudioTracks().find((t) => t.readyState === "live");
+    if (live) return live;
+    this.localStream = await navigator.mediaDevices.getUserMedia({ audio: this.options.audio, video: false });
+    const mic = this.localStream.getAudioTracks()[0];
+    mic.enabled = !this.muted;
+    return mic;
+  }
+
+  /** Put `track` (or nothing) on our audio sender; releases the microphone when nothing is sent. */
+  async _sendMicrophone(track) {
+    const sender = this._tx?.audio.sender;
+    if (sender && sender.track !== track) await sender.replaceTrack(track);
+    if (!track) this._releaseMicrophone();
+  }
+
+  _releaseMicrophone() {
+    if (this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
+    this.localStream = null;
+  }
+}
+
+/**
+ * Who is monitoring, from a `call.state` (its `supervisor` field): `{id, name, mode}` or null.
+ * Agents see every mode; customers are only shown a barge (the server leaves the field null
+ * otherwise). Used by the call bar and the wallboard.
+ */
+export function supervisorOf(state) {
+  const s = state?.supervisor;
+  if (!s || !s.mode) return null;
+  return { id: s.id ?? null, name: s.name ?? null, mode: s.mode };
 }

@@ -30,8 +30,10 @@ function target(to) {
 /**
  * How an event reads in a log: `{kind, text}` where kind is "message", "note", "consult" or
  * "system". `viewer` is "customer" or "agent" (customers get friendlier, less internal wording).
+ * `customerName` (the conversation's customer, from its summary) names the customer in call
+ * events, whose author may carry only the connection's generic name.
  */
-export function describeEvent(event, { viewer = "agent" } = {}) {
+export function describeEvent(event, { viewer = "agent", customerName = null } = {}) {
   const data = event.data ?? {};
   const customer = viewer === "customer";
   switch (event.type) {
@@ -89,29 +91,37 @@ export function describeEvent(event, { viewer = "agent" } = {}) {
     case "conversation.rated":
       return { kind: "system", text: `Rated ${data.score}/5${data.comment ? `: “${data.comment}”` : ""}` };
     default:
-      if (String(event.type).startsWith("call.")) return { kind: "system", text: describeCall(event, customer) };
+      if (String(event.type).startsWith("call.")) return { kind: "system", text: describeCall(event, customer, customerName) };
       return { kind: "system", text: String(event.type) };
   }
 }
 
-function who(author, customer, fallback) {
+function who(author, customer, fallback, customerName = null) {
   if (!author) return fallback;
-  if (author.kind === "customer") return customer ? "You" : author.name || "The customer";
+  if (author.kind === "customer") return customer ? "You" : customerName || author.name || "The customer";
   return agentName(author, fallback);
 }
 
+const MONITOR_TEXT = {
+  listen: "is listening to the call",
+  whisper: "is whispering to the agent",
+  barge: "barged into the call",
+};
+
 /** The calls module's log events (`call.*`, issue 4), in words. */
-function describeCall(event, customer) {
+function describeCall(event, customer, customerName) {
   const data = event.data ?? {};
   const media = channelLabel(data.media ?? data.channel ?? "voice").toLowerCase();
-  const by = who(data.by ?? (event.author?.kind === "system" ? null : event.author), customer, "Someone");
+  const by = who(data.by ?? (event.author?.kind === "system" ? null : event.author), customer, "Someone", customerName);
   const role = data.role === "customer" ? (customer ? "You" : "The customer") : data.role === "agent" ? (customer ? "The agent" : "The agent") : "Someone";
   switch (event.type) {
     case "call.requested":
-      return data.media === "voice" || !data.media ? `${by} asked for a voice call` : `${by} asked to share ${media}`;
+      if (data.media === "voice" || !data.media) return `${by} asked for a voice call`;
+      return data.media === "screen" ? `${by} asked for screen sharing` : `${by} asked for ${media}`;
     case "call.accepted":
       return data.media === "voice" || !data.media ? "Voice call started" : `${channelLabel(data.media)} started`;
     case "call.declined":
+      if (data.reason === "cancelled") return `${by} withdrew the ${media} request`;
       return `${by} declined the ${media} request`;
     case "call.video_on":
       return `${role} turned the camera on`;
@@ -129,6 +139,17 @@ function describeCall(event, customer) {
       return `${role} reconnected to the call`;
     case "call.transferred":
       return `Call transferred${data.to_agent ? ` to ${agentName(data.to_agent)}` : ""}`;
+    case "call.monitored":
+      // agents only: a supervisor started monitoring, or switched mode
+      return `${by} (supervisor) ${MONITOR_TEXT[data.mode] ?? `is monitoring the call (${data.mode ?? "?"})`}`;
+    case "call.monitor_ended": {
+      const why = { disconnected: "their page closed", connection_lost: "connection lost" }[data.reason];
+      return `${by} (supervisor) stopped monitoring the call${why ? ` (${why})` : ""}`;
+    }
+    case "call.supervisor_joined":
+      return customer ? `A supervisor${data.by?.name ? `, ${data.by.name},` : ""} joined the call` : `${by} (supervisor) joined the call`;
+    case "call.supervisor_left":
+      return customer ? "The supervisor left the call" : `${by} (supervisor) left the call`;
     case "call.ended": {
       const total = Object.values(data.durations ?? {}).reduce((a, b) => Math.max(a, Number(b) || 0), 0);
       return `Call ended${total ? ` after ${formatDuration(total)}` : ""}${data.reason ? ` (${String(data.reason).replace(/_/g, " ")})` : ""}`;

@@ -878,6 +878,13 @@ export class SegueAgent extends SegueClient {
     this.queues = [];
     /** Reopen my conversations on connect (a wallboard may not want them). */
     this.autoOpen = options.autoOpen ?? true;
+    /**
+     * Watch-only connection (a wallboard): the server never offers it conversations and it does
+     * not set presence, so a supervisor watching the board is not routed work by it.
+     */
+    this.watch = Boolean(options.watch);
+    /** Calls this supervisor monitors: conversation id → SegueMonitor (see monitorCall). */
+    this.monitors = new Map();
     this.#canned = null;
   }
 
@@ -936,7 +943,53 @@ export class SegueAgent extends SegueClient {
   }
 
   _auth() {
-    return { v: PROTOCOL_VERSION, token: this.token };
+    const auth = { v: PROTOCOL_VERSION, token: this.token };
+    if (this.watch) auth.watch = true;
+    return auth;
+  }
+
+  /**
+   * Supervisors: listen to a live call, whisper to its agent or barge in. Resolves with the
+   * conversation's `SegueMonitor` (web/sdk/call.js) once the server accepted the mode and our
+   * connection is being set up; calling it again for the same conversation switches the mode
+   * of the same monitor (no new connection).
+   *
+   *   const monitor = await agent.monitorCall(id, "listen");
+   *   monitor.on("customerstream", (s) => a.srcObject = s); monitor.on("agentstream", (s) => b.srcObject = s);
+   *   await monitor.setMode("whisper"); await monitor.stop();
+   *
+   * call.js is loaded on first use (it imports this module: a static import would be a cycle).
+   */
+  async monitorCall(conversationId, mode = "listen") {
+    let monitor = this.monitors.get(conversationId);
+    if (!monitor) {
+      const { SegueMonitor } = await import("./call.js");
+      monitor = this.monitors.get(conversationId) ?? new SegueMonitor(this, conversationId);
+      this.monitors.set(conversationId, monitor);
+    }
+    try {
+      await monitor.setMode(mode);
+    } catch (error) {
+      if (!monitor.mode && this.monitors.get(conversationId) === monitor) {
+        // never started (no call, not allowed...): nothing to keep
+        this.monitors.delete(conversationId);
+        monitor.close();
+      }
+      throw error;
+    }
+    return monitor;
+  }
+
+  /** Supervisors: stop monitoring a call (our leg only; the call goes on) and forget its monitor. */
+  async stopMonitoring(conversationId) {
+    const monitor = this.monitors.get(conversationId);
+    if (!monitor) return;
+    this.monitors.delete(conversationId);
+    try {
+      await monitor.stop();
+    } finally {
+      monitor.close();
+    }
   }
 
   _newConversation(id) {
@@ -996,6 +1049,8 @@ export class SegueAgent extends SegueClient {
           .filter((c) => !c.isClosed)
           .map((c) => this._resume(c).catch((error) => this.emit("error", error))),
       );
+      // monitoring ends with the socket that held it: take it up again on a new connection
+      for (const monitor of this.monitors.values()) monitor.resume().catch((error) => this.emit("error", error));
     }
     this.refreshQueues().catch(() => {});
   }

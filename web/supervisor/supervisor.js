@@ -2,16 +2,37 @@
  * A simple live wallboard: queue tiles (waiting, longest wait against the answer target, agents
  * available, service level), agents (presence, load) and every open conversation. Queue stats
  * are pushed (`queues`); agents and conversations are refreshed every few seconds.
+ *
+ * Supervisors also monitor live calls from here: each conversation with a call running gets
+ * Listen / Whisper / Barge / Stop (SegueAgent#monitorCall, docs/sdk.md). The page connects
+ * watch-only: it is never offered conversations and never changes the supervisor's presence.
  */
 import { SegueAgent } from "../sdk/segue.js";
-import { h, clear } from "../sdk/dom.js";
+import { h, clear, append } from "../sdk/dom.js";
 import { channelLabel, formatDuration } from "../sdk/format.js";
+import { clock } from "../sdk/call-ui.js";
 
 const REFRESH_MS = 3000;
 const $ = (selector) => document.querySelector(selector);
 
-const client = new SegueAgent({ autoOpen: false });
+const client = new SegueAgent({ autoOpen: false, watch: true });
 let timer = null;
+
+const MODES = [
+  { mode: "listen", label: "Listen" },
+  { mode: "whisper", label: "Whisper" },
+  { mode: "barge", label: "Barge" },
+];
+
+/** conversation id → the latest call.state (from `call.state` answers and pushes) */
+const callStates = new Map();
+/** conversations whose call state we asked for on this socket (asking also subscribes to pushes) */
+const asked = new Set();
+/** conversation id → the latest summary shown */
+const summaries = new Map();
+/** The call being monitored: {conversationId, monitor} or null (one call at a time). */
+let monitoring = null;
+let listeningSocket = null;
 
 function showLogin(message) {
   clearInterval(timer);
@@ -32,6 +53,7 @@ async function start() {
     return;
   }
   $("#board").hidden = false;
+  followCalls();
   refresh();
   clearInterval(timer);
   timer = setInterval(refresh, REFRESH_MS);
@@ -98,28 +120,231 @@ function renderAgents(agents) {
   }
 }
 
+function customerName(summary) {
+  return summary?.customer?.name || summary?.customer?.id || "the customer";
+}
+
+function agentName(summary) {
+  return summary?.agent?.name ?? summary?.agent?.id ?? null;
+}
+
+/**
+ * Rows are updated in place (keyed by conversation id), so the call buttons a supervisor is
+ * about to press are not replaced under the pointer every refresh.
+ */
 function renderConversations(conversations) {
   const body = $("#conversations tbody");
-  clear(body);
   const open = conversations.filter((c) => c.state !== "closed").sort((a, b) => a.created_ts - b.created_ts);
   $("#open-count").textContent = String(open.length);
-  for (const c of open) {
-    body.append(
-      h(
-        "tr",
-        { dataset: { conversationId: c.id, state: c.state } },
-        h("td", {}, c.customer?.name || c.customer?.id || "?"),
-        h("td", {}, c.queue ?? ""),
-        h("td", {}, h("span", { class: "conv-state", dataset: { state: c.state } }, c.state)),
-        h("td", {}, c.agent?.name ?? c.agent?.id ?? "–"),
-        h("td", {}, (c.channels ?? []).map(channelLabel).join(", ")),
-        h("td", {}, c.created_ts ? formatDuration((Date.now() - c.created_ts) / 1000) : ""),
-      ),
-    );
+  const keep = new Set(open.map((c) => c.id));
+  for (const row of [...body.children]) if (!keep.has(row.dataset.conversationId)) row.remove();
+  for (const id of [...summaries.keys()]) if (!keep.has(id)) summaries.delete(id);
+  for (const [index, c] of open.entries()) {
+    summaries.set(c.id, c);
+    let row = body.querySelector(`tr[data-conversation-id="${CSS.escape(c.id)}"]`);
+    if (!row) {
+      row = h("tr", { dataset: { conversationId: c.id } }, ...Array.from({ length: 7 }, () => h("td")));
+      row.cells[6].append(callCell(c.id));
+    }
+    if (body.children[index] !== row) body.insertBefore(row, body.children[index] ?? null);
+    row.dataset.state = c.state;
+    const cells = row.cells;
+    cells[0].textContent = customerName(c);
+    cells[1].textContent = c.queue ?? "";
+    clear(cells[2]).append(h("span", { class: "conv-state", dataset: { state: c.state } }, c.state));
+    cells[3].textContent = agentName(c) ?? "–";
+    cells[4].textContent = (c.channels ?? []).map(channelLabel).join(", ");
+    cells[5].textContent = c.created_ts ? formatDuration((Date.now() - c.created_ts) / 1000) : "";
+    // a conversation someone works on may carry a call: ask once (this also subscribes to its pushes)
+    if (c.agent && !asked.has(c.id)) askCallState(c.id);
+    renderCallCell(c.id);
+  }
+  if (monitoring && !keep.has(monitoring.conversationId)) stopMonitoring();
+}
+
+/* ---- calls: state and monitoring ---------------------------------------------------------- */
+
+/** Follow `call.state` pushes on this socket (a new socket after logging in again). */
+function followCalls() {
+  const socket = client.socket;
+  if (!socket || socket === listeningSocket) return;
+  listeningSocket = socket;
+  socket.on("call.state", (state) => setCallState(state));
+  socket.on("call.ended", ({ conversation_id: id }) => id && setCallState({ conversation_id: id, state: "none" }));
+}
+
+async function askCallState(id) {
+  asked.add(id);
+  try {
+    const { call } = await client.request("call.state", { conversation_id: id });
+    setCallState(call);
+  } catch (error) {
+    // gone, or not ours to see: the row shows no call controls (a later refresh asks again,
+    // unless we may not look at all)
+    if (error.code !== "forbidden") asked.delete(id);
+    callStates.set(id, { conversation_id: id, state: "unknown", error: error.message });
+    renderCallCell(id);
   }
 }
 
+function setCallState(state) {
+  if (!state?.conversation_id) return;
+  callStates.set(state.conversation_id, state);
+  renderCallCell(state.conversation_id);
+  if (monitoring?.conversationId === state.conversation_id) renderMonitor();
+}
+
+function callCell(id) {
+  const buttons = MODES.map(({ mode, label }) =>
+    h(
+      "button",
+      { type: "button", class: `segue-btn segue-btn--ghost segue-btn--small monitor-mode monitor-${mode}`, dataset: { mode }, onclick: () => monitor(id, mode) },
+      label,
+    ),
+  );
+  const stop = h("button", { type: "button", class: "segue-btn segue-btn--danger segue-btn--small monitor-stop", onclick: () => stopMonitoring() }, "Stop");
+  return h(
+    "div",
+    { class: "call-cell" },
+    h("span", { class: "call-cell-state" }),
+    h("div", { class: "call-cell-actions" }, buttons, stop),
+  );
+}
+
+function renderCallCell(id) {
+  const row = $("#conversations tbody").querySelector(`tr[data-conversation-id="${CSS.escape(id)}"]`);
+  if (!row) return;
+  const state = callStates.get(id);
+  const mine = monitoring?.conversationId === id ? monitoring.monitor.mode : null;
+  // only supervisors monitor (others see the call's state, not the buttons)
+  const live = state?.state === "active" && client.agent?.role === "supervisor";
+  const cell = row.querySelector(".call-cell");
+  const label = cell.querySelector(".call-cell-state");
+  label.dataset.state = state?.state ?? "none";
+  if (state?.state === "active") label.textContent = `In call ${clock(Date.now() - (state.call?.started_ts ?? Date.now()))}${state.call?.held ? " · on hold" : ""}`;
+  else if (state?.state === "requested") label.textContent = "Call ringing";
+  else label.textContent = "–";
+  for (const button of cell.querySelectorAll(".monitor-mode")) {
+    button.hidden = !live && !mine;
+    button.setAttribute("aria-pressed", String(button.dataset.mode === mine));
+  }
+  cell.querySelector(".monitor-stop").hidden = !mine;
+  if (mine) row.dataset.monitorMode = mine;
+  else delete row.dataset.monitorMode;
+}
+
+/** Listen / whisper / barge on a call: one call at a time, so another one is stopped first. */
+async function monitor(id, mode) {
+  const error = $("#monitor-error");
+  error.hidden = true;
+  try {
+    if (monitoring && monitoring.conversationId !== id) await stopMonitoring();
+    const m = await client.monitorCall(id, mode);
+    if (monitoring?.monitor !== m) {
+      monitoring = { conversationId: id, monitor: m, off: [] };
+      $("#monitor-customer-audio").srcObject = m.customerStream;
+      $("#monitor-agent-audio").srcObject = m.agentStream;
+      monitoring.off = [
+        m.on("customerstream", (s) => ($("#monitor-customer-audio").srcObject = s)),
+        m.on("agentstream", (s) => ($("#monitor-agent-audio").srcObject = s)),
+        m.on("connection", () => renderMonitor()),
+        m.on("state", (s) => setCallState(s)),
+        m.on("mode", (now) => {
+          if (now) return renderMonitor();
+          // our leg is gone (the call ended): drop the panel and the monitor
+          forgetMonitor(m);
+          client.stopMonitoring(id).catch(() => {});
+        }),
+        m.on("error", (e) => showMonitorError(e)),
+      ];
+    }
+  } catch (e) {
+    showMonitorError(e);
+  }
+  renderMonitor();
+  renderCallCell(id);
+}
+
+async function stopMonitoring() {
+  const current = monitoring;
+  if (!current) return;
+  forgetMonitor(current.monitor);
+  try {
+    await client.stopMonitoring(current.conversationId);
+  } catch (e) {
+    showMonitorError(e);
+  }
+}
+
+/** The monitor stopped (by us, or the call ended): drop the panel (the page's side only). */
+function forgetMonitor(m) {
+  if (!monitoring || monitoring.monitor !== m) return;
+  const id = monitoring.conversationId;
+  for (const off of monitoring.off) off();
+  monitoring = null;
+  $("#monitor-customer-audio").srcObject = null;
+  $("#monitor-agent-audio").srcObject = null;
+  renderMonitor();
+  renderCallCell(id);
+}
+
+function showMonitorError(e) {
+  const error = $("#monitor-error");
+  error.textContent = e?.message ?? String(e);
+  error.hidden = false;
+  $("#monitor").hidden = false;
+}
+
+function monitorText(mode, summary) {
+  const customer = customerName(summary);
+  const agent = agentName(summary) ?? "the agent";
+  if (mode === "whisper") return `Whispering to ${agent} (call with ${customer})`;
+  if (mode === "barge") return `Barged into the call: ${customer} and ${agent} hear you`;
+  return `Listening to ${customer} and ${agent}`;
+}
+
+function renderMonitor() {
+  const box = $("#monitor");
+  const modes = $("#monitor-modes");
+  if (!monitoring) {
+    box.hidden = $("#monitor-error").hidden;
+    delete box.dataset.mode;
+    for (const button of modes.querySelectorAll(".monitor-mode")) button.setAttribute("aria-pressed", "false");
+    $("#monitor-status").textContent = "";
+    $("#monitor-connection").textContent = "";
+    modes.hidden = true;
+    return;
+  }
+  const { monitor: m, conversationId: id } = monitoring;
+  box.hidden = false;
+  modes.hidden = false;
+  box.dataset.conversationId = id;
+  if (m.mode) box.dataset.mode = m.mode;
+  $("#monitor-status").textContent = m.mode ? monitorText(m.mode, summaries.get(id)) : "Starting…";
+  const pc = m.pc?.connectionState;
+  $("#monitor-connection").textContent = pc === "connected" ? "· audio connected" : pc ? `· ${pc}…` : "";
+  for (const button of modes.querySelectorAll(".monitor-mode")) button.setAttribute("aria-pressed", String(m.mode === button.dataset.mode));
+}
+
+/** The monitor panel's buttons, built once (re-rendering must not swap them under the pointer). */
+function buildMonitorButtons() {
+  const onCurrent = (fn) => () => monitoring && fn(monitoring.conversationId);
+  append($("#monitor-modes"), [
+    MODES.map(({ mode, label }) =>
+      h(
+        "button",
+        { type: "button", class: `segue-btn segue-btn--ghost segue-btn--small monitor-mode monitor-${mode}`, dataset: { mode }, "aria-pressed": "false", onclick: onCurrent((id) => monitor(id, mode)) },
+        label,
+      ),
+    ),
+    h("button", { type: "button", class: "segue-btn segue-btn--danger segue-btn--small monitor-stop", onclick: () => stopMonitoring() }, "Stop"),
+  ]);
+}
+
 client.on("session", () => {
+  // a new socket (or a reconnect): call rooms are per socket, ask again
+  asked.clear();
+  followCalls();
   const me = client.agent;
   $("#connection").textContent = "Online";
   $("#connection").dataset.state = "online";
@@ -130,7 +355,15 @@ client.on("disconnect", () => {
   $("#connection").dataset.state = "offline";
 });
 client.on("queues", renderQueues);
-client.on("logout", (reason) => showLogin(reason === "logged out" ? "" : reason));
+client.on("logout", (reason) => {
+  if (monitoring) forgetMonitor(monitoring.monitor);
+  // the socket is gone: close our monitoring connections too
+  for (const m of client.monitors.values()) m.close();
+  client.monitors.clear();
+  callStates.clear();
+  asked.clear();
+  showLogin(reason === "logged out" ? "" : reason);
+});
 
 $("#login-form").addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -143,6 +376,16 @@ $("#login-form").addEventListener("submit", async (e) => {
   }
 });
 $("#logout").addEventListener("click", () => client.logout());
+
+buildMonitorButtons();
+
+/** For the console and the tests: the client (its `monitors`) and the call being monitored. */
+window.segueBoard = {
+  client,
+  get monitoring() {
+    return monitoring;
+  },
+};
 
 if (client.token) start();
 else showLogin();
