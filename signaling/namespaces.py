@@ -342,8 +342,17 @@ class AgentNamespace(SegueNamespace):
         session: dict[str, Any] = {"agent": account.public()}
         if data.watch:
             session["watch"] = True
-        self.server.start_background_task(self.emit, "session", session, to=sid)
+        self.server.start_background_task(self._greet, sid, session, None if data.watch else account.id)
         return True
+
+    async def _greet(self, sid: str, session: dict[str, Any], agent_id: str | None) -> None:
+        """``session`` first, then the offers still ringing for this agent (a reloaded console)."""
+        await self.emit("session", session, to=sid)
+        if agent_id is not None:
+            try:
+                await self.service.resend_offers(agent_id, sid)
+            except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+                log.warning("could not re-send pending offers to %s: storage unavailable", agent_id)
 
     async def _disconnect(self, sid: str) -> None:
         who = self.sessions.pop(sid, None)

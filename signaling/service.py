@@ -891,7 +891,7 @@ class Signaling:
     # offers and the routing loop
 
     async def _send_offer(self, offer: Offer, customer: str, kind: str,
-                          from_agent: dict[str, str] | None = None) -> None:
+                          from_agent: dict[str, str] | None = None, sid: str | None = None) -> None:
         cid = offer.conversation_id
         h = await self.store.conversation(cid)
         payload: dict[str, Any] = {
@@ -907,7 +907,30 @@ class Signaling:
             payload["from_agent"] = from_agent
         if h.get("transfer_note"):
             payload["note"] = h["transfer_note"]
-        await self.to_agent(offer.agent_id, "offer", payload)
+        if sid is None:
+            await self.to_agent(offer.agent_id, "offer", payload)
+        else:
+            await self.emit("offer", payload, AGENT_NS, sid)
+
+    async def resend_offers(self, agent_id: str, sid: str) -> int:
+        """Send a (re)connected console the offers still out to its agent, with the time left.
+
+        Why: an agent who reloads the console while an offer rings would otherwise never see it;
+        it would expire unanswered and set them away for a "missed" offer. Returns how many."""
+        state = await self.router.agent(agent_id)
+        sent = 0
+        for cid in list(state.conversations) if state is not None else []:
+            routed = await self.router.conversation(cid)
+            offer = routed.offer if routed is not None else None
+            if offer is None or offer.agent_id != agent_id or offer.expires_in_s <= 0:
+                continue
+            h = await self.store.conversation(cid)
+            from_agent = None
+            if offer.kind == "transfer" and h.get("transfer_from"):
+                from_agent = {"id": h["transfer_from"], "name": h.get("transfer_from_name") or h["transfer_from"]}
+            await self._send_offer(offer, h.get("customer", ""), offer.kind, from_agent, sid=sid)
+            sent += 1
+        return sent
 
     async def _on_routed(self, offer: Offer) -> None:
         cid = offer.conversation_id

@@ -202,3 +202,25 @@ async def test_waiting_too_long_overflows_to_another_queue(start_segue: Any) -> 
         assert not customer.got("event", lambda e: e["type"] == "conversation.overflowed")  # agents only
     finally:
         await world.close()
+
+
+async def test_a_reloaded_console_gets_the_offer_still_ringing(world: World) -> None:
+    """The agent reloads while an offer rings: the new console is offered it again (with less
+    time left) and can accept it; nothing expires unseen."""
+    token = await world.add_agent("alice")
+    first = await world.agent(token)
+    customer = await world.customer()
+    cid = (await customer.ok("conversation.start", {"text": "hello?"}))["conversation"]["id"]
+    offer = await first.next("offer", lambda o: o["conversation"]["id"] == cid)
+    await first.close()  # the page reloads
+
+    console = await world.agent(token)
+    again = await console.next("offer", lambda o: o["conversation"]["id"] == cid)
+    assert again["kind"] == "new" and 0 < again["expires_in_s"] <= offer["expires_in_s"]
+    assert [e["type"] for e in again["events"]][:3] == ["conversation.created", "conversation.queued", "message"]
+    accepted = await console.ok("offer.accept", {"conversation_id": cid})
+    assert accepted["conversation"]["state"] == "assigned"
+    # a second console of the same agent connecting later gets no stale offer
+    other = await world.agent(token)
+    await other.ok("presence.set", {"status": "available"})
+    assert other.got("offer", lambda o: o["conversation"]["id"] == cid) == []
