@@ -37,7 +37,7 @@ import hashlib
 import hmac
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -194,11 +194,12 @@ class CallService:
 
         async def run(principal: Any, payload: Any, sid: str) -> dict[str, Any]:
             who = self._who.get((ns, sid))
-            if who is None or who.name != principal.name:
+            if who is None:
+                who = Participant(principal.kind, principal.id, principal.name, supervisor=bool(principal.is_supervisor))
+            elif who.id == principal.id and who.name != principal.name:
                 # the session's principal is current (a customer names themselves in the pre-chat
                 # form after connecting): call events carry that name, not "Visitor"
-                who = Participant(principal.kind, principal.id, principal.name, supervisor=bool(principal.is_supervisor))
-                self._who[(ns, sid)] = who
+                who = self._who[(ns, sid)] = replace(who, name=principal.name)
             try:
                 return await handler(ns, sid, who, payload)
             except LegError as exc:  # handlers name the field; this is the fallback
