@@ -390,21 +390,12 @@ def srtp_transform(session: pylibsrtp.Session, direction: str) -> Callable[[byte
 
     Why: pylibsrtp's ``Session.protect``/``unprotect`` allocate an ``int *`` and slice through a
     Python-level buffer per call and raise on every refused packet; this keeps one buffer per
-    transform and returns ``None``, about 40 % less CPU per packet measured on the forwarder's
-    hot path. Relies on ``Session._srtp`` (the ``srtp_t *``) and ``pylibsrtp._binding`` (checked
+    transform and returns ``None``, about 40 % less CPU per call than pylibsrtp's methods in isolation,
+    about 13 % less for the whole forwarder (``bench.media_relay``, A/B in one session). Relies on ``Session._srtp`` (the ``srtp_t *``) and ``pylibsrtp._binding`` (checked
     by :data:`RELIED_UPON` and the guard tests). The returned function keeps ``session`` alive
     (its ``srtp_t`` is freed with it).
     """
     from pylibsrtp._binding import ffi, lib
-    import os as _os
-    if _os.environ.get("AB_STOCK"):
-        m = getattr(session, direction)
-        def stock(data: bytes) -> bytes | None:
-            try:
-                return m(data)
-            except pylibsrtp.Error:
-                return None
-        return stock
 
     func = {"protect": lib.srtp_protect, "unprotect": lib.srtp_unprotect}[direction]
     ctx = session._srtp[0]
