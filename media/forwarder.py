@@ -573,6 +573,13 @@ class RtpSink:
             self.stats.dropped += 1
             return False
         if self.kind == "video":
+            if self.leg.state is not LegState.CONNECTED:
+                # Nothing can be sent before the leg is connected (a sink attached right after
+                # the answer, e.g. a transfer): starting on this keyframe would drop it and the
+                # far end would begin with delta frames. Keep waiting; ask again once connected.
+                self.stats.dropped += 1
+                self._last_request = -1e9
+                return False
             if not keyframe_start(codec.name, payload):
                 self.stats.dropped += 1
                 if now - self._last_request > KEYFRAME_RETRY_S and self._source is not None:

@@ -96,10 +96,22 @@ class AudioMeter:
         recent = self.frames[-last:]
         return len(recent) == last and all(abs(f - frequency) <= tolerance for _, f, _ in recent)
 
-    def first_time_hearing(self, frequency: float, after: float = 0.0, tolerance: float = 60.0) -> float | None:
+    def first_time_hearing(
+        self, frequency: float, after: float = 0.0, tolerance: float = 60.0, run: int = 1
+    ) -> float | None:
+        """Arrival of the first frame (after ``after``) that starts ``run`` consecutive frames of
+        ``frequency``. ``run > 1`` skips one-frame transients, e.g. the click of a switch whose
+        spectrum peaks near another voice's frequency."""
+        streak: list[float] = []
         for t, f, _ in self.frames:
-            if t >= after and abs(f - frequency) <= tolerance:
-                return t
+            if t < after:
+                continue
+            if abs(f - frequency) <= tolerance:
+                streak.append(t)
+                if len(streak) >= run:
+                    return streak[0]
+            else:
+                streak = []
         return None
 
     async def wait_until(self, check: Callable[[], bool], timeout: float = 15.0) -> None:

@@ -190,3 +190,68 @@ async def test_stun_reflexive_candidates_use_the_ranged_socket() -> None:
     finally:
         await pc.close()
         transport.close()
+
+
+async def test_node_config_reaches_the_legs(start_segue) -> None:  # type: ignore[no-untyped-def]
+    """Through a real node: ``media.udp_port_min/max`` -> CallService -> CallLeg -> the answer's
+    candidates, and the customer's voice reaches the agent."""
+    import aiohttp
+    import socketio
+
+    from media.ice import loopback_only
+    from media.probe import ClientPeer
+    from signaling.calls import CALLS, Participant
+    from signaling.store import Store
+
+    low, high = _free_block(6)
+    node = await start_segue({"media.udp_port_min": low, "media.udp_port_max": high})
+    url = node.url.rstrip("/")
+    service = node.app[CALLS]
+    cid = "c_ports"
+    await Store(node.node.redis, node.config.redis.key_prefix).mutate(
+        cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1"}, "add": ["a_1"]}
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{url}/api/v1/auth/login", json={"username": "demo", "password": "demo"}) as r:
+            token = (await r.json())["token"]
+    sockets, peers, answers = [], [], []
+
+    async def join(ns: str, who: Participant, auth: dict) -> socketio.AsyncClient:  # type: ignore[type-arg]
+        sio = socketio.AsyncClient(reconnection=False)
+        await sio.connect(url, namespaces=[ns], transports=["websocket"], auth={"v": 1, **auth})
+        service.bind(ns, sio.get_sid(ns), who)
+        sockets.append(sio)
+        return sio
+
+    async def ok(sio, ns, event, **payload):  # type: ignore[no-untyped-def]
+        reply = await sio.call(event, {"conversation_id": cid, **payload}, namespace=ns, timeout=20)
+        assert reply["ok"], reply
+        return reply
+
+    with loopback_only():
+        try:
+            customer = await join("/customer", Participant("customer", "v_1"), {})
+            agent = await join("/agent", Participant("agent", "a_1"), {"token": token})
+            await ok(agent, "/agent", "call.state")
+            await ok(customer, "/customer", "call.request", media="voice")
+            await ok(agent, "/agent", "call.accept")
+            for sio, ns, frequency in ((customer, "/customer", 440.0), (agent, "/agent", 660.0)):
+                peer = ClientPeer(frequency)
+                peers.append(peer)
+
+                async def answer(sdp: str, sio=sio, ns=ns) -> str:  # type: ignore[no-untyped-def]
+                    reply = await ok(sio, ns, "call.offer", sdp=sdp)
+                    answers.append(reply["sdp"])
+                    return reply["sdp"]
+
+                await peer.negotiate(answer)
+            for sdp in answers:
+                ports = _candidate_ports(sdp)
+                assert ports and all(low <= p <= high for p in ports), (ports, low, high)
+            ears = await peers[1].audio()
+            await ears.wait_hearing(440.0, timeout=20)  # the agent hears the customer
+        finally:
+            for peer in peers:
+                await peer.close()
+            for sio in sockets:
+                await sio.disconnect()
