@@ -61,6 +61,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.cpus import pin_cpu, two_cpus
+
 import aiohttp
 import socketio
 
@@ -70,24 +72,6 @@ SERVER_START_TIMEOUT_S = 60.0
 log = logging.getLogger("bench.escalation")
 
 
-def _cpus() -> tuple[int | None, int | None]:
-    try:
-        available = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return None, None
-    if len(available) >= 2:
-        return available[0], available[1]
-    return None, None
-
-
-def _pin(cpu: int | None) -> bool:
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        return False
-    try:
-        os.sched_setaffinity(0, {cpu})
-        return True
-    except OSError:
-        return False
 
 
 def _max_gap(times: list[float], start: float, end: float) -> float:
@@ -344,7 +328,7 @@ async def start_node(tmp: str, trace: bool) -> tuple[str, Any]:
 
 def server_main(conn: Any, cpu: int | None, trace: bool) -> None:
     """The node's process: start, send the URL, run until the pipe says stop (or closes)."""
-    pinned = _pin(cpu)
+    pinned = pin_cpu(cpu)
     logging.basicConfig(level=logging.WARNING)
 
     async def serve() -> None:
@@ -586,10 +570,10 @@ async def main_async(runs: int, in_process: bool = False, trace: bool = False, p
             finally:
                 await stop()
     else:
-        server_cpu, client_cpu = _cpus() if pin else (None, None)
+        server_cpu, client_cpu = two_cpus() if pin else (None, None)
         node = await asyncio.get_running_loop().run_in_executor(None, NodeProcess, server_cpu, trace)
         try:
-            _pin(client_cpu)
+            pin_cpu(client_cpu)
             pinned = node.pinned
             results = await drive(node.url, runs, trace)
         finally:

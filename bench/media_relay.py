@@ -46,6 +46,8 @@ import threading
 import time
 from typing import Any
 
+from bench.cpus import pin_cpu, two_cpus
+
 AUDIO_TRANSCODE_CAP = 3
 VIDEO_TRANSCODE_CAP = 1
 WARMUP_S = 2.0
@@ -61,15 +63,6 @@ VIDEO_SIZES = ((640, 480), (640, 464))
 
 # --- helpers shared by processes -------------------------------------------------------------
 
-
-def _pin(cpu: int | None) -> bool:
-    if cpu is None or not hasattr(os, "sched_setaffinity"):
-        return False
-    try:
-        os.sched_setaffinity(0, {cpu})
-        return True
-    except OSError:
-        return False
 
 
 def _rss_mb() -> float:
@@ -140,7 +133,7 @@ def _stop_after(stage: str) -> None:
 
 
 def server_main(conn: Any, mode: str, cpu: int | None, batch_ms: float = 0.0, stage: str = "full") -> None:
-    pinned = _pin(cpu)
+    pinned = pin_cpu(cpu)
     if stage != "full" and mode == "forwarder":
         _stop_after(stage)
     if os.environ.get("BENCH_VERBOSE"):
@@ -323,7 +316,7 @@ def _stream_result(send: _SendLog, recv: _RecvLog, t0: float, t1: float) -> dict
 
 
 def client_main(conn: Any, calls: int, video: bool, cpu: int | None, idle: bool = False) -> None:
-    _pin(cpu)
+    pin_cpu(cpu)
     from media import set_loopback_only
 
     set_loopback_only(True)
@@ -532,15 +525,6 @@ def run_mode(
     }
 
 
-def _cpus() -> tuple[int | None, int | None]:
-    try:
-        available = sorted(os.sched_getaffinity(0))
-    except AttributeError:
-        return None, None
-    if len(available) >= 2:
-        return available[0], available[1]
-    return None, None
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.media_relay", description=__doc__.split("\n\n")[0])
@@ -568,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", action="store_true", help="connect the calls but send nothing (per-call idle cost)")
     args = parser.parse_args(argv)
     cap = args.transcode_cap or (VIDEO_TRANSCODE_CAP if args.video else AUDIO_TRANSCODE_CAP)
-    cpus = _cpus()
+    cpus = two_cpus()
     forwarder = run_mode(
         "forwarder", args.calls, args.seconds, args.video, cpus, args.batch_ms, args.server_stage, args.idle
     )

@@ -35,7 +35,7 @@ import struct
 import time
 from typing import Any
 
-from bench.media_relay import _pin
+from bench.cpus import pin_cpu, two_cpus
 
 PACKETS_PER_S = 50  # Opus at 20 ms
 PAYLOAD = 100  # + 12 header + 10 auth tag: an Opus voice packet's size
@@ -55,7 +55,7 @@ def _session(key: bytes, outbound: bool) -> Any:
 
 
 def _server(conn: Any, variant: str, legs: int, cpu: int | None) -> None:
-    _pin(cpu)
+    pin_cpu(cpu)
     from media import aiortc_hooks
 
     socks = []
@@ -104,7 +104,7 @@ def _server(conn: Any, variant: str, legs: int, cpu: int | None) -> None:
 
 
 def _client(ports: list[int], seconds: float, cpu: int | None, ready: Any) -> None:
-    _pin(cpu)
+    pin_cpu(cpu)
 
     async def leg(port: int) -> None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -157,8 +157,7 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
-    available = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    cpus: tuple[int | None, int | None] = (available[0], available[1]) if len(available) >= 2 else (None, None)
+    cpus = two_cpus()
     out: dict[str, Any] = {"calls": args.calls, "seconds": args.seconds, "packets_per_s_in": 2 * args.calls * PACKETS_PER_S}
     for variant in VARIANTS:
         out[variant] = run(variant, args.calls, args.seconds, cpus)

@@ -729,6 +729,11 @@ class Leg:
         self._taken_senders: set[int] = set()
         self._observed_receivers: set[int] = set()
         self._seen: tuple[str, str] | None = None
+        # bumped by every signalling/connection state change: refresh() reads (and aiortc
+        # re-serialises) both descriptions only when one may have changed since the last read;
+        # source()/sink() call it on every lookup, dozens of times per call set-up
+        self._generation = 0
+        self._read_generation = -1
         self._mid_ext_id = 0
         self._errors = 0
         self._stock_rtcp_pending = True
@@ -775,11 +780,14 @@ class Leg:
 
     def refresh(self) -> None:
         """Re-read the negotiated parameters (automatic after each completed negotiation)."""
-        if self.state is LegState.CLOSED:
+        if self.state is LegState.CLOSED or self._read_generation == self._generation:
+            return
+        if self.pc.signalingState != "stable":
             return
         local, remote = self.pc.localDescription, self.pc.remoteDescription
-        if local is None or remote is None or self.pc.signalingState != "stable":
+        if local is None or remote is None:
             return
+        self._read_generation = self._generation
         key = (local.sdp, remote.sdp)
         if key == self._seen:
             return
@@ -961,11 +969,13 @@ class Leg:
                 self._mid_writer[mid].send_rtcp(packet)
 
     def _on_signaling(self) -> None:
+        self._generation += 1
         if self.pc.signalingState == "stable":
             asyncio.get_running_loop().call_soon(self.refresh)
 
     def _on_connection(self) -> None:
         state = self.pc.connectionState
+        self._generation += 1
         if state == "connected" and self.state is LegState.NEW:
             self.state = LegState.CONNECTED
             self.refresh()
