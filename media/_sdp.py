@@ -64,6 +64,14 @@ class MediaSection:
         return [s for s in self.ssrcs if s not in rtx]
 
 
+def transport_identity(sdp: str) -> frozenset[str]:
+    """The ICE credentials and DTLS fingerprints an SDP announces (``a=ice-ufrag``,
+    ``a=ice-pwd``, ``a=fingerprint``). Two offers with different identities come from different
+    peer connections (or an ICE restart), never from a renegotiation of the same one."""
+    prefixes = ("a=ice-ufrag:", "a=ice-pwd:", "a=fingerprint:")
+    return frozenset(line.strip().lower() for line in sdp.splitlines() if line.startswith(prefixes))
+
+
 def parse(sdp: str) -> list[MediaSection]:
     """Audio/video m-sections of an SDP blob, in order (other kinds are skipped but counted)."""
     sections: list[MediaSection] = []

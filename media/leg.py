@@ -30,6 +30,7 @@ from typing import Any
 from aiortc import RTCIceServer, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
+from . import _sdp
 from .forwarder import Forwarder, LegState, RtpSink, RtpSource
 from .ice import new_peer
 
@@ -140,6 +141,16 @@ class CallLeg:
             sdp = self.pc.localDescription.sdp
         self._notify()
         return sdp
+
+    def continues(self, offer_sdp: str) -> bool:
+        """Whether ``offer_sdp`` renegotiates this leg's connection (same ICE credentials and
+        DTLS fingerprint). False for a new browser connection on the same socket (what the SDK
+        sends when its connection stalls: aiortc cannot restart ICE) or a browser ICE restart;
+        such an offer needs a new leg."""
+        remote = self.pc.remoteDescription
+        if remote is None:
+            return True  # nothing negotiated yet: the first offer is this leg's
+        return _sdp.transport_identity(remote.sdp) == _sdp.transport_identity(offer_sdp)
 
     async def add_candidate(self, candidate: dict[str, Any] | None) -> None:
         """A trickled browser candidate ``{candidate, sdpMid?, sdpMLineIndex?}``; None or an

@@ -463,7 +463,8 @@ class CallService:
             role = self._role_of(ns, sid, who, record)
             leg = call.leg(role)
             owner = self._owners.get((cid, role))
-            if leg is not None and not leg.failed and owner == (ns, sid) and leg.participant == who.id:
+            if (leg is not None and not leg.failed and owner == (ns, sid) and leg.participant == who.id
+                    and leg.continues(d.sdp)):
                 answer = await self._answer(leg, d.sdp)  # renegotiation of the same connection
                 return {"sdp": answer, "renegotiated": True, "supervisor_audio": leg.second_audio}
             assert self.forwarder is not None

@@ -465,3 +465,33 @@ async def test_call_events_carry_the_name_the_customer_gave_after_connecting(seg
         assert logged["author"]["name"] == "Ada" and logged["data"]["by"]["name"] == "Ada", logged
     finally:
         await world.close()
+
+
+async def test_a_new_connection_on_the_same_socket_replaces_the_old_one(world: dict[str, Any]) -> None:
+    """What the SDK does when its connection stalls (`disconnected` for a few seconds; aiortc
+    has no ICE restart): a brand-new peer connection offered on the same socket. The server must
+    take it as a new leg for the running call, not as a renegotiation of the old connection."""
+    customer, agent, service, cid = (world[k] for k in ("customer", "agent", "service", "cid"))
+    await start_voice(customer, agent)
+    old = await customer.offer(CUSTOMER)
+    apeer = await agent.offer(AGENT_A)
+    ears = await apeer.audio()
+    await ears.wait_hearing(CUSTOMER)
+    first_leg = service.records[cid].call.leg("customer")
+
+    fresh = ClientPeer(550.0)  # the old connection is still up: the server has not seen it fail
+
+    async def answer(sdp: str) -> str:
+        reply = await customer.ok("call.offer", sdp=sdp)
+        assert reply["renegotiated"] is False, reply
+        return reply["sdp"]
+
+    try:
+        await fresh.negotiate(answer)
+        await fresh.wait_connected()
+        await ears.wait_hearing(550.0)
+        await (await fresh.audio()).wait_hearing(AGENT_A)
+        assert service.records[cid].call.leg("customer") is not first_leg
+    finally:
+        await fresh.close()
+        await old.close()

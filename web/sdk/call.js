@@ -23,13 +23,23 @@
  * and we offer again. That is the perfect-negotiation pattern with the browser as the only
  * "impolite" side: there is never glare, so no rollback is ever needed. Transceivers are created
  * in a fixed order — microphone (audio), camera (video), screen (video), supervisor (audio,
- * receive only) — the server maps media by that order. A failed connection is replaced by a new
- * one (aiortc has no ICE restart); the server re-attaches it to the running call within
- * media.reconnect_grace_s.
+ * receive only) — the server maps media by that order. A connection that fails, or stays
+ * `disconnected` for STALL_REPLACE_MS, is replaced by a new one offered on the same socket (aiortc
+ * has no ICE restart); the server re-attaches it to the running call within
+ * media.reconnect_grace_s (event `replacing` with the old connection's state).
  */
 import { Emitter } from "./segue.js";
 
 const MEDIA = ["voice", "video", "screen"];
+
+/**
+ * How long a connection may stay `disconnected` before it is replaced. The browser reports
+ * `disconnected` after a few seconds without ICE consent responses and `failed` only after ~30 s;
+ * aiortc (the server) cannot restart ICE, so a new connection re-attached to the running call is
+ * the recovery, and waiting for `failed` would leave the customer in silence for half a minute.
+ * Short blips (the connection comes back by itself) stay below this.
+ */
+export const STALL_REPLACE_MS = 3000;
 
 export class SegueCall extends Emitter {
   /**
@@ -131,9 +141,17 @@ export class SegueCall extends Emitter {
     pc.onnegotiationneeded = () => this.negotiate().catch(() => {}); // errors are emitted
     pc.onconnectionstatechange = () => {
       this.emit("connection", pc.connectionState);
-      if (pc.connectionState === "failed" && this.pc === pc && this._shouldReplace()) {
-        // no ICE restart on the server: replace the connection, the call re-attaches it
-        this._replace().catch((err) => this.emit("error", err));
+      if (this.pc !== pc) return;
+      clearTimeout(this._stallTimer);
+      // no ICE restart on the server: replace the connection, the call re-attaches it
+      const replace = () => {
+        if (this.pc === pc && this._shouldReplace()) this._replace().catch((err) => this.emit("error", err));
+      };
+      if (pc.connectionState === "failed") replace();
+      else if (pc.connectionState === "disconnected") {
+        this._stallTimer = setTimeout(() => {
+          if (pc.connectionState === "disconnected") replace();
+        }, STALL_REPLACE_MS);
       }
     };
     await this.negotiate();
@@ -310,6 +328,7 @@ export class SegueCall extends Emitter {
   }
 
   async _replace() {
+    this.emit("replacing", this.pc ? this.pc.connectionState : null);
     const videos = this.localVideo();
     this._teardown({ keepState: true });
     await this._start();
@@ -321,6 +340,7 @@ export class SegueCall extends Emitter {
   }
 
   _teardown({ keepState = false } = {}) {
+    clearTimeout(this._stallTimer);
     if (this.pc) {
       this.pc.onnegotiationneeded = null;
       this.pc.onicecandidate = null;
