@@ -61,13 +61,18 @@ async def widget_log(page: Page) -> list[dict[str, str]]:
 
 # --- agent console --------------------------------------------------------------------------------
 
-async def agent_login(page: Page, base_url: str, username: str = "demo", password: str = "demo") -> None:
-    await page.goto(base_url + "agent/")
+async def _sign_in(page: Page, url: str, shown: str, username: str, password: str) -> None:
+    """The agent console and the wallboard share one login form; ``shown`` appears once in."""
+    await page.goto(url)
     await page.fill("#login-username", username)
     await page.fill("#login-password", password)
     await page.click("#login-submit")
-    await expect(page.locator("#console")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.locator(shown)).to_be_visible(timeout=WAIT_MS)
     await expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+
+async def agent_login(page: Page, base_url: str, username: str = "demo", password: str = "demo") -> None:
+    await _sign_in(page, base_url + "agent/", "#console", username, password)
 
 
 async def set_presence(page: Page, status: str) -> None:
@@ -110,12 +115,7 @@ async def panel_event_ids(page: Page, conversation_id: str) -> list[str]:
 # --- supervisor wallboard -------------------------------------------------------------------------
 
 async def board_login(page: Page, base_url: str, username: str = "demo", password: str = "demo") -> None:
-    await page.goto(base_url + "supervisor/")
-    await page.fill("#login-username", username)
-    await page.fill("#login-password", password)
-    await page.click("#login-submit")
-    await expect(page.locator("#board")).to_be_visible(timeout=WAIT_MS)
-    await expect(page.locator("#connection")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+    await _sign_in(page, base_url + "supervisor/", "#board", username, password)
 
 
 def board_row(page: Page, conversation_id: str) -> Any:

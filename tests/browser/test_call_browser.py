@@ -9,21 +9,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from chat_pages import eventually
 from media.ice import set_loopback_only
 from signaling.calls import CALLS, Participant
 from signaling.store import Store
 
 pytestmark = pytest.mark.browser
-
-
-async def eventually(check: Any, timeout: float = 30.0, what: str = "condition") -> Any:
-    last = None
-    for _ in range(int(timeout / 0.25)):
-        last = await check()
-        if last:
-            return last
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"{what} not met in time (last: {last!r})")
 
 
 async def open_side(new_page: Any, segue: Any, ns: str, cid: str, who: Participant) -> Any:

@@ -167,3 +167,17 @@ class World:
     async def close(self) -> None:
         for peer in self.peers:
             await peer.close()
+
+
+async def assigned_conversation(segue: Any, cid: str, customer: str = "v_1", agent: str = "a_1") -> Any:
+    """Store a conversation already assigned to ``agent`` (as routing would leave it), with its
+    creation event; returns the ``Store``. For call tests that bind sockets to these ids."""
+    from signaling.store import Store, encode_event
+
+    store = Store(segue.node.redis, segue.config.redis.key_prefix)
+    await store.mutate(cid, {
+        "create": {"state": "assigned", "customer": customer, "agent": agent, "queue": "general"},
+        "add": [agent],
+        "events": [encode_event("conversation.created", {"kind": "system", "id": "system"}, "all", {"channel": "chat"})],
+    })
+    return store

@@ -24,8 +24,7 @@ from media.ice import loopback_only, new_peer
 from media.probe import AudioMeter, ToneTrack, VideoCounter
 from signaling import SIGNALING
 from signaling.calls import CALLS, Participant
-from signaling.store import Store, encode_event
-from segue_clients import http
+from segue_clients import assigned_conversation, http
 
 from .test_call_signaling import AGENT_A, AGENT_B, CUSTOMER, HOLD, Side, eventually, start_voice
 
@@ -140,13 +139,8 @@ async def room(segue: Any) -> AsyncIterator[dict[str, Any]]:
         directory = segue.app[SIGNALING].directory
         await directory.create("sue", "pw-secret", "Sue Pervisor", "supervisor", [], {"chat": 1})
         await directory.create("al", "pw-secret", "Al Agent", "agent", [], {"chat": 1})
-        store = Store(segue.node.redis, segue.config.redis.key_prefix)
         cid = "c_sup1"
-        await store.mutate(cid, {
-            "create": {"state": "assigned", "customer": "v_1", "agent": "a_1", "queue": "general"},
-            "add": ["a_1"],
-            "events": [encode_event("conversation.created", {"kind": "system", "id": "system"}, "all", {"channel": "chat"})],
-        })
+        store = await assigned_conversation(segue, cid)
         url = segue.url.rstrip("/")
         customer = Side(url, "/customer", service, Participant("customer", "v_1", "Ada"), cid)
         agent = Side(url, "/agent", service, Participant("agent", "a_1", "Alan"), cid)
@@ -312,9 +306,8 @@ async def test_a_connection_without_the_second_audio_still_works(segue: Any) -> 
     with loopback_only():
         service = segue.app[CALLS]
         await segue.app[SIGNALING].directory.create("sue", "pw-secret", "Sue", "supervisor", [], {"chat": 1})
-        store = Store(segue.node.redis, segue.config.redis.key_prefix)
         cid = "c_sup2"
-        await store.mutate(cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1"}, "add": ["a_1"]})
+        store = await assigned_conversation(segue, cid)
         url = segue.url.rstrip("/")
         customer = Side(url, "/customer", service, Participant("customer", "v_1"), cid)
         agent = Side(url, "/agent", service, Participant("agent", "a_1"), cid)
