@@ -325,6 +325,9 @@ class Call:
             # what the customer says, and what the customer hears from an agent (not consultations)
             self.recorder.follow("customer", customer.source("audio") if customer and "customer" not in self.muted else None)
             self.recorder.follow("agent", agent.source("audio") if agent and not self.held and "agent" not in self.muted else None)
+            # video: the camera, else the screen share (a source exists only while it is sent)
+            self.recorder.follow("customer_video", (customer.source("video") or customer.source("screen")) if customer else None)
+            self.recorder.follow("agent_video", (agent.source("video") or agent.source("screen")) if agent and not self.held else None)
 
     def _connect(self, sink: RtpSink | None, source: RtpSource | None) -> None:
         if sink is None or sink.source is source:

@@ -195,6 +195,74 @@ def vp8_packetize(frame: bytes, picture_id: int, max_size: int = 1200) -> list[b
     return out
 
 
+class Vp8Depacketizer:
+    """Reassembles VP8 frames from RTP payloads (RFC 7741) without decoding (the recorder's).
+
+    ``push(seq, ts, marker, payload)`` returns ``(frame, keyframe)`` when a frame completes, else
+    None. A frame is the payloads (descriptor stripped) of consecutive packets with one RTP
+    timestamp, from the packet starting partition 0 (S=1, PID=0) to the one with the marker bit.
+    A sequence gap (or a frame left without its marker) drops the partial frame and everything up
+    to the next keyframe, since later frames refer to what was lost; so does a fresh start.
+    ``waiting`` is True while a keyframe is needed. Late or duplicate packets are ignored.
+    """
+
+    __slots__ = ("waiting", "_parts", "_ts", "_key", "_last_seq")
+
+    def __init__(self) -> None:
+        self.waiting = True
+        self._parts: list[bytes] | None = None
+        self._ts = 0
+        self._key = False
+        self._last_seq = -1
+
+    def reset(self) -> None:
+        """Forget the partial frame and wait for a keyframe (new source, or the decoder's state
+        was disturbed)."""
+        self.waiting = True
+        self._parts = None
+        self._last_seq = -1
+
+    def push(self, seq: int, ts: int, marker: bool, payload: bytes) -> tuple[bytes, bool] | None:
+        last = self._last_seq
+        if last >= 0:
+            if not seq_newer(seq, last):
+                return None
+            if seq != (last + 1) & 0xFFFF:
+                self._parts = None
+                self.waiting = True
+        self._last_seq = seq
+        try:
+            hlen = vp8_descriptor(payload)[0]
+        except IndexError:
+            hlen = len(payload) + 1
+        if hlen > len(payload):  # truncated descriptor: treat like a loss
+            self._parts = None
+            self.waiting = True
+            return None
+        if self._parts is not None and ts != self._ts:  # the frame never got its marker
+            self._parts = None
+            self.waiting = True
+        b = payload[0]
+        if (b & 0x17) == 0x10:  # S=1, PID=0: a frame starts
+            key = len(payload) > hlen and not (payload[hlen] & 0x01)
+            if self.waiting and not key:
+                self._parts = None
+                return None
+            self.waiting = False
+            self._parts = [payload[hlen:]]
+            self._ts = ts
+            self._key = key
+        elif self._parts is not None:
+            self._parts.append(payload[hlen:])
+        else:
+            return None
+        if not marker:
+            return None
+        frame = b"".join(self._parts)
+        self._parts = None
+        return frame, self._key
+
+
 # --- RTCP builders ------------------------------------------------------------------------------
 
 

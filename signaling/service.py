@@ -168,6 +168,7 @@ class Signaling:
         self.locks = KeyedLocks()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False  # set by shutdown(): the routing loop ends at its next turn
         # conversations this node queued: id -> (customer id, last position sent)
         self._waiting: dict[str, tuple[str, tuple[int, float] | None]] = {}
         self._last_position_check = 0.0
@@ -1031,14 +1032,18 @@ class Signaling:
 
     async def run_loop(self) -> None:
         backoff = LOOP_INTERVAL_S
-        while True:
+        while not self._stopping:
             try:
                 # asyncio.timeout, not wait_for: Python 3.11's wait_for can leave a cancelled task
                 # hanging when its timer and the cancellation meet, which blocked shutdown
                 async with asyncio.timeout(LOOP_INTERVAL_S):
                     await self._wake.wait()
             except TimeoutError:
-                pass
+                # a cancel that lands together with the timeout can be folded into the
+                # TimeoutError on Python 3.11: honour it (and the stop flag) here
+                task = asyncio.current_task()
+                if self._stopping or (task is not None and task.cancelling()):
+                    raise asyncio.CancelledError from None
             self._wake.clear()
             try:
                 await self.routing_tick()
@@ -1058,6 +1063,8 @@ class Signaling:
         self._loop_task = asyncio.create_task(self.run_loop(), name="segue-routing-loop")
 
     async def shutdown(self) -> None:
+        self._stopping = True
+        self._wake.set()
         if self._loop_task is not None:
             self._loop_task.cancel()
             try:

@@ -17,7 +17,8 @@ import socketio
 from media.ice import loopback_only
 from media.probe import ClientPeer
 from signaling.calls import CALLS, CallService, Participant, turn_credentials
-from signaling.store import Store, encode_event
+from segue_clients import assigned_conversation
+from signaling.store import Store
 
 CUSTOMER, AGENT_A, AGENT_B, HOLD = 440.0, 660.0, 880.0, 425.0
 
@@ -108,16 +109,8 @@ class Side:
 async def world(segue: Any) -> AsyncIterator[dict[str, Any]]:
     with loopback_only():
         service = segue.app[CALLS]
-        store = Store(segue.node.redis, segue.config.redis.key_prefix)
         cid = "c_call1"
-        await store.mutate(
-            cid,
-            {
-                "create": {"state": "assigned", "customer": "v_1", "agent": "a_1", "queue": "general"},
-                "add": ["a_1"],
-                "events": [encode_event("conversation.created", {"kind": "system", "id": "system"}, "all", {"channel": "chat"})],
-            },
-        )
+        store = await assigned_conversation(segue, cid)
         url = segue.url.rstrip("/")
         customer = Side(url, "/customer", service, Participant("customer", "v_1", "Ada"), cid)
         agent = Side(url, "/agent", service, Participant("agent", "a_1", "Alan"), cid)
@@ -289,9 +282,8 @@ async def test_call_ends_after_grace_and_chat_goes_on(start_segue: Any) -> None:
     segue = await start_segue({"media.reconnect_grace_s": 0.5})
     with loopback_only():
         service = segue.app[CALLS]
-        store = Store(segue.node.redis, segue.config.redis.key_prefix)
         cid = "c_grace"
-        await store.mutate(cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1"}, "add": ["a_1"]})
+        store = await assigned_conversation(segue, cid)
         url = segue.url.rstrip("/")
         customer = Side(url, "/customer", service, Participant("customer", "v_1"), cid)
         agent = Side(url, "/agent", service, Participant("agent", "a_1"), cid)
@@ -328,9 +320,11 @@ async def test_turn_rest_credentials(start_segue: Any) -> None:
     assert servers[-1]["username"].endswith(":v_1")
 
 
-async def test_recording_per_queue_logged_and_downloadable(start_segue: Any, tmp_path: Any) -> None:
+async def test_recording_per_queue_logged_and_downloadable(start_segue: Any, tmp_path: Any, monkeypatch: Any) -> None:
     import av
 
+    # idle video tracks get invisible blank keyframes (see media/recorder.py): sooner here
+    monkeypatch.setattr("media.recorder.KEEPALIVE_S", 0.5)
     segue = await start_segue({
         "routing.queues": [{"name": "general", "record_calls": True}],
         "media.recordings_dir": str(tmp_path / "rec"),
@@ -354,6 +348,13 @@ async def test_recording_per_queue_logged_and_downloadable(start_segue: Any, tmp
             await ears.wait_hearing(CUSTOMER)
             n = len(ears.frames)
             await ears.wait_until(lambda: len(ears.frames) > n + 25)
+            # the customer's camera goes on during the call: recorded too (the agent sends none)
+            await agent.ok("call.request", media="video")
+            await eventually(lambda: any(d["media"] == "video" for d in customer.got("call.requested")))
+            await customer.ok("call.accept")
+            cpeer.start_video()
+            await customer.renegotiate()
+            await eventually(lambda: apeer.video_frames() > 30, timeout=30)
             await agent.ok("call.hangup")
         finally:
             await customer.close()
@@ -371,14 +372,32 @@ async def test_recording_per_queue_logged_and_downloadable(start_segue: Any, tmp
             async with http.get(f"{url}/api/v1/recordings/nope.webm", headers={"Authorization": f"Bearer {token}"}) as r:
                 assert r.status == 404
         (tmp_path / "dl.webm").write_bytes(body)
-        with av.open(str(tmp_path / "dl.webm")) as container:
-            assert len(container.streams.audio) == 2
-            counts = [0, 0]
-            for packet in container.demux():
-                if packet.size:
-                    counts[packet.stream.index] += 1
-        assert counts[0] > 25 and counts[1] > 25, counts
 
+        def check(path: str) -> None:
+            """Read the downloaded file with av (in a thread: decoding must not stall the loop)."""
+            with av.open(path) as container:
+                titles = [s.metadata.get("title") for s in container.streams]
+                assert titles == ["customer", "agent", "customer_video", "agent_video"], titles
+                assert len(container.streams.audio) == 2 and len(container.streams.video) == 2
+                assert [s.codec_context.name for s in container.streams.video] == ["vp8", "vp8"]
+                packets: dict[str, list[Any]] = {title: [] for title in titles}
+                for packet in container.demux():
+                    if packet.size:
+                        packets[titles[packet.stream.index]].append(packet)
+            counts = {k: len(v) for k, v in packets.items()}
+            assert counts["customer"] > 25 and counts["agent"] > 25, counts
+            # the camera's frames; the recorder's keep-alive blanks are invisible (VP8 show_frame=0)
+            camera = [p for p in packets["customer_video"] if bytes(p)[0] & 0x10]
+            assert len(camera) > 10, counts
+            assert packets["customer_video"][0].is_keyframe and camera[0].is_keyframe
+            assert packets["agent_video"] and not any(bytes(p)[0] & 0x10 for p in packets["agent_video"]), counts
+            decoder = av.CodecContext.create("vp8", "r")
+            frames = [f for p in packets["customer_video"] for f in decoder.decode(p)]
+            frames += decoder.decode(None)
+            assert len(frames) == len(camera), (len(frames), len(camera))
+            assert {(f.width, f.height) for f in frames} == {(640, 480)}  # what aiortc's VideoStreamTrack sends
+
+        await asyncio.to_thread(check, str(tmp_path / "dl.webm"))
 
 async def test_bad_call_events_get_clear_errors_and_the_call_goes_on(world: dict[str, Any]) -> None:
     """call.* rides on the namespaces' dispatch: size limit, schema and unknown events answer like

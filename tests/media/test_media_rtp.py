@@ -14,6 +14,7 @@ from media import _sdp, aiortc_hooks
 from media.preencoded import encode_opus_tone
 from media.rtp import (
     ReportBlock,
+    Vp8Depacketizer,
     build_extensions,
     find_extension,
     h264_keyframe_start,
@@ -101,6 +102,37 @@ def test_vp8_packetize_and_inspect() -> None:
     assert ((payloads[0][2] & 0x7F) << 8 | payloads[0][3]) == 0x1234
     assert b"".join(p[4:] for p in payloads) == bytes(key)
     assert not vp8_keyframe_start(vp8_packetize(bytes(delta), 1)[0])
+
+
+def test_vp8_depacketizer_rebuilds_frames_and_drops_to_the_next_keyframe_on_loss() -> None:
+    """The recorder's reassembly: whole frames out, a lost packet drops the broken frame and the
+    delta frames that depend on it until the next keyframe; late and duplicate packets are ignored."""
+    frames = _vp8_frames(320, 240, 6)  # keyframe, then delta frames
+    frames[4] = _vp8_frames(320, 240, 1)[0]  # a second keyframe at index 4
+    packets = []  # (seq, ts, marker, payload)
+    seq = 65530  # wraps around 0 on the way
+    for i, frame in enumerate(frames):
+        payloads = vp8_packetize(bytes(frame), picture_id=i, max_size=300)
+        for j, payload in enumerate(payloads):
+            packets.append((seq & 0xFFFF, 3000 * i, j == len(payloads) - 1, payload))
+            seq += 1
+
+    def run(feed: list[tuple[int, int, bool, bytes]]) -> list[tuple[bytes, bool]]:
+        d = Vp8Depacketizer()
+        return [out for out in (d.push(*p) for p in feed) if out is not None]
+
+    whole = run(packets)
+    assert [f for f, _ in whole] == [bytes(f) for f in frames]
+    assert [k for _, k in whole] == [True, False, False, False, True, False]
+
+    lost = next(k for k, p in enumerate(packets) if p[1] == 3000 * 2 and not p[2])  # inside frame 2
+    damaged = run(packets[:lost] + packets[lost + 1:])
+    assert [f for f, _ in damaged] == [bytes(frames[0]), bytes(frames[1]), bytes(frames[4]), bytes(frames[5])]
+
+    late = packets[:5] + [packets[2], packets[4]] + packets[5:]  # a retransmission and a duplicate
+    assert [f for f, _ in run(late)] == [bytes(f) for f in frames]
+
+    assert run(packets[len(vp8_packetize(bytes(frames[0]), 0, 300)):])[0][0] == bytes(frames[4])  # joins mid-stream
 
 
 def test_h264_keyframe_detection() -> None:
