@@ -380,7 +380,7 @@ async def _prepare(redis_url: str, prefix: str, secret: str, n: int) -> list[str
 
     sys.path.insert(0, str(ROOT))
     from server import Signer, hash_password
-    from signaling.agents import Directory
+    from signaling import Directory
 
     redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
     directory = Directory(redis, prefix)

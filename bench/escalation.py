@@ -303,7 +303,7 @@ async def start_node(tmp: str, trace: bool) -> tuple[str, Any]:
     """Embedded Redis + a node on a free port; returns (url, stop coroutine function)."""
     from aiohttp import web
 
-    from media.ice import set_loopback_only
+    from media import set_loopback_only
     from server import EmbeddedRedis, create_app, load_config
 
     set_loopback_only(True)
@@ -557,7 +557,7 @@ async def drive(url: str, runs: int, trace: bool) -> list[dict[str, Any]]:
 
 
 async def main_async(runs: int, in_process: bool = False, trace: bool = False, pin: bool = False) -> dict[str, Any]:
-    from media.ice import set_loopback_only
+    from media import set_loopback_only
 
     logging.basicConfig(level=logging.WARNING)
     set_loopback_only(True)

@@ -327,7 +327,7 @@ def _video_frames() -> tuple[Any, ...]:
     """One second of 640x480 VP8 (two segments of different height, each opening on a keyframe)."""
     import av
 
-    from media.preencoded import EncodedFrame
+    from media import EncodedFrame
 
     frames = []
     for seg, (width, height) in enumerate(VIDEO_SIZES):

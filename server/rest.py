@@ -16,7 +16,7 @@ from typing import Any, Awaitable, Callable
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from signaling import EVENT_ID_RE, SIGNALING, Principal, ProtocolError, RoutingError, Signaling, validate
+from signaling import EVENT_ID_RE, SIGNALING, Principal, ProtocolError, RoutingError, Signaling, summary, validate
 from signaling import messages as m
 
 log = logging.getLogger(__name__)
@@ -143,8 +143,6 @@ async def get_conversation(request: web.Request) -> web.Response:
     svc = _svc(request)
     cid = request.match_info["cid"]
     h = await svc.readable(who, cid)
-    from signaling.service import summary
-
     return web.json_response({"conversation": summary(h), "history": await svc.history(h.get("customer", ""), exclude=cid)})
 
 

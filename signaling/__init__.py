@@ -16,14 +16,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .agents import Directory
 from .errors import ProtocolError
 from .routing import RoutingError
 from .schema import EVENT_ID_RE, validate
-from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling
+from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling, summary
 
 __all__ = [
     "setup", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
-    "EVENT_ID_RE", "validate",
+    "EVENT_ID_RE", "validate", "Directory", "summary",
 ]
 
 SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)
