@@ -14,7 +14,10 @@ core (the client process on another), in three variants, each in a fresh server 
 - ``srtp_echo``: + pylibsrtp ``unprotect`` and ``protect`` per packet (what a forwarder must do:
   every leg has its own keys);
 - ``srtp_echo_direct``: the same with :func:`media.aiortc_hooks.srtp_transform` (libsrtp through
-  pylibsrtp's cffi binding, as the forwarder does).
+  pylibsrtp's cffi binding, as the forwarder does);
+- ``shared_port_batched``: what an SFU-style design would cost at best: every leg on ONE port
+  (sessions by source address), drained 1 ms after each wake-up, SRTP as above. The forwarder
+  cannot do this today (aioice gives every connection its own sockets).
 
 Prints one JSON line: ``server_cpu_ms_per_call_s`` per variant and the ratio of each to the
 issue's aim (2.5). Compare with ``bench.media_relay``'s ``forwarder.server_cpu_ms_per_call_s``
@@ -39,7 +42,8 @@ from bench.cpus import pin_cpu, two_cpus
 
 PACKETS_PER_S = 50  # Opus at 20 ms
 PAYLOAD = 100  # + 12 header + 10 auth tag: an Opus voice packet's size
-VARIANTS = ("udp_echo", "srtp_echo", "srtp_echo_direct")
+VARIANTS = ("udp_echo", "srtp_echo", "srtp_echo_direct", "shared_port_batched")
+BATCH_S = 0.001  # shared_port_batched: wait this long after a wake-up, then drain
 AIM_MS_PER_CALL_S = 2.5
 
 
@@ -59,12 +63,13 @@ def _server(conn: Any, variant: str, legs: int, cpu: int | None) -> None:
     from media import aiortc_hooks
 
     socks = []
-    for _ in range(legs):
+    for _ in range(1 if variant == "shared_port_batched" else legs):
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind(("127.0.0.1", 0))
         sock.setblocking(False)
         socks.append(sock)
-    conn.send([s.getsockname()[1] for s in socks])
+    conn.send([s.getsockname()[1] for s in socks] * (legs if variant == "shared_port_batched" else 1))
+    echoed = [0]
 
     def reader(sock: socket.socket) -> Any:
         recvfrom, sendto = sock.recvfrom, sock.sendto
@@ -88,17 +93,50 @@ def _server(conn: Any, variant: str, legs: int, cpu: int | None) -> None:
                         continue
                     data = protect(plain)
                 sendto(data, addr)
+                echoed[0] += 1
 
         return drain
+
+    def shared(sock: socket.socket) -> Any:
+        """Every leg on one port (SFU style): sessions by source address, one wake-up drains
+        whatever arrived in the last BATCH_S for all legs."""
+        recvfrom, sendto = sock.recvfrom, sock.sendto
+        loop = asyncio.get_running_loop()
+        key = _key(sock.getsockname()[1])
+        legs: dict[Any, tuple[Any, Any]] = {}
+
+        def drain() -> None:
+            while True:
+                try:
+                    data, addr = recvfrom(2048)
+                except BlockingIOError:
+                    break
+                leg = legs.get(addr)
+                if leg is None:
+                    leg = legs[addr] = (
+                        aiortc_hooks.srtp_transform(_session(key, outbound=False), "unprotect"),
+                        aiortc_hooks.srtp_transform(_session(os.urandom(30), outbound=True), "protect"),
+                    )
+                plain = leg[0](data)
+                if plain is not None:
+                    sendto(leg[1](plain), addr)
+                    echoed[0] += 1
+            loop.add_reader(sock.fileno(), woken)
+
+        def woken() -> None:
+            loop.remove_reader(sock.fileno())
+            loop.call_later(BATCH_S, drain)
+
+        return woken
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
         for sock in socks:
-            loop.add_reader(sock.fileno(), reader(sock))
+            loop.add_reader(sock.fileno(), shared(sock) if variant == "shared_port_batched" else reader(sock))
         await loop.run_in_executor(None, conn.recv)  # "start"
-        start = time.process_time()
+        start, before = time.process_time(), echoed[0]
         await loop.run_in_executor(None, conn.recv)  # "stop"
-        conn.send(time.process_time() - start)
+        conn.send((time.process_time() - start, echoed[0] - before))
 
     asyncio.run(main())
 
@@ -146,10 +184,13 @@ def run(variant: str, calls: int, seconds: float, cpus: tuple[int | None, int | 
     parent.send("start")
     time.sleep(seconds)
     parent.send("stop")
-    cpu = parent.recv()
+    cpu, echoed = parent.recv()
     client.join(timeout=seconds + 10)
     server.terminate()
-    return {"server_cpu_ms_per_call_s": round(1000 * cpu / (calls * seconds), 3)}
+    return {
+        "server_cpu_ms_per_call_s": round(1000 * cpu / (calls * seconds), 3),
+        "echoed_per_s": round(echoed / seconds),  # should be 2 x calls x 50
+    }
 
 
 def main() -> None:
