@@ -7,6 +7,7 @@ participants with ``CallService.bind`` — what the /customer and /agent namespa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +19,6 @@ from media.ice import loopback_only
 from media.probe import ClientPeer
 from signaling.calls import CALLS, CallService, Participant, turn_credentials
 from segue_clients import assigned_conversation
-from signaling.store import Store
 
 CUSTOMER, AGENT_A, AGENT_B, HOLD = 440.0, 660.0, 880.0, 425.0
 
@@ -105,22 +105,32 @@ class Side:
             await self.sio.disconnect()
 
 
-@pytest.fixture
-async def world(segue: Any) -> AsyncIterator[dict[str, Any]]:
+@contextlib.asynccontextmanager
+async def call_room(segue: Any, cid: str) -> AsyncIterator[dict[str, Any]]:
+    """Conversation ``cid`` assigned to agent a_1 ("Alan"), with customer v_1 ("Ada") and the
+    agent connected on Socket.IO (no peers yet), in loopback mode. Every side in ``sides`` (add
+    yours) is closed on the way out."""
     with loopback_only():
         service = segue.app[CALLS]
-        cid = "c_call1"
         store = await assigned_conversation(segue, cid)
         url = segue.url.rstrip("/")
         customer = Side(url, "/customer", service, Participant("customer", "v_1", "Ada"), cid)
         agent = Side(url, "/agent", service, Participant("agent", "a_1", "Alan"), cid)
-        await customer.connect()
-        await agent.connect()
-        sides = [customer, agent]
-        yield {"service": service, "store": store, "cid": cid, "customer": customer, "agent": agent,
-               "sides": sides, "url": url}
-        for side in sides:
-            await side.close()
+        sides: list[Side] = [customer, agent]
+        try:
+            await customer.connect()
+            await agent.connect()
+            yield {"service": service, "store": store, "cid": cid, "customer": customer, "agent": agent,
+                   "sides": sides, "url": url}
+        finally:
+            for side in sides:
+                await side.close()
+
+
+@pytest.fixture
+async def world(segue: Any) -> AsyncIterator[dict[str, Any]]:
+    async with call_room(segue, "c_call1") as room:
+        yield room
 
 
 async def start_voice(customer: Side, agent: Side) -> None:
@@ -280,32 +290,21 @@ async def test_reload_reattaches_with_a_new_socket_and_connection(world: dict[st
 
 async def test_call_ends_after_grace_and_chat_goes_on(start_segue: Any) -> None:
     segue = await start_segue({"media.reconnect_grace_s": 0.5})
-    with loopback_only():
-        service = segue.app[CALLS]
-        cid = "c_grace"
-        store = await assigned_conversation(segue, cid)
-        url = segue.url.rstrip("/")
-        customer = Side(url, "/customer", service, Participant("customer", "v_1"), cid)
-        agent = Side(url, "/agent", service, Participant("agent", "a_1"), cid)
-        try:
-            await customer.connect()
-            await agent.connect()
-            await start_voice(customer, agent)
-            await customer.offer(CUSTOMER)
-            await agent.offer(AGENT_A)
-            await customer.peer.close()  # type: ignore[union-attr]
-            await eventually(lambda: agent.got("call.ended"))
-            assert agent.got("call.ended")[0]["reason"] == "timeout"
+    async with call_room(segue, "c_grace") as room:
+        customer, agent, store, cid, service = (room[k] for k in ("customer", "agent", "store", "cid", "service"))
+        await start_voice(customer, agent)
+        await customer.offer(CUSTOMER)
+        await agent.offer(AGENT_A)
+        await customer.peer.close()  # type: ignore[union-attr]
+        await eventually(lambda: agent.got("call.ended"))
+        assert agent.got("call.ended")[0]["reason"] == "timeout"
 
-            async def ended_logged() -> bool:
-                return any(e["type"] == "call.ended" for e in await store.events(cid))
+        async def ended_logged() -> bool:
+            return any(e["type"] == "call.ended" for e in await store.events(cid))
 
-            await eventually(ended_logged)
-            assert cid not in service.records
-            assert (await store.conversation(cid))["state"] == "assigned"
-        finally:
-            await customer.close()
-            await agent.close()
+        await eventually(ended_logged)
+        assert cid not in service.records
+        assert (await store.conversation(cid))["state"] == "assigned"
 
 
 async def test_turn_rest_credentials(start_segue: Any) -> None:
@@ -329,75 +328,64 @@ async def test_recording_per_queue_logged_and_downloadable(start_segue: Any, tmp
         "routing.queues": [{"name": "general", "record_calls": True}],
         "media.recordings_dir": str(tmp_path / "rec"),
     })
-    with loopback_only():
-        service = segue.app[CALLS]
-        store = Store(segue.node.redis, segue.config.redis.key_prefix)
-        cid = "c_rec"
-        await store.mutate(cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1", "queue": "general"}, "add": ["a_1"]})
-        url = segue.url.rstrip("/")
-        customer = Side(url, "/customer", service, Participant("customer", "v_1"), cid)
-        agent = Side(url, "/agent", service, Participant("agent", "a_1"), cid)
-        try:
-            await customer.connect()
-            await agent.connect()
-            await start_voice(customer, agent)
-            cpeer = await customer.offer(CUSTOMER)
-            apeer = await agent.offer(AGENT_A)
-            await (await cpeer.audio()).wait_hearing(AGENT_A)
-            ears = await apeer.audio()
-            await ears.wait_hearing(CUSTOMER)
-            n = len(ears.frames)
-            await ears.wait_until(lambda: len(ears.frames) > n + 25)
-            # the customer's camera goes on during the call: recorded too (the agent sends none)
-            await agent.ok("call.request", media="video")
-            await eventually(lambda: any(d["media"] == "video" for d in customer.got("call.requested")))
-            await customer.ok("call.accept")
-            cpeer.start_video()
-            await customer.renegotiate()
-            await eventually(lambda: apeer.video_frames() > 30, timeout=30)
-            await agent.ok("call.hangup")
-        finally:
-            await customer.close()
-            await agent.close()
-        event = next(e for e in await store.events(cid) if e["type"] == "call.recording")
-        name = event["data"]["name"]
-        assert (tmp_path / "rec" / name).is_file()
-        async with aiohttp.ClientSession() as http:
-            async with http.get(f"{url}/api/v1/recordings/{name}") as r:
-                assert r.status == 401
-            token = await agent_token(url)
-            async with http.get(f"{url}/api/v1/recordings/{name}", headers={"Authorization": f"Bearer {token}"}) as r:
-                assert r.status == 200
-                body = await r.read()
-            async with http.get(f"{url}/api/v1/recordings/nope.webm", headers={"Authorization": f"Bearer {token}"}) as r:
-                assert r.status == 404
-        (tmp_path / "dl.webm").write_bytes(body)
+    async with call_room(segue, "c_rec") as room:
+        customer, agent, store, cid, url = (room[k] for k in ("customer", "agent", "store", "cid", "url"))
+        await start_voice(customer, agent)
+        cpeer = await customer.offer(CUSTOMER)
+        apeer = await agent.offer(AGENT_A)
+        await (await cpeer.audio()).wait_hearing(AGENT_A)
+        ears = await apeer.audio()
+        await ears.wait_hearing(CUSTOMER)
+        n = len(ears.frames)
+        await ears.wait_until(lambda: len(ears.frames) > n + 25)
+        # the customer's camera goes on during the call: recorded too (the agent sends none)
+        await agent.ok("call.request", media="video")
+        await eventually(lambda: any(d["media"] == "video" for d in customer.got("call.requested")))
+        await customer.ok("call.accept")
+        cpeer.start_video()
+        await customer.renegotiate()
+        await eventually(lambda: apeer.video_frames() > 30, timeout=30)
+        await agent.ok("call.hangup")
+    event = next(e for e in await store.events(cid) if e["type"] == "call.recording")
+    name = event["data"]["name"]
+    assert (tmp_path / "rec" / name).is_file()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{url}/api/v1/recordings/{name}") as r:
+            assert r.status == 401
+        token = await agent_token(url)
+        async with http.get(f"{url}/api/v1/recordings/{name}", headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 200
+            body = await r.read()
+        async with http.get(f"{url}/api/v1/recordings/nope.webm", headers={"Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 404
+    (tmp_path / "dl.webm").write_bytes(body)
 
-        def check(path: str) -> None:
-            """Read the downloaded file with av (in a thread: decoding must not stall the loop)."""
-            with av.open(path) as container:
-                titles = [s.metadata.get("title") for s in container.streams]
-                assert titles == ["customer", "agent", "customer_video", "agent_video"], titles
-                assert len(container.streams.audio) == 2 and len(container.streams.video) == 2
-                assert [s.codec_context.name for s in container.streams.video] == ["vp8", "vp8"]
-                packets: dict[str, list[Any]] = {title: [] for title in titles}
-                for packet in container.demux():
-                    if packet.size:
-                        packets[titles[packet.stream.index]].append(packet)
-            counts = {k: len(v) for k, v in packets.items()}
-            assert counts["customer"] > 25 and counts["agent"] > 25, counts
-            # the camera's frames; the recorder's keep-alive blanks are invisible (VP8 show_frame=0)
-            camera = [p for p in packets["customer_video"] if bytes(p)[0] & 0x10]
-            assert len(camera) > 10, counts
-            assert packets["customer_video"][0].is_keyframe and camera[0].is_keyframe
-            assert packets["agent_video"] and not any(bytes(p)[0] & 0x10 for p in packets["agent_video"]), counts
-            decoder = av.CodecContext.create("vp8", "r")
-            frames = [f for p in packets["customer_video"] for f in decoder.decode(p)]
-            frames += decoder.decode(None)
-            assert len(frames) == len(camera), (len(frames), len(camera))
-            assert {(f.width, f.height) for f in frames} == {(640, 480)}  # what aiortc's VideoStreamTrack sends
+    def check(path: str) -> None:
+        """Read the downloaded file with av (in a thread: decoding must not stall the loop)."""
+        with av.open(path) as container:
+            titles = [s.metadata.get("title") for s in container.streams]
+            assert titles == ["customer", "agent", "customer_video", "agent_video"], titles
+            assert len(container.streams.audio) == 2 and len(container.streams.video) == 2
+            assert [s.codec_context.name for s in container.streams.video] == ["vp8", "vp8"]
+            packets: dict[str, list[Any]] = {title: [] for title in titles}
+            for packet in container.demux():
+                if packet.size:
+                    packets[titles[packet.stream.index]].append(packet)
+        counts = {k: len(v) for k, v in packets.items()}
+        assert counts["customer"] > 25 and counts["agent"] > 25, counts
+        # the camera's frames; the recorder's keep-alive blanks are invisible (VP8 show_frame=0)
+        camera = [p for p in packets["customer_video"] if bytes(p)[0] & 0x10]
+        assert len(camera) > 10, counts
+        assert packets["customer_video"][0].is_keyframe and camera[0].is_keyframe
+        assert packets["agent_video"] and not any(bytes(p)[0] & 0x10 for p in packets["agent_video"]), counts
+        decoder = av.CodecContext.create("vp8", "r")
+        frames = [f for p in packets["customer_video"] for f in decoder.decode(p)]
+        frames += decoder.decode(None)
+        assert len(frames) == len(camera), (len(frames), len(camera))
+        assert {(f.width, f.height) for f in frames} == {(640, 480)}  # what aiortc's VideoStreamTrack sends
 
-        await asyncio.to_thread(check, str(tmp_path / "dl.webm"))
+    await asyncio.to_thread(check, str(tmp_path / "dl.webm"))
+
 
 async def test_bad_call_events_get_clear_errors_and_the_call_goes_on(world: dict[str, Any]) -> None:
     """call.* rides on the namespaces' dispatch: size limit, schema and unknown events answer like

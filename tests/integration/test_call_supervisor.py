@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 from aiortc import MediaStreamTrack, RTCSessionDescription
 
-from media.ice import loopback_only, new_peer
+from media.ice import new_peer
 from media.probe import AudioMeter, ToneTrack, VideoCounter
 from signaling import SIGNALING
-from signaling.calls import CALLS, Participant
-from segue_clients import assigned_conversation, http
+from signaling.calls import Participant
+from segue_clients import http
 
-from .test_call_signaling import AGENT_A, AGENT_B, CUSTOMER, HOLD, Side, eventually, start_voice
+from .test_call_signaling import AGENT_A, AGENT_B, CUSTOMER, HOLD, Side, call_room, eventually, start_voice
 
 SUPERVISOR = 1000.0
 
@@ -134,34 +134,26 @@ async def login(url: str, username: str) -> str:
 async def room(segue: Any) -> AsyncIterator[dict[str, Any]]:
     """A conversation with a voice call between customer v_1 and agent a_1 (both peers
     connected), and a supervisor "sue" on a watch-only socket; peers and sockets closed after."""
-    with loopback_only():
-        service = segue.app[CALLS]
-        directory = segue.app[SIGNALING].directory
-        await directory.create("sue", "pw-secret", "Sue Pervisor", "supervisor", [], {"chat": 1})
-        await directory.create("al", "pw-secret", "Al Agent", "agent", [], {"chat": 1})
-        cid = "c_sup1"
-        store = await assigned_conversation(segue, cid)
-        url = segue.url.rstrip("/")
-        customer = Side(url, "/customer", service, Participant("customer", "v_1", "Ada"), cid)
-        agent = Side(url, "/agent", service, Participant("agent", "a_1", "Alan"), cid)
-        sup = Supervisor(url, service, await login(url, "sue"), cid)
-        sides: list[Side] = [customer, agent, sup]
-        peers: list[Peer] = []
-        for side in sides:
-            await side.connect()
+    directory = segue.app[SIGNALING].directory
+    await directory.create("sue", "pw-secret", "Sue Pervisor", "supervisor", [], {"chat": 1})
+    await directory.create("al", "pw-secret", "Al Agent", "agent", [], {"chat": 1})
+    async with call_room(segue, "c_sup1") as room:
+        customer, agent, url, cid = room["customer"], room["agent"], room["url"], room["cid"]
+        sup = Supervisor(url, room["service"], await login(url, "sue"), cid)
+        room["sides"].append(sup)
+        await sup.connect()
         await start_voice(customer, agent)
         cpeer, apeer = Peer(CUSTOMER), Peer(AGENT_A)
-        peers += [cpeer, apeer]
-        assert (await cpeer.join(customer))["supervisor_audio"] is True
-        assert (await apeer.join(agent))["supervisor_audio"] is True
-        await hears(cpeer, "audio", AGENT_A)
-        await hears(apeer, "audio", CUSTOMER)
-        yield {"service": service, "store": store, "cid": cid, "url": url, "customer": customer, "agent": agent,
-               "sup": sup, "cpeer": cpeer, "apeer": apeer, "sides": sides, "peers": peers}
-        for peer in peers:
-            await peer.close()
-        for side in sides:
-            await side.close()
+        peers: list[Peer] = [cpeer, apeer]
+        try:
+            assert (await cpeer.join(customer))["supervisor_audio"] is True
+            assert (await apeer.join(agent))["supervisor_audio"] is True
+            await hears(cpeer, "audio", AGENT_A)
+            await hears(apeer, "audio", CUSTOMER)
+            yield {**room, "sup": sup, "cpeer": cpeer, "apeer": apeer, "peers": peers}
+        finally:
+            for peer in peers:
+                await peer.close()
 
 
 async def test_listen_whisper_barge_then_stop(room: dict[str, Any]) -> None:
@@ -303,19 +295,14 @@ async def test_supervisor_follows_the_agent_through_a_cold_transfer(room: dict[s
 async def test_a_connection_without_the_second_audio_still_works(segue: Any) -> None:
     """An offer without the fourth transceiver (an older SDK): the call works, the state says the
     supervisor cannot be heard there, and whispering does not disturb the call."""
-    with loopback_only():
-        service = segue.app[CALLS]
-        await segue.app[SIGNALING].directory.create("sue", "pw-secret", "Sue", "supervisor", [], {"chat": 1})
-        cid = "c_sup2"
-        store = await assigned_conversation(segue, cid)
-        url = segue.url.rstrip("/")
-        customer = Side(url, "/customer", service, Participant("customer", "v_1"), cid)
-        agent = Side(url, "/agent", service, Participant("agent", "a_1"), cid)
-        sup = Supervisor(url, service, await login(url, "sue"), cid)
+    await segue.app[SIGNALING].directory.create("sue", "pw-secret", "Sue", "supervisor", [], {"chat": 1})
+    async with call_room(segue, "c_sup2") as room:
+        customer, agent, url, cid = room["customer"], room["agent"], room["url"], room["cid"]
+        sup = Supervisor(url, room["service"], await login(url, "sue"), cid)
+        room["sides"].append(sup)
         peers = [Peer(CUSTOMER, "legacy"), Peer(AGENT_A, "legacy"), Peer(SUPERVISOR, "supervisor")]
         try:
-            for side in (customer, agent, sup):
-                await side.connect()
+            await sup.connect()
             await start_voice(customer, agent)
             cpeer, apeer, speer = peers
             assert (await cpeer.join(customer))["supervisor_audio"] is False
@@ -333,8 +320,6 @@ async def test_a_connection_without_the_second_audio_still_works(segue: Any) -> 
         finally:
             for peer in peers:
                 await peer.close()
-            for side in (customer, agent, sup):
-                await side.close()
 
 
 async def test_the_supervisor_page_going_away_ends_only_the_monitoring(room: dict[str, Any]) -> None:

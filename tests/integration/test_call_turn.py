@@ -3,7 +3,6 @@ a real coturn (Debian's package) on loopback, authenticated with media.turn.secr
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import socket
@@ -14,12 +13,9 @@ from typing import Any
 
 import pytest
 
-from media.ice import loopback_only
 from media.probe import ClientPeer
-from signaling.calls import CALLS, Participant
-from signaling.store import Store
 
-from .test_call_signaling import AGENT_A, CUSTOMER, Side, start_voice
+from .test_call_signaling import AGENT_A, CUSTOMER, call_room, start_voice
 
 SECRET = "turn-test-secret"
 
@@ -76,35 +72,23 @@ def coturn(tmp_path: Path) -> Iterator[int]:
 async def test_relay_only_customer_reaches_the_call_through_coturn(start_segue: Any, coturn: int) -> None:
     segue = await start_segue({"media.turn.secret": SECRET,
                                "media.turn.urls": [f"turn:127.0.0.1:{coturn}?transport=udp"]})
-    with loopback_only():
-        service = segue.app[CALLS]
-        store = Store(segue.node.redis, segue.config.redis.key_prefix)
-        cid = "c_turn"
-        await store.mutate(cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1"}, "add": ["a_1"]})
-        url = segue.url.rstrip("/")
-        customer = Side(url, "/customer", service, Participant("customer", "v_1"), cid)
-        agent = Side(url, "/agent", service, Participant("agent", "a_1"), cid)
-        try:
-            await customer.connect()
-            await agent.connect()
-            config = await customer.ok("call.config")
-            turn = config["ice_servers"][-1]
-            assert turn["username"].endswith(":v_1") and turn["credential"]
-            await start_voice(customer, agent)
+    async with call_room(segue, "c_turn") as room:
+        customer, agent = room["customer"], room["agent"]
+        config = await customer.ok("call.config")
+        turn = config["ice_servers"][-1]
+        assert turn["username"].endswith(":v_1") and turn["credential"]
+        await start_voice(customer, agent)
 
-            customer.peer = peer = ClientPeer(CUSTOMER, ice_servers=[turn], relay_only=True)
-            offers: list[str] = []
+        customer.peer = peer = ClientPeer(CUSTOMER, ice_servers=[turn], relay_only=True)
+        offers: list[str] = []
 
-            async def answer(sdp: str) -> str:
-                offers.append(sdp)
-                return (await customer.ok("call.offer", sdp=sdp))["sdp"]
+        async def answer(sdp: str) -> str:
+            offers.append(sdp)
+            return (await customer.ok("call.offer", sdp=sdp))["sdp"]
 
-            await peer.negotiate(answer)
-            assert "typ relay" in offers[0] and "typ host" not in offers[0]
-            await peer.wait_connected(timeout=30)
-            await agent.offer(AGENT_A)
-            await (await peer.audio()).wait_hearing(AGENT_A)
-            await (await agent.peer.audio()).wait_hearing(CUSTOMER)  # type: ignore[union-attr]
-        finally:
-            await customer.close()
-            await agent.close()
+        await peer.negotiate(answer)
+        assert "typ relay" in offers[0] and "typ host" not in offers[0]
+        await peer.wait_connected(timeout=30)
+        await agent.offer(AGENT_A)
+        await (await peer.audio()).wait_hearing(AGENT_A)
+        await (await agent.peer.audio()).wait_hearing(CUSTOMER)  # type: ignore[union-attr]
