@@ -23,6 +23,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from media import Forwarder, Leg, LegState, new_peer
 from media.aiortc_hooks import observe_received_rtp
+from media.probe import ToneTrack  # noqa: F401  (the test peers' microphone, re-exported)
 
 SETTLE_TIMEOUT_S = 15.0  # generous: the machine is shared; nothing here asserts on time
 
@@ -34,36 +35,6 @@ async def until(predicate: Callable[[], bool], what: str, timeout: float = SETTL
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for: {what}")
         await asyncio.sleep(0.02)
-
-
-class ToneTrack(MediaStreamTrack):
-    """Mono 48 kHz sine, 20 ms frames, paced in real time (what a microphone would give)."""
-
-    kind = "audio"
-
-    def __init__(self, frequency: float, amplitude: float = 0.3) -> None:
-        super().__init__()
-        self.frequency = frequency
-        self.amplitude = amplitude
-        self._n = 0
-        self._start: float | None = None
-
-    async def recv(self) -> av.AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        if self._start is None:
-            self._start = time.monotonic()
-        wait = self._start + self._n * 0.02 - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        t = (np.arange(960) + self._n * 960) / 48000
-        samples = (self.amplitude * 32767 * np.sin(2 * np.pi * self.frequency * t)).astype(np.int16)
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = 48000
-        frame.pts = self._n * 960
-        frame.time_base = fractions.Fraction(1, 48000)
-        self._n += 1
-        return frame
 
 
 class ColorTrack(MediaStreamTrack):

@@ -39,7 +39,7 @@ def is_colour(frame: np.ndarray, rgb: tuple[int, int, int]) -> bool:
 
 
 async def test_opus_tone_arrives_intact(lab: MediaLab) -> None:
-    a = await lab.join("A", send=ToneTrack(1000.0, amplitude=0.3))
+    a = await lab.join("A", send=ToneTrack(1000.0, level=0.3))
     b = await lab.join("B", receive=("audio",))
     sink = b.leg.sink("audio")
     source = a.leg.source("audio")
