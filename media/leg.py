@@ -196,27 +196,22 @@ class CallLeg:
                 slots[transceiver.mid] = slot
         return slots
 
-    def source(self, slot: str) -> RtpSource | None:
-        """What the participant sends on ``slot`` (audio/video/screen/audio2), or None."""
+    def _in_slot(self, slot: str, streams: Callable[[], list[Any]]) -> Any:
+        """The stream of ``streams()`` on ``slot``'s m-section, or None (closed, or not negotiated)."""
         if self.closed:
             return None
-        for mid, name in self._slots().items():
-            if name == slot:
-                for source in self.fleg.sources:
-                    if getattr(source, "mid", None) == mid:
-                        return source
-        return None
+        mid = next((mid for mid, name in self._slots().items() if name == slot), None)
+        if mid is None:
+            return None
+        return next((s for s in streams() if getattr(s, "mid", None) == mid), None)
+
+    def source(self, slot: str) -> RtpSource | None:
+        """What the participant sends on ``slot`` (audio/video/screen/audio2), or None."""
+        return self._in_slot(slot, lambda: self.fleg.sources)
 
     def sink(self, slot: str) -> RtpSink | None:
         """The outbound stream toward the participant on ``slot``, or None."""
-        if self.closed:
-            return None
-        for mid, name in self._slots().items():
-            if name == slot:
-                for sink in self.fleg.sinks:
-                    if sink.mid == mid:
-                        return sink
-        return None
+        return self._in_slot(slot, lambda: self.fleg.sinks)
 
     def sending(self) -> dict[str, bool]:
         """Which slots the participant currently sends: ``{audio, video, screen}``."""
