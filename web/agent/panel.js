@@ -5,7 +5,7 @@
  * canned replies. All text is rendered as text.
  */
 import { compareIds } from "../sdk/segue.js";
-import { h, clear, placeEvent, appendPending, markFailed } from "../sdk/dom.js";
+import { h, clear, placeEvent, appendPending, markFailed, markReceipts } from "../sdk/dom.js";
 import { describeEvent, formatTime, channelLabel, eventChannel } from "../sdk/format.js";
 import { SegueCall } from "../sdk/call.js";
 import { CallBar } from "../sdk/call-ui.js";
@@ -487,14 +487,7 @@ export class ConversationPanel {
   }
 
   renderReceipts() {
-    const upTo = this.conversation.readUpTo("customer");
-    for (const node of this.log.querySelectorAll(".segue-msg[data-author=agent]")) {
-      const receipt = node.querySelector(".segue-receipt");
-      if (!receipt) continue;
-      const read = upTo != null && compareIds(node.dataset.eventId, upTo) <= 0;
-      receipt.textContent = read ? "Read" : "Sent";
-      node.classList.toggle("segue-msg--read", read);
-    }
+    markReceipts(this.log, ".segue-msg[data-author=agent]", this.conversation.readUpTo("customer"), compareIds);
   }
 
   renderTyping({ author, typing }) {

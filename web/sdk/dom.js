@@ -93,3 +93,18 @@ export function markFailed(log, clientId, error, retry) {
     h("button", { type: "button", class: "segue-link", onclick: () => { item.remove(); retry(text); } }, "Retry"),
   );
 }
+
+/**
+ * Show "Sent" / "Read" on my messages in `log` (those matching `selector`): read up to the event
+ * id `upTo` (null: nothing read yet). `compareIds` orders event ids (from segue.js, passed in so
+ * this module stays free of the client).
+ */
+export function markReceipts(log, selector, upTo, compareIds) {
+  for (const node of log.querySelectorAll(selector)) {
+    const receipt = node.querySelector(".segue-receipt");
+    if (!receipt) continue;
+    const read = upTo != null && compareIds(node.dataset.eventId, upTo) <= 0;
+    receipt.textContent = read ? "Read" : "Sent";
+    node.classList.toggle("segue-msg--read", read);
+  }
+}

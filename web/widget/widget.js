@@ -12,7 +12,7 @@
  * and the whole conversation again after a reload. All text is rendered as text.
  */
 import { SegueCustomer, compareIds } from "../sdk/segue.js";
-import { h, clear, placeEvent, appendPending, markFailed } from "../sdk/dom.js";
+import { h, clear, placeEvent, appendPending, markFailed, markReceipts } from "../sdk/dom.js";
 import { describeEvent, formatTime, formatDuration } from "../sdk/format.js";
 import { SegueCall } from "../sdk/call.js";
 import { CallBar } from "../sdk/call-ui.js";
@@ -507,14 +507,7 @@ class ChatWidget {
   }
 
   renderReceipts() {
-    const upTo = this.conversation?.readUpTo("agent");
-    for (const node of this.log.querySelectorAll(".segue-msg--mine[data-event-id]")) {
-      const receipt = node.querySelector(".segue-receipt");
-      if (!receipt) continue;
-      const read = upTo != null && compareIds(node.dataset.eventId, upTo) <= 0;
-      receipt.textContent = read ? "Read" : "Sent";
-      node.classList.toggle("segue-msg--read", read);
-    }
+    markReceipts(this.log, ".segue-msg--mine[data-event-id]", this.conversation?.readUpTo("agent"), compareIds);
   }
 
   renderTyping({ author, typing }) {
