@@ -107,6 +107,18 @@ async def agent_send(page: Page, conversation_id: str, text: str, mode: str = "r
     await expect(p.locator(".conv-log > li[data-event-id]").filter(has_text=text).first).to_be_visible(timeout=WAIT_MS)
 
 
+async def chat_with_demo(segue: Any, new_page: Any, text: str, name: str | None = None) -> tuple[Page, Page, str]:
+    """A customer starts a chat on the widget (``text``, pre-chat ``name``), the demo agent signs
+    in, goes available and accepts: (customer page, agent page, conversation id)."""
+    customer, agent = await new_page(), await new_page()
+    await open_widget(customer, segue.url)
+    cid = await start_chat(customer, text, name=name)
+    await agent_login(agent, segue.url)
+    await set_presence(agent, "available")
+    await accept_offer(agent, cid)
+    return customer, agent, cid
+
+
 async def panel_event_ids(page: Page, conversation_id: str) -> list[str]:
     return await panel(page, conversation_id).locator(".conv-log > li[data-event-id]").evaluate_all(
         "els => els.map(e => e.dataset.eventId)")

@@ -69,7 +69,9 @@ async def _bob_sees_everything(bob, first: str, second: str, ids_before: list[st
     await expect(old.locator(".conv-composer")).to_be_hidden()
 
 
-async def test_cold_transfer_to_an_agent(segue, new_page) -> None:
+async def _bob_standing_by(segue, new_page):  # type: ignore[no-untyped-def]
+    """Customer, demo and Bob's pages: the customer's previous conversation and the current one
+    (demo's), the current one's event ids as demo sees them, Bob signed in and available."""
     await create_agent(segue.url, "bob", "bob-secret", "Bob Builder")
     customer, demo, bob = await new_page(), await new_page(), await new_page()
     first, second = await _previous_and_current_conversation(segue, customer, demo)
@@ -77,6 +79,11 @@ async def test_cold_transfer_to_an_agent(segue, new_page) -> None:
 
     await agent_login(bob, segue.url, "bob", "bob-secret")
     await set_presence(bob, "available")
+    return customer, demo, bob, first, second, ids_before
+
+
+async def test_cold_transfer_to_an_agent(segue, new_page) -> None:
+    customer, demo, bob, first, second, ids_before = await _bob_standing_by(segue, new_page)
     await _transfer(demo, second, "bob", "cold", "rattling mudguard")
     # The first agent is out at once: read-only.
     await expect(panel(demo, second).locator(".conv-composer")).to_be_hidden(timeout=WAIT_MS)
@@ -98,13 +105,7 @@ async def test_cold_transfer_to_an_agent(segue, new_page) -> None:
 
 
 async def test_warm_transfer_with_consult(segue, new_page) -> None:
-    await create_agent(segue.url, "bob", "bob-secret", "Bob Builder")
-    customer, demo, bob = await new_page(), await new_page(), await new_page()
-    first, second = await _previous_and_current_conversation(segue, customer, demo)
-    ids_before = await panel_event_ids(demo, second)
-
-    await agent_login(bob, segue.url, "bob", "bob-secret")
-    await set_presence(bob, "available")
+    customer, demo, bob, first, second, ids_before = await _bob_standing_by(segue, new_page)
     await _transfer(demo, second, "bob", "warm", "can you take a rattle?")
     await accept_offer(bob, second)
     await _bob_sees_everything(bob, first, second, ids_before)

@@ -10,9 +10,9 @@ import aiohttp
 import pytest
 
 from chat_pages import eventually
+from segue_clients import assigned_conversation
 from media.ice import set_loopback_only
 from signaling.calls import CALLS, Participant
-from signaling.store import Store
 
 pytestmark = pytest.mark.browser
 
@@ -31,6 +31,20 @@ async def open_side(new_page: Any, segue: Any, ns: str, cid: str, who: Participa
     return page
 
 
+async def accepted_call(segue: Any, new_page: Any, cid: str, request_options: str = "{}") -> tuple[Any, Any, Any]:
+    """Conversation ``cid`` assigned to a_1; customer v_1 ("Ada") and the agent on call-demo.html;
+    the customer asks for a voice call (``request_options``: the JS options object) and the
+    agent accepts. Returns (store, customer page, agent page)."""
+    store = await assigned_conversation(segue, cid)
+    customer = await open_side(new_page, segue, "customer", cid, Participant("customer", "v_1", "Ada"))
+    agent = await open_side(new_page, segue, "agent", cid, Participant("agent", "a_1", "Alan"))
+    await agent.evaluate("() => window.demo.call.refresh()")  # the agent watches the conversation
+    await customer.evaluate(f"() => window.demo.call.request('voice', {request_options})")
+    await agent.wait_for_function("() => window.demo.events.some(([n]) => n === 'requested')")
+    await agent.evaluate("() => window.demo.call.accept()")
+    return store, customer, agent
+
+
 async def bytes_of(page: Any) -> dict[str, Any]:
     return await page.evaluate("() => window.demo.call.bytes()")
 
@@ -38,16 +52,8 @@ async def bytes_of(page: Any) -> dict[str, Any]:
 async def test_chromium_call_audio_both_ways_then_video(segue: Any, new_page: Any) -> None:
     set_loopback_only(True)
     try:
-        store = Store(segue.node.redis, segue.config.redis.key_prefix)
         cid = "c_browser"
-        await store.mutate(cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1"}, "add": ["a_1"]})
-        customer = await open_side(new_page, segue, "customer", cid, Participant("customer", "v_1", "Ada"))
-        agent = await open_side(new_page, segue, "agent", cid, Participant("agent", "a_1", "Alan"))
-
-        await agent.evaluate("() => window.demo.call.refresh()")  # the agent watches the conversation
-        await customer.evaluate("() => window.demo.call.request('voice', {pageUrl: location.href})")
-        await agent.wait_for_function("() => window.demo.events.some(([n]) => n === 'requested')")
-        await agent.evaluate("() => window.demo.call.accept()")
+        store, customer, agent = await accepted_call(segue, new_page, cid, "{pageUrl: location.href}")
 
         async def both_ways(page: Any) -> Any:
             b = await bytes_of(page)
@@ -80,15 +86,8 @@ async def test_chromium_call_audio_both_ways_then_video(segue: Any, new_page: An
 async def test_chromium_reload_reattaches_to_the_running_call(segue: Any, new_page: Any) -> None:
     set_loopback_only(True)
     try:
-        store = Store(segue.node.redis, segue.config.redis.key_prefix)
         cid = "c_reload"
-        await store.mutate(cid, {"create": {"state": "assigned", "customer": "v_1", "agent": "a_1"}, "add": ["a_1"]})
-        customer = await open_side(new_page, segue, "customer", cid, Participant("customer", "v_1", "Ada"))
-        agent = await open_side(new_page, segue, "agent", cid, Participant("agent", "a_1", "Alan"))
-        await agent.evaluate("() => window.demo.call.refresh()")
-        await customer.evaluate("() => window.demo.call.request('voice')")
-        await agent.wait_for_function("() => window.demo.events.some(([n]) => n === 'requested')")
-        await agent.evaluate("() => window.demo.call.accept()")
+        _store, customer, agent = await accepted_call(segue, new_page, cid)
 
         async def flowing(page: Any, floor: int = 2000) -> Any:
             b = await bytes_of(page)

@@ -14,10 +14,7 @@ from typing import Any
 
 import pytest
 
-from chat_pages import (
-    CUSTOMER_CALL, accept_offer, agent_call, agent_login, audio_grows, eventually, open_widget,
-    set_presence, start_chat, start_voice_call,
-)
+from chat_pages import CUSTOMER_CALL, agent_call, audio_grows, chat_with_demo, eventually, start_voice_call
 from media.ice import set_loopback_only
 from signaling.calls import CALLS
 
@@ -49,12 +46,7 @@ def drop_everything_from_the_customer(segue: Any, conversation_id: str) -> None:
 async def test_a_stalled_connection_is_replaced_and_the_call_goes_on(segue: Any, new_page: Any) -> None:
     set_loopback_only(True)
     try:
-        customer, agent = await new_page(), await new_page()
-        await open_widget(customer, segue.url)
-        cid = await start_chat(customer, "can you hear me?", name="Ada")
-        await agent_login(agent, segue.url)
-        await set_presence(agent, "available")
-        await accept_offer(agent, cid)
+        customer, agent, cid = await chat_with_demo(segue, new_page, "can you hear me?", name="Ada")
         await start_voice_call(customer, agent, cid)
         first_leg = segue.app[CALLS].records[cid].call.leg("customer")
         await customer.evaluate(WATCH_OLD_CONNECTION_JS)

@@ -24,9 +24,9 @@ import pytest
 from playwright.async_api import expect
 
 from chat_pages import (
-    CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, audio_grows, board_login, board_row,
-    create_agent, customer_send, eventually, monitor_call, open_widget, panel, panel_item, set_presence,
-    slot_grows, slot_stats, start_chat, start_voice_call, widget_log,
+    CUSTOMER_CALL, WAIT_MS, chat_with_demo, agent_call, audio_grows, board_login, board_row, create_agent,
+    customer_send, eventually, monitor_call, panel, panel_item, slot_grows, slot_stats, start_voice_call,
+    widget_log,
 )
 from media.ice import set_loopback_only
 
@@ -42,12 +42,7 @@ def loopback() -> Any:
 
 async def _call_between(segue: Any, new_page: Any, text: str) -> tuple[Any, Any, str]:
     """A customer and the demo agent in a voice call; returns (customer page, agent page, id)."""
-    customer, agent = await new_page(), await new_page()
-    await open_widget(customer, segue.url)
-    cid = await start_chat(customer, text, name="Ada")
-    await agent_login(agent, segue.url)
-    await set_presence(agent, "available")
-    await accept_offer(agent, cid)
+    customer, agent, cid = await chat_with_demo(segue, new_page, text, name="Ada")
     await start_voice_call(customer, agent, cid)
     return customer, agent, cid
 

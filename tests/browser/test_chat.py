@@ -6,7 +6,7 @@ import pytest
 from playwright.async_api import expect
 
 from chat_pages import (
-    WAIT_MS, accept_offer, agent_login, agent_send, create_canned, customer_send, open_widget, panel,
+    WAIT_MS, accept_offer, agent_login, chat_with_demo, panel_event_ids, agent_send, create_canned, customer_send, open_widget, panel,
     panel_item, set_presence, start_chat, widget_message, widget_log,
 )
 
@@ -101,21 +101,15 @@ async def test_customer_and_agent_chat_both_ways(segue, new_page) -> None:
 
 
 async def test_agent_console_reload_keeps_its_conversations(segue, new_page) -> None:
-    customer = await new_page()
-    agent = await new_page()
-    await open_widget(customer, segue.url)
-    cid = await start_chat(customer, "Are you there?")
-    await agent_login(agent, segue.url)
-    await set_presence(agent, "available")
-    await accept_offer(agent, cid)
+    customer, agent, cid = await chat_with_demo(segue, new_page, "Are you there?")
     await agent_send(agent, cid, "Yes, here.")
-    before = await panel(agent, cid).locator(".conv-log > li[data-event-id]").evaluate_all("els => els.map(e => e.dataset.eventId)")
+    before = await panel_event_ids(agent, cid)
 
     await agent.reload()  # the token is in sessionStorage: no new login
     await expect(agent.locator("#connection")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
     await expect(panel(agent, cid).locator(".conv-composer")).to_be_visible(timeout=WAIT_MS)
     await expect(panel_item(agent, cid, "Yes, here.")).to_have_count(1, timeout=WAIT_MS)
-    after = await panel(agent, cid).locator(".conv-log > li[data-event-id]").evaluate_all("els => els.map(e => e.dataset.eventId)")
+    after = await panel_event_ids(agent, cid)
     assert after == before
 
     await customer_send(customer, "Great")

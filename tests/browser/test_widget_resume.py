@@ -9,8 +9,7 @@ import pytest
 from playwright.async_api import expect
 
 from chat_pages import (
-    WAIT_MS, accept_offer, agent_login, agent_send, customer_send, open_widget, panel_item, set_presence,
-    start_chat, widget_log, widget_message,
+    WAIT_MS, chat_with_demo, agent_send, customer_send, panel_item, start_chat, widget_log, widget_message,
 )
 
 pytestmark = pytest.mark.browser
@@ -46,13 +45,7 @@ async def _wait_online(page) -> None:
 
 
 async def test_reload_resumes_with_nothing_lost_or_doubled(segue, new_page) -> None:
-    customer = await new_page()
-    agent = await new_page()
-    await open_widget(customer, segue.url)
-    cid = await start_chat(customer, "first")
-    await agent_login(agent, segue.url)
-    await set_presence(agent, "available")
-    await accept_offer(agent, cid)
+    customer, agent, cid = await chat_with_demo(segue, new_page, "first")
     await agent_send(agent, cid, "second")
     await expect(widget_message(customer, "second")).to_have_count(1, timeout=WAIT_MS)
     await customer_send(customer, "third")
@@ -127,13 +120,7 @@ async def test_reload_resumes_with_nothing_lost_or_doubled(segue, new_page) -> N
 
 
 async def test_history_and_rating_survive_a_reload(segue, new_page) -> None:
-    customer = await new_page()
-    agent = await new_page()
-    await open_widget(customer, segue.url)
-    cid = await start_chat(customer, "quick question")
-    await agent_login(agent, segue.url)
-    await set_presence(agent, "available")
-    await accept_offer(agent, cid)
+    customer, agent, cid = await chat_with_demo(segue, new_page, "quick question")
     await agent_send(agent, cid, "quick answer")
     await agent.locator(f'.conv-panel[data-conversation-id="{cid}"] .conv-close').click()
     await agent.click("#close-submit")
