@@ -143,14 +143,21 @@ async def start_voice(customer: Side, agent: Side) -> None:
     assert isinstance(accepted["ice_servers"], list)  # [] unless TURN or ICE servers are configured
 
 
-async def test_voice_call_over_socketio_then_video_then_hangup(world: dict[str, Any]) -> None:
-    customer, agent, store, cid = world["customer"], world["agent"], world["store"], world["cid"]
+async def in_voice_call(customer: Side, agent: Side) -> tuple[ClientPeer, ClientPeer, Any, Any]:
+    """Voice call requested and accepted, both peers connected and each hearing the other's tone:
+    (customer peer, agent peer, what the customer hears, what the agent hears)."""
     await start_voice(customer, agent)
     cpeer = await customer.offer(CUSTOMER)
     apeer = await agent.offer(AGENT_A)
-    await (await cpeer.audio()).wait_hearing(AGENT_A)
-    ears = await apeer.audio()
-    await ears.wait_hearing(CUSTOMER)
+    customer_ears, agent_ears = await cpeer.audio(), await apeer.audio()
+    await customer_ears.wait_hearing(AGENT_A)
+    await agent_ears.wait_hearing(CUSTOMER)
+    return cpeer, apeer, customer_ears, agent_ears
+
+
+async def test_voice_call_over_socketio_then_video_then_hangup(world: dict[str, Any]) -> None:
+    customer, agent, store, cid = world["customer"], world["agent"], world["store"], world["cid"]
+    cpeer, apeer, _, ears = await in_voice_call(customer, agent)
 
     # escalate to video: the agent asks, the customer accepts, the customer's camera goes on
     await agent.ok("call.request", media="video")
@@ -330,12 +337,7 @@ async def test_recording_per_queue_logged_and_downloadable(start_segue: Any, tmp
     })
     async with call_room(segue, "c_rec") as room:
         customer, agent, store, cid, url = (room[k] for k in ("customer", "agent", "store", "cid", "url"))
-        await start_voice(customer, agent)
-        cpeer = await customer.offer(CUSTOMER)
-        apeer = await agent.offer(AGENT_A)
-        await (await cpeer.audio()).wait_hearing(AGENT_A)
-        ears = await apeer.audio()
-        await ears.wait_hearing(CUSTOMER)
+        cpeer, apeer, _, ears = await in_voice_call(customer, agent)
         n = len(ears.frames)
         await ears.wait_until(lambda: len(ears.frames) > n + 25)
         # the customer's camera goes on during the call: recorded too (the agent sends none)
@@ -393,13 +395,7 @@ async def test_bad_call_events_get_clear_errors_and_the_call_goes_on(world: dict
     from media.leg import MAX_SDP_CHARS
 
     customer, agent, service, cid = world["customer"], world["agent"], world["service"], world["cid"]
-    await start_voice(customer, agent)
-    cpeer = await customer.offer(CUSTOMER)
-    apeer = await agent.offer(AGENT_A)
-    ears = await cpeer.audio()
-    await ears.wait_hearing(AGENT_A)
-    agent_ears = await apeer.audio()
-    await agent_ears.wait_hearing(CUSTOMER)
+    cpeer, apeer, ears, agent_ears = await in_voice_call(customer, agent)
 
     huge = "v=0\r\n" + "a=x-pad:" + "p" * 200_000 + "\r\n"
     long_sdp = "v=0\r\n" + "a=x-pad:" + "p" * MAX_SDP_CHARS + "\r\n"
