@@ -380,7 +380,8 @@ def _rtp_splitter(
 
 # --- SRTP ----------------------------------------------------------------------------------------
 
-_SRTP_BUFFER = 1500 + 144  # largest datagram + SRTP_MAX_TRAILER_LEN (pylibsrtp's own size)
+_SRTP_LIMIT = 1500  # longest packet accepted (pylibsrtp's own limit)
+_SRTP_TRAILER = 144  # SRTP_MAX_TRAILER_LEN: room protect() may append
 
 
 def srtp_transform(session: pylibsrtp.Session, direction: str) -> Callable[[bytes], bytes | None]:
@@ -396,20 +397,18 @@ def srtp_transform(session: pylibsrtp.Session, direction: str) -> Callable[[byte
     by :data:`RELIED_UPON` and the guard tests). The returned function keeps ``session`` alive
     (its ``srtp_t`` is freed with it).
     """
-    from pylibsrtp._binding import ffi, lib
-
+    ffi, lib = pylibsrtp._binding.ffi, pylibsrtp._binding.lib
     func = {"protect": lib.srtp_protect, "unprotect": lib.srtp_unprotect}[direction]
     ctx = session._srtp[0]
-    cdata = ffi.new("char[]", _SRTP_BUFFER)
+    cdata = ffi.new("char[]", _SRTP_LIMIT + _SRTP_TRAILER)
     length = ffi.new("int *")
     buffer = ffi.buffer(cdata)
     memmove = ffi.memmove
-    limit = _SRTP_BUFFER - 144
-    keep = session
+    limit = _SRTP_LIMIT
 
     def transform(data: bytes) -> bytes | None:
         n = len(data)
-        if n > limit or keep is None:
+        if n > limit:
             return None
         memmove(cdata, data, n)
         length[0] = n
@@ -417,6 +416,7 @@ def srtp_transform(session: pylibsrtp.Session, direction: str) -> Callable[[byte
             return None
         return buffer[0 : length[0]]
 
+    transform.session = session  # type: ignore[attr-defined]  # ctx lives as long as the session
     return transform
 
 
