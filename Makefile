@@ -42,9 +42,9 @@ test: $(TSTAMP) chromium
 clean:
 	rm -rf $(VENV) var .pytest_cache
 
-# Refresh the vendored socket.io client from the npm registry (see web/vendor/README.md).
+# Refresh the vendored socket.io client from the npm registry (see web/sdk/vendor/README.md).
 SOCKETIO_CLIENT ?= 4.8.4
 vendor:
 	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent socket.io-client@$(SOCKETIO_CLIENT) >/dev/null && tar xzf socket.io-client-*.tgz \
-	&& sed 's|//# sourceMappingURL=.*||' package/dist/socket.io.esm.min.js > $(CURDIR)/web/vendor/socket.io.esm.min.js \
-	&& cp package/LICENSE $(CURDIR)/web/vendor/socket.io-client.LICENSE && rm -rf $$tmp
+	&& sed 's|//# sourceMappingURL=.*||' package/dist/socket.io.esm.min.js > $(CURDIR)/web/sdk/vendor/socket.io.esm.min.js \
+	&& cp package/LICENSE $(CURDIR)/web/sdk/vendor/socket.io-client.LICENSE && rm -rf $$tmp

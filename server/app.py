@@ -141,6 +141,8 @@ def _add_pages(app: web.Application) -> None:
         app.router.add_get(f"/{sub.name}", _redirect_to(f"/{sub.name}/"))
         app.router.add_get(f"/{sub.name}/", _index_of(sub))
         app.router.add_static(f"/{sub.name}/", sub, append_version=False)
+    # The socket.io client moved into the SDK (web/sdk/vendor/); pages written against /vendor/ keep working.
+    app.router.add_static("/vendor/", WEB_DIR / "sdk" / "vendor", append_version=False)
 
 
 def _redirect_to(location: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -12,7 +12,7 @@
  * `client.request(event, payload)` sends a request and resolves with the ack's result, and
  * both clients and conversations are event emitters. See docs/sdk.md.
  */
-import { io } from "../vendor/socket.io.esm.min.js";
+import { io } from "./vendor/socket.io.esm.min.js";
 
 export const PROTOCOL_VERSION = 1;
 
