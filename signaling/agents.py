@@ -1,7 +1,7 @@
 """Agent accounts and the team's canned replies, in Redis.
 
 An account is the hash ``P acct:<id>`` (the id is the username, lower-case, immutable) with the
-display name, role (``agent`` or ``supervisor``), skills, per-channel capacity, channels, the
+display name, role (``agent``, ``supervisor`` or ``admin``), skills, per-channel capacity, channels, the
 scrypt password hash, a ``token_version`` (bumped on password change: older tokens stop working)
 and the presence the agent last chose (restored when they reconnect). ``P accts`` lists the ids.
 
@@ -27,7 +27,7 @@ from server import hash_password, verify_password
 from .errors import ProtocolError, conflict, not_found
 from .store import Keys
 
-ROLES = ("agent", "supervisor")
+ROLES = ("agent", "supervisor", "admin")  # each includes the rights of the ones before it
 PRESENCES = ("available", "away", "offline")
 
 
@@ -46,7 +46,13 @@ class Account:
 
     @property
     def is_supervisor(self) -> bool:
-        return self.role == "supervisor"
+        """Supervisors and admins: every conversation, the wallboard, agents and canned replies."""
+        return self.role in ("supervisor", "admin")
+
+    @property
+    def is_admin(self) -> bool:
+        """Admins: what supervisors may, plus the server's keys and settings (API keys, webhooks)."""
+        return self.role == "admin"
 
     @property
     def effective_channels(self) -> list[str]:

@@ -25,7 +25,7 @@ import redis.asyncio as aioredis
 
 from server import EXTRA_COMMANDS, Config, EmbeddedRedis, UsageError
 
-from .agents import Account, Directory, parse_capacity
+from .agents import ROLES, Account, Directory, parse_capacity
 from .errors import ProtocolError
 from .schema import CHANNEL_RE, USERNAME_RE
 
@@ -39,7 +39,8 @@ def _configure(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--password", help="the password (asked for when omitted on a terminal)")
         p.add_argument("--name", help="display name shown to customers")
         p.add_argument("--skills", help="comma-separated skills, e.g. billing,de")
-        p.add_argument("--role", choices=("agent", "supervisor"), default="agent" if creating else None)
+        p.add_argument("--role", choices=ROLES, default="agent" if creating else None,
+                       help="agent, supervisor (every conversation, the wallboard, accounts) or admin (also API keys)")
         p.add_argument("--capacity", help="conversations at once per channel, e.g. chat=3,voice=1")
         p.add_argument("--channels", help="channels taken (default: every channel with capacity)")
 

@@ -162,7 +162,7 @@ class AgentCreate:
                          describe="lower-case letters, digits, '.', '_' or '-' (up to 64)")
     password: str = chars(max_len=1024, min_len=4)
     name: str | None = chars(max_len=128, min_len=1, default=None)
-    role: Literal["agent", "supervisor"] = "agent"
+    role: Literal["agent", "supervisor", "admin"] = "agent"
     skills: list[str] | None = strings(max_len=64, pattern=CHANNEL_RE, describe="a skill name like billing", default=None)
     capacity: dict[str, int] | None = counts(default=None)
     channels: list[str] | None = strings(max_items=8, pattern=CHANNEL_RE, describe="a channel name", default=None)
@@ -172,7 +172,7 @@ class AgentCreate:
 class AgentUpdate:
     password: str | None = chars(max_len=1024, min_len=4, default=None)
     name: str | None = chars(max_len=128, min_len=1, default=None)
-    role: Literal["agent", "supervisor"] | None = None
+    role: Literal["agent", "supervisor", "admin"] | None = None
     skills: list[str] | None = strings(max_len=64, pattern=CHANNEL_RE, describe="a skill name like billing", default=None)
     capacity: dict[str, int] | None = counts(default=None)
     channels: list[str] | None = strings(max_items=8, pattern=CHANNEL_RE, describe="a channel name", default=None)
