@@ -219,9 +219,21 @@ async def get_agent(request: web.Request) -> web.Response:
     return web.json_response({"agent": await _agent_view(svc, account)})
 
 
+def _admin_only(who: Principal, role: str | None, target: Any = None) -> None:
+    """Only an admin makes admins or changes an admin's account (a supervisor cannot raise anyone,
+    themselves included, above their own role)."""
+    if who.account is not None and who.account.is_admin:
+        return
+    if role == "admin":
+        raise ProtocolError("forbidden", "giving the admin role needs the admin role", "role")
+    if target is not None and target.is_admin and target.id != who.id:
+        raise ProtocolError("forbidden", "changing an admin's account needs the admin role")
+
+
 async def create_agent(request: web.Request) -> web.Response:
-    await _supervisor(request)
+    who = await _supervisor(request)
     body = await _body(request, m.AgentCreate)
+    _admin_only(who, body.role)
     svc = _svc(request)
     account = await svc.directory.create(body.username, body.password, body.name, body.role, body.skills,
                                          body.capacity, body.channels)
@@ -239,6 +251,7 @@ async def update_agent(request: web.Request) -> web.Response:
             if getattr(body, name) is not None:
                 raise ProtocolError("forbidden", f"changing {name} needs the supervisor role", name)
     svc = _svc(request)
+    _admin_only(who, body.role, await svc.directory.require(agent_id))
     account = await svc.directory.update(agent_id, password=body.password, name=body.name, role=body.role,
                                          skills=body.skills, capacity=body.capacity, channels=body.channels)
     await svc.agent_changed(account)
@@ -246,9 +259,10 @@ async def update_agent(request: web.Request) -> web.Response:
 
 
 async def delete_agent(request: web.Request) -> web.Response:
-    await _supervisor(request)
+    who = await _supervisor(request)
     svc = _svc(request)
     agent_id = request.match_info["agent"]
+    _admin_only(who, None, await svc.directory.require(agent_id))
     await svc.directory.delete(agent_id)
     await svc.agent_deleted(agent_id)
     return web.Response(status=204)
