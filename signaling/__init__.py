@@ -18,13 +18,20 @@ from aiohttp import web
 
 from .agents import Directory
 from .errors import ProtocolError
+from .identity import IdentityError, sign_identity, verify_identity
+from .passwords import hash_password, verify_password
+from .origins import OriginPolicy, OriginRefused, Surface, environ_own_origins, own_origins
 from .routing import RoutingError
 from .schema import EVENT_ID_RE, validate
 from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling, summary
+from .tokens import Signer, TokenClaims, TokenError
 
 __all__ = [
     "setup", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
     "EVENT_ID_RE", "validate", "Directory", "summary",
+    "Signer", "TokenClaims", "TokenError", "hash_password", "verify_password", "IdentityError", "sign_identity",
+    "verify_identity",
+    "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
 ]
 
 SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)

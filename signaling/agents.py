@@ -22,9 +22,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
-from server import hash_password, verify_password
-
 from .errors import ProtocolError, conflict, not_found
+from .passwords import hash_password, verify_password
 from .store import Keys
 
 ROLES = ("agent", "supervisor", "admin")  # each includes the rights of the ones before it

@@ -30,14 +30,15 @@ import redis.asyncio as aioredis
 import socketio
 from engineio import packet as eio_packets
 
-from server import Signer
-
 from .agents import Account, Canned, Directory, render
+from .apikeys import ApiKeys
 from . import fastjson
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
 from .locks import KeyedLocks
 from .routing import Offer, Router, RoutingError
 from .store import MutationFailed, Outcome, Store, encode_event, ts_of
+from .identity import IdentityError, verify_identity
+from .tokens import Signer, TokenError
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ TRANSFER_FIELDS = ["transfer_mode", "transfer_from", "transfer_from_name", "tran
 
 @dataclass
 class Principal:
-    """Who is asking: a customer (``kind="customer"``) or an agent (``kind="agent"``)."""
+    """Who is asking: a customer (``kind="customer"``), an agent (``kind="agent"``), a server using an
+    API key (``kind="integration"``, named after the key) or a bot a server speaks as (``kind="bot"``)."""
 
     kind: str
     id: str
@@ -63,6 +65,14 @@ class Principal:
     verified: bool = False
     account: Account | None = None
     watch: bool = False  # an /agent connection with auth.watch: never online, never offered
+    # REST: what this caller may do (signaling.apikeys.SCOPES; an agent's come from its role)
+    scopes: frozenset[str] = frozenset()
+
+    @property
+    def is_server(self) -> bool:
+        """An integration or a bot: reads every conversation (its key's scopes permitting), is never
+        assigned one, and needs no assignment to write to one."""
+        return self.kind in ("integration", "bot")
 
     @property
     def is_agent(self) -> bool:
@@ -161,6 +171,7 @@ class Signaling:
         self.keys = self.store.keys
         self.directory = Directory(redis, prefix)
         self.canned = Canned(redis, prefix)
+        self.api_keys = ApiKeys(redis, prefix)
         self.signer = Signer(secret)
         self.router = Router(redis, prefix, config.routing)
         self.queues = {q.name: q for q in config.routing.queues}
@@ -288,8 +299,6 @@ class Signaling:
         return self.signer.sign("a", account.id, self.config.auth.agent_token_hours * 3600, ver=account.token_version)
 
     async def agent_from_token(self, token: Any) -> Account:
-        from server import TokenError
-
         try:
             claims = self.signer.verify(token, "a")
         except TokenError as exc:
@@ -303,8 +312,6 @@ class Signaling:
 
     async def customer_session(self, visitor_token: str | None, site: str | None, identity: Any) -> tuple[Principal, str]:
         """Resolve a connecting customer: (principal, visitor token to keep)."""
-        from server import IdentityError, TokenError, verify_identity
-
         now_ms = int(time.time() * 1000)
         if visitor_token:
             try:
@@ -1079,6 +1086,14 @@ class Signaling:
     async def ensure_demo_agent(self) -> None:
         demo = self.config.demo
         if not demo.enabled:
+            # a deployment that once ran with the demo: its published login must not outlive it
+            try:
+                if await self.directory.authenticate(demo.agent_username, demo.agent_password) is not None:
+                    await self.directory.delete(demo.agent_username.strip().lower())
+                    await self.agent_deleted(demo.agent_username.strip().lower())
+                    log.warning("removed the demo agent %r left from a run with demo.enabled", demo.agent_username)
+            except ProtocolError:
+                pass  # another node removed it first
             return
         if await self.directory.get(demo.agent_username) is None:
             skills = sorted({s for q in self.config.routing.queues for s in q.skills})
