@@ -36,6 +36,8 @@ import enum
 import hashlib
 import hmac
 import logging
+import re
+import secrets
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -51,6 +53,9 @@ from .errors import ProtocolError, conflict, forbidden, invalid, not_found
 from .store import MutationFailed, Store, encode_event, decode_event
 
 log = logging.getLogger(__name__)
+
+# what _new_call names a recording: "rec_" + 24 random bytes in base64url
+RECORDING_ID_RE = re.compile(r"^rec_[A-Za-z0-9_-]{32}$")
 
 CUSTOMER_NS, AGENT_NS = "/customer", "/agent"
 NAMESPACES = (CUSTOMER_NS, AGENT_NS)
@@ -417,9 +422,11 @@ class CallService:
                 record.state = CallPhase.ACTIVE
             media = "voice"
             if record.call.recorder is not None:
-                await self.log_event(cid, "call.recording", {"name": record.call.recorder.path.name,
-                                                              "path": str(record.call.recorder.path),
-                                                              "url": f"/api/v1/recordings/{record.call.recorder.path.name}"})
+                # the id is the file's random name; only it and the URL leave the server (never a path)
+                rid = record.call.recorder.path.stem
+                await self.node.redis.hset(self.store.keys.recording(rid), mapping={
+                    "conversation": cid, "file": record.call.recorder.path.name, "created_ts": str(int(time.time() * 1000))})
+                await self.log_event(cid, "call.recording", {"id": rid, "url": f"/api/v1/recordings/{rid}"})
         elif record.media_request is not None:
             media = record.media_request["media"]
             if record.media_request["by"]["kind"] == who.kind:
@@ -592,7 +599,8 @@ class CallService:
         recorder = None
         queue = next((q for q in self.config.routing.queues if q.name == conv.get("queue")), None)
         if queue is not None and queue.record_calls:
-            name = f"{cid}-{int(time.time())}.webm"
+            # unguessable: the id in the URL is the only handle, and reading it needs access to the conversation
+            name = f"rec_{secrets.token_urlsafe(24)}.webm"
             recorder = CallRecorder(self.recordings_dir() / name)
         return Call(cid, self.forwarder, grace_s=self.config.media.reconnect_grace_s,
                     on_event=self._on_call_event, recorder=recorder)
@@ -602,22 +610,37 @@ class CallService:
         return Path(configured).expanduser().resolve() if configured else self.config.data_path / "recordings"
 
     async def download_recording(self, request: web.Request) -> web.StreamResponse:
-        """``GET /api/v1/recordings/{name}`` with ``Authorization: Bearer <agent token>``."""
-        name = request.match_info["name"]
+        """``GET /api/v1/recordings/{id}`` with ``Authorization: Bearer <agent token>``: for agents who
+        may read the recording's conversation (docs/conversations.md "Access"), supervisors and admins."""
+        from . import SIGNALING
+        from .service import Principal
+
+        def error(status: int, code: str, message: str) -> web.Response:
+            return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+        rid = request.match_info["name"]
         header = request.headers.get("Authorization", "")
         token = header[7:] if header.startswith("Bearer ") else ""
+        service = self.app[SIGNALING]
         try:
-            from . import SIGNALING
-
-            await self.app[SIGNALING].agent_from_token(token)
-        except Exception:  # noqa: BLE001 - any failure is "not signed in"
-            return web.json_response({"error": {"code": "unauthorized", "message": "send Authorization: Bearer <agent token>"}}, status=401)
-        if "/" in name or name.startswith(".") or not name.endswith(".webm"):
-            return web.json_response({"error": {"code": "invalid", "message": "not a recording name", "field": "name"}}, status=400)
-        path = self.recordings_dir() / name
+            account = await service.agent_from_token(token)
+        except ProtocolError as exc:
+            return error(401, "unauthorized", f"send Authorization: Bearer <agent token> ({exc.message})")
+        missing = f"recording {rid[:80]!r} does not exist"
+        if not RECORDING_ID_RE.match(rid):
+            return error(404, "not_found", missing)
+        mapping = await self.node.redis.hgetall(self.store.keys.recording(rid))
+        if not mapping:
+            return error(404, "not_found", missing)
+        try:
+            await service.readable(Principal("agent", account.id, account.name, account=account), mapping["conversation"])
+        except ProtocolError as exc:
+            return error(exc.http_status, exc.code, f"recording {rid}: {exc.message}")
+        path = self.recordings_dir() / mapping["file"]
         if not path.is_file():
-            return web.json_response({"error": {"code": "not_found", "message": f"recording {name} does not exist"}}, status=404)
-        return web.FileResponse(path, headers={"Content-Type": "audio/webm"})
+            return error(404, "not_found", f"recording {rid} is no longer on this server")
+        return web.FileResponse(path, headers={"Content-Type": "audio/webm", "Cache-Control": "private, no-store",
+                                               "Content-Disposition": f'attachment; filename="{rid}.webm"'})
 
     def _on_call_event(self, call: Call, kind: str, data: dict[str, Any]) -> None:
         cid = call.conversation_id

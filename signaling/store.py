@@ -14,6 +14,11 @@ hash tag ``{<id>}`` so its script stays on one Redis Cluster slot):
 ``P grant:<agent>:<cust>`` string with a TTL: an agent holding an offer may read that customer's history
 ``P convs:open``           sorted set: conversations not closed (supervisors list these)
 ``P acct:<agent>:convs``   set: conversations an agent is working on
+``P cust:<id>:attrs``      hash: the customer's custom attributes (key -> JSON value); TTL until they start a conversation
+``P cust:<id>:pages``      list: the customer's page trail, newest first (JSON {url, title?, ts}), capped; TTL likewise
+``P convs:updated``        sorted set: every conversation by its last change (ms; the REST listing)
+``P apikeys``, ``P apikey:<id>``  API keys (``apikeys.py``)
+``P rec:<id>``             hash: a call recording's conversation and file (the random id is its only handle)
 
 Every change to a conversation is one Lua script (``MUTATE``): check the state and who is
 asking, append the events, update the hash and the active set — atomically, so two nodes (or two
@@ -104,6 +109,47 @@ return cjson.encode({ids=ids, state=after[1], customer=customer,
 """
 
 
+# Merge custom attributes into a customer's hash (KEYS[1]) and say which keys changed.
+# ARGV: max keys, TTL seconds (0: keep for good), then key, JSON value pairs ('' deletes the key).
+# Values stay JSON text end to end (cjson would round large integers).
+SET_ATTRIBUTES = r"""
+local key, max, ttl = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2])
+local count = redis.call('HLEN', key)
+local changed = {}
+for i = 3, #ARGV, 2 do
+  local k, v = ARGV[i], ARGV[i + 1]
+  local have = redis.call('HGET', key, k)
+  if v == '' then
+    if have then count = count - 1; changed[#changed + 1] = k end
+  elseif have ~= v then
+    if not have then count = count + 1 end
+    changed[#changed + 1] = k
+  end
+end
+if count > max then return cjson.encode({err = 'too_many', count = count}) end
+for i = 3, #ARGV, 2 do
+  if ARGV[i + 1] == '' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+end
+if ttl > 0 then redis.call('EXPIRE', key, ttl) else redis.call('PERSIST', key) end
+return cjson.encode({changed = changed, count = count})
+"""
+
+# Add a page to a customer's trail (KEYS[1], newest first) unless it repeats the newest URL
+# within ARGV[4] ms. ARGV: entry JSON, url, now ms, repeat window ms, keep, TTL seconds (0: for good).
+ADD_PAGE = r"""
+local key = KEYS[1]
+local head = redis.call('LINDEX', key, 0)
+if head then
+  local last = cjson.decode(head)
+  if last.url == ARGV[2] and tonumber(ARGV[3]) - tonumber(last.ts) < tonumber(ARGV[4]) then return 0 end
+end
+redis.call('LPUSH', key, ARGV[1])
+redis.call('LTRIM', key, 0, tonumber(ARGV[5]) - 1)
+if tonumber(ARGV[6]) > 0 then redis.call('EXPIRE', key, ARGV[6]) else redis.call('PERSIST', key) end
+return 1
+"""
+
+
 class Keys:
     """Every Redis key name Segue's signaling layer uses, from one prefix."""
 
@@ -112,9 +158,15 @@ class Keys:
         self.open_convs = f"{prefix}convs:open"
         self.canned = f"{prefix}canned"
         self.accounts = f"{prefix}accts"
+        self.api_keys = f"{prefix}apikeys"
+        self.updated_convs = f"{prefix}convs:updated"
 
     def conv(self, cid: str) -> str:
         return f"{self.p}conv:{{{cid}}}"
+
+    def recording(self, rid: str) -> str:
+        """hash: the recording's conversation and file name (the id is all a client ever sees)."""
+        return f"{self.p}rec:{rid}"
 
     def conv_keys(self, cid: str) -> list[str]:
         base = f"{self.p}conv:{{{cid}}}"
@@ -138,6 +190,12 @@ class Keys:
     def customer_agents(self, cust: str) -> str:
         return f"{self.p}cust:{cust}:agents"
 
+    def customer_attrs(self, cust: str) -> str:
+        return f"{self.p}cust:{cust}:attrs"
+
+    def customer_pages(self, cust: str) -> str:
+        return f"{self.p}cust:{cust}:pages"
+
     def grant(self, agent_id: str, cust: str) -> str:
         return f"{self.p}grant:{agent_id}:{cust}"
 
@@ -149,6 +207,9 @@ class Keys:
 
     def agent_conns(self, agent_id: str) -> str:
         return f"{self.p}acct:{agent_id}:conns"
+
+    def api_key(self, key_id: str) -> str:
+        return f"{self.p}apikey:{key_id}"
 
 
 class MutationFailed(Exception):
@@ -272,6 +333,8 @@ class Store:
         self.keys = Keys(prefix)
         self._mutate = redis.register_script(MUTATE)
         self._batched = ScriptBatcher(redis, self._mutate)
+        self._set_attributes = redis.register_script(SET_ATTRIBUTES)
+        self._add_page = redis.register_script(ADD_PAGE)
 
     async def mutate(self, cid: str, spec: dict[str, Any]) -> Outcome:
         raw = await self._batched(self.keys.conv_keys(cid), [fastjson.dumps(spec)])
@@ -319,6 +382,44 @@ class Store:
 
     async def customer_conversation_ids(self, cust: str, limit: int = 100) -> list[str]:
         return await self.redis.zrevrange(self.keys.customer_convs(cust), 0, limit - 1)
+
+    # --- custom attributes and the page trail (docs/conversations.md "Context") -------------
+
+    async def set_customer_attributes(self, cust: str, values: dict[str, str], max_keys: int,
+                                      ttl_s: int) -> tuple[list[str], int] | None:
+        """Merge ``values`` (key -> JSON text, "" deletes) into the customer's attributes.
+        Returns (changed keys, count after), or None when the result would exceed ``max_keys``
+        (nothing is written then)."""
+        args: list[Any] = [max_keys, ttl_s]
+        for k, v in values.items():
+            args += [k, v]
+        result = fastjson.loads(await self._set_attributes(keys=[self.keys.customer_attrs(cust)], args=args))
+        if result.get("err"):
+            return None
+        changed = result.get("changed") or []
+        return (changed if isinstance(changed, list) else []), int(result.get("count") or 0)
+
+    async def customer_attributes(self, cust: str) -> dict[str, Any]:
+        raw = await self.redis.hgetall(self.keys.customer_attrs(cust))
+        return {k: fastjson.loads(v) for k, v in sorted(raw.items())}
+
+    async def add_page(self, cust: str, entry: dict[str, Any], now_ms: int, repeat_ms: int, keep: int,
+                       ttl_s: int) -> bool:
+        """Push a page view on the customer's trail; False: a repeat of the newest URL (ignored)."""
+        added = await self._add_page(keys=[self.keys.customer_pages(cust)],
+                                     args=[fastjson.dumps(entry), entry["url"], now_ms, repeat_ms, keep, ttl_s])
+        return bool(added)
+
+    async def pages(self, cust: str, limit: int = 50) -> list[dict[str, Any]]:
+        """The customer's page trail, newest first."""
+        return [fastjson.loads(raw) for raw in await self.redis.lrange(self.keys.customer_pages(cust), 0, limit - 1)]
+
+    async def keep_customer_context(self, cust: str) -> None:
+        """The customer acted (started a conversation): their attributes and pages are kept for good."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.persist(self.keys.customer_attrs(cust))
+            pipe.persist(self.keys.customer_pages(cust))
+            await pipe.execute()
 
     async def link_conversation(self, cust: str, cid: str, created_ms: int) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:

@@ -176,7 +176,7 @@ async def assigned_conversation(segue: Any, cid: str, customer: str = "v_1", age
 
     store = Store(segue.node.redis, segue.config.redis.key_prefix)
     await store.mutate(cid, {
-        "create": {"state": "assigned", "customer": customer, "agent": agent, "queue": "general"},
+        "create": {"id": cid, "state": "assigned", "customer": customer, "agent": agent, "queue": "general"},
         "add": [agent],
         "events": [encode_event("conversation.created", {"kind": "system", "id": "system"}, "all", {"channel": "chat"})],
     })

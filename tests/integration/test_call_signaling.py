@@ -17,6 +17,7 @@ import socketio
 
 from media.ice import loopback_only
 from media.probe import ClientPeer
+from signaling import SIGNALING
 from signaling.calls import CALLS, CallService, Participant, turn_credentials
 from segue_clients import assigned_conversation
 
@@ -349,17 +350,30 @@ async def test_recording_per_queue_logged_and_downloadable(start_segue: Any, tmp
         await eventually(lambda: apeer.video_frames() > 30, timeout=30)
         await agent.ok("call.hangup")
     event = next(e for e in await store.events(cid) if e["type"] == "call.recording")
-    name = event["data"]["name"]
-    assert (tmp_path / "rec" / name).is_file()
+    # an unguessable id and its URL; no server path leaves the server (issue #13)
+    assert set(event["data"]) == {"id", "url"} and str(tmp_path) not in str(event)
+    rid = event["data"]["id"]
+    assert rid.startswith("rec_") and len(rid) == 36 and cid not in rid
+    assert [p.name for p in (tmp_path / "rec").iterdir()] == [f"{rid}.webm"]
+    directory = segue.app[SIGNALING].directory
+    await directory.create("a_1", "pw-secret", "Alan")  # the assigned agent
+    await directory.create("otto", "pw-secret", "Otto")  # never touched this conversation
     async with aiohttp.ClientSession() as http:
-        async with http.get(f"{url}/api/v1/recordings/{name}") as r:
+        async with http.get(f"{url}/api/v1/recordings/{rid}") as r:
             assert r.status == 401
-        token = await agent_token(url)
-        async with http.get(f"{url}/api/v1/recordings/{name}", headers={"Authorization": f"Bearer {token}"}) as r:
-            assert r.status == 200
-            body = await r.read()
-        async with http.get(f"{url}/api/v1/recordings/nope.webm", headers={"Authorization": f"Bearer {token}"}) as r:
-            assert r.status == 404
+        for user, status in (("demo", 200), ("a_1", 200), ("otto", 403)):
+            password = "demo" if user == "demo" else "pw-secret"
+            async with http.post(f"{url}/api/v1/auth/login", json={"username": user, "password": password}) as r:
+                token = (await r.json())["token"]
+            async with http.get(f"{url}/api/v1/recordings/{rid}", headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == status, (user, await r.text())
+                if status == 200:
+                    body = await r.read()
+                else:
+                    assert (await r.json())["error"]["code"] == "forbidden"
+        for guess in ("rec_" + "A" * 32, f"{cid}-1700000000.webm", "../secret"):
+            async with http.get(f"{url}/api/v1/recordings/{guess}", headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 404 and (await r.json())["error"]["code"] == "not_found"
     (tmp_path / "dl.webm").write_bytes(body)
 
     def check(path: str) -> None:
