@@ -213,6 +213,12 @@ local function load_of(a, channel)
   return n
 end
 local function capacity_of(a, channel) return tonumber(a.capacity[channel]) or 0 end
+-- The channel whose capacity a conversation on `channel` uses for an agent who takes `channels`
+-- (a set): a video call counts as a voice call unless the agent takes "video" itself.
+local function lane(channels, channel)
+  if channel == 'video' and not channels['video'] then return 'voice' end
+  return channel
+end
 local function offer_out(c, o, away)
   return {conversation_id = c.id, agent_id = o.agent, queue = c.queue, channel = o.channel,
           offered_at = o.at, expires_at = o.expires, kind = o.kind, agent_set_away = away or false}
@@ -364,7 +370,7 @@ for _, p in ipairs(pending) do
   if not c or c.state ~= 'queued' then
     redis.call('ZREM', p.q.q, p.id)  -- a stale entry (no record): drop it
     redis.call('ZREM', p.q.qt, p.id)
-  elseif (free_ch[c.channel] or 0) > 0 then
+  elseif (free_ch[c.channel] or 0) > 0 or (c.channel == 'video' and (free_ch['voice'] or 0) > 0) then
     local q = queue_of(c.queue)
     local need = {}
     for _, s in ipairs(q.skills) do need[#need + 1] = s end
@@ -372,7 +378,8 @@ for _, p in ipairs(pending) do
     local best = nil
     for _, w in ipairs(cands) do
       local id = w.rec.id
-      if w.free and w.channels[c.channel] and (w.load[c.channel] or 0) < capacity_of(w.rec, c.channel)
+      local ch = lane(w.channels, c.channel)
+      if w.free and w.channels[ch] and (w.load[ch] or 0) < capacity_of(w.rec, ch)
          and not c.skip[id] then
         local ok = true
         for _, s in ipairs(need) do
@@ -388,16 +395,17 @@ for _, p in ipairs(pending) do
     end
     if best then
       dequeue_entry(c)
-      local o = {agent = best.rec.id, channel = c.channel, at = NOW, expires = NOW + cfg.offer_timeout_ms,
+      local ch = lane(best.channels, c.channel)
+      local o = {agent = best.rec.id, channel = c.channel, lane = ch, at = NOW, expires = NOW + cfg.offer_timeout_ms,
                  kind = 'new'}
       c.offer = o
       c.state = 'offered'
       put_conv(c)
       redis.call('ZADD', K_OFFERS, o.expires, c.id)
       slots(best, -1)
-      best.rec.convs[c.id] = c.channel
+      best.rec.convs[c.id] = ch
       best.total = best.total + 1
-      best.load[c.channel] = (best.load[c.channel] or 0) + 1
+      best.load[ch] = (best.load[ch] or 0) + 1
       best.dirty = true
       best.free = slots(best, 1)
       if not best.free then free = free - 1 end
@@ -420,11 +428,12 @@ end
 if a.presence ~= 'available' then
   return fail('conflict', 'agent ' .. agent .. ' is ' .. a.presence .. ': pick an available agent or transfer to a queue')
 end
-if not set_of(a.channels)[channel] then
+local ch = lane(set_of(a.channels), channel)
+if not set_of(a.channels)[ch] then
   return fail('conflict', 'agent ' .. agent .. ' does not take ' .. channel .. ': pick another agent or a queue')
 end
-if load_of(a, channel) >= capacity_of(a, channel) then
-  return fail('conflict', 'agent ' .. agent .. ' is at capacity for ' .. channel .. ': try again later or pick a queue')
+if load_of(a, ch) >= capacity_of(a, ch) then
+  return fail('conflict', 'agent ' .. agent .. ' is at capacity for ' .. ch .. ': try again later or pick a queue')
 end
 local c = get_conv(id)
 if c then
@@ -442,12 +451,12 @@ else
   c = {id = id, queue = queue, channel = channel, skills = {}, enqueued_at = NOW, queued_at = NOW,
        assigned = {}, skip = {}}
 end
-local o = {agent = agent, channel = channel, at = NOW, expires = NOW + cfg.offer_timeout_ms, kind = 'transfer'}
+local o = {agent = agent, channel = channel, lane = ch, at = NOW, expires = NOW + cfg.offer_timeout_ms, kind = 'transfer'}
 c.offer = o
 if next(c.assigned) ~= nil then c.state = 'assigned' else c.state = 'offered' end
 put_conv(c)
 redis.call('ZADD', K_OFFERS, o.expires, id)
-a.convs[id] = channel
+a.convs[id] = ch
 put_agent(a)
 return cjson.encode(offer_out(c, o))
 """
@@ -460,7 +469,7 @@ if not c or not c.offer or c.offer.agent ~= agent then return 0 end
 local o = c.offer
 if NOW >= o.expires then return 0 end  -- too late: expire_offers() hands it on
 redis.call('ZREM', K_OFFERS, id)
-c.assigned[agent] = o.channel
+c.assigned[agent] = o.lane or o.channel
 c.offer = nil
 c.state = 'assigned'
 if o.kind == 'new' then

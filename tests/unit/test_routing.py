@@ -223,6 +223,34 @@ async def test_channel_preferences(router: Router) -> None:
     assert pairs(await router.route()) == [("v1", "alice")]
 
 
+async def test_video_calls_count_against_voice_unless_the_agent_takes_video(router: Router) -> None:
+    # alice takes no "video" channel: a video call uses her voice slot (one call at a time)
+    await add_agent(router, "alice", capacity={"chat": 2, "voice": 1})
+    await router.enqueue("vid1", "general", "video")
+    await router.enqueue("voice1", "general", "voice")
+    offers = await router.route()
+    assert [(o.conversation_id, o.channel) for o in offers] == [("vid1", "video")]  # the offer says video
+    state = await router.agent("alice")
+    assert state is not None and state.load == {"voice": 1}
+    assert await router.accept("alice", "vid1")
+    routed = await router.conversation("vid1")
+    assert routed is not None and routed.assigned == {"alice": "voice"}
+    assert await router.route() == []  # voice1 waits: her only call slot is taken
+    # a direct offer (transfer) follows the same rule
+    with pytest.raises(RoutingError, match="at capacity for voice"):
+        await router.offer_to("vid2", "alice", "video", raise_on_refusal=True)
+    # bob takes video as a channel of its own: video calls count there, his voice slot stays free
+    await add_agent(router, "bob", capacity={"voice": 1, "video": 1})
+    await router.enqueue("vid3", "general", "video")
+    assert sorted(pairs(await router.route())) == [("vid3", "bob"), ("voice1", "bob")]
+    state = await router.agent("bob")
+    assert state is not None and state.load == {"voice": 1, "video": 1}
+    # carol takes chat only: never offered a video call
+    await add_agent(router, "carol", capacity={"chat": 3})
+    await router.enqueue("vid4", "general", "video")
+    assert await router.route() == []
+
+
 async def test_away_and_offline_get_no_new_offers_but_keep_existing(router: Router) -> None:
     await add_agent(router, "alice")
     await add_agent(router, "bob", available=False)  # registered agents start offline
