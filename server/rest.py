@@ -16,12 +16,17 @@ from typing import Any, Awaitable, Callable
 import redis.asyncio as aioredis
 from aiohttp import web
 
-from signaling import EVENT_ID_RE, SIGNALING, Principal, ProtocolError, RoutingError, Signaling, summary, validate
+from signaling import (
+    EVENT_ID_RE, MANAGE_KEYS, SIGNALING, Principal, ProtocolError, RoutingError, Signaling, scopes_for_role, summary,
+    validate,
+)
 from signaling import messages as m
 
 log = logging.getLogger(__name__)
 
 API = "/api/v1"
+API_KEY_PREFIX = "sgk_"
+_WHO: web.RequestKey[Principal] = web.RequestKey("segue_principal", Principal)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -85,13 +90,51 @@ async def _body(request: web.Request, schema: type) -> Any:
     return validate(schema, payload, svc.max_message)
 
 
-async def _agent(request: web.Request) -> Principal:
+async def _principal(request: web.Request) -> Principal:
+    """Who sent the request: an agent (bearer token from login) or a server (bearer API key)."""
+    cached = request.get(_WHO)
+    if cached is not None:
+        return cached
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise ProtocolError("unauthorized", "send Authorization: Bearer <token> (from POST /api/v1/auth/login)")
-    account = await _svc(request).agent_from_token(token.strip())
-    return Principal("agent", account.id, account.name, account=account)
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise ProtocolError("unauthorized", "send Authorization: Bearer <token> (an agent token from "
+                                            "POST /api/v1/auth/login, or an API key sgk_...)")
+    svc = _svc(request)
+    if token.startswith(API_KEY_PREFIX):
+        key = await svc.api_keys.authenticate(token)
+        who = Principal("integration", key.id, key.name, scopes=frozenset(key.scopes))
+    else:
+        account = await svc.agent_from_token(token)
+        who = Principal("agent", account.id, account.name, account=account, scopes=scopes_for_role(account.role))
+    request[_WHO] = who
+    return who
+
+
+async def authorize(request: web.Request, scope: str) -> Principal:
+    """The caller, if it holds ``scope``; else ``401`` (no or a bad token/key) or ``403 forbidden``.
+
+    Agents' scopes follow their role (``signaling.scopes_for_role``): what they may then read or
+    write is still limited by the conversation access rules. An API key holds the scopes it was
+    created with and acts as a server: it reads every conversation within them."""
+    who = await _principal(request)
+    if scope not in who.scopes:
+        if who.kind == "integration":
+            raise ProtocolError("forbidden", f"this needs the scope {scope}, which API key {who.id} ({who.name}) "
+                                             f"does not have: create a key with --scope {scope}")
+        role = who.account.role if who.account is not None else who.kind
+        raise ProtocolError("forbidden", f"this needs the scope {scope}, which the role {role} does not have")
+    return who
+
+
+async def _agent(request: web.Request) -> Principal:
+    """An agent's token (not an API key): for the console's own endpoints (me, canned replies)."""
+    who = await _principal(request)
+    if who.kind != "agent":
+        raise ProtocolError("forbidden", "this endpoint is for agents' tokens (from POST /api/v1/auth/login), "
+                                         "not API keys")
+    return who
 
 
 async def _supervisor(request: web.Request) -> Principal:
@@ -134,12 +177,12 @@ async def me(request: web.Request) -> web.Response:
 # --- conversations -------------------------------------------------------------------------------
 
 async def list_conversations(request: web.Request) -> web.Response:
-    who = await _agent(request)
+    who = await authorize(request, "conversations:read")
     return web.json_response(await _svc(request).list_for_agent(who))
 
 
 async def get_conversation(request: web.Request) -> web.Response:
-    who = await _agent(request)
+    who = await authorize(request, "conversations:read")
     svc = _svc(request)
     cid = request.match_info["cid"]
     h = await svc.readable(who, cid)
@@ -147,7 +190,7 @@ async def get_conversation(request: web.Request) -> web.Response:
 
 
 async def get_events(request: web.Request) -> web.Response:
-    who = await _agent(request)
+    who = await authorize(request, "conversations:read")
     svc = _svc(request)
     cid = request.match_info["cid"]
     after = request.query.get("after") or None
@@ -161,7 +204,7 @@ async def get_events(request: web.Request) -> web.Response:
 
 
 async def get_customer(request: web.Request) -> web.Response:
-    who = await _agent(request)
+    who = await authorize(request, "customers:read")
     svc = _svc(request)
     cust = request.match_info["customer"]
     record = await svc.store.customer(cust)
@@ -178,7 +221,7 @@ async def get_customer(request: web.Request) -> web.Response:
 
 
 async def customer_conversations(request: web.Request) -> web.Response:
-    who = await _agent(request)
+    who = await authorize(request, "customers:read")
     svc = _svc(request)
     cust = request.match_info["customer"]
     if not await svc.can_read_customer(who, cust):
@@ -191,7 +234,7 @@ async def customer_conversations(request: web.Request) -> web.Response:
 # --- queues and agents ---------------------------------------------------------------------------
 
 async def list_queues(request: web.Request) -> web.Response:
-    await _agent(request)
+    await authorize(request, "conversations:read")
     return web.json_response(await _svc(request).queues_list())
 
 
@@ -207,13 +250,13 @@ async def _agent_view(svc: Signaling, account: Any) -> dict[str, Any]:
 
 
 async def list_agents(request: web.Request) -> web.Response:
-    await _agent(request)
+    await authorize(request, "conversations:read")
     svc = _svc(request)
     return web.json_response({"agents": [await _agent_view(svc, a) for a in await svc.directory.list()]})
 
 
 async def get_agent(request: web.Request) -> web.Response:
-    await _agent(request)
+    await authorize(request, "conversations:read")
     svc = _svc(request)
     account = await svc.directory.require(request.match_info["agent"])
     return web.json_response({"agent": await _agent_view(svc, account)})
@@ -231,7 +274,7 @@ def _admin_only(who: Principal, role: str | None, target: Any = None) -> None:
 
 
 async def create_agent(request: web.Request) -> web.Response:
-    who = await _supervisor(request)
+    who = await authorize(request, "agents:manage")
     body = await _body(request, m.AgentCreate)
     _admin_only(who, body.role)
     svc = _svc(request)
@@ -241,10 +284,10 @@ async def create_agent(request: web.Request) -> web.Response:
 
 
 async def update_agent(request: web.Request) -> web.Response:
-    who = await _agent(request)
+    who = await _principal(request)
     agent_id = request.match_info["agent"]
     body = await _body(request, m.AgentUpdate)
-    if not who.is_supervisor:
+    if "agents:manage" not in who.scopes:
         if agent_id != who.id:
             raise ProtocolError("forbidden", "this needs the supervisor role (agents may change their own name and password)")
         for name in ("role", "skills", "capacity", "channels"):
@@ -259,7 +302,7 @@ async def update_agent(request: web.Request) -> web.Response:
 
 
 async def delete_agent(request: web.Request) -> web.Response:
-    who = await _supervisor(request)
+    who = await authorize(request, "agents:manage")
     svc = _svc(request)
     agent_id = request.match_info["agent"]
     _admin_only(who, None, await svc.directory.require(agent_id))
@@ -300,6 +343,26 @@ async def delete_canned(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# --- API keys (admins) ---------------------------------------------------------------------------
+
+async def create_api_key(request: web.Request) -> web.Response:
+    who = await authorize(request, MANAGE_KEYS)
+    body = await _body(request, m.ApiKeyCreate)
+    key, token = await _svc(request).api_keys.create(body.name, list(body.scopes), who.id)
+    return web.json_response({"api_key": key.public(), "key": token}, status=201)
+
+
+async def list_api_keys(request: web.Request) -> web.Response:
+    await authorize(request, MANAGE_KEYS)
+    return web.json_response({"api_keys": [k.public() for k in await _svc(request).api_keys.list()]})
+
+
+async def revoke_api_key(request: web.Request) -> web.Response:
+    await authorize(request, MANAGE_KEYS)
+    await _svc(request).api_keys.revoke(request.match_info["key"])
+    return web.Response(status=204)
+
+
 def setup(app: web.Application) -> None:
     if SIGNALING not in app:  # pragma: no cover - signaling is part of every node
         return
@@ -323,3 +386,6 @@ def setup(app: web.Application) -> None:
     r.add_get(f"{API}/canned/{{rid}}", get_canned)
     r.add_patch(f"{API}/canned/{{rid}}", update_canned)
     r.add_delete(f"{API}/canned/{{rid}}", delete_canned)
+    r.add_post(f"{API}/api-keys", create_api_key)
+    r.add_get(f"{API}/api-keys", list_api_keys)
+    r.add_delete(f"{API}/api-keys/{{key}}", revoke_api_key)

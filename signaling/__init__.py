@@ -17,6 +17,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from .agents import Directory
+from .apikeys import MANAGE_KEYS, SCOPES, ApiKey, ApiKeys, scopes_for_role
 from .errors import ProtocolError
 from .identity import IdentityError, sign_identity, verify_identity
 from .passwords import hash_password, verify_password
@@ -29,6 +30,7 @@ from .tokens import Signer, TokenClaims, TokenError
 __all__ = [
     "setup", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
     "EVENT_ID_RE", "validate", "Directory", "summary",
+    "SCOPES", "MANAGE_KEYS", "ApiKey", "ApiKeys", "scopes_for_role",
     "Signer", "TokenClaims", "TokenError", "hash_password", "verify_password", "IdentityError", "sign_identity",
     "verify_identity",
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",

@@ -175,3 +175,82 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 
 EXTRA_COMMANDS["agent"] = (_configure, run)
+
+
+# --- segue apikey ... ----------------------------------------------------------------------------
+#
+#     segue apikey create --name crm --scope conversations:read --scope conversations:write
+#     segue apikey list
+#     segue apikey revoke ID
+
+def _configure_apikey(parser: argparse.ArgumentParser) -> None:
+    from .apikeys import SCOPES
+
+    parser.description = "manage API keys for servers (REST with Authorization: Bearer sgk_...)"
+    sub = parser.add_subparsers(dest="apikey_command", metavar="ACTION", required=True)
+    p_new = sub.add_parser("create", help="create a key and print it (once: only its hash is kept)")
+    p_new.add_argument("--name", required=True, help="what uses the key, e.g. crm (shown as the author of its writes)")
+    p_new.add_argument("--scope", action="append", choices=SCOPES, required=True, dest="scopes",
+                       help="what the key may do; repeat for several")
+    sub.add_parser("list", help="list keys: id, name, scopes, created, last used")
+    p_rm = sub.add_parser("revoke", help="delete a key: it stops working at once")
+    p_rm.add_argument("id", help="the key's id (the 16 hex digits after sgk_)")
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "never"
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _run_apikey(args: argparse.Namespace, config: Config) -> int:
+    from .apikeys import ApiKeys
+
+    if config.log.level.lower() != "debug":
+        logging.getLogger("server.embedded_redis").setLevel(logging.WARNING)
+    embedded: EmbeddedRedis | None = None
+    url = config.redis.url
+    if not url:
+        url = running_embedded_url(config.data_path / "redis")
+        if url is None:
+            embedded = await EmbeddedRedis.start(config.data_path, config.redis.startup_timeout_s)
+            url = embedded.url
+    redis = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        try:
+            await asyncio.wait_for(redis.ping(), timeout=config.redis.startup_timeout_s)
+        except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
+            raise UsageError(f"cannot reach Redis at {url}: {exc or type(exc).__name__}") from None
+        keys = ApiKeys(redis, config.redis.key_prefix)
+        try:
+            if args.apikey_command == "create":
+                key, token = await keys.create(args.name, args.scopes, "cli")
+                print(f"created API key {key.id} ({key.name}) with scopes {' '.join(key.scopes)}", file=sys.stderr)
+                print("the key is shown once; keep it secret:", file=sys.stderr)
+                print(token)
+            elif args.apikey_command == "list":
+                listed = await keys.list()
+                for key in listed:
+                    print(f"{key.id}  {key.name:20} created={_when(key.created_ts)} by={key.created_by:12} "
+                          f"last_used={_when(key.last_used_ts):20} scopes={','.join(key.scopes)}")
+                if not listed:
+                    print("no API keys")
+            else:
+                await keys.revoke(args.id)
+                print(f"revoked API key {args.id}")
+        except ProtocolError as exc:
+            raise UsageError(exc.message) from None
+        return 0
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            await embedded.stop()
+
+
+def run_apikey(args: argparse.Namespace, config: Config) -> int:
+    return asyncio.run(_run_apikey(args, config))
+
+
+EXTRA_COMMANDS["apikey"] = (_configure_apikey, run_apikey)

@@ -6,14 +6,19 @@ SDK may send.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Literal
 
 from .schema import (
-    CHANNEL_RE, MESSAGE, USERNAME_RE, chars, counts, event_id, ident, number, strings,
+    CHANNEL_RE, MESSAGE, USERNAME_RE, attributes, chars, counts, event_id, ident, number, strings,
 )
 
-Channel = Literal["chat", "voice"]
+# "video": a call from the web with the camera on (routed like a voice call: docs/routing.md)
+Channel = Literal["chat", "voice", "video"]
+
+# an absolute http(s) URL (the page trail: page.view)
+PAGE_URL_RE = re.compile(r"^https?://[^\s/?#]+[^\s]*$", re.IGNORECASE)
 
 
 # --- connect ---------------------------------------------------------------------------------
@@ -53,6 +58,7 @@ class ConversationStart:
     text: str | None = chars(max_len=MESSAGE, min_len=1, default=None)
     name: str | None = chars(max_len=128, min_len=1, default=None)    # anonymous visitors only
     email: str | None = chars(max_len=320, min_len=3, default=None)   # anonymous visitors only
+    attributes: dict[str, object] | None = attributes(default=None)   # custom attributes (plan, order_id...)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,18 @@ class Rate:
 @dataclass(frozen=True)
 class ConversationRef:
     conversation_id: str = ident("a conversation id")
+
+
+@dataclass(frozen=True)
+class AttributesSet:
+    attributes: dict[str, object] = attributes()
+    conversation_id: str | None = ident("a conversation id", default=None)
+
+
+@dataclass(frozen=True)
+class PageView:
+    url: str = chars(max_len=2048, min_len=1, pattern=PAGE_URL_RE, describe="an http(s) URL like https://shop.example/cart")
+    title: str | None = chars(max_len=512, default=None)
 
 
 # --- agent ---------------------------------------------------------------------------------------
@@ -188,3 +206,67 @@ class CannedCreate:
 class CannedUpdate:
     title: str | None = chars(max_len=200, min_len=1, default=None)
     text: str | None = chars(max_len=MESSAGE, min_len=1, default=None)
+
+
+# --- REST bodies for servers: API keys and the write endpoints (docs/rest.md) -------------------
+
+Scope = Literal["conversations:read", "conversations:write", "customers:read", "webhooks:manage", "agents:manage"]
+KEY_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.:-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class ApiKeyCreate:
+    name: str = chars(max_len=64, min_len=1, pattern=KEY_NAME_RE,
+                     describe="1 to 64 letters, digits, spaces or _ . : - (starting with a letter or digit)")
+    scopes: list[Scope] = strings(max_items=5, max_len=32)
+
+
+@dataclass(frozen=True)
+class IdentityRef:
+    """A customer as the calling server knows them (trusted: the API key vouches for it)."""
+
+    site: str = ident("a site name")
+    id: str = chars(max_len=256, min_len=1)
+    name: str | None = chars(max_len=128, min_len=1, default=None)
+    email: str | None = chars(max_len=320, min_len=3, default=None)
+
+
+@dataclass(frozen=True)
+class ConversationCreate:
+    customer_id: str | None = ident("a customer id", default=None)
+    identity: IdentityRef | None = None
+    queue: str | None = ident("a queue name", default=None)
+    text: str | None = chars(max_len=MESSAGE, min_len=1, default=None)
+    attributes: dict[str, object] | None = attributes(default=None)
+    agent: str | None = ident("an agent id", default=None)
+
+
+@dataclass(frozen=True)
+class Speaker:
+    """Who a server speaks as: an agent (by id) or a bot (by name)."""
+
+    kind: Literal["agent", "bot"]
+    id: str | None = ident("an agent id", default=None)
+    name: str | None = chars(max_len=64, min_len=1, default=None)
+
+
+@dataclass(frozen=True)
+class MessagePost:
+    text: str = chars(max_len=MESSAGE, min_len=1)
+    as_: Speaker | None = field(default=None, metadata={"name": "as"})
+    client_id: str | None = chars(max_len=64, min_len=1, default=None)
+
+
+@dataclass(frozen=True)
+class NotePost:
+    text: str = chars(max_len=MESSAGE, min_len=1)
+
+
+@dataclass(frozen=True)
+class ClosePost:
+    disposition: str | None = chars(max_len=100, min_len=1, default=None)
+
+
+@dataclass(frozen=True)
+class AttributesPatch:
+    attributes: dict[str, object] = attributes()

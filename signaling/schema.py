@@ -13,6 +13,7 @@ helpers below. ``validate(Schema, payload, limits)`` returns an instance or rais
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -38,6 +39,7 @@ class Rule:
     lo: int | None = None
     hi: int | None = None
     item: "Rule | None" = None  # list items / dict values
+    attributes: bool = False  # a dict of custom attributes (``attributes()``), not channel counts
 
 
 def chars(max_len: int = 256, min_len: int = 0, pattern: re.Pattern[str] | None = None,
@@ -68,6 +70,52 @@ def counts(max_items: int = 16, hi: int = 1000, **kw: Any) -> Any:
     return field(metadata={"c": Rule(max_len=max_items, item=Rule(lo=0, hi=hi))}, **kw)
 
 
+# --- custom attributes (a customer's context: plan, order_id...) -----------------------------------
+
+ATTRIBUTE_KEY_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,63}$")
+MAX_ATTRIBUTES = 50
+MAX_ATTRIBUTE_CHARS = 1000
+# numbers beyond this lose precision in JavaScript (the SDK and the console read them)
+MAX_ATTRIBUTE_NUMBER = 2**53
+
+AttributeValue = str | int | float | bool | None
+
+
+def attributes(**kw: Any) -> Any:
+    """A map of custom attributes: keys like ``plan`` or ``order_id``, values text, numbers,
+    booleans or null (null deletes the key). See :func:`check_attributes`."""
+    return field(metadata={"c": Rule(max_len=MAX_ATTRIBUTES, attributes=True)}, **kw)
+
+
+def check_attributes(value: Any, where: str = "attributes", max_keys: int = MAX_ATTRIBUTES) -> dict[str, AttributeValue]:
+    """Check a custom attribute map; errors name the key (``attributes.plan``)."""
+    if not isinstance(value, dict):
+        raise invalid(where, f"must be an object like {{\"plan\": \"pro\"}}, got {_describe(value)}")
+    if len(value) > max_keys:
+        raise invalid(where, f"must have at most {max_keys} keys, got {len(value)}")
+    out: dict[str, AttributeValue] = {}
+    for key, v in value.items():
+        name = f"{where}.{key}"[:120]
+        if not isinstance(key, str) or not ATTRIBUTE_KEY_RE.match(key):
+            raise invalid(name, "keys must start with a letter and have only letters, digits and _ . - "
+                                "(up to 64 characters)")
+        if v is None or isinstance(v, bool):
+            out[key] = v
+        elif isinstance(v, str):
+            if len(v) > MAX_ATTRIBUTE_CHARS:
+                raise invalid(name, f"must be at most {MAX_ATTRIBUTE_CHARS} characters, got {len(v)}")
+            out[key] = v
+        elif isinstance(v, (int, float)):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise invalid(name, "must be a finite number")
+            if abs(v) > MAX_ATTRIBUTE_NUMBER:
+                raise invalid(name, f"must be a number between -{MAX_ATTRIBUTE_NUMBER} and {MAX_ATTRIBUTE_NUMBER}")
+            out[key] = v
+        else:
+            raise invalid(name, f"must be text, a number, true/false or null (to delete it), got {_describe(v)}")
+    return out
+
+
 class _Missing:
     pass
 
@@ -85,6 +133,7 @@ class _Field:
     choices: tuple[Any, ...] = ()
     schema: type | None = None
     default: Any = None
+    attr: str = ""  # the dataclass attribute, when the wire name differs
 
 
 _SPECS: dict[type, tuple[_Field, ...]] = {}
@@ -114,6 +163,9 @@ def _spec(cls: type) -> tuple[_Field, ...]:
             kind, choices = "literal", typing.get_args(hint)
         elif origin is list:
             kind = "list"
+            item_hint = (typing.get_args(hint) or (str,))[0]
+            if typing.get_origin(item_hint) is Literal:  # list[Literal[...]]: each item one of these
+                choices = typing.get_args(item_hint)
         elif origin is dict:
             kind = "dict"
         elif dataclasses.is_dataclass(hint):
@@ -128,7 +180,9 @@ def _spec(cls: type) -> tuple[_Field, ...]:
             kind = "any"  # checked by the caller
         else:  # pragma: no cover - a schema author's mistake
             raise TypeError(f"unsupported schema type {hint!r} on {cls.__name__}.{f.name}")
-        out.append(_Field(f.name, kind, optional, required, rule, choices, schema, default))
+        # metadata "name": the field's name on the wire when it is a Python keyword (``as``)
+        out.append(_Field(f.metadata.get("name", f.name), kind, optional, required, rule, choices, schema, default,
+                          attr=f.name))
     spec = tuple(out)
     _SPECS[cls] = spec
     return spec
@@ -219,7 +273,13 @@ def validate(cls: type, payload: Any, max_message: int = 4000, where: str = "") 
                 raise invalid(name, f"must have at most {rule.max_len} items")
             item = rule.item or Rule()
             kwargs[f.name] = [_check_str(v, item, f"{name}[{i}]", max_message) for i, v in enumerate(value)]
+            for i, v in enumerate(kwargs[f.name] if f.choices else ()):
+                if v not in f.choices:
+                    raise invalid(f"{name}[{i}]", f"must be one of {', '.join(map(str, f.choices))}, got {v!r}"[:300])
         elif f.kind == "dict":
+            if rule.attributes:
+                kwargs[f.name] = check_attributes(value, name, rule.max_len or MAX_ATTRIBUTES)
+                continue
             if not isinstance(value, dict):
                 raise invalid(name, f"must be an object, got {_describe(value)}")
             if rule.max_len is not None and len(value) > rule.max_len:
@@ -231,7 +291,7 @@ def validate(cls: type, payload: Any, max_message: int = 4000, where: str = "") 
                     raise invalid(f"{name}.{k}"[:200], "keys must be channel names like chat or voice")
                 checked[k] = _check_int(v, item, f"{name}.{k}")
             kwargs[f.name] = checked
-    return cls(**kwargs)
+    return cls(**{f.attr or f.name: kwargs[f.name] for f in spec if f.name in kwargs})
 
 
 def to_plain(obj: Any) -> Any:

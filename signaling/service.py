@@ -34,6 +34,7 @@ from .agents import Account, Canned, Directory, render
 from .apikeys import ApiKeys
 from . import fastjson
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
+from .schema import MAX_ATTRIBUTES, check_attributes
 from .locks import KeyedLocks
 from .routing import Offer, Router, RoutingError
 from .store import MutationFailed, Outcome, Store, encode_event, ts_of
@@ -49,6 +50,12 @@ LOOP_INTERVAL_S = 0.25
 POSITION_EVERY_S = 1.0
 STATS_EVERY_S = 1.0
 HISTORY_LIMIT = 50
+# the customer's context (docs/conversations.md "Context that travels with the customer")
+ATTR_PREFIX = "attr:"       # a custom attribute in a conversation hash: attr:<key> -> JSON value
+PAGES_KEEP = 50             # page views kept per customer (newest first)
+PAGE_REPEAT_MS = 5000       # the same URL again within this window is one view (reloads, SPA re-renders)
+CONTEXT_TTL_S = 30 * 86400  # attributes and pages of a visitor who never started a conversation
+OPEN_SCAN = 50              # a customer's latest conversations looked at for open ones
 TRANSFER_FIELDS = ["transfer_mode", "transfer_from", "transfer_from_name", "transfer_agent",
                    "transfer_agent_name", "transfer_queue", "transfer_accepted", "transfer_note"]
 
@@ -140,6 +147,7 @@ def summary(h: dict[str, str], for_agent: bool = True) -> dict[str, Any]:
     if h.get("context"):
         s["context"] = json.loads(h["context"])
     if for_agent:
+        s["attributes"] = attributes_of(h)
         if h.get("transfer_mode"):
             t: dict[str, Any] = {"mode": h["transfer_mode"], "accepted": bool(h.get("transfer_accepted"))}
             if h.get("transfer_from"):
@@ -152,6 +160,11 @@ def summary(h: dict[str, str], for_agent: bool = True) -> dict[str, Any]:
         if h.get("offer_agent"):
             s["offer"] = {"agent": h["offer_agent"]}
     return s
+
+
+def attributes_of(h: dict[str, str]) -> dict[str, Any]:
+    """A conversation's custom attributes from its hash (``attr:<key>`` fields, JSON values)."""
+    return {k[len(ATTR_PREFIX):]: fastjson.loads(v) for k, v in sorted(h.items()) if k.startswith(ATTR_PREFIX)}
 
 
 def _customer_id_for(site: str, external_id: str) -> str:
@@ -377,7 +390,7 @@ class Signaling:
         cid, cust = h["id"], h.get("customer", "")
         if who.kind == "customer":
             return cust == who.id
-        if who.is_supervisor or who.id in (h.get("offer_agent"), h.get("transfer_agent"), h.get("agent")):
+        if who.is_server or who.is_supervisor or who.id in (h.get("offer_agent"), h.get("transfer_agent"), h.get("agent")):
             return True
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.sismember(self.keys.seen(cid), who.id)
@@ -407,7 +420,7 @@ class Signaling:
         return [summary(h, for_agent) for h in await self.store.conversations(ids[:HISTORY_LIMIT])]
 
     async def can_read_customer(self, who: Principal, customer: str) -> bool:
-        if who.is_supervisor:
+        if who.is_server or who.is_supervisor:
             return True
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.sismember(self.keys.customer_agents(customer), who.id)
@@ -421,18 +434,28 @@ class Signaling:
         out: dict[str, Any] = {"conversation": summary(h, who.is_agent), "events": events}
         if who.is_agent:
             out["history"] = await self.history(h.get("customer", ""), exclude=cid)
+            out["customer"] = await self.customer_view(h.get("customer", ""))
         return out
+
+    async def customer_view(self, customer: str) -> dict[str, Any]:
+        """What agents see of a customer beyond the summary: the page trail, newest first."""
+        return {"id": customer, "pages": await self.store.pages(customer, PAGES_KEEP) if customer else []}
 
     # ------------------------------------------------------------------------------------------
     # customers
 
     async def start(self, who: Principal, queue: str | None, channel: str, context: dict[str, Any] | None,
                     text: str | None, name: str | None = None, email: str | None = None,
-                    skip_sid: str | None = None) -> dict[str, Any]:
+                    skip_sid: str | None = None, attributes: dict[str, Any] | None = None) -> dict[str, Any]:
         qname = queue or self.config.routing.default_queue
         qconf = self.queues.get(qname)
         if qconf is None:
             raise invalid("queue", f"unknown queue {qname!r} (known: {', '.join(self.queues)})")
+        changed: dict[str, Any] = {}
+        if attributes:
+            changed = await self._merge_customer_attributes(who.id, check_attributes(attributes), keep=True)
+        await self.store.keep_customer_context(who.id)  # the visitor acted: their context is kept
+        carried = await self.store.customer_attributes(who.id)  # they travel into every new conversation
         if not who.verified and (name or email):
             fields = {}
             if name:
@@ -445,6 +468,9 @@ class Signaling:
             ("conversation.created", who.author(), "all", {"channel": channel, "queue": qname, "context": context or {}}),
             ("conversation.queued", SYSTEM, "all", {"queue": qname}),
         ]
+        given = {k: v for k, v in (attributes or {}).items() if v is not None}
+        if given:  # what the site set with this start (the rest came from earlier)
+            events.append(("attributes.updated", who.author(), "agents", {"attributes": given}))
         if text:
             events.append(("message", who.author(), "all", {"text": text}))
         create = {
@@ -452,6 +478,8 @@ class Signaling:
             "customer_email": who.email or "", "queue": qname, "channel": channel, "channels": channel,
             "context": json.dumps(context or {}),
         }
+        for key, value in carried.items():
+            create[ATTR_PREFIX + key] = fastjson.dumps(value)
         if who.verified:
             create["customer_verified"] = "1"
         async with self.locks(cid):
@@ -464,6 +492,10 @@ class Signaling:
             self._waiting[cid] = (who.id, None)
             self.wake()
             h = await self.store.conversation(cid)
+        if changed:  # the customer's other open conversations follow
+            for other in await self._open_conversations(who.id):
+                if other["id"] != cid:
+                    await self._apply_attributes(who, other["id"], changed, skip_sid)
         return {"conversation": summary(h, False), "events": stored}
 
     async def list_for_customer(self, who: Principal) -> dict[str, Any]:
@@ -476,6 +508,103 @@ class Signaling:
             self._waiting[cid] = (who.id, None)
             self.wake()
         return view
+
+    # ------------------------------------------------------------------------------------------
+    # context that travels with the customer: custom attributes and the page trail
+
+    async def _open_conversations(self, customer: str) -> list[dict[str, str]]:
+        ids = await self.store.customer_conversation_ids(customer, OPEN_SCAN)
+        return [h for h in await self.store.conversations(ids) if h.get("state") != "closed"]
+
+    async def _merge_customer_attributes(self, customer: str, attributes: dict[str, Any],
+                                         keep: bool | None = None) -> dict[str, Any]:
+        """Merge into the customer's stored attributes; returns the keys that changed -> new value
+        (None: deleted). ``keep``: no TTL (the customer has acted); None: decide by whether they
+        have conversations."""
+        if keep is None:
+            keep = bool(await self.redis.exists(self.keys.customer_convs(customer)))
+        values = {k: ("" if v is None else fastjson.dumps(v)) for k, v in attributes.items()}
+        result = await self.store.set_customer_attributes(customer, values, MAX_ATTRIBUTES, 0 if keep else CONTEXT_TTL_S)
+        if result is None:
+            raise invalid("attributes", f"a customer has at most {MAX_ATTRIBUTES} attributes: "
+                                        "delete some (set them to null) before adding others")
+        return {k: attributes[k] for k in result[0]}
+
+    async def set_attributes(self, who: Principal, customer_id: str, attributes: dict[str, Any],
+                             conversation_id: str | None = None, skip_sid: str | None = None) -> dict[str, Any]:
+        """Set (null: delete) custom attributes of a customer: stored on the customer (so they
+        follow them into later conversations) and on each of their open conversations (plus
+        ``conversation_id``, even if closed), each change logged as ``attributes.updated``.
+
+        Customers may set only their own; agents (and REST callers) who may read the named
+        conversation, or the customer's conversations, may set them too. Returns
+        ``{"attributes": <the customer's attributes after the change>}``."""
+        attributes = check_attributes(attributes)
+        if who.kind == "customer" and customer_id != who.id:
+            raise forbidden("a customer may set only their own attributes")
+        named: dict[str, str] | None = None
+        if conversation_id is not None:
+            named = await self.readable(who, conversation_id)
+            if named.get("customer") != customer_id:
+                raise invalid("conversation_id", f"conversation {conversation_id} is not customer {customer_id}'s")
+        elif who.kind != "customer":
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.exists(self.keys.customer(customer_id), self.keys.customer_convs(customer_id))
+                (known,) = await pipe.execute()
+            if not known:
+                raise not_found(f"customer {customer_id}")
+            if not await self.can_read_customer(who, customer_id):
+                raise forbidden(f"you have not been assigned to customer {customer_id} (supervisors may set any)")
+        await self._merge_customer_attributes(customer_id, attributes)
+        targets = await self._open_conversations(customer_id)
+        if named is not None and all(h.get("id") != named.get("id") for h in targets):
+            targets.append(named)
+        for h in targets:
+            await self._apply_attributes(who, h["id"], attributes, skip_sid)
+        return {"attributes": await self.store.customer_attributes(customer_id)}
+
+    async def _apply_attributes(self, who: Principal, cid: str, attributes: dict[str, Any],
+                                skip_sid: str | None) -> None:
+        async with self.locks(cid):
+            h = await self.store.conversation(cid)
+            if not h:
+                return
+            have = attributes_of(h)
+            changed = {k: v for k, v in attributes.items()
+                       if (k in have) != (v is not None) or (v is not None and fastjson.dumps(have[k]) != fastjson.dumps(v))}
+            if not changed:
+                return
+            spec: dict[str, Any] = {
+                "set": {ATTR_PREFIX + k: fastjson.dumps(v) for k, v in changed.items() if v is not None},
+                "del": [ATTR_PREFIX + k for k, v in changed.items() if v is None],
+            }
+            await self._apply(cid, spec, [("attributes.updated", who.author(), "agents", {"attributes": changed})],
+                              "set attributes", skip_sid)
+            await self.push_summary(await self.store.conversation(cid))
+
+    async def page_view(self, who: Principal, url: str, title: str | None = None,
+                        skip_sid: str | None = None) -> dict[str, Any]:
+        """A customer looked at a page: kept on their trail (the latest ``PAGES_KEEP``; a repeat of
+        the newest URL within ``PAGE_REPEAT_MS`` is ignored) and, while a conversation is open,
+        logged in it as ``page.viewed`` (agents only)."""
+        entry: dict[str, Any] = {"url": url, "ts": int(time.time() * 1000)}
+        if title:
+            entry["title"] = title
+        keep = bool(await self.redis.exists(self.keys.customer_convs(who.id)))
+        added = await self.store.add_page(who.id, entry, entry["ts"], PAGE_REPEAT_MS, PAGES_KEEP,
+                                          0 if keep else CONTEXT_TTL_S)
+        if not added:
+            return {"duplicate": True}
+        data = {k: v for k, v in entry.items() if k != "ts"}
+        for h in await self._open_conversations(who.id) if keep else []:
+            cid = h["id"]
+            async with self.locks(cid):
+                try:
+                    await self._apply(cid, {"customer": who.id, "open": True},
+                                      [("page.viewed", who.author(), "agents", data)], "log a page view", skip_sid)
+                except ProtocolError:
+                    continue  # closed meanwhile
+        return {}
 
     # ------------------------------------------------------------------------------------------
     # both sides
@@ -666,7 +795,7 @@ class Signaling:
             h = await self.store.conversation(cid)
             await self.push_summary(h)
         return {"conversation": summary(h), "events": await self.store.events(cid),
-                "history": await self.history(cust, exclude=cid)}
+                "history": await self.history(cust, exclude=cid), "customer": await self.customer_view(cust)}
 
     async def decline(self, who: Principal, cid: str) -> dict[str, Any]:
         async with self.locks(cid):
@@ -906,6 +1035,7 @@ class Signaling:
             "conversation": summary(h),
             "events": await self.store.events(cid),
             "history": await self.history(customer, exclude=cid),
+            "customer": await self.customer_view(customer),
             "kind": kind,
             "expires_in_s": round(offer.expires_in_s, 3),
             "queue": offer.queue,
