@@ -112,6 +112,7 @@ class CallRecord:
     transfer: dict[str, Any] | None = None  # {mode, to_agent}
     page_url: str | None = None
     supervisor: SupervisorSeat | None = None
+    video: bool = False  # started as a video call (call.request media "video"): both sides start their camera
 
 
 @dataclass(frozen=True)
@@ -335,6 +336,8 @@ class CallService:
             "transfer": record.transfer,
             "supervisor": None,
         }
+        if record.video:
+            out["video"] = True
         if shown:
             assert seat is not None
             leg = record.call.leg("supervisor") if record.call is not None else None
@@ -387,15 +390,18 @@ class CallService:
         return {"call": self.state(cid, self.records.get(cid), ns)}
 
     async def on_request(self, ns: str, sid: str, who: Participant, d: cm.CallRequest) -> dict[str, Any]:
-        """Ask for a call (media "voice") or, during a call, for video / screen share."""
+        """Ask for a call (media "voice"; "video" when no call runs: a call with cameras on) or,
+        during a call, for video / screen share."""
         cid, media, page_url = d.conversation_id, d.media, d.page_url
         conv = await self.enter(ns, sid, who, cid)
-        if media == "voice":
-            current = self.records.get(cid)
-            if current is not None and current.state is not CallPhase.ENDED:
+        current = self.records.get(cid)
+        idle = current is None or current.state is CallPhase.ENDED
+        if media == "voice" or (media == "video" and idle):
+            if not idle:
+                assert current is not None
                 raise conflict(f"a call is already {current.state.value} in this conversation")
-            record = self.records[cid] = CallRecord(cid, requested_by=who, page_url=page_url)
-            data: dict[str, Any] = {"by": who.author(), "media": "voice", "channel": "voice"}
+            record = self.records[cid] = CallRecord(cid, requested_by=who, page_url=page_url, video=media == "video")
+            data: dict[str, Any] = {"by": who.author(), "media": media, "channel": media}
             if page_url:
                 data["page_url"] = page_url
             if who.kind == "customer" and not conv.get("agent"):
@@ -420,7 +426,7 @@ class CallService:
                 if record.call is None:
                     record.call = self._new_call(cid, conv)
                 record.state = CallPhase.ACTIVE
-            media = "voice"
+            media = "video" if record.video else "voice"
             if record.call.recorder is not None:
                 # the id is the file's random name; only it and the URL leave the server (never a path)
                 rid = record.call.recorder.path.stem
@@ -444,7 +450,7 @@ class CallService:
         await self.enter(ns, sid, who, cid)
         record = self.record(cid, active=False)
         if record.state is CallPhase.REQUESTED:
-            media = "voice"
+            media = "video" if record.video else "voice"
             record.state = CallPhase.ENDED
             self.records.pop(cid, None)
         elif record.media_request is not None:

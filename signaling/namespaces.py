@@ -236,9 +236,14 @@ class CustomerNamespace(SegueNamespace):
         self.register("conversation.rate", m.Rate,
                       lambda who, d, sid: s.rate(who, d.conversation_id, d.score, d.comment, sid))
         self.register("conversation.close", m.ConversationRef, lambda who, d, sid: s.close(who, d.conversation_id, None, sid))
+        # context that travels with the customer (custom attributes, the page trail)
+        self.register("attributes.set", m.AttributesSet,
+                      lambda who, d, sid: s.set_attributes(who, who.id, d.attributes, d.conversation_id, sid))
+        self.register("page.view", m.PageView, lambda who, d, sid: s.page_view(who, d.url, d.title, sid))
 
     async def _start(self, who: Principal, d: m.ConversationStart, sid: str) -> dict[str, Any]:
-        result = await self.service.start(who, d.queue, d.channel, _plain(d.context), d.text, d.name, d.email, sid)
+        result = await self.service.start(who, d.queue, d.channel, _plain(d.context), d.text, d.name, d.email, sid,
+                                          attributes=d.attributes)
         await self.join_call_room(sid, result["conversation"]["id"])
         return result
 
