@@ -5,7 +5,7 @@
  */
 import { SegueAgent } from "../sdk/segue.js";
 import { h, clear } from "../sdk/dom.js";
-import { formatDuration } from "../sdk/format.js";
+import { formatDuration, channelLabel } from "../sdk/format.js";
 import { ConversationPanel, customerLabel, agentId } from "./panel.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -182,12 +182,20 @@ class Console {
     const s = offer.conversation;
     const lastMessage = [...offer.events].reverse().find((e) => e.type === "message");
     const countdown = h("span", { class: "offer-countdown" });
+    // a call from the web says so (voice, or video: the customer's camera goes on when the call is accepted)
+    const channel = offer.payload.channel ?? s.channel ?? "chat";
     const accept = h("button", { type: "button", class: "segue-btn segue-btn--small offer-accept" }, "Accept");
     const decline = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small offer-decline" }, "Decline");
     const card = h(
       "li",
       { class: `offer offer--${offer.kind}`, dataset: { conversationId: offer.conversationId } },
-      h("div", { class: "offer-head" }, h("strong", {}, customerLabel(s)), countdown),
+      h(
+        "div",
+        { class: "offer-head" },
+        h("strong", {}, customerLabel(s)),
+        channel !== "chat" ? h("span", { class: "chan offer-channel", dataset: { channel } }, channelLabel(channel)) : null,
+        countdown,
+      ),
       h(
         "div",
         { class: "offer-meta" },

@@ -9,6 +9,25 @@ import { h, clear, placeEvent, appendPending, markFailed, markReceipts } from ".
 import { describeEvent, formatTime, channelLabel, eventChannel } from "../sdk/format.js";
 import { SegueCall } from "../sdk/call.js";
 import { CallBar } from "../sdk/call-ui.js";
+import { english } from "../sdk/i18n.js";
+
+/** How long apart two views of the same URL still count as one (the server's repeat window). */
+const SAME_VIEW_MS = 5000;
+
+/**
+ * The customer's page trail, newest first (at most `limit`): the trail the server sent when the
+ * conversation was opened (`customer.pages`) plus the `page.viewed` events logged since.
+ */
+export function pageTrail(conversation, limit = 50) {
+  const pages = [...(conversation.customer?.pages ?? [])];
+  for (const event of conversation.events) {
+    if (event.type !== "page.viewed" || !event.data?.url) continue;
+    const known = pages.some((p) => p.url === event.data.url && Math.abs((p.ts ?? 0) - event.ts) < SAME_VIEW_MS);
+    if (!known) pages.push({ url: event.data.url, title: event.data.title, ts: event.ts });
+  }
+  pages.sort((a, b) => (b.ts ?? 0) - (a.ts ?? 0));
+  return pages.slice(0, limit);
+}
 
 /** An agent reference in a payload may be an id or {id, name}. */
 export function agentId(agent) {
@@ -91,6 +110,20 @@ export class ConversationPanel {
     this.historyList = h("ul", { class: "conv-history-list" });
     this.historyCount = h("span", { class: "count" }, "0");
     this.history = h("details", { class: "conv-history" }, h("summary", {}, "Earlier conversations ", this.historyCount), this.historyList);
+    // the customer: custom attributes set by the site (live) and the pages they looked at
+    const t = this.t;
+    this.attributesList = h("dl", { class: "conv-attributes" });
+    this.pagesList = h("ol", { class: "conv-pages" });
+    this.pagesCount = h("span", { class: "count" }, "0");
+    this.customerSection = h(
+      "details",
+      { class: "conv-customer", open: true },
+      h("summary", {}, t("console.customer")),
+      h("h4", { class: "conv-customer-head" }, t("console.attributes")),
+      this.attributesList,
+      h("h4", { class: "conv-customer-head" }, t("console.pages"), " ", this.pagesCount),
+      this.pagesList,
+    );
 
     this.log = h("ol", { class: "segue-log conv-log", "aria-live": "polite" });
     this.typing = h("div", { class: "segue-typing conv-typing", hidden: true });
@@ -143,6 +176,7 @@ export class ConversationPanel {
         h("div", { class: "conv-actions" }, this.transferButton, this.closeButton, this.dismissButton),
       ),
       this.context,
+      this.customerSection,
       this.history,
       this.banner,
       this.callSlot,
@@ -182,6 +216,7 @@ export class ConversationPanel {
       this.channels.append(h("span", { class: "chan", dataset: { channel } }, channelLabel(channel)));
     }
     this.renderContext();
+    this.renderCustomer();
     this.renderHistory();
 
     const writable = this.canWrite;
@@ -274,6 +309,39 @@ export class ConversationPanel {
       this.banner.append(h("span", {}, `Transfer to ${toText} pending.`));
     }
     this.banner.hidden = false;
+  }
+
+  /** Words of the console (i18n.js; English until the console picks a locale). */
+  get t() {
+    return this.app.t ?? english;
+  }
+
+  /** The customer section: attributes from the summary, the page trail (latest first). */
+  renderCustomer() {
+    const t = this.t;
+    const attributes = Object.entries(this.conversation.summary?.attributes ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    clear(this.attributesList);
+    for (const [key, value] of attributes) {
+      this.attributesList.append(
+        h("div", { class: "conv-attribute", dataset: { key } }, h("dt", {}, key), h("dd", {}, String(value))),
+      );
+    }
+    if (!attributes.length) this.attributesList.append(h("div", { class: "muted small" }, t("console.attributes.none")));
+    const pages = pageTrail(this.conversation);
+    this.pagesCount.textContent = String(pages.length);
+    clear(this.pagesList);
+    for (const page of pages) {
+      this.pagesList.append(
+        h(
+          "li",
+          { class: "conv-page" },
+          page.title ? h("span", { class: "conv-page-title" }, page.title) : null,
+          h("span", { class: "conv-page-url" }, page.url),
+          h("time", { class: "conv-page-time", datetime: new Date(page.ts ?? Date.now()).toISOString() }, formatTime(page.ts, t)),
+        ),
+      );
+    }
+    if (!pages.length) this.pagesList.append(h("li", { class: "muted small" }, t("console.pages.none")));
   }
 
   renderHistory() {

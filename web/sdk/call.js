@@ -46,7 +46,9 @@ export class SegueCall extends Emitter {
    * @param client  an object with `socket` (Socket.IO socket, connected) and
    *                `request(event, payload) -> Promise<result>` (SegueCustomer / SegueAgent do)
    * @param conversationId  the conversation this call belongs to
-   * @param options {audio?: MediaTrackConstraints|true, autoStart?: true, autoResume?: true}
+   * @param options {audio?: MediaTrackConstraints|true, autoStart?: true, autoResume?: true,
+   *                 video?: boolean (start the camera with the connection; default: when the call
+   *                 was started as a video call, `state.video`)}
    */
   constructor(client, conversationId, options = {}) {
     super();
@@ -73,9 +75,13 @@ export class SegueCall extends Emitter {
 
   // --- requests ----------------------------------------------------------------------------
 
-  /** Ask for a call ("voice") or, during a call, for "video" / "screen". */
-  async request(media = "voice", { pageUrl } = {}) {
+  /**
+   * Ask for a call ("voice"; "video", or `{video: true}`, for a call with cameras on from the
+   * start) or, during a call, for "video" / "screen".
+   */
+  async request(media = "voice", { pageUrl, video = false } = {}) {
     if (!MEDIA.includes(media)) throw new Error(`media must be one of ${MEDIA.join(", ")}`);
+    if (video && media === "voice") media = "video";
     const payload = { conversation_id: this.conversationId, media };
     if (pageUrl) payload.page_url = pageUrl;
     const result = await this.client.request("call.request", payload);
@@ -167,9 +173,18 @@ export class SegueCall extends Emitter {
     this.localStream = await navigator.mediaDevices.getUserMedia({ audio: this.options.audio, video: false });
     const mic = this.localStream.getAudioTracks()[0];
     mic.enabled = !this.muted;
+    // a video call: the camera goes on with the connection (without a camera, the call goes on with voice)
+    let camera = null;
+    if (this.options.video ?? Boolean(this.state?.video)) {
+      try {
+        camera = (await navigator.mediaDevices.getUserMedia({ video: true })).getVideoTracks()[0] ?? null;
+      } catch (err) {
+        this.emit("error", err);
+      }
+    }
     this._tx = {
       audio: pc.addTransceiver(mic, { direction: "sendrecv", streams: [this.localStream] }),
-      camera: pc.addTransceiver("video", { direction: "recvonly" }),
+      camera: camera ? pc.addTransceiver(camera, { direction: "sendrecv" }) : pc.addTransceiver("video", { direction: "recvonly" }),
       screen: pc.addTransceiver("video", { direction: "recvonly" }),
       supervisor: pc.addTransceiver("audio", { direction: "recvonly" }),
     };
@@ -179,6 +194,7 @@ export class SegueCall extends Emitter {
     this.emit("remotestream", this.remoteStream);
     this.emit("screenstream", this.screenStream);
     this.emit("supervisorstream", this.supervisorStream);
+    if (camera) camera.addEventListener("ended", () => this._stopVideo("camera"));
   }
 
   /** Whether a failed connection is replaced by a new one (a call that is still on). */
@@ -376,7 +392,8 @@ export class SegueCall extends Emitter {
     this._on("call.declined", (p) => this.emit("declined", p));
     this._on("call.accepted", async (p) => {
       this.emit("accepted", p);
-      if (p.media === "voice" && !this.pc && this.options.autoStart) {
+      // a call starts (voice, or a video call); later video / screen accepts reuse the connection
+      if ((p.media === "voice" || (p.media === "video" && this.state?.video)) && !this.pc && this.options.autoStart) {
         try {
           await this.start();
         } catch (err) {

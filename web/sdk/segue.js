@@ -170,6 +170,8 @@ export class Conversation extends Emitter {
     this.events = [];
     /** Customer's other conversations (agents only): [summary], newest first. */
     this.history = [];
+    /** What agents see of the customer beyond the summary (agents only): {id, pages: [{url, title?, ts}]}, newest first. */
+    this.customer = null;
     /** Latest read receipt per reader, key "kind:id" → {reader, event_id}. */
     this.reads = new Map();
     /** Last queue position push (customers). */
@@ -631,6 +633,7 @@ class SegueClient extends Emitter {
     const summary = result.conversation;
     const conversation = this.conversation(summary.id);
     if (result.history) conversation.history = result.history;
+    if (result.customer) conversation.customer = result.customer;
     conversation.updateSummary(summary);
     conversation.ingest(result.events ?? []);
     return conversation;
@@ -723,17 +726,48 @@ export class SegueCustomer extends SegueClient {
   /**
    * Start a conversation. `context` is merged over the page's URL, title, referrer and locale.
    * `text` (optional) is the first message; `name` / `email` (optional) introduce an anonymous
-   * visitor (a verified identity brings its own). Resolves with the Conversation.
+   * visitor (a verified identity brings its own). `channel`: "chat" (default), "voice" or
+   * "video" (a call from the web; then `SegueCall.request("video")`). `attributes` (optional):
+   * custom attributes set with the start (see setAttributes). Resolves with the Conversation.
    */
-  async startConversation({ queue, channel = "chat", context = {}, text, name, email } = {}) {
+  async startConversation({ queue, channel = "chat", context = {}, text, name, email, attributes } = {}) {
     const payload = { channel, context: { ...pageContext(), ...context } };
     if (queue) payload.queue = queue;
     if (text) payload.text = String(text);
     if (name) payload.name = String(name);
     if (email) payload.email = String(email);
+    if (attributes && Object.keys(attributes).length) payload.attributes = { ...attributes };
     const result = await this.request("conversation.start", payload);
     this.#remember(result.conversation.id);
     return this._applyResult(result);
+  }
+
+  /**
+   * Set custom attributes of this customer (`{plan: "pro", order_id: "A-1001", vip: true}`;
+   * `null` deletes a key). Keys: a letter, then letters, digits, `_ . -` (up to 64); values: text
+   * up to 1,000 characters, finite numbers, booleans; at most 50 per customer. They are kept on
+   * the customer (and travel into later conversations) and on every open conversation, where
+   * agents see them. Resolves with `{attributes}`: all of the customer's attributes after the
+   * change. Rejects with a SegueError (`invalid`, with `field` naming the key: `attributes.plan`).
+   */
+  async setAttributes(attributes, { conversationId } = {}) {
+    const payload = { attributes: { ...(attributes ?? {}) } };
+    if (conversationId) payload.conversation_id = conversationId;
+    const { attributes: all } = await this.request("attributes.set", payload);
+    return { attributes: all };
+  }
+
+  /**
+   * Record a page view on the customer's page trail (agents see what the customer looked at,
+   * before and during a conversation). Defaults: `location.href` and `document.title`. Only
+   * http(s) URLs; a repeat of the same URL within a few seconds counts once. A single-page app
+   * calls it on each route change. Resolves when stored.
+   */
+  async pageView({ url, title } = {}) {
+    const payload = { url: String(url ?? (typeof location !== "undefined" ? location.href : "")) };
+    const t = title ?? (typeof document !== "undefined" ? document.title : "");
+    if (t) payload.title = String(t).slice(0, 512);
+    await this.request("page.view", payload);
   }
 
   /** The customer's conversations as the server knows them (summaries, any device). */
@@ -824,6 +858,8 @@ export class Offer {
     this.conversation = payload.conversation;
     this.events = payload.events ?? [];
     this.history = payload.history ?? [];
+    /** {id, pages}: the customer's page trail, newest first. */
+    this.customer = payload.customer ?? null;
     this.kind = payload.kind ?? "new";
     this.fromAgent = payload.from_agent ?? null;
     this.expiresInS = payload.expires_in_s ?? null;
