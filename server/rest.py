@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
 from aiohttp import web
 
 from signaling import (
-    EVENT_ID_RE, MANAGE_KEYS, SIGNALING, Principal, ProtocolError, RoutingError, Signaling, scopes_for_role, summary,
+    EVENT_ID_RE, ID_RE, MANAGE_KEYS, SIGNALING, Principal, ProtocolError, RoutingError, Signaling, scopes_for_role, summary,
     validate,
 )
+from signaling import listing, outreach
 from signaling import messages as m
 
 log = logging.getLogger(__name__)
@@ -168,6 +170,13 @@ async def login(request: web.Request) -> web.Response:
     })
 
 
+async def logout(request: web.Request) -> web.Response:
+    """End the caller's sessions: every token of the account so far, and its sockets on every node."""
+    who = await _agent(request)
+    await _svc(request).directory.revoke(who.id)
+    return web.Response(status=204)
+
+
 async def me(request: web.Request) -> web.Response:
     who = await _agent(request)
     assert who.account is not None
@@ -178,7 +187,49 @@ async def me(request: web.Request) -> web.Response:
 
 async def list_conversations(request: web.Request) -> web.Response:
     who = await authorize(request, "conversations:read")
-    return web.json_response(await _svc(request).list_for_agent(who))
+    query = listing.parse_query(request.query)
+    return web.json_response(await listing.list_conversations(_svc(request), who, query))
+
+
+async def create_conversation(request: web.Request) -> web.Response:
+    who = await authorize(request, "conversations:write")
+    body = await _body(request, m.ConversationCreate)
+    return web.json_response(await outreach.start_outbound(_svc(request), who, body), status=201)
+
+
+async def post_message(request: web.Request) -> web.Response:
+    who = await authorize(request, "conversations:write")
+    body = await _body(request, m.MessagePost)
+    svc = _svc(request)
+    cid = request.match_info["cid"]
+    speaker = await outreach.speaker(svc, who, body.as_, cid)
+    answer = await svc.send_message(speaker, cid, body.text, body.client_id)
+    return web.json_response(answer, status=200 if answer.get("duplicate") else 201)
+
+
+async def post_note(request: web.Request) -> web.Response:
+    who = await authorize(request, "conversations:write")
+    body = await _body(request, m.NotePost)
+    return web.json_response(await _svc(request).note(who, request.match_info["cid"], body.text), status=201)
+
+
+async def close_conversation(request: web.Request) -> web.Response:
+    who = await authorize(request, "conversations:write")
+    body = await _body(request, m.ClosePost)
+    svc = _svc(request)
+    cid = request.match_info["cid"]
+    await svc.readable(who, cid)
+    answer = await svc.close(who, cid, body.disposition)
+    return web.json_response({**answer, "conversation": summary(await svc.store.conversation(cid))})
+
+
+async def patch_attributes(request: web.Request) -> web.Response:
+    who = await authorize(request, "conversations:write")
+    body = await _body(request, m.AttributesPatch)
+    svc = _svc(request)
+    cid = request.match_info["cid"]
+    h = await svc.readable(who, cid)
+    return web.json_response(await svc.set_attributes(who, h.get("customer", ""), body.attributes, cid))
 
 
 async def get_conversation(request: web.Request) -> web.Response:
@@ -287,15 +338,16 @@ async def update_agent(request: web.Request) -> web.Response:
     who = await _principal(request)
     agent_id = request.match_info["agent"]
     body = await _body(request, m.AgentUpdate)
+    svc = _svc(request)
+    target = await svc.directory.require(agent_id)  # a username or an account id
     if "agents:manage" not in who.scopes:
-        if agent_id != who.id:
+        if target.id != who.id:
             raise ProtocolError("forbidden", "this needs the supervisor role (agents may change their own name and password)")
         for name in ("role", "skills", "capacity", "channels"):
             if getattr(body, name) is not None:
                 raise ProtocolError("forbidden", f"changing {name} needs the supervisor role", name)
-    svc = _svc(request)
-    _admin_only(who, body.role, await svc.directory.require(agent_id))
-    account = await svc.directory.update(agent_id, password=body.password, name=body.name, role=body.role,
+    _admin_only(who, body.role, target)
+    account = await svc.directory.update(target.id, password=body.password, name=body.name, role=body.role,
                                          skills=body.skills, capacity=body.capacity, channels=body.channels)
     await svc.agent_changed(account)
     return web.json_response({"agent": account.public()})
@@ -305,9 +357,10 @@ async def delete_agent(request: web.Request) -> web.Response:
     who = await authorize(request, "agents:manage")
     svc = _svc(request)
     agent_id = request.match_info["agent"]
-    _admin_only(who, None, await svc.directory.require(agent_id))
-    await svc.directory.delete(agent_id)
-    await svc.agent_deleted(agent_id)
+    target = await svc.directory.require(agent_id)
+    _admin_only(who, None, target)
+    await svc.directory.delete(target.id)  # its tokens and sockets end on every node
+    await svc.agent_deleted(target.id)
     return web.Response(status=204)
 
 
@@ -363,29 +416,126 @@ async def revoke_api_key(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# --- the operations: one table for the router and the OpenAPI document (server/openapi.py) ----------
+
+@dataclass(frozen=True)
+class Param:
+    """A query parameter of an operation (path parameters are read from the path)."""
+
+    name: str
+    schema: dict[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Op:
+    """One REST operation: how it is routed and how the OpenAPI document describes it.
+
+    ``auth``: ``"scope"`` (``authorize(request, scope)``: agent token or API key), ``"agent"`` (an
+    agent's token only), ``"any"`` (any valid token or key; the handler applies finer rules) or
+    ``"none"``. ``answer`` names a schema in ``rest_schemas.ANSWERS`` (None: ``204`` no content)."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    answer: str | None
+    scope: str | None = None
+    auth: str = "scope"
+    status: int = 200
+    body: type | None = None
+    query: tuple[Param, ...] = ()
+    tag: str = "conversations"
+    description: str = ""
+
+
+def add_operations(router: web.UrlDispatcher, ops: list[Op]) -> None:
+    for op in ops:
+        router.add_route(op.method, op.path, op.handler)
+
+
+_ID = {"type": "string", "pattern": ID_RE.pattern}
+_LISTING = (
+    Param("state", {"enum": list(listing.STATES), "default": "open"},
+          "open (not closed), closed, all, or one state"),
+    Param("queue", _ID, "only conversations in this queue"),
+    Param("agent", _ID, "only conversations assigned (or offered, or being transferred) to this agent"),
+    Param("customer", _ID, "only this customer's conversations"),
+    Param("updated_since", {"type": "string", "pattern": r"^(\d{1,15}|\d{4}-\d\d-\d\d[T ].+)$"},
+          "milliseconds since 1970, or an ISO 8601 time: only conversations changed at or after it"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT, "default": 100}),
+    Param("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"}, "next_cursor from an earlier answer"),
+)
+_EVENTS = (
+    Param("after", {"type": "string", "pattern": EVENT_ID_RE.pattern}, "an event id: only events after it"),
+    Param("limit", {"type": "integer", "minimum": 1, "maximum": 10000, "default": 1000}),
+)
+_C = f"{API}/conversations"
+
+OPERATIONS: list[Op] = [
+    Op("POST", f"{API}/auth/login", login, "Log in as an agent: a bearer token", "Login", auth="none",
+       body=m.Login, tag="auth"),
+    Op("POST", f"{API}/auth/logout", logout, "End every session of the caller's account", None, auth="agent",
+       status=204, tag="auth"),
+    Op("GET", f"{API}/me", me, "The calling agent's account", "Me", auth="agent", tag="auth"),
+    Op("GET", _C, list_conversations, "List conversations by last change, with filters and a cursor",
+       "ConversationPage", "conversations:read", query=_LISTING,
+       description="Ordered by (updated_ts, id). Poll with next_cursor (or updated_since) to see every change: "
+                   "new messages, closes, ratings. Agents see only conversations they may read."),
+    Op("POST", _C, create_conversation, "Start a conversation for a customer (outreach)", "ConversationStarted",
+       "conversations:write", status=201, body=m.ConversationCreate),
+    Op("GET", f"{_C}/{{cid}}", get_conversation, "A conversation and the customer's other conversations",
+       "ConversationView", "conversations:read"),
+    Op("GET", f"{_C}/{{cid}}/events", get_events, "A conversation's events", "EventPage", "conversations:read",
+       query=_EVENTS),
+    Op("POST", f"{_C}/{{cid}}/messages", post_message, "Send a message (as the caller, an agent or a bot)",
+       "EventAnswer", "conversations:write", status=201, body=m.MessagePost,
+       description="201 with the stored event; 200 with duplicate: true when client_id was already used."),
+    Op("POST", f"{_C}/{{cid}}/notes", post_note, "Add an internal note (agents only see it)", "EventAnswer",
+       "conversations:write", status=201, body=m.NotePost),
+    Op("POST", f"{_C}/{{cid}}/close", close_conversation, "Close a conversation, with a disposition", "Closed",
+       "conversations:write", body=m.ClosePost),
+    Op("PATCH", f"{_C}/{{cid}}/attributes", patch_attributes, "Set (null: delete) the customer's custom attributes",
+       "Attributes", "conversations:write", body=m.AttributesPatch),
+    Op("GET", f"{API}/customers/{{customer}}", get_customer, "A customer", "CustomerAnswer", "customers:read",
+       tag="customers"),
+    Op("GET", f"{API}/customers/{{customer}}/conversations", customer_conversations,
+       "A customer's conversations, newest first", "ConversationList", "customers:read", tag="customers"),
+    Op("GET", f"{API}/queues", list_queues, "Queues and their statistics", "QueueList", "conversations:read",
+       tag="team"),
+    Op("GET", f"{API}/agents", list_agents, "Agents, with presence and load", "AgentList", "conversations:read",
+       tag="team"),
+    Op("POST", f"{API}/agents", create_agent, "Create an agent account", "AgentRecord", "agents:manage",
+       status=201, body=m.AgentCreate, tag="team"),
+    Op("GET", f"{API}/agents/{{agent}}", get_agent, "An agent", "AgentAnswer", "conversations:read", tag="team"),
+    Op("PATCH", f"{API}/agents/{{agent}}", update_agent, "Change an agent account", "AgentRecord", auth="any",
+       body=m.AgentUpdate, tag="team",
+       description="With agents:manage: any account (admins' accounts and the admin role: admins only). "
+                   "Without: an agent may change their own name and password."),
+    Op("DELETE", f"{API}/agents/{{agent}}", delete_agent, "Delete an agent account", None, "agents:manage",
+       status=204, tag="team"),
+    Op("GET", f"{API}/canned", list_canned, "Canned replies", "CannedList", auth="agent", tag="canned"),
+    Op("POST", f"{API}/canned", create_canned, "Create a canned reply (supervisors)", "CannedAnswer", auth="agent",
+       status=201, body=m.CannedCreate, tag="canned"),
+    Op("GET", f"{API}/canned/{{rid}}", get_canned, "A canned reply", "CannedAnswer", auth="agent", tag="canned"),
+    Op("PATCH", f"{API}/canned/{{rid}}", update_canned, "Change a canned reply (supervisors)", "CannedAnswer",
+       auth="agent", body=m.CannedUpdate, tag="canned"),
+    Op("DELETE", f"{API}/canned/{{rid}}", delete_canned, "Delete a canned reply (supervisors)", None, auth="agent",
+       status=204, tag="canned"),
+    Op("POST", f"{API}/api-keys", create_api_key, "Create an API key (admins); the key is shown once",
+       "ApiKeyCreated", MANAGE_KEYS, status=201, body=m.ApiKeyCreate, tag="api-keys"),
+    Op("GET", f"{API}/api-keys", list_api_keys, "API keys (admins)", "ApiKeyList", MANAGE_KEYS, tag="api-keys"),
+    Op("DELETE", f"{API}/api-keys/{{key}}", revoke_api_key, "Revoke an API key (admins): it stops working at once",
+       None, MANAGE_KEYS, status=204, tag="api-keys"),
+]
+
+
 def setup(app: web.Application) -> None:
     if SIGNALING not in app:  # pragma: no cover - signaling is part of every node
         return
     app.middlewares.append(errors_as_json)
     r = app.router
-    r.add_post(f"{API}/auth/login", login)
-    r.add_get(f"{API}/me", me)
-    r.add_get(f"{API}/conversations", list_conversations)
-    r.add_get(f"{API}/conversations/{{cid}}", get_conversation)
-    r.add_get(f"{API}/conversations/{{cid}}/events", get_events)
-    r.add_get(f"{API}/customers/{{customer}}", get_customer)
-    r.add_get(f"{API}/customers/{{customer}}/conversations", customer_conversations)
-    r.add_get(f"{API}/queues", list_queues)
-    r.add_get(f"{API}/agents", list_agents)
-    r.add_post(f"{API}/agents", create_agent)
-    r.add_get(f"{API}/agents/{{agent}}", get_agent)
-    r.add_patch(f"{API}/agents/{{agent}}", update_agent)
-    r.add_delete(f"{API}/agents/{{agent}}", delete_agent)
-    r.add_get(f"{API}/canned", list_canned)
-    r.add_post(f"{API}/canned", create_canned)
-    r.add_get(f"{API}/canned/{{rid}}", get_canned)
-    r.add_patch(f"{API}/canned/{{rid}}", update_canned)
-    r.add_delete(f"{API}/canned/{{rid}}", delete_canned)
-    r.add_post(f"{API}/api-keys", create_api_key)
-    r.add_get(f"{API}/api-keys", list_api_keys)
-    r.add_delete(f"{API}/api-keys/{{key}}", revoke_api_key)
+    add_operations(r, OPERATIONS)
+    from .webhooks_api import add_routes as add_webhook_routes  # /api/v1/webhooks (docs/webhooks.md)
+
+    add_webhook_routes(r)

@@ -1,9 +1,19 @@
 """Agent accounts and the team's canned replies, in Redis.
 
-An account is the hash ``P acct:<id>`` (the id is the username, lower-case, immutable) with the
-display name, role (``agent``, ``supervisor`` or ``admin``), skills, per-channel capacity, channels, the
-scrypt password hash, a ``token_version`` (bumped on password change: older tokens stop working)
+An account is the hash ``P acct:<id>`` with the username, display name, role (``agent``,
+``supervisor`` or ``admin``), skills, per-channel capacity, channels, the scrypt password hash, a
+``token_version`` (bumped on a password or role change and on logout: older tokens stop working)
 and the presence the agent last chose (restored when they reconnect). ``P accts`` lists the ids.
+
+**Ids are never reused.** The id is the username for its first account, ``<username>:<n>`` for a
+username created again after a deletion (``P acct_gen:<username>`` counts creations and deletions
+and is never reset; ``P acct_names`` maps a username to its current id). Tokens, routing, rooms
+and every access record (a conversation's ``seen`` agents, a customer's agents, grants) hold the
+id, so a re-created username is a new account: no old tokens, no history, no customers.
+
+**Sessions follow credentials.** A change that ends an account's tokens (password, role, logout,
+deletion) is published on ``P sessions:ended`` (the account id); every node disconnects that
+account's sockets whose token is no longer valid (``Signaling``). The CLI publishes the same way.
 
 Canned replies are one hash ``P canned``: id -> JSON ``{id, title, text}``. Placeholders such as
 ``{customer.name}`` are filled by :func:`render`; unknown ones are left as they are.
@@ -42,6 +52,11 @@ class Account:
     token_version: int = 1
     password_hash: str = ""
     created_ts: int = 0
+    username: str = ""  # what the person logs in with ("" in old records: the id)
+
+    def __post_init__(self) -> None:
+        if not self.username:
+            self.username = self.id.split(":", 1)[0]
 
     @property
     def is_supervisor(self) -> bool:
@@ -60,7 +75,7 @@ class Account:
     def public(self, presence: str | None = None) -> dict[str, Any]:
         return {
             "id": self.id,
-            "username": self.id,
+            "username": self.username,
             "name": self.name,
             "role": self.role,
             "skills": list(self.skills),
@@ -85,6 +100,7 @@ class Account:
             token_version=int(h.get("token_version") or 1),
             password_hash=h.get("password") or "",
             created_ts=int(h.get("created_ts") or 0),
+            username=h.get("username") or "",
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -98,6 +114,7 @@ class Account:
             "token_version": str(self.token_version),
             "password": self.password_hash,
             "created_ts": str(self.created_ts),
+            "username": self.username,
         }
 
 
@@ -125,18 +142,46 @@ class Directory:
     def __init__(self, redis: aioredis.Redis, prefix: str) -> None:
         self.redis = redis
         self.keys = Keys(prefix)
+        self.names = f"{prefix}acct_names"  # username -> current account id
+        self.sessions_channel = f"{prefix}sessions:ended"
+
+    def _generation(self, username: str) -> str:
+        return f"{self.keys.p}acct_gen:{username}"
 
     async def get(self, agent_id: str) -> Account | None:
-        if not agent_id or len(agent_id) > 64:
+        """The account with exactly this id (a token's subject, a routing record): never another
+        account that took the same username later."""
+        if not agent_id or len(agent_id) > 80:
             return None
         h = await self.redis.hgetall(self.keys.account(agent_id))
         return Account.from_hash(agent_id, h) if h else None
 
+    async def find(self, name: str) -> Account | None:
+        """The current account of a username (or an account id): what a person types."""
+        account = await self.get(name)
+        if account is not None or not name or ":" in name or len(name) > 64:
+            return account
+        current = await self.redis.hget(self.names, name)
+        return await self.get(current) if current and current != name else None
+
     async def require(self, agent_id: str) -> Account:
-        account = await self.get(agent_id)
+        account = await self.find(agent_id)
         if account is None:
             raise not_found(f"agent {agent_id!r}")
         return account
+
+    async def _ended(self, agent_id: str) -> None:
+        """Tell every node that this account's older tokens ended (they disconnect its sockets)."""
+        await self.redis.publish(self.sessions_channel, agent_id)
+
+    async def revoke(self, agent_id: str) -> int:
+        """Log out everywhere: the account's tokens so far stop working. Returns the new version (0: no account)."""
+        version = await self.redis.eval(
+            "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HINCRBY', KEYS[1], 'token_version', 1) end"
+            " return 0", 1, self.keys.account(agent_id))
+        if version:
+            await self._ended(agent_id)
+        return int(version)
 
     async def list(self) -> list[Account]:
         ids = sorted(await self.redis.smembers(self.keys.accounts))
@@ -154,8 +199,13 @@ class Directory:
         if role not in ROLES:
             raise ProtocolError("invalid", f"role must be one of {', '.join(ROLES)}", "role")
         check_channels(channels, capacity if capacity is not None else {"chat": 3})
+        if await self.find(username) is not None:
+            raise conflict(f"agent {username!r} already exists")
+        generation = await self.redis.incr(self._generation(username))
+        agent_id = username if generation == 1 else f"{username}:{generation}"
         account = Account(
-            id=username,
+            id=agent_id,
+            username=username,
             name=name or username,
             role=role,
             skills=sorted(set(skills or [])),
@@ -165,13 +215,15 @@ class Directory:
             password_hash=password_hash or await asyncio.to_thread(hash_password, password or ""),
             created_ts=int(time.time() * 1000),
         )
-        key = self.keys.account(username)
-        # HSETNX on a marker field first: two creators racing get one winner.
+        key = self.keys.account(agent_id)
+        # HSETNX on the username first: two creators racing get one winner.
+        if not await self.redis.hsetnx(self.names, username, agent_id):
+            raise conflict(f"agent {username!r} already exists")
         if not await self.redis.hsetnx(key, "name", account.name):
             raise conflict(f"agent {username!r} already exists")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(key, mapping=account.to_hash())
-            pipe.sadd(self.keys.accounts, username)
+            pipe.sadd(self.keys.accounts, agent_id)
             await pipe.execute()
         return account
 
@@ -179,12 +231,16 @@ class Directory:
                      role: str | None = None, skills: list[str] | None = None,
                      capacity: dict[str, int] | None = None, channels: list[str] | None = None,
                      presence: str | None = None) -> Account:
-        account = await self.require(agent_id)
+        account = await self.get(agent_id)
+        if account is None:
+            raise not_found(f"agent {agent_id!r}")
         fields: dict[str, str] = {}
+        ends_sessions = password is not None or (role is not None and role != account.role)
         if password is not None:
             account.password_hash = await asyncio.to_thread(hash_password, password)
-            account.token_version += 1
             fields["password"] = account.password_hash
+        if ends_sessions:
+            account.token_version += 1
             fields["token_version"] = str(account.token_version)
         if name is not None:
             account.name = fields["name"] = name
@@ -217,18 +273,31 @@ class Directory:
                     await pipe.execute()
             except WatchError:
                 raise conflict(f"agent {agent_id!r} was changed at the same time: try again") from None
+        if ends_sessions:
+            await self._ended(agent_id)
         return account
 
-    async def delete(self, agent_id: str) -> None:
+    async def delete(self, agent_id: str) -> Account:
+        """Delete the account with this id; its username may be created again, as a new account."""
+        account = await self.get(agent_id)
+        if account is None:
+            raise not_found(f"agent {agent_id!r}")
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self.keys.account(agent_id))
             pipe.srem(self.keys.accounts, agent_id)
-            removed, _ = await pipe.execute()
+            pipe.incr(self._generation(account.username))  # the next account of this username gets a new id
+            removed, _, _ = await pipe.execute()
         if not removed:
             raise not_found(f"agent {agent_id!r}")
+        # the username is free again (unless a new account already took it)
+        await self.redis.eval("if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then"
+                              " return redis.call('HDEL', KEYS[1], ARGV[1]) end return 0",
+                              1, self.names, account.username, agent_id)
+        await self._ended(agent_id)
+        return account
 
     async def authenticate(self, username: str, password: str) -> Account | None:
-        account = await self.get(username.strip().lower())
+        account = await self.find(username.strip().lower())
         if account is None:
             # same work as a real check, so timing does not tell which usernames exist
             await asyncio.to_thread(verify_password, password, _DUMMY_HASH)

@@ -142,7 +142,7 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
             raise UsageError(f"username {args.username!r}: use lower-case letters, digits, '.', '_' or '-' (up to 64)")
         try:
             if action == "remove":
-                await directory.delete(username)
+                await directory.delete((await directory.require(username)).id)  # its sockets end on every node
                 print(f"removed agent {username}")
                 return 0
             capacity = None
@@ -158,7 +158,8 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
                                                  capacity, channels)
                 print(f"added {_show(account)}")
             else:
-                account = await directory.update(username, password=_password(args, False), name=args.name,
+                account = await directory.update((await directory.require(username)).id,
+                                                 password=_password(args, False), name=args.name,
                                                  role=args.role, skills=skills, capacity=capacity, channels=channels)
                 print(f"updated {_show(account)}")
         except ProtocolError as exc:

@@ -23,6 +23,7 @@ from socketio import packet as sio_packet
 from . import fastjson
 from . import messages as m
 from .errors import ProtocolError
+from .origins import OriginPolicy, Surface, environ_own_origins
 from .routing import RoutingError
 from .schema import validate
 from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling
@@ -78,9 +79,12 @@ class Route:
 class SegueNamespace(socketio.AsyncNamespace):
     """Dispatch, size limit, validation and error answers shared by both namespaces."""
 
+    surface: Surface = Surface.AGENT  # whose origins may connect (cors.*_origins)
+
     def __init__(self, namespace: str, service: Signaling) -> None:
         super().__init__(namespace)
         self.service = service
+        self.origins = OriginPolicy.from_config(service.config)
         self.routes: dict[str, Route] = {}
         self.sessions: dict[str, Principal] = {}
         self.max_bytes = service.config.limits.max_event_bytes
@@ -98,6 +102,7 @@ class SegueNamespace(socketio.AsyncNamespace):
         if event == "connect":
             sid, environ = args[0], args[1]
             auth = args[2] if len(args) > 2 else None
+            self._check_origin(environ)
             return await self._connect(sid, environ, auth)
         if event == "disconnect":
             await self._disconnect(args[0])
@@ -150,6 +155,18 @@ class SegueNamespace(socketio.AsyncNamespace):
     def _refuse(self, code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
         # socket.io clients see err.message = message and err.data = {code, message}
         return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
+
+    def _check_origin(self, environ: Any) -> None:
+        """Refuse a page whose origin may not use this namespace (cors.customer_origins / agent_origins).
+
+        The Engine.IO handshake lets through every origin either list allows (server.cors), so the
+        per-namespace decision is made here, where the namespace is known."""
+        environ = environ if isinstance(environ, dict) else {}
+        refused = self.origins.check(self.surface, environ.get("HTTP_ORIGIN"),
+                                     environ_own_origins(environ, self.origins.public_url), self.namespace)
+        if refused is not None:
+            log.info("refused a connection to %s: %s", self.namespace, refused.message)
+            raise self._refuse(refused.code, refused.message)
 
     def _check_auth(self, schema: type, auth: Any) -> Any:
         if not isinstance(auth, dict):
@@ -223,6 +240,8 @@ def _size(payload: Any, limit: int) -> int:
 
 
 class CustomerNamespace(SegueNamespace):
+    surface = Surface.CUSTOMER
+
     def __init__(self, service: Signaling) -> None:
         super().__init__(CUSTOMER_NS, service)
         s = service
@@ -274,6 +293,7 @@ class CustomerNamespace(SegueNamespace):
 class AgentNamespace(SegueNamespace):
     def __init__(self, service: Signaling) -> None:
         super().__init__(AGENT_NS, service)
+        self.token_versions: dict[str, int] = {}  # sid -> token_version of the token it connected with
         s = service
         self.register("presence.set", m.PresenceSet,
                       _not_watching("set presence", lambda who, d, sid: s.set_presence(who, d.status)))
@@ -335,6 +355,7 @@ class AgentNamespace(SegueNamespace):
             raise self._refuse("unavailable", "storage is unavailable: retry shortly") from None
         who = Principal("agent", account.id, account.name, account=account, watch=data.watch)
         self.sessions[sid] = who
+        self.token_versions[sid] = account.token_version  # what its token carries (end_sessions)
         self._bind(sid, who)
         # local_agents: whom this node pushes queue statistics to (watchers included)
         service.local_agents[account.id] = service.local_agents.get(account.id, 0) + 1
@@ -361,6 +382,7 @@ class AgentNamespace(SegueNamespace):
 
     async def _disconnect(self, sid: str) -> None:
         who = self.sessions.pop(sid, None)
+        self.token_versions.pop(sid, None)
         self._unbind(sid)
         if who is None:
             return
@@ -383,6 +405,20 @@ class AgentNamespace(SegueNamespace):
             log.info("could not record agent %s going offline: %s", who.id, exc)
         except Exception:  # noqa: BLE001
             log.warning("could not record agent %s going offline", who.id, exc_info=True)
+
+    async def end_sessions(self, agent_id: str, account: Any) -> None:
+        """Close this node's sockets of ``agent_id`` whose token no longer holds (``account`` is the
+        stored account now, None when deleted). The client is told why first (``session.ended``)."""
+        for sid, version in list(self.token_versions.items()):
+            who = self.sessions.get(sid)
+            if who is None or who.id != agent_id:
+                continue
+            if account is not None and account.token_version == version:
+                continue
+            reason = "deleted" if account is None else "revoked"
+            await self.emit("session.ended", {"reason": reason, "message": "this session ended (logged out, the "
+                            "password or role changed, or the account was deleted): log in again"}, to=sid)
+            await self.server.disconnect(sid, namespace=self.namespace)
 
     def drop_agent(self, agent_id: str) -> list[str]:
         """Sessions of an agent on this node (to disconnect after the account is deleted)."""

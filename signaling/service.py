@@ -39,6 +39,7 @@ from .locks import KeyedLocks
 from .routing import Offer, Router, RoutingError
 from .store import MutationFailed, Outcome, Store, encode_event, ts_of
 from .identity import IdentityError, verify_identity
+from .sessions import SessionWatch
 from .tokens import Signer, TokenError
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,7 @@ def summary(h: dict[str, str], for_agent: bool = True) -> dict[str, Any]:
         "channel": h.get("channel", "chat"),
         "channels": [c for c in (h.get("channels") or "chat").split(",") if c],
         "created_ts": int(h.get("created_ts") or 0),
+        "updated_ts": int(h.get("updated_ts") or h.get("created_ts") or 0),
         "last_event_id": h.get("last_event_id", ""),
     }
     if h.get("customer_email"):
@@ -204,6 +206,7 @@ class Signaling:
         self._fast_emit = type(sio.manager) is socketio.AsyncManager
         # the calls layer (signaling.calls.CallService) when present: told about transfers and closes
         self.calls: Any = None
+        self._session_watch: SessionWatch | None = None
 
     async def call_hook(self, name: str, *args: Any) -> None:
         """Tell the calls layer (if installed) that something happened to a conversation."""
@@ -318,9 +321,9 @@ class Signaling:
             raise ProtocolError("bad_token", str(exc)) from None
         account = await self.directory.get(claims.sub)
         if account is None:
-            raise ProtocolError("bad_token", f"agent {claims.sub!r} no longer exists: log in with another account")
+            raise ProtocolError("bad_token", f"agent account {claims.sub!r} no longer exists: log in again")
         if claims.ver != account.token_version:
-            raise ProtocolError("bad_token", "the password was changed since this token was issued: log in again")
+            raise ProtocolError("bad_token", "this session ended (logged out, or the password or role changed): log in again")
         return account
 
     async def customer_session(self, visitor_token: str | None, site: str | None, identity: Any) -> tuple[Principal, str]:
@@ -371,6 +374,7 @@ class Signaling:
                 "customer": cust_id, "customer_name": record.get("name") or "Visitor",
                 "customer_email": record.get("email", ""), "customer_verified": "1"})
             await self.redis.zadd(self.keys.customer_convs(cust_id), {cid: score})
+            await self.store.touch(cid)
         agents = await self.redis.smembers(self.keys.customer_agents(visitor_id))
         if agents:
             await self.redis.sadd(self.keys.customer_agents(cust_id), *agents)
@@ -446,7 +450,12 @@ class Signaling:
 
     async def start(self, who: Principal, queue: str | None, channel: str, context: dict[str, Any] | None,
                     text: str | None, name: str | None = None, email: str | None = None,
-                    skip_sid: str | None = None, attributes: dict[str, Any] | None = None) -> dict[str, Any]:
+                    skip_sid: str | None = None, attributes: dict[str, Any] | None = None,
+                    started_by: Principal | None = None, offer_agent: str | None = None) -> dict[str, Any]:
+        """A customer's new conversation. REST outreach (``signaling.outreach``): ``started_by`` (a
+        server or an agent) authors its creation and opening text; ``offer_agent`` is offered it
+        first (it waits in the queue when that agent cannot take it now)."""
+        opener = started_by or who
         qname = queue or self.config.routing.default_queue
         qconf = self.queues.get(qname)
         if qconf is None:
@@ -465,14 +474,14 @@ class Signaling:
             await self.store.save_customer(who.id, fields)
         cid = "c_" + secrets.token_hex(8)
         events: list[tuple[str, dict[str, str], str, dict[str, Any]]] = [
-            ("conversation.created", who.author(), "all", {"channel": channel, "queue": qname, "context": context or {}}),
+            ("conversation.created", opener.author(), "all", {"channel": channel, "queue": qname, "context": context or {}}),
             ("conversation.queued", SYSTEM, "all", {"queue": qname}),
         ]
         given = {k: v for k, v in (attributes or {}).items() if v is not None}
         if given:  # what the site set with this start (the rest came from earlier)
             events.append(("attributes.updated", who.author(), "agents", {"attributes": given}))
         if text:
-            events.append(("message", who.author(), "all", {"text": text}))
+            events.append(("message", opener.author(), "all", {"text": text}))
         create = {
             "id": cid, "state": "queued", "customer": who.id, "customer_name": who.name or "Visitor",
             "customer_email": who.email or "", "queue": qname, "channel": channel, "channels": channel,
@@ -485,13 +494,20 @@ class Signaling:
         async with self.locks(cid):
             outcome, stored = await self._apply(cid, {"create": create}, events, skip_sid=skip_sid)
             await self.store.link_conversation(who.id, cid, ts_of(outcome.ids[0]))
+            offer: Offer | None = None
             try:
-                await self.router.enqueue(cid, qname, channel, [])
+                if offer_agent:
+                    offer = await self.router.offer_to(cid, offer_agent, channel, queue=qname)
+                if offer is None:
+                    await self.router.enqueue(cid, qname, channel, [])
             except RoutingError as exc:
                 raise _routing_error(exc) from None
-            self._waiting[cid] = (who.id, None)
-            self.wake()
+            if offer is None:
+                self._waiting[cid] = (who.id, None)
+                self.wake()
             h = await self.store.conversation(cid)
+        if offer is not None:
+            await self._on_routed(offer)
         if changed:  # the customer's other open conversations follow
             for other in await self._open_conversations(who.id):
                 if other["id"] != cid:
@@ -618,7 +634,7 @@ class Signaling:
             spec["dedup"] = f"{who.kind}:{who.id}|{client_id}"
         if who.kind == "customer":
             spec["customer"] = who.id
-        else:
+        elif not who.is_server:  # a server (API key) or its bot writes to any open conversation
             spec["actor"] = who.id
         async with self.locks(cid):
             outcome, stored = await self._apply(cid, spec, [("message", who.author(), "all", data)],
@@ -669,7 +685,7 @@ class Signaling:
                                 "del": ["offer_agent", *TRANSFER_FIELDS]}
         if who.kind == "customer":
             spec["customer"] = who.id
-        elif not who.is_supervisor:
+        elif not who.is_supervisor and not who.is_server:
             spec["actor"] = who.id
         if disposition:
             data["disposition"] = disposition
@@ -743,6 +759,13 @@ class Signaling:
         if ns is not None:
             ns.refresh_agent(account)
         await self.to_agent(account.id, "agent", {"agent": account.public()})
+
+    async def sessions_ended(self, agent_id: str) -> None:
+        """An account's tokens ended (published by ``Directory``): close its sockets on this node
+        that hold an older token; routing stops offering to a deleted account."""
+        ns = getattr(self, "agent_ns", None)
+        if ns is not None:
+            await ns.end_sessions(agent_id, await self.directory.get(agent_id))
 
     async def agent_deleted(self, agent_id: str) -> None:
         try:
@@ -1196,12 +1219,19 @@ class Signaling:
                 await asyncio.sleep(backoff)
 
     async def startup(self) -> None:
+        self._session_watch = SessionWatch(self.redis, self.directory.sessions_channel, self.sessions_ended)
+        await self._session_watch.start()
         await self.ensure_demo_agent()
+        built = await self.store.build_updated_index()
+        if built:
+            log.info("indexed %d stored conversations by their last change", built)
         self._loop_task = asyncio.create_task(self.run_loop(), name="segue-routing-loop")
 
     async def shutdown(self) -> None:
         self._stopping = True
         self._wake.set()
+        if self._session_watch is not None:
+            await self._session_watch.stop()
         if self._loop_task is not None:
             self._loop_task.cancel()
             try:
@@ -1218,14 +1248,15 @@ class Signaling:
         if not demo.enabled:
             # a deployment that once ran with the demo: its published login must not outlive it
             try:
-                if await self.directory.authenticate(demo.agent_username, demo.agent_password) is not None:
-                    await self.directory.delete(demo.agent_username.strip().lower())
-                    await self.agent_deleted(demo.agent_username.strip().lower())
+                left = await self.directory.authenticate(demo.agent_username, demo.agent_password)
+                if left is not None:
+                    await self.directory.delete(left.id)
+                    await self.agent_deleted(left.id)
                     log.warning("removed the demo agent %r left from a run with demo.enabled", demo.agent_username)
             except ProtocolError:
                 pass  # another node removed it first
             return
-        if await self.directory.get(demo.agent_username) is None:
+        if await self.directory.find(demo.agent_username) is None:
             skills = sorted({s for q in self.config.routing.queues for s in q.skills})
             try:
                 await self.directory.create(demo.agent_username, demo.agent_password, name="Demo Agent",

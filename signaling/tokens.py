@@ -5,8 +5,8 @@ functions of the node secret, and ``signaling`` owns who may do what; ``server``
 
 A token is ``base64url(json payload) "." base64url(HMAC-SHA256(secret, payload))``; the payload
 carries a kind (``v`` visitor, ``a`` agent), a subject and an expiry. Agent tokens also carry the
-account's ``token_version`` and its immutable ``uid``, so a password or role change, a logout or a
-deleted (and re-created) account revokes them.
+account's ``token_version`` and the account's id (never reused: ``agents.py``), so a password or
+role change, a logout or a deleted (and re-created) account revokes them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ class TokenClaims:
     sub: str
     exp: int
     ver: int = 0
-    uid: str = ""  # agent tokens: the account's immutable uid (a re-created username has another)
 
 
 class Signer:
@@ -50,12 +49,10 @@ class Signer:
     def _mac(self, body: str) -> str:
         return _b64(hmac.new(self._key, body.encode(), hashlib.sha256).digest()[:24])
 
-    def sign(self, kind: str, sub: str, ttl_s: float, ver: int = 0, now: float | None = None, uid: str = "") -> str:
+    def sign(self, kind: str, sub: str, ttl_s: float, ver: int = 0, now: float | None = None) -> str:
         payload: dict[str, Any] = {"k": kind, "s": sub, "e": int((now or time.time()) + ttl_s)}
         if ver:
             payload["n"] = ver
-        if uid:
-            payload["u"] = uid
         body = _b64(json.dumps(payload, separators=(",", ":")).encode())
         return f"{body}.{self._mac(body)}"
 
@@ -71,7 +68,7 @@ class Signer:
         try:
             payload = json.loads(_unb64(body))
             claims = TokenClaims(kind=str(payload["k"]), sub=str(payload["s"]), exp=int(payload["e"]),
-                                 ver=int(payload.get("n", 0)), uid=str(payload.get("u", "")))
+                                 ver=int(payload.get("n", 0)))
         except (ValueError, KeyError, TypeError, AttributeError):
             raise TokenError(f"{what} token is malformed") from None
         if claims.kind != kind:

@@ -16,7 +16,7 @@ import socketio
 from signaling import SIGNALING
 
 PUSHES = ("session", "event", "conversation", "offer", "offer.revoked", "queue.position", "queues",
-          "typing", "read", "error", "agent")
+          "typing", "read", "error", "agent", "session.ended")
 
 
 class Refused(Exception):

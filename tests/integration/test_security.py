@@ -14,7 +14,7 @@ from typing import Any, AsyncIterator
 
 import pytest
 
-from segue_clients import World, http
+from segue_clients import Peer, Refused, World, http
 
 
 @pytest.fixture
@@ -100,3 +100,119 @@ async def test_a_demo_account_left_from_a_demo_run_is_removed_when_the_demo_is_o
     second = World(await start_segue({"redis.key_prefix": prefix, "demo.enabled": False}))
     status, _ = await http("POST", f"{second.url}/api/v1/auth/login", json_body={"username": "demo", "password": "demo"})
     assert status == 401
+
+
+# --- sessions follow credentials -----------------------------------------------------------------
+
+async def _ended(peer: Peer) -> None:
+    """The socket is told why, then closed by the server (its node heard it through Redis)."""
+    ended = await peer.next("session.ended")
+    assert ended["reason"] in ("revoked", "deleted") and "log in again" in ended["message"]
+    for _ in range(200):
+        if not peer.sio.connected:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the server did not close the socket")
+
+
+@pytest.fixture
+async def two_nodes(start_segue: Any) -> AsyncIterator[tuple[World, World]]:
+    """Node A and node B on the same Redis and key prefix (sockets fan out through Redis)."""
+    a = World(await start_segue({"redis.fanout": True}))
+    b = World(await start_segue({"redis.fanout": True, "redis.key_prefix": a.segue.config.redis.key_prefix}))
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+@pytest.mark.parametrize("change", ["password", "role", "logout", "delete"])
+async def test_a_credential_change_on_one_node_ends_the_sessions_on_another(
+        two_nodes: tuple[World, World], change: str) -> None:
+    a, b = two_nodes
+    boss = await a.add_agent("boss", role="supervisor")
+    token = await a.add_agent("carla")
+    console = await b.agent(token)  # the socket is on node B
+    wallboard = await b.agent(token, available=False)
+    await console.ok("queues.list")
+    if change == "password":
+        status, _ = await http("PATCH", f"{a.url}/api/v1/agents/carla", token=boss, json_body={"password": "pw-new-1"})
+    elif change == "role":
+        status, _ = await http("PATCH", f"{a.url}/api/v1/agents/carla", token=boss, json_body={"role": "supervisor"})
+    elif change == "logout":
+        status, _ = await http("POST", f"{a.url}/api/v1/auth/logout", token=token)
+    else:
+        status, _ = await http("DELETE", f"{a.url}/api/v1/agents/carla", token=boss)
+    assert status in (200, 204)
+    await _ended(console)
+    await _ended(wallboard)
+    for world in (a, b):
+        status, body = await http("GET", f"{world.url}/api/v1/me", token=token)
+        assert status == 401 and body["error"]["code"] == "bad_token"
+    with pytest.raises(Refused):
+        await b.agent(token)
+    # the boss's own session is untouched
+    status, _ = await http("GET", f"{b.url}/api/v1/me", token=boss)
+    assert status == 200
+
+
+async def test_a_name_change_keeps_the_session(world: World) -> None:
+    token = await world.add_agent("carla")
+    console = await world.agent(token)
+    status, _ = await http("PATCH", f"{world.url}/api/v1/agents/carla", token=token, json_body={"name": "Carla C"})
+    assert status == 200
+    await console.ok("queues.list")
+    status, _ = await http("GET", f"{world.url}/api/v1/me", token=token)
+    assert status == 200
+
+
+async def test_the_cli_ends_sessions_on_running_nodes(world: World, tmp_path: Path, redis_url: str) -> None:
+    token = await world.add_agent("carla")
+    console = await world.agent(token)
+    env = _env(tmp_path, redis_url, SEGUE_REDIS_KEY_PREFIX=world.segue.config.redis.key_prefix)
+    res = subprocess.run([sys.executable, "-m", "server", "agent", "set", "carla", "--password", "pw-other"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 0, res.stderr
+    await _ended(console)
+
+
+async def test_a_recreated_username_is_a_new_account(world: World) -> None:
+    boss = await world.add_agent("boss", role="supervisor")
+    old_token = await world.add_agent("carla")
+    old = await world.agent(old_token)
+    customer = await world.customer()
+    cid = (await customer.ok("conversation.start", {"text": "my passport number is X1234567"}))["conversation"]["id"]
+    await old.next("offer")
+    await old.ok("offer.accept", {"conversation_id": cid})
+    await old.ok("message.send", {"conversation_id": cid, "text": "thanks"})
+    await old.ok("conversation.close", {"conversation_id": cid})
+    cust = customer.session["customer_id"]
+    status, _ = await http("GET", f"{world.url}/api/v1/customers/{cust}/conversations", token=old_token)
+    assert status == 200  # the old account could read its customer's history
+
+    status, _ = await http("DELETE", f"{world.url}/api/v1/agents/carla", token=boss)
+    assert status == 204
+    status, body = await http("POST", f"{world.url}/api/v1/agents", token=boss,
+                              json_body={"username": "carla", "password": "pw-secret"})
+    assert status == 201 and body["agent"]["username"] == "carla"
+    new_id = body["agent"]["id"]
+    assert new_id != "carla"
+    # the old token does not come back to life
+    status, body = await http("GET", f"{world.url}/api/v1/me", token=old_token)
+    assert status == 401 and body["error"]["code"] == "bad_token"
+    # the new person logs in with the username and inherits nothing
+    new_token = await world.login("carla")
+    status, body = await http("GET", f"{world.url}/api/v1/me", token=new_token)
+    assert status == 200 and body["agent"]["id"] == new_id
+    for path in (f"customers/{cust}/conversations", f"customers/{cust}", f"conversations/{cid}",
+                 f"conversations/{cid}/events"):
+        status, body = await http("GET", f"{world.url}/api/v1/{path}", token=new_token)
+        assert status == 403 and body["error"]["code"] == "forbidden", (path, body)
+    new = await world.agent(new_token, available=False)
+    await new.fails("conversation.open", {"conversation_id": cid}, "forbidden")
+    assert (await new.ok("conversations.list"))["conversations"] == []
+    # and a second deletion and creation gets yet another id
+    status, _ = await http("DELETE", f"{world.url}/api/v1/agents/carla", token=boss)
+    assert status == 204
+    status, body = await http("POST", f"{world.url}/api/v1/agents", token=boss,
+                              json_body={"username": "carla", "password": "pw-secret"})
+    assert status == 201 and body["agent"]["id"] not in ("carla", new_id)
