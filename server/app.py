@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .config import Config
 from .embedded_redis import RedisUnavailable
+from .sdk import add_sdk_routes
 from .version import __version__
 
 log = logging.getLogger(__name__)
@@ -137,6 +138,9 @@ def _add_pages(app: web.Application) -> None:
         return web.FileResponse(WEB_DIR / "index.html")
 
     app.router.add_get("/", index)
+    # /sdk/<version>/ and /sdk/v1/ (server/sdk.py): before the plain /sdk/ route, which would
+    # otherwise take /sdk/<another version>/... as a file name
+    add_sdk_routes(app)
     for sub in sorted(p for p in WEB_DIR.iterdir() if p.is_dir()):
         app.router.add_get(f"/{sub.name}", _redirect_to(f"/{sub.name}/"))
         app.router.add_get(f"/{sub.name}/", _index_of(sub))
