@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from chat_pages import WAIT_MS, accept_offer, agent_login, panel, set_presence
+from chat_pages import WAIT_MS, accept_offer, agent_call, agent_login, panel, set_presence, slot_grows
 
 pytestmark = pytest.mark.browser
 
@@ -83,4 +83,38 @@ async def test_console_shows_attributes_and_pages_live(segue: Any, new_page: Any
     await expect(p.locator(".conv-customer .conv-page")).to_have_count(4, timeout=WAIT_MS)
     await expect(p.locator('.conv-attribute[data-key="plan"] dd')).to_have_text("enterprise")
     assert await agent.evaluate("() => window.__pwned") is None
+    assert customer.segue_errors == [] and agent.segue_errors == []
+
+
+async def test_video_call_from_the_web_starts_with_cameras_on(segue: Any, new_page: Any) -> None:
+    """A customer starts a conversation on the "video" channel and asks for a video call through
+    the SDK; the console's offer says video; once the agent accepts the call, camera frames flow
+    both ways without anyone pressing "Camera on"."""
+    customer = await new_page()
+    await customer.goto(segue.url)
+    cid = await customer.evaluate("""async () => {
+        const { SegueCustomer } = await import("/sdk/segue.js");
+        const { SegueCall } = await import("/sdk/call.js");
+        const c = new SegueCustomer();
+        await c.connect();
+        const conversation = await c.startConversation({ channel: "video", name: "Ada" });
+        window.segueCall = new SegueCall(c, conversation.id);
+        await window.segueCall.request("voice", { video: true, pageUrl: location.href });
+        return conversation.id;
+    }""")
+    agent = await new_page()
+    await agent_login(agent, segue.url)
+    await set_presence(agent, "available")
+    offer = agent.locator(f'.offer[data-conversation-id="{cid}"]')
+    await expect(offer.locator(".offer-channel")).to_have_text("Video", timeout=WAIT_MS)
+    await accept_offer(agent, cid)
+    bar = panel(agent, cid).locator(".segue-call")
+    await expect(bar.locator(".segue-call-incoming")).to_be_visible(timeout=WAIT_MS)
+    await expect(bar.locator(".segue-call-incoming-text")).to_contain_text("video", timeout=WAIT_MS)
+    await bar.locator(".call-accept").click()
+    # each side's camera reaches the other (decoded frames on the camera transceiver)
+    await slot_grows(agent, agent_call(cid), "camera", "agent sees the customer's camera", by=10, field="frames")
+    await slot_grows(customer, "window.segueCall", "camera", "customer sees the agent's camera", by=10, field="frames")
+    sending = await customer.evaluate("() => Boolean(window.segueCall.localVideo().camera)")
+    assert sending is True
     assert customer.segue_errors == [] and agent.segue_errors == []
