@@ -9,7 +9,6 @@ JSON with the right status. Every error body is ``{"error": {"code", "message", 
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
@@ -21,7 +20,7 @@ from signaling import (
     EVENT_ID_RE, ID_RE, MANAGE_KEYS, SIGNALING, Principal, ProtocolError, RoutingError, Signaling, scopes_for_role, summary,
     validate,
 )
-from signaling import listing, outreach
+from signaling import fastjson, listing, outreach
 from signaling import messages as m
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,11 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         return await handler(request)
     except ProtocolError as exc:
-        resp = _error(exc.http_status, exc.code, exc.message, exc.field)
+        resp = web.json_response({"error": exc.as_dict()}, status=exc.http_status)
         if exc.http_status == 401:
             resp.headers["WWW-Authenticate"] = 'Bearer realm="segue"'
+        if exc.retry_after_s is not None:
+            resp.headers["Retry-After"] = str(exc.retry_after_s)
         return resp
     except RoutingError as exc:
         err = ProtocolError(exc.code, exc.message)
@@ -86,7 +87,9 @@ async def _body(request: web.Request, schema: type) -> Any:
         payload: Any = {}
     else:
         try:
-            payload = json.loads(raw)
+            payload = fastjson.loads_bounded(raw)
+        except fastjson.JsonTooDeep as exc:
+            raise ProtocolError("invalid", f"body: {exc} (Segue's payloads are a few levels deep)", "body") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError("bad_json", f"request body is not valid JSON: {exc}") from None
     return validate(schema, payload, svc.max_message)
@@ -536,6 +539,9 @@ def setup(app: web.Application) -> None:
     app.middlewares.append(errors_as_json)
     r = app.router
     add_operations(r, OPERATIONS)
+    from .openapi import setup as setup_openapi  # /api/openapi.json, from the same table
+
+    setup_openapi(app)
     from .webhooks_api import add_routes as add_webhook_routes  # /api/v1/webhooks (docs/webhooks.md)
 
     add_webhook_routes(r)

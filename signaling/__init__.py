@@ -18,25 +18,29 @@ from aiohttp import web
 
 from .agents import Directory
 from .apikeys import MANAGE_KEYS, SCOPES, ApiKey, ApiKeys, scopes_for_role
+from . import listing, outreach  # the REST API's listing and server-written conversations
 from .errors import ProtocolError
 from .identity import IdentityError, sign_identity, verify_identity
 from .passwords import hash_password, verify_password
 from .origins import OriginPolicy, OriginRefused, Surface, environ_own_origins, own_origins
 from .routing import RoutingError
-from .schema import EVENT_ID_RE, validate
+from .schema import EVENT_ID_RE, ID_RE, json_schema, validate
 from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling, summary
+from .webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES, Webhooks
 from .tokens import Signer, TokenClaims, TokenError
 
 __all__ = [
     "setup", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
     "EVENT_ID_RE", "validate", "Directory", "summary",
-    "SCOPES", "MANAGE_KEYS", "ApiKey", "ApiKeys", "scopes_for_role",
+    "WEBHOOKS", "Webhooks", "WEBHOOK_EVENT_TYPES",
+    "SCOPES", "MANAGE_KEYS", "ApiKey", "ApiKeys", "scopes_for_role", "listing", "outreach", "ID_RE", "json_schema",
     "Signer", "TokenClaims", "TokenError", "hash_password", "verify_password", "IdentityError", "sign_identity",
     "verify_identity",
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
 ]
 
 SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)
+WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("segue_webhooks", Webhooks)
 
 
 def setup(app: web.Application) -> None:
@@ -73,3 +77,25 @@ def setup(app: web.Application) -> None:
 
     app.on_startup.append(start)
     node.closers.append(stop)
+    _setup_webhooks(app, service)
+
+
+def _setup_webhooks(app: web.Application, service: Signaling) -> None:
+    """The webhook engine: every store that appends conversation events feeds its outbox (the
+    service's and the calls layer's), and its worker runs with the app."""
+    from .webhooks import store_describer
+
+    config = service.config
+    webhooks = Webhooks(service.redis, config.redis.key_prefix, config, store_describer(service.store, summary))
+    for store in (service.store, getattr(service.calls, "store", None)):
+        if store is not None:
+            webhooks.attach(store)
+    app[WEBHOOKS] = webhooks
+
+    async def start(_app: web.Application) -> None:
+        await webhooks.start()
+
+    app.on_startup.insert(0, start)  # subscriptions loaded before anything stores an event
+    from server import NODE
+
+    app[NODE].closers.append(webhooks.stop)  # closers run in reverse: stops before the service

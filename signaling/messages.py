@@ -270,3 +270,22 @@ class ClosePost:
 @dataclass(frozen=True)
 class AttributesPatch:
     attributes: dict[str, object] = attributes()
+
+
+# --- webhooks (REST bodies; rules in webhooks.py) ------------------------------------------------
+
+@dataclass(frozen=True)
+class WebhookCreate:
+    url: str = chars(max_len=2048, min_len=1)
+    # event types (docs/webhooks.md); omitted, [] or ["*"]: every type
+    events: list[str] | None = strings(max_items=16, max_len=64, default=None)
+    description: str | None = chars(max_len=500, default=None)
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class WebhookUpdate:
+    url: str | None = chars(max_len=2048, min_len=1, default=None)
+    events: list[str] | None = strings(max_items=16, max_len=64, default=None)
+    description: str | None = chars(max_len=500, default=None)
+    enabled: bool | None = None

@@ -300,3 +300,95 @@ def to_plain(obj: Any) -> Any:
         return {k: to_plain(v) for k, v in ((f.name, getattr(obj, f.name)) for f in dataclasses.fields(obj))
                 if v is not None}
     return obj
+
+
+# --- JSON Schema (the REST API's OpenAPI document is generated from these same dataclasses) -------
+
+def json_schema(cls: type, max_message: int = 4000, refs: dict[str, Any] | None = None,
+                ref_prefix: str = "#/components/schemas/") -> dict[str, Any]:
+    """The JSON Schema (2020-12, as OpenAPI 3.1 uses) of what :func:`validate` accepts for ``cls``.
+
+    Nested schemas go into ``refs`` (name -> schema) and are referenced, when ``refs`` is given.
+    Optional fields accept ``null`` (the validator treats it as absent); unknown fields are refused."""
+    props: dict[str, Any] = {}
+    required: list[str] = []
+    for f in _spec(cls):
+        props[f.name] = _field_schema(f, max_message, refs, ref_prefix)
+        if f.required:
+            required.append(f.name)
+    out: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
+    if required:
+        out["required"] = required
+    doc = (cls.__doc__ or "").strip()
+    if doc and not doc.startswith(cls.__name__ + "("):  # not the dataclass's generated signature
+        out["description"] = " ".join(doc.split())
+    return out
+
+
+def _str_schema(rule: Rule, max_message: int) -> dict[str, Any]:
+    s: dict[str, Any] = {"type": "string"}
+    limit = max_message if rule.max_len == MESSAGE else rule.max_len
+    if limit is not None:
+        s["maxLength"] = limit
+    if rule.min_len:
+        s["minLength"] = rule.min_len
+    if rule.pattern is not None:
+        s["pattern"] = rule.pattern.pattern
+    if rule.pattern_text:
+        s["description"] = rule.pattern_text
+    return s
+
+
+def _field_schema(f: _Field, max_message: int, refs: dict[str, Any] | None, ref_prefix: str) -> dict[str, Any]:
+    rule = f.rule
+    s: dict[str, Any]
+    if f.kind == "str":
+        s = _str_schema(rule, max_message)
+    elif f.kind == "int":
+        s = {"type": "integer"}
+        if rule.lo is not None:
+            s["minimum"] = rule.lo
+        if rule.hi is not None:
+            s["maximum"] = rule.hi
+    elif f.kind == "bool":
+        s = {"type": "boolean"}
+    elif f.kind == "literal":
+        s = {"enum": list(f.choices)}
+    elif f.kind == "obj":
+        assert f.schema is not None
+        inner = json_schema(f.schema, max_message, refs, ref_prefix)
+        if refs is None:
+            s = inner
+        else:
+            refs.setdefault(f.schema.__name__, inner)
+            s = {"$ref": ref_prefix + f.schema.__name__}
+    elif f.kind == "list":
+        item = _str_schema(rule.item or Rule(), max_message)
+        if f.choices:
+            item = {"enum": list(f.choices)}
+        s = {"type": "array", "items": item}
+        if rule.max_len is not None:
+            s["maxItems"] = rule.max_len
+    elif f.kind == "dict" and rule.attributes:
+        s = {"type": "object", "maxProperties": rule.max_len or MAX_ATTRIBUTES,
+             "propertyNames": {"pattern": ATTRIBUTE_KEY_RE.pattern},
+             "additionalProperties": {"anyOf": [
+                 {"type": "string", "maxLength": MAX_ATTRIBUTE_CHARS},
+                 {"type": "number", "minimum": -MAX_ATTRIBUTE_NUMBER, "maximum": MAX_ATTRIBUTE_NUMBER},
+                 {"type": "boolean"}, {"type": "null"}]},
+             "description": "custom attributes: text, numbers or booleans; null deletes a key"}
+    elif f.kind == "dict":
+        item = rule.item or Rule()
+        value: dict[str, Any] = {"type": "integer"}
+        if item.lo is not None:
+            value["minimum"] = item.lo
+        if item.hi is not None:
+            value["maximum"] = item.hi
+        s = {"type": "object", "propertyNames": {"pattern": CHANNEL_RE.pattern}, "additionalProperties": value}
+        if rule.max_len is not None:
+            s["maxProperties"] = rule.max_len
+    else:  # "any": checked by the handler
+        s = {}
+    if f.optional and s:
+        s = {"anyOf": [s, {"type": "null"}]} if "$ref" in s or "enum" in s else {**s, "type": [s["type"], "null"]}
+    return s

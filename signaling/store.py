@@ -29,7 +29,7 @@ customer and the active agents), so pushing needs no second round trip.
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
@@ -86,6 +86,13 @@ if spec.events then
   end
 end
 if spec.dedup and ids[1] then redis.call('HSET', KEYS[5], spec.dedup, ids[1]) end
+-- webhooks (webhooks.py): the events some endpoint wants go to the outbox in the same step, so
+-- an event that is stored is always delivered; KEYS[6] is passed only then
+if spec.outbox then
+  for _, o in ipairs(spec.outbox.picks) do
+    if ids[o[1]] then redis.call('XADD', KEYS[6], '*', 'c', spec.outbox.cid, 'e', ids[o[1]], 't', o[2]) end
+  end
+end
 if spec.add then
   for _, a in ipairs(spec.add) do redis.call('SADD', KEYS[3], a); redis.call('SADD', KEYS[4], a) end
 end
@@ -101,10 +108,19 @@ end
 if spec.set then
   for k, v in pairs(spec.set) do table.insert(sets, k); table.insert(sets, v) end
 end
+-- updated_ts: when anything about the conversation last changed (the REST listing's order)
+local updated = nil
+if #ids > 0 then
+  updated = string.match(ids[#ids], '^(%d+)')
+elseif spec.set or spec.del or spec.add or spec.rem then
+  local t = redis.call('TIME')
+  updated = string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000))
+end
+if updated then table.insert(sets, 'updated_ts'); table.insert(sets, updated) end
 if #sets > 0 then redis.call('HSET', h, unpack(sets)) end
 if spec.del and #spec.del > 0 then redis.call('HDEL', h, unpack(spec.del)) end
 local after = redis.call('HMGET', h, 'state', 'transfer_agent', 'agent')
-return cjson.encode({ids=ids, state=after[1], customer=customer,
+return cjson.encode({ids=ids, state=after[1], customer=customer, updated=updated,
                      agents=redis.call('SMEMBERS', KEYS[3]), transfer_agent=after[2], agent=after[3]})
 """
 
@@ -325,6 +341,51 @@ class ScriptBatcher:
             return await pipe.execute(raise_on_error=False)
 
 
+class IndexBatcher:
+    """``ZADD GT`` into one sorted set, the calls of one event-loop turn as one command.
+
+    Why: every conversation change bumps ``convs:updated``; under load one command for many
+    changes costs far less than one each. ``GT``: a late, older time never moves a conversation back.
+    """
+
+    def __init__(self, redis: aioredis.Redis, key: str) -> None:
+        self.redis = redis
+        self.key = key
+        self._pending: dict[str, int] = {}
+        self._waiters: list[asyncio.Future[None]] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __call__(self, member: str, score: int) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        if not self._waiters:
+            loop.call_soon(self._flush)
+        self._pending[member] = max(score, self._pending.get(member, score))
+        self._waiters.append(fut)
+        return fut
+
+    def _flush(self) -> None:
+        pending, waiters = self._pending, self._waiters
+        self._pending, self._waiters = {}, []
+        task = asyncio.get_running_loop().create_task(self._run(pending, waiters))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, pending: dict[str, int], waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            await self.redis.zadd(self.key, pending, gt=True)
+        except BaseException as exc:  # noqa: BLE001 - every caller must hear about it
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_exception(exc)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)
+
+
 class Store:
     """Redis access for conversations and customers (no rules about who may do what: see service)."""
 
@@ -333,15 +394,67 @@ class Store:
         self.keys = Keys(prefix)
         self._mutate = redis.register_script(MUTATE)
         self._batched = ScriptBatcher(redis, self._mutate)
+        self._touch = IndexBatcher(redis, self.keys.updated_convs)
         self._set_attributes = redis.register_script(SET_ATTRIBUTES)
         self._add_page = redis.register_script(ADD_PAGE)
+        # set by Webhooks.attach: picks the events to enqueue, and the outbox stream's key
+        self.webhook_picker: Callable[[list[list[str]]], list[list[Any]]] | None = None
+        self.outbox_key = ""
 
     async def mutate(self, cid: str, spec: dict[str, Any]) -> Outcome:
-        raw = await self._batched(self.keys.conv_keys(cid), [fastjson.dumps(spec)])
+        keys = self.keys.conv_keys(cid)
+        if self.webhook_picker is not None and spec.get("events"):
+            picks = self.webhook_picker(spec["events"])
+            if picks:
+                # one more key, outside the conversation's hash slot: atomic on one Redis (see
+                # docs/webhooks.md, "Delivery guarantees", for Redis Cluster)
+                spec = {**spec, "outbox": {"cid": cid, "picks": picks}}
+                keys = [*keys, self.outbox_key]
+        raw = await self._batched(keys, [fastjson.dumps(spec)])
         result = fastjson.loads(raw)
         if "err" in result:
             raise MutationFailed(result["err"], result.get("state"))
+        if result.get("updated"):
+            # next to the script, not in it: the index is one key for all conversations, and a
+            # conversation's script keeps to its own hash slot (Redis Cluster)
+            await self._touch(cid, int(result["updated"]))
         return Outcome(result)
+
+    async def touch(self, cid: str, ms: int | None = None) -> None:
+        """Record a change made outside ``mutate`` (e.g. a visitor's conversations joining an identity)."""
+        if ms is None:
+            sec, usec = await self.redis.time()
+            ms = sec * 1000 + usec // 1000
+        await self.redis.hset(self.keys.conv(cid), "updated_ts", str(ms))
+        await self._touch(cid, ms)
+
+    async def updated_since(self, min_ms: int, offset: int, count: int) -> list[tuple[str, int]]:
+        """Conversations by (last change, id) from ``min_ms`` on: ``count`` of them after ``offset``."""
+        rows = await self.redis.zrangebyscore(self.keys.updated_convs, min_ms, "+inf", start=offset, num=count,
+                                              withscores=True)
+        return [(cid, int(score)) for cid, score in rows]
+
+    async def updated_scores(self, cids: list[str]) -> list[int | None]:
+        if not cids:
+            return []
+        scores = await self.redis.zmscore(self.keys.updated_convs, cids)
+        return [int(s) if s is not None else None for s in scores]
+
+    async def build_updated_index(self) -> int:
+        """Once per Redis: index the conversations stored before ``convs:updated`` existed."""
+        marker = self.keys.updated_convs + ":built"
+        if not await self.redis.set(marker, "1", nx=True):
+            return 0
+        count = 0
+        async for key in self.redis.scan_iter(match=f"{self.keys.p}conv:{{*}}", count=500):
+            if not key.endswith("}"):
+                continue  # the log, active, seen and cids keys
+            cid = key[len(self.keys.p) + len("conv:{"):-1]
+            row = await self.redis.hmget(key, "updated_ts", "last_event_id", "created_ts")
+            ms = int(row[0] or (row[1] or "0").split("-")[0] or row[2] or 0)
+            await self.redis.zadd(self.keys.updated_convs, {cid: ms}, gt=True)
+            count += 1
+        return count
 
     async def conversation(self, cid: str) -> dict[str, str]:
         return await self.redis.hgetall(self.keys.conv(cid))
