@@ -354,6 +354,10 @@ class Signaling:
             await self.store.save_customer(cust_id, fields)
             record = {**record, **fields}
             await self._merge_visitor(visitor_id, cust_id, record)
+            if visitor_token:  # what the visitor's site set and the pages they viewed come along
+                keep = bool(await self.redis.exists(self.keys.customer_convs(cust_id)))
+                await self.store.move_customer_context(visitor_id, cust_id, MAX_ATTRIBUTES, PAGES_KEEP,
+                                                       0 if keep else CONTEXT_TTL_S)
             principal = Principal("customer", cust_id, record.get("name") or "Visitor", record.get("email", ""), True)
         else:
             record = await self.store.customer(visitor_id)

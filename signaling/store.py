@@ -527,6 +527,41 @@ class Store:
         """The customer's page trail, newest first."""
         return [fastjson.loads(raw) for raw in await self.redis.lrange(self.keys.customer_pages(cust), 0, limit - 1)]
 
+    async def move_customer_context(self, src: str, dst: str, max_keys: int, keep_pages: int, ttl_s: int) -> bool:
+        """A visitor became an identified customer: their attributes (where the customer has none of
+        that key, up to ``max_keys``) and page views (merged by time, the newest ``keep_pages``) join
+        the customer's. ``ttl_s``: the customer's TTL for these keys (0: kept for good). False: nothing to move."""
+        src_attrs, src_pages = self.keys.customer_attrs(src), self.keys.customer_pages(src)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(src_attrs)
+            pipe.lrange(src_pages, 0, keep_pages - 1)
+            attrs, pages = await pipe.execute()
+        if not attrs and not pages:
+            return False
+        dst_attrs, dst_pages = self.keys.customer_attrs(dst), self.keys.customer_pages(dst)
+        if attrs:
+            have = await self.redis.hgetall(dst_attrs)
+            room = max_keys - len(have)
+            new = {k: v for k, v in sorted(attrs.items()) if k not in have}
+            if new and room > 0:
+                await self.redis.hset(dst_attrs, mapping=dict(list(new.items())[:room]))
+        if pages:
+            entries = [fastjson.loads(raw) for raw in [*await self.redis.lrange(dst_pages, 0, keep_pages - 1), *pages]]
+            entries.sort(key=lambda e: e.get("ts") or 0, reverse=True)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(dst_pages)
+                pipe.rpush(dst_pages, *[fastjson.dumps(e) for e in entries[:keep_pages]])
+                await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in (dst_attrs, dst_pages):
+                if ttl_s > 0:
+                    pipe.expire(key, ttl_s)
+                else:
+                    pipe.persist(key)
+            pipe.delete(src_attrs, src_pages)
+            await pipe.execute()
+        return True
+
     async def keep_customer_context(self, cust: str) -> None:
         """The customer acted (started a conversation): their attributes and pages are kept for good."""
         async with self.redis.pipeline(transaction=False) as pipe:

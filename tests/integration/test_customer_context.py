@@ -187,3 +187,34 @@ async def test_page_trail_bounded_and_seen_by_the_agent(world: World) -> None:
     # an agent who never served this customer does not see it
     other = await world.agent(await world.add_agent("bob"), available=False)
     await other.fails("conversation.open", {"conversation_id": cid}, "forbidden")
+
+
+async def test_a_visitor_who_signs_in_brings_attributes_and_pages(start_segue: Any) -> None:
+    from server.auth import sign_identity
+
+    node = await start_segue({"auth.sites": {"shop": "site-secret-for-tests"}})
+    world = World(node)
+    try:
+        agent = await world.agent(await world.add_agent("alice"))
+        visitor = await world.customer()
+        token = visitor.session["visitor_token"]
+        await visitor.ok("attributes.set", {"attributes": {"cart": "3 items", "plan": "trial"}})
+        await visitor.ok("page.view", {"url": "https://shop.example/pricing", "title": "Pricing"})
+        await visitor.close()
+        # the same browser, now signed in on the site: a verified customer with context of their own
+        identity = sign_identity("site-secret-for-tests", "user-7", "Grace")
+        customer = await world.customer(visitor_token=token, site="shop", identity=identity)
+        assert customer.session["customer_id"].startswith("u_")
+        await customer.ok("attributes.set", {"attributes": {"plan": "pro"}})
+        await customer.ok("page.view", {"url": "https://shop.example/account", "title": "Account"})
+        cid, acc = await accepted(world, agent, customer, text="Hi")
+        # the identity's own value wins over the visitor's; the visitor's other keys come along
+        assert acc["conversation"]["attributes"] == {"cart": "3 items", "plan": "pro"}
+        assert [p["url"] for p in acc["customer"]["pages"]] == ["https://shop.example/account",
+                                                                 "https://shop.example/pricing"]
+        # and the visitor's keys are gone (moved, not copied)
+        redis, keys = world.service.redis, world.service.keys
+        assert not await redis.exists(keys.customer_attrs(visitor.session["customer_id"]))
+        assert not await redis.exists(keys.customer_pages(visitor.session["customer_id"]))
+    finally:
+        await world.close()
