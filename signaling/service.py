@@ -57,6 +57,7 @@ PAGES_KEEP = 50             # page views kept per customer (newest first)
 PAGE_REPEAT_MS = 5000       # the same URL again within this window is one view (reloads, SPA re-renders)
 CONTEXT_TTL_S = 30 * 86400  # attributes and pages of a visitor who never started a conversation
 OPEN_SCAN = 50              # a customer's latest conversations looked at for open ones
+PAGE_VIEWS_PER_MINUTE = 60  # per customer and node: more is a script, not a person browsing
 TRANSFER_FIELDS = ["transfer_mode", "transfer_from", "transfer_from_name", "transfer_agent",
                    "transfer_agent_name", "transfer_queue", "transfer_accepted", "transfer_note"]
 
@@ -204,6 +205,8 @@ class Signaling:
         # set by the namespaces: agent id -> how many sockets on this node
         self.local_agents: dict[str, int] = {}
         self._fast_emit = type(sio.manager) is socketio.AsyncManager
+        # page views per customer on this node: id -> (window start, count) (page_view's limit)
+        self._page_views: dict[str, tuple[float, int]] = {}
         # the calls layer (signaling.calls.CallService) when present: told about transfers and closes
         self.calls: Any = None
         self._session_watch: SessionWatch | None = None
@@ -602,11 +605,26 @@ class Signaling:
                               "set attributes", skip_sid)
             await self.push_summary(await self.store.conversation(cid))
 
+    def _count_page_view(self, customer: str) -> None:
+        """``rate_limited`` past PAGE_VIEWS_PER_MINUTE page views of one customer in a minute."""
+        now = time.monotonic()
+        start, n = self._page_views.get(customer, (now, 0))
+        if now - start >= 60:
+            start, n = now, 0
+        if n >= PAGE_VIEWS_PER_MINUTE:
+            wait = max(1, int(60 - (now - start)) + 1)
+            raise ProtocolError("rate_limited", f"more than {PAGE_VIEWS_PER_MINUTE} page views a minute: "
+                                                f"try again in {wait} s", retry_after_s=wait)
+        self._page_views[customer] = (start, n + 1)
+        if len(self._page_views) > 10_000:  # forget windows that are over
+            self._page_views = {k: v for k, v in self._page_views.items() if now - v[0] < 60}
+
     async def page_view(self, who: Principal, url: str, title: str | None = None,
                         skip_sid: str | None = None) -> dict[str, Any]:
         """A customer looked at a page: kept on their trail (the latest ``PAGES_KEEP``; a repeat of
         the newest URL within ``PAGE_REPEAT_MS`` is ignored) and, while a conversation is open,
         logged in it as ``page.viewed`` (agents only)."""
+        self._count_page_view(who.id)
         entry: dict[str, Any] = {"url": url, "ts": int(time.time() * 1000)}
         if title:
             entry["title"] = title

@@ -218,3 +218,16 @@ async def test_a_visitor_who_signs_in_brings_attributes_and_pages(start_segue: A
         assert not await redis.exists(keys.customer_pages(visitor.session["customer_id"]))
     finally:
         await world.close()
+
+
+async def test_page_views_are_rate_limited_per_customer(world: World) -> None:
+    customer = await world.customer()
+    for i in range(60):
+        await customer.ok("page.view", {"url": f"https://shop.example/{i}"})
+    err = await customer.fails("page.view", {"url": "https://shop.example/one-too-many"}, "rate_limited")
+    assert err["retry_after_s"] >= 1 and "page views" in err["message"]
+    # the trail kept the latest 50, the connection is fine, and another customer is not affected
+    assert len(await world.service.store.pages(customer.session["customer_id"])) == 50
+    await customer.ok("conversations.list")
+    other = await world.customer()
+    await other.ok("page.view", {"url": "https://shop.example/"})
