@@ -58,6 +58,16 @@ class AuthConfig:
     # site id -> HMAC secret, for embedding sites that vouch for a customer's identity
     sites: dict[str, str] = field(default_factory=dict)
     identity_max_age_s: int = 86400  # a site-signed identity is accepted this long after its ts
+    # Login throttling (docs/security.md): failed logins are counted per account and per client
+    # address over a window; past the limit each further try waits twice as long as the one
+    # before, up to login_max_delay_s (a lockout is always bounded). An address that logged in to
+    # an account before is not slowed down by that account's failures from elsewhere.
+    login_window_s: int = 900
+    login_failures_per_account: int = 5
+    login_failures_per_ip: int = 20
+    login_max_delay_s: int = 300
+    # proxies whose X-Forwarded-For names the client (nginx on this machine); others are the client
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,39 @@ class MediaConfig:
 
 
 @dataclass(frozen=True)
+class CorsConfig:
+    """Which other sites' pages may use this node (docs/deployment.md, "Origins").
+
+    Two surfaces, two lists: the customer surface (SDK, widget, ``/customer``) is meant to be
+    embedded in other sites, the agent and supervisor surface (``/agent``, REST, console,
+    wallboard) is not; a page on this node's own origin is always allowed.
+    """
+
+    # origins (scheme://host[:port]) whose pages may load /sdk/, /widget/, /vendor/ and connect
+    # to /customer; ["*"]: any
+    customer_origins: list[str] = field(default_factory=lambda: ["*"])
+    # origins besides this node's own that may use /agent, /api/, /agent/ and /supervisor/
+    agent_origins: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WebhooksConfig:
+    """Delivery of webhooks (docs/webhooks.md): the worker each node runs, retries and limits."""
+
+    enabled: bool = True  # run this node's delivery worker (events are queued either way)
+    # wait before each retry (s): attempts = 1 + its length, over about 22 h; each wait +-jitter
+    retry_schedule_s: list[float] = field(default_factory=lambda: [5.0, 30.0, 120.0, 600.0, 3600.0, 10800.0,
+                                                                   21600.0, 43200.0])
+    jitter: float = 0.2  # each wait is spread by up to this fraction, either way
+    timeout_s: float = 10.0  # per request: an endpoint that answers later counts as failed
+    concurrency: int = 16  # requests in flight at once, per node
+    claim_idle_s: float = 60.0  # queued events a dead node had taken are taken over after this
+    refresh_s: float = 10.0  # subscriptions are re-read this often (and at once on a change)
+    keep_days: float = 7.0  # finished deliveries stay readable this long
+    deliveries_kept: int = 1000  # listed per endpoint (the newest)
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole settings tree, immutable once loaded so every component sees the same values."""
 
@@ -137,6 +180,8 @@ class Config:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     media: MediaConfig = field(default_factory=MediaConfig)
+    cors: CorsConfig = field(default_factory=CorsConfig)
+    webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
 
     @property
     def data_path(self) -> Path:
@@ -218,12 +263,44 @@ def _validate(config: Config) -> None:
         )
     if not 0 <= config.media.receive_batch_ms <= 20:
         raise ConfigError(f"setting media.receive_batch_ms must be 0-20 (ms), got {config.media.receive_batch_ms}")
+    for key in ("customer_origins", "agent_origins"):
+        for origin in getattr(config.cors, key):
+            problem = _origin_problem(origin, allow_any=key == "customer_origins")
+            if problem:
+                raise ConfigError(f"setting cors.{key} holds {origin!r}: {problem}")
+    w = config.webhooks
+    if any(s <= 0 for s in w.retry_schedule_s):
+        raise ConfigError(f"setting webhooks.retry_schedule_s must hold waits above 0 s, got {w.retry_schedule_s}")
+    if not 0 <= w.jitter < 1:
+        raise ConfigError(f"setting webhooks.jitter must be from 0 up to (not including) 1, got {w.jitter}")
+    if w.timeout_s <= 0 or w.concurrency < 1 or w.claim_idle_s <= 0 or w.refresh_s <= 0 or w.keep_days <= 0 \
+            or w.deliveries_kept < 1:
+        raise ConfigError("settings webhooks.timeout_s, claim_idle_s, refresh_s and keep_days must be above 0, "
+                          "and webhooks.concurrency and deliveries_kept at least 1")
+    for key in ("login_window_s", "login_failures_per_account", "login_failures_per_ip", "login_max_delay_s"):
+        if getattr(config.auth, key) < 1:
+            raise ConfigError(f"setting auth.{key} must be 1 or more, got {getattr(config.auth, key)}")
     names = {q.name for q in config.routing.queues}
     if config.routing.default_queue not in names:
         raise ConfigError(f"setting routing.default_queue names {config.routing.default_queue!r}, not one of routing.queues")
     for q in config.routing.queues:
         if q.overflow_queue and q.overflow_queue not in names:
             raise ConfigError(f"setting routing.queues[{q.name}].overflow_queue names unknown queue {q.overflow_queue!r}")
+
+
+def _origin_problem(origin: str, allow_any: bool) -> str:
+    """Why ``origin`` cannot be an entry of a cors list ("" when it can): browsers send
+    ``scheme://host[:port]``, lower-case, with no path, and entries are compared as text."""
+    if origin == "*":
+        return "" if allow_any else 'the agent surface cannot be opened to any origin ("*"): list the origins'
+    scheme, sep, rest = origin.partition("://")
+    if not sep or scheme not in ("http", "https") or not rest:
+        return "an origin is scheme://host[:port] with scheme http or https, e.g. https://shop.example"
+    if "/" in rest or "?" in rest or "#" in rest:
+        return "an origin has no path, not even a trailing slash, e.g. https://shop.example"
+    if origin != origin.lower():
+        return "write the origin in lower case, as browsers send it"
+    return ""
 
 
 # Variables that start with SEGUE_ but are not settings.

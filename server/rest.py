@@ -21,6 +21,7 @@ from signaling import (
     validate,
 )
 from signaling import fastjson, listing, outreach
+from signaling import LoginThrottle
 from signaling import messages as m
 
 log = logging.getLogger(__name__)
@@ -160,12 +161,30 @@ def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
 
 # --- auth ----------------------------------------------------------------------------------------
 
+def client_address(request: web.Request) -> str:
+    """The client's address: the peer's, or, when the peer is one of ``auth.trusted_proxies``
+    (nginx), the last address in X-Forwarded-For that is not a trusted proxy."""
+    trusted = set(_svc(request).config.auth.trusted_proxies)
+    addr = request.remote or "unknown"
+    if addr in trusted:
+        for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
+            hop = hop.strip()[:64]
+            if hop and hop not in trusted:
+                return hop
+    return addr
+
+
 async def login(request: web.Request) -> web.Response:
     body = await _body(request, m.Login)
     svc = _svc(request)
-    account = await svc.directory.authenticate(body.username, body.password)
+    username, addr = body.username.strip().lower(), client_address(request)
+    throttle = LoginThrottle(svc.redis, svc.config.redis.key_prefix, svc.config.auth)
+    await throttle.check(username, addr)  # rate_limited (429, Retry-After) before any password check
+    account = await svc.directory.authenticate(username, body.password)
     if account is None:
+        await throttle.failed(username, addr)
         raise ProtocolError("unauthorized", "wrong username or password")
+    await throttle.succeeded(username, addr)
     return web.json_response({
         "token": svc.agent_token(account),
         "expires_in_s": svc.config.auth.agent_token_hours * 3600,

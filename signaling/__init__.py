@@ -28,6 +28,7 @@ from .schema import EVENT_ID_RE, ID_RE, json_schema, validate
 from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling, summary
 from .webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES, Webhooks
 from .tokens import Signer, TokenClaims, TokenError
+from .throttle import LoginThrottle
 
 __all__ = [
     "setup", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
@@ -36,6 +37,7 @@ __all__ = [
     "SCOPES", "MANAGE_KEYS", "ApiKey", "ApiKeys", "scopes_for_role", "listing", "outreach", "ID_RE", "json_schema",
     "Signer", "TokenClaims", "TokenError", "hash_password", "verify_password", "IdentityError", "sign_identity",
     "verify_identity",
+    "LoginThrottle",
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
 ]
 

@@ -20,6 +20,7 @@ HTTP_STATUS = {
     "method_not_allowed": 405,
     "conflict": 409,
     "too_large": 413,
+    "rate_limited": 429,
     "unknown_event": 400,
     "unavailable": 503,
     "internal": 500,
@@ -27,16 +28,19 @@ HTTP_STATUS = {
 
 
 class ProtocolError(Exception):
-    def __init__(self, code: str, message: str, field: str | None = None) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None, retry_after_s: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
+        self.retry_after_s = retry_after_s  # rate_limited: when to try again (REST: also Retry-After)
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.field is not None:
             out["field"] = self.field
+        if self.retry_after_s is not None:
+            out["retry_after_s"] = self.retry_after_s
         return out
 
     @property

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Any, AsyncIterator
 
+import aiohttp
 import pytest
 
 from segue_clients import Peer, Refused, World, http
@@ -216,3 +217,60 @@ async def test_a_recreated_username_is_a_new_account(world: World) -> None:
     status, body = await http("POST", f"{world.url}/api/v1/agents", token=boss,
                               json_body={"username": "carla", "password": "pw-secret"})
     assert status == 201 and body["agent"]["id"] not in ("carla", new_id)
+
+
+# --- login throttling ----------------------------------------------------------------------------
+
+async def _login(world: World, username: str, password: str, addr: str) -> tuple[int, Any, Any]:
+    """A login from ``addr`` (the test client is on loopback, a trusted proxy: X-Forwarded-For counts)."""
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{world.url}/api/v1/auth/login", json={"username": username, "password": password},
+                                headers={"X-Forwarded-For": addr}) as resp:
+            return resp.status, await resp.json(), resp.headers.get("Retry-After")
+
+
+async def test_logins_are_throttled_per_account_and_per_address_without_locking_the_agent_out(
+        start_segue: Any) -> None:
+    world = World(await start_segue({"auth.login_failures_per_account": 3, "auth.login_failures_per_ip": 6,
+                                     "auth.login_max_delay_s": 120}))
+    await world.service.directory.create("carla", "pw-right", "Carla")
+    status, _, _ = await _login(world, "carla", "pw-right", "10.0.0.1")  # carla's usual address
+    assert status == 200
+    attacker = "10.6.6.6"
+    for _ in range(3):
+        status, body, _ = await _login(world, "carla", "wrong", attacker)
+        assert status == 401 and body["error"]["code"] == "unauthorized"
+    status, body, retry = await _login(world, "carla", "pw-right", attacker)  # even the right password
+    assert status == 429 and body["error"]["code"] == "rate_limited"
+    assert 1 <= body["error"]["retry_after_s"] <= 120 and retry == str(body["error"]["retry_after_s"])
+    assert "try again in" in body["error"]["message"]
+    # another machine guessing the same account is slowed down too (per account)...
+    status, body, _ = await _login(world, "carla", "pw-right", "10.7.7.7")
+    assert status == 429
+    # ...but carla, from where she logged in before, is not locked out
+    status, body, _ = await _login(world, "carla", "pw-right", "10.0.0.1")
+    assert status == 200, body
+
+    # one address guessing many accounts: the per-address limit stops it, for every account
+    spray = "10.9.9.9"
+    for i in range(6):
+        status, _, _ = await _login(world, f"user{i}", "guess", spray)
+        assert status == 401
+    status, body, retry = await _login(world, "carla", "pw-right", spray)
+    assert status == 429 and retry is not None
+
+    # the wait is bounded: it never exceeds auth.login_max_delay_s however long the attack goes on,
+    # and once it has passed the right password works again
+    throttle = world.service.directory.redis
+    prefix = world.segue.config.redis.key_prefix
+    for _ in range(20):
+        await throttle.hset(f"{prefix}login:ip:{attacker}", "last", "0")  # as if the wait had passed
+        await throttle.hset(f"{prefix}login:acct:carla", "last", "0")
+        status, body, _ = await _login(world, "carla", "wrong", attacker)
+        assert status == 401
+    status, body, _ = await _login(world, "carla", "pw-right", attacker)
+    assert status == 429 and body["error"]["retry_after_s"] <= 120
+    await throttle.hset(f"{prefix}login:ip:{attacker}", "last", "0")
+    await throttle.hset(f"{prefix}login:acct:carla", "last", "0")
+    status, body, _ = await _login(world, "carla", "pw-right", attacker)
+    assert status == 200, body
