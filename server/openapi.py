@@ -114,11 +114,10 @@ def build(ops: Iterable[Op], max_message: int = 4000) -> dict[str, Any]:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    spec = request.app.get(_SPEC)
-    if spec is None:
-        spec = build(operations(request.app), request.app[SIGNALING].config.limits.max_message_chars)
-        request.app[_SPEC] = spec
-    return web.json_response(spec)
+    cache = request.app[_SPEC]  # built on first request: every module has added its operations by then
+    if not cache:
+        cache.update(build(operations(request.app), request.app[SIGNALING].config.limits.max_message_chars))
+    return web.json_response(cache)
 
 
 OPENAPI = Op("GET", PATH, openapi_json, "This document", "OpenApi", auth="none", tag="meta")
@@ -139,4 +138,5 @@ def register(app: web.Application, ops: list[Op]) -> None:
 
 
 def setup(app: web.Application) -> None:
+    app[_SPEC] = {}
     app.router.add_get(PATH, openapi_json)
