@@ -60,3 +60,7 @@ from .recorder import CallRecorder  # noqa: E402
 
 __all__ += ["Call", "CallLeg", "CallRecorder", "CallState", "LegError", "MAX_SDP_CHARS", "MonitorMode"]
 
+# --- hostile input (issue 11): what an offer may contain ------------------------------------------
+from .sdp_limits import SdpRefused, check_offer  # noqa: E402
+
+__all__ += ["SdpRefused", "check_offer"]

@@ -33,6 +33,7 @@ from aiortc.sdp import candidate_from_sdp
 from . import _sdp
 from .forwarder import Forwarder, LegState, RtpSink, RtpSource
 from .ice import new_peer
+from .sdp_limits import MAX_SDP_CHARS as _LIMIT, SdpRefused, check_offer
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ SLOTS = ("audio", "video", "screen")
 #: optional extra m-sections: ``audio2`` = the second audio m-section (a second voice to hear)
 EXTRA_SLOTS = ("audio2",)
 ALL_SLOTS = SLOTS + EXTRA_SLOTS
-MAX_SDP_CHARS = 64_000
+MAX_SDP_CHARS = _LIMIT  # media.sdp_limits holds every limit of an offer
 
 
 class LegError(ValueError):
@@ -126,13 +127,18 @@ class CallLeg:
             raise LegError("offer is not SDP (expected text starting with 'v=0')")
         if len(offer_sdp) > MAX_SDP_CHARS:
             raise LegError(f"offer SDP longer than {MAX_SDP_CHARS} characters")
+        try:
+            check_offer(offer_sdp)  # Segue's limits, before aiortc's trusting parser sees it
+        except SdpRefused as exc:
+            raise LegError(f"offer refused: {exc}") from None
         async with self._lock:
             if self.closed:
                 raise LegError("this leg is closed: start a new connection")
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-            except (ValueError, KeyError, IndexError) as exc:
-                raise LegError(f"offer refused: {exc}") from None
+            except (ValueError, KeyError, IndexError, AssertionError, TypeError, OverflowError) as exc:
+                # aiortc's parser asserts and indexes on what it does not expect
+                raise LegError(f"offer refused: {exc or type(exc).__name__}") from None
             self.fleg.prepare()
             answer = await self.pc.createAnswer()
             await self.pc.setLocalDescription(answer)

@@ -46,7 +46,8 @@ from typing import Any, Awaitable, Callable
 import socketio
 from aiohttp import web
 
-from media import Call, CallLeg, CallRecorder, Forwarder, LegError, MonitorMode, PortRangeExhausted
+from media import (Call, CallLeg, CallRecorder, Forwarder, LegError, MonitorMode, PortRangeExhausted, SdpRefused,
+                   check_offer)
 
 from . import call_messages as cm
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
@@ -472,6 +473,10 @@ class CallService:
         record = self.record(cid)
         call = record.call
         assert call is not None
+        try:  # Segue's limits (m-lines, mids, extmap ids, fingerprint...): refused before a peer exists
+            check_offer(d.sdp)
+        except SdpRefused as exc:
+            raise invalid("sdp", str(exc)) from None
         async with record.lock:
             role = self._role_of(ns, sid, who, record)
             leg = call.leg(role)

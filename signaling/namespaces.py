@@ -112,6 +112,9 @@ class SegueNamespace(socketio.AsyncNamespace):
     async def dispatch(self, event: str, args: tuple[Any, ...]) -> Any:
         sid = args[0]
         try:
+            if isinstance(event, fastjson.TooDeep) or any(map(fastjson.is_too_deep, args[1:])):  # the decoder's mark
+                raise ProtocolError("invalid", f"payload: nested more than {fastjson.MAX_DEPTH} levels deep "
+                                               "(Segue's payloads are a few levels deep)", "payload")
             route = self.routes.get(event)
             if route is None:
                 raise ProtocolError("unknown_event", f"unknown event {str(event)[:100]!r} on {self.namespace} "
@@ -169,6 +172,9 @@ class SegueNamespace(socketio.AsyncNamespace):
             raise self._refuse(refused.code, refused.message)
 
     def _check_auth(self, schema: type, auth: Any) -> Any:
+        if fastjson.is_too_deep(auth):
+            raise self._refuse("invalid", f"auth is nested more than {fastjson.MAX_DEPTH} levels deep: "
+                                          "send an object like {v: 1, ...} (see docs/protocol.md)")
         if not isinstance(auth, dict):
             raise self._refuse("invalid", "auth must be an object like {v: 1, ...} (see docs/protocol.md)")
         if auth.get("v") not in (None, 1) or isinstance(auth.get("v"), bool):
