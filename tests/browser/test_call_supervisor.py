@@ -126,11 +126,17 @@ async def test_customer_asks_for_video_and_for_the_agents_screen(segue: Any, new
     mine = customer.locator("#segue-callbar")
     bar = panel(agent, cid).locator(".segue-call")
 
-    # the customer asks for video, then thinks better of it
-    await mine.locator(".call-ask-video").click()
+    # the customer has one "Video" toggle (issue #12): their camera goes on (self-view) and the
+    # agent is asked for theirs; pressed again, the camera goes off and the request is withdrawn
+    await expect(mine.locator(".call-ask-video")).to_have_count(0)
+    await mine.locator(".call-video").click()
+    await expect(mine.locator(".call-video")).to_have_attribute("aria-pressed", "true", timeout=WAIT_MS)
+    await expect(mine.locator(".segue-call-tile--self")).to_be_visible(timeout=WAIT_MS)
     await expect(mine.locator(".segue-call-outgoing")).to_contain_text("for video", timeout=WAIT_MS)
     await expect(bar.locator(".segue-call-incoming")).to_contain_text("asks for video", timeout=WAIT_MS)
-    await mine.locator(".call-cancel-request").click()
+    await mine.locator(".call-video").click()
+    await expect(mine.locator(".call-video")).to_have_attribute("aria-pressed", "false", timeout=WAIT_MS)
+    await expect(mine.locator(".segue-call-tile--self")).to_be_hidden(timeout=WAIT_MS)
     await expect(mine.locator(".segue-call-outgoing")).to_be_hidden(timeout=WAIT_MS)
     await expect(bar.locator(".segue-call-incoming")).to_be_hidden(timeout=WAIT_MS)
 
@@ -143,12 +149,12 @@ async def test_customer_asks_for_video_and_for_the_agents_screen(segue: Any, new
     await expect(bar.locator(".segue-call-outgoing")).to_be_hidden(timeout=WAIT_MS)
     await expect(mine.locator(".segue-call-incoming")).to_be_hidden(timeout=WAIT_MS)
 
-    # the customer asks for video again; the agent accepts: both cameras on, frames at the agent
-    await mine.locator(".call-ask-video").click()
+    # the customer turns video on again; the agent accepts: both cameras on, frames at the agent
+    await mine.locator(".call-video").click()
     await expect(bar.locator(".segue-call-incoming")).to_contain_text("asks for video", timeout=WAIT_MS)
     await bar.locator(".call-accept").click()
     await expect(mine.locator(".segue-call-outgoing")).to_be_hidden(timeout=WAIT_MS)
-    await expect(mine.locator(".call-video")).to_have_text("Camera off", timeout=WAIT_MS)
+    await expect(mine.locator(".call-video")).to_have_text("Stop video", timeout=WAIT_MS)
     await slot_grows(agent, agent_call(cid), "camera", "the agent decodes the customer's camera", by=10, field="frames")
     await slot_grows(customer, CUSTOMER_CALL, "camera", "the customer decodes the agent's camera", by=10, field="frames")
     await expect(bar.locator(".segue-call-tile").first).to_be_visible(timeout=WAIT_MS)

@@ -1,7 +1,9 @@
 /**
  * Tiny DOM helpers for Segue's pages. Text is always set as text (textContent / text nodes),
- * never parsed as HTML: a message "<img src=x onerror=...>" shows literally.
+ * never parsed as HTML: a message "<img src=x onerror=...>" shows literally. The helpers that
+ * show words take an optional translator from i18n.js (default English).
  */
+import { english } from "./i18n.js";
 
 /**
  * h("div", {class: "x", dataset: {id: "1"}, onclick: fn}, "text", child, [more children])
@@ -66,14 +68,14 @@ export function placeEvent(log, event, makeElement, compare) {
 }
 
 /** Show our own message at once, marked "Sending…", until its stored event replaces it (placeEvent). */
-export function appendPending(log, clientId, text) {
+export function appendPending(log, clientId, text, t = english) {
   if (log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]`)) return;
   log.append(
     h(
       "li",
       { class: "segue-msg segue-msg--mine segue-msg--pending", dataset: { clientId } },
       h("div", { class: "segue-msg-text" }, text),
-      h("div", { class: "segue-msg-meta" }, h("span", { class: "segue-receipt" }, "Sending…")),
+      h("div", { class: "segue-msg-meta" }, h("span", { class: "segue-receipt" }, t("receipt.sending"))),
     ),
   );
   log.scrollTop = log.scrollHeight;
@@ -83,14 +85,14 @@ export function appendPending(log, clientId, text) {
  * Mark a pending message as not sent, with a Retry button that calls `retry(text)`. Retrying
  * reuses the same client_id, so if the first attempt was stored after all the server keeps one copy.
  */
-export function markFailed(log, clientId, error, retry) {
+export function markFailed(log, clientId, error, retry, t = english) {
   const item = log.querySelector(`[data-client-id="${CSS.escape(clientId)}"]:not([data-event-id])`);
   if (!item) return;
   item.classList.replace("segue-msg--pending", "segue-msg--failed");
   const text = item.querySelector(".segue-msg-text").textContent;
   clear(item.querySelector(".segue-msg-meta")).append(
-    h("span", { class: "segue-receipt" }, `Not sent: ${error?.message ?? "error"} `),
-    h("button", { type: "button", class: "segue-link", onclick: () => { item.remove(); retry(text); } }, "Retry"),
+    h("span", { class: "segue-receipt" }, `${t("receipt.not_sent", { error: error?.message ?? "?" })} `),
+    h("button", { type: "button", class: "segue-link", onclick: () => { item.remove(); retry(text); } }, t("receipt.retry")),
   );
 }
 
@@ -99,12 +101,12 @@ export function markFailed(log, clientId, error, retry) {
  * id `upTo` (null: nothing read yet). `compareIds` orders event ids (from segue.js, passed in so
  * this module stays free of the client).
  */
-export function markReceipts(log, selector, upTo, compareIds) {
+export function markReceipts(log, selector, upTo, compareIds, t = english) {
   for (const node of log.querySelectorAll(selector)) {
     const receipt = node.querySelector(".segue-receipt");
     if (!receipt) continue;
     const read = upTo != null && compareIds(node.dataset.eventId, upTo) <= 0;
-    receipt.textContent = read ? "Read" : "Sent";
+    receipt.textContent = read ? t("receipt.read") : t("receipt.sent");
     node.classList.toggle("segue-msg--read", read);
   }
 }

@@ -1,41 +1,55 @@
 /**
  * Plain-text descriptions of Segue events, shared by the widget, the agent console and the
- * wallboard. Everything returned is a string meant for textContent.
+ * wallboard. Everything returned is a string meant for textContent. Every function takes an
+ * optional translator from i18n.js (`t`, default English).
  */
+import { english } from "./i18n.js";
 
+/** English channel labels (kept for callers that read the map; channelLabel() translates). */
 export const CHANNEL_LABELS = { chat: "Chat", voice: "Voice", video: "Video", screen: "Screen share" };
 
-/** "chat" → "Chat"; unknown channels are shown as they are. */
-export function channelLabel(channel) {
-  return CHANNEL_LABELS[channel] ?? String(channel ?? "");
+/** "chat" → "Chat" (in the translator's language); unknown channels are shown as they are. */
+export function channelLabel(channel, t = english) {
+  return t.has(`channel.${channel}`) ? t(`channel.${channel}`) : String(channel ?? "");
 }
 
-function agentName(agent, fallback = "an agent") {
+/** A channel in the middle of a sentence ("the video request"). */
+function mediaWord(channel, t) {
+  return t.has(`media.${channel}`) ? t(`media.${channel}`) : String(channel ?? "");
+}
+
+function agentName(agent, t, fallback = t("who.an_agent")) {
   if (!agent) return fallback;
   if (typeof agent === "string") return agent;
   return agent.name || agent.id || fallback;
 }
 
-function reasonText(reason) {
-  return { timeout: "did not answer in time", declined: "declined", taken: "was taken", cancelled: "was cancelled" }[reason] ?? String(reason ?? "");
+function reasonText(reason, t) {
+  return t.has(`reason.${reason}`) ? t(`reason.${reason}`) : String(reason ?? "");
 }
 
-function target(to) {
-  if (!to) return "someone";
-  if (to.agent) return agentName(to.agent);
-  if (to.queue) return `the ${to.queue} queue`;
-  return "someone";
+function target(to, t) {
+  if (!to) return t("who.anyone");
+  if (to.agent) return agentName(to.agent, t);
+  if (to.queue) return t("who.queue", { queue: to.queue });
+  return t("who.anyone");
 }
 
 /**
- * How an event reads in a log: `{kind, text}` where kind is "message", "note", "consult" or
- * "system". `viewer` is "customer" or "agent" (customers get friendlier, less internal wording).
- * `customerName` (the conversation's customer, from its summary) names the customer in call
- * events, whose author may carry only the connection's generic name.
+ * How an event reads in a log: `{kind, text, known}` where kind is "message", "note", "consult"
+ * or "system"; `known: false` is added for event types this module has no words for (the widget
+ * hides those; the console shows the raw type). `viewer` is "customer" or "agent" (customers get
+ * friendlier, less internal wording). `customerName` (the conversation's customer, from its
+ * summary) names the customer in call events, whose author may carry only the connection's
+ * generic name. `t` is a translator from i18n.js (default English).
  */
-export function describeEvent(event, { viewer = "agent", customerName = null } = {}) {
+export function describeEvent(event, { viewer = "agent", customerName = null, t = english } = {}) {
+  return describe(event, viewer === "customer", customerName, t);
+}
+
+function describe(event, customer, customerName, t) {
   const data = event.data ?? {};
-  const customer = viewer === "customer";
+  const system = (text) => ({ kind: "system", text });
   switch (event.type) {
     case "message":
       return { kind: "message", text: String(data.text ?? "") };
@@ -45,138 +59,143 @@ export function describeEvent(event, { viewer = "agent", customerName = null } =
       return { kind: "consult", text: String(data.text ?? "") };
     case "conversation.created": {
       const where = data.context?.page_title || data.context?.page_url;
-      if (customer) return { kind: "system", text: "Conversation started" };
-      return {
-        kind: "system",
-        text: `Conversation started (${channelLabel(data.channel ?? "chat")}, queue ${data.queue ?? "?"})${where ? ` from “${where}”` : ""}`,
-      };
+      if (customer) return system(t("event.started"));
+      const params = { channel: channelLabel(data.channel ?? "chat", t), queue: data.queue ?? "?", where };
+      return system(t(where ? "event.started.detail_from" : "event.started.detail", params));
     }
     case "conversation.queued":
-      return { kind: "system", text: customer ? "Waiting for an agent…" : `Queued in ${data.queue ?? "a queue"}` };
+      return system(customer ? t("event.queued.customer") : t("event.queued", { queue: data.queue ?? "?" }));
     case "conversation.offered":
-      return { kind: "system", text: `Offered to ${agentName(data.agent)}` };
+      return system(t("event.offered", { agent: agentName(data.agent, t) }));
     case "conversation.assigned":
-      return { kind: "system", text: `${agentName(data.agent)} joined the conversation` };
+      return system(t("event.assigned", { agent: agentName(data.agent, t) }));
     case "conversation.overflowed":
-      return { kind: "system", text: `Overflowed from ${data.from_queue} to ${data.to_queue}` };
-    case "transfer.requested":
-      return {
-        kind: "system",
-        text: `${data.mode === "warm" ? "Warm" : "Cold"} transfer requested to ${target(data.to)}${data.note ? `: ${data.note}` : ""}`,
-      };
+      return system(t("event.overflowed", { from: data.from_queue, to: data.to_queue }));
+    case "transfer.requested": {
+      const text = t(data.mode === "warm" ? "event.transfer.requested.warm" : "event.transfer.requested.cold", { target: target(data.to, t) });
+      return system(data.note ? t("event.with_note", { text, note: data.note }) : text);
+    }
     case "transfer.completed":
       if (customer) {
-        return { kind: "system", text: data.to?.agent ? `You were transferred to ${agentName(data.to.agent)}` : "You were transferred to another agent" };
+        return system(data.to?.agent ? t("event.transfer.completed.you_to", { agent: agentName(data.to.agent, t) }) : t("event.transfer.completed.you"));
       }
-      return { kind: "system", text: `Transferred from ${agentName(data.from_agent)} to ${target(data.to)} (${data.mode ?? "cold"})` };
+      return system(t("event.transfer.completed", {
+        from: agentName(data.from_agent, t),
+        target: target(data.to, t),
+        mode: t(data.mode === "warm" ? "transfer.mode.warm" : "transfer.mode.cold"),
+      }));
     case "transfer.accepted":
-      return { kind: "system", text: `${agentName(data.agent)} accepted the transfer` };
+      return system(t("event.transfer.accepted", { agent: agentName(data.agent, t) }));
     case "transfer.cancelled": {
-      if (data.by) return { kind: "system", text: `Transfer cancelled by ${agentName(data.by)}` };
-      if (data.reason) return { kind: "system", text: `Transfer cancelled: ${agentName(data.agent)} ${reasonText(data.reason)}` };
-      return { kind: "system", text: "Transfer cancelled" };
+      if (data.by) return system(t("event.transfer.cancelled_by", { agent: agentName(data.by, t) }));
+      if (data.reason) return system(t("event.transfer.cancelled_because", { agent: agentName(data.agent, t), reason: reasonText(data.reason, t) }));
+      return system(t("event.transfer.cancelled"));
     }
     case "conversation.requeued":
-      return { kind: "system", text: `${agentName(data.agent)} ${reasonText(data.reason)}: back in the queue` };
+      return system(t("event.requeued", { agent: agentName(data.agent, t), reason: reasonText(data.reason, t) }));
     case "conversation.closed": {
       const by = data.by;
       const kind = typeof by === "string" ? by : by?.kind;
-      let who;
-      if (kind === "customer") who = customer ? "you" : "the customer";
-      else if (kind === "system" || !by) who = "the system";
-      else who = agentName(by, "the agent");
-      const disposition = !customer && data.disposition ? ` — ${data.disposition}` : "";
-      return { kind: "system", text: `Conversation closed by ${who}${disposition}` };
+      let text;
+      if (kind === "customer") text = t(customer ? "event.closed.you" : "event.closed.customer");
+      else if (kind === "system" || !by) text = t("event.closed.system");
+      else text = t("event.closed.agent", { agent: agentName(by, t, t("who.agent")) });
+      return system(!customer && data.disposition ? t("event.with_disposition", { text, disposition: data.disposition }) : text);
     }
     case "conversation.rated":
-      return { kind: "system", text: `Rated ${data.score}/5${data.comment ? `: “${data.comment}”` : ""}` };
+      return system(t(data.comment ? "event.rated.comment" : "event.rated", { score: data.score, comment: data.comment }));
+    case "attributes.updated": {
+      const changes = Object.entries(data.attributes ?? {})
+        .map(([key, value]) => (value === null ? t("event.attribute_removed", { key }) : `${key} = ${String(value)}`))
+        .join(", ");
+      return system(t("event.attributes_updated", { changes }));
+    }
+    case "page.viewed":
+      return system(t("event.page_viewed", { page: data.title ? `${data.title} (${data.url})` : String(data.url ?? "") }));
     default:
-      if (String(event.type).startsWith("call.")) return { kind: "system", text: describeCall(event, customer, customerName) };
-      return { kind: "system", text: String(event.type) };
+      if (String(event.type).startsWith("call.")) return system(describeCall(event, customer, customerName, t));
+      return { kind: "system", text: String(event.type), known: false };
   }
 }
 
-function who(author, customer, fallback, customerName = null) {
+function who(author, customer, fallback, customerName, t) {
   if (!author) return fallback;
-  if (author.kind === "customer") return customer ? "You" : customerName || author.name || "The customer";
-  return agentName(author, fallback);
+  if (author.kind === "customer") return customer ? t("who.you") : customerName || author.name || t("who.customer");
+  return agentName(author, t, fallback);
 }
 
-const MONITOR_TEXT = {
-  listen: "is listening to the call",
-  whisper: "is whispering to the agent",
-  barge: "barged into the call",
-};
-
 /** The calls module's log events (`call.*`, issue 4), in words. */
-function describeCall(event, customer, customerName) {
+function describeCall(event, customer, customerName, t) {
   const data = event.data ?? {};
-  const media = channelLabel(data.media ?? data.channel ?? "voice").toLowerCase();
-  const by = who(data.by ?? (event.author?.kind === "system" ? null : event.author), customer, "Someone", customerName);
-  const role = data.role === "customer" ? (customer ? "You" : "The customer") : data.role === "agent" ? (customer ? "The agent" : "The agent") : "Someone";
+  const channel = data.media ?? data.channel ?? "voice";
+  const media = mediaWord(channel, t);
+  const by = who(data.by ?? (event.author?.kind === "system" ? null : event.author), customer, t("who.someone"), customerName, t);
+  const you = data.role === "customer" && customer;
+  const role = data.role === "customer" ? t(customer ? "who.you" : "who.customer") : data.role === "agent" ? t("who.agent") : t("who.someone");
   switch (event.type) {
     case "call.requested":
-      if (data.media === "voice" || !data.media) return `${by} asked for a voice call`;
-      return data.media === "screen" ? `${by} asked for screen sharing` : `${by} asked for ${media}`;
+      if (data.media === "voice" || !data.media) return t("call.requested.voice", { who: by });
+      return t(data.media === "screen" ? "call.requested.screen" : "call.requested.video", { who: by });
     case "call.accepted":
-      return data.media === "voice" || !data.media ? "Voice call started" : `${channelLabel(data.media)} started`;
+      if (data.media === "voice" || !data.media) return t("call.accepted.voice");
+      return t(data.media === "screen" ? "call.accepted.screen" : "call.accepted.video");
     case "call.declined":
-      if (data.reason === "cancelled") return `${by} withdrew the ${media} request`;
-      return `${by} declined the ${media} request`;
+      return t(data.reason === "cancelled" ? "call.withdrawn" : "call.declined", { who: by, media });
     case "call.video_on":
-      return `${role} turned the camera on`;
+      return t("call.video_on", { who: role });
     case "call.video_off":
-      return `${role} turned the camera off`;
+      return t("call.video_off", { who: role });
     case "call.screen_on":
-      return `${role} started sharing the screen`;
+      return t("call.screen_on", { who: role });
     case "call.screen_off":
-      return `${role} stopped sharing the screen`;
+      return t("call.screen_off", { who: role });
     case "call.held":
-      return data.held ? "Call on hold" : "Call resumed";
-    case "call.leg_lost":
-      return `${role}'s call connection dropped${data.grace_s ? ` (waiting up to ${formatDuration(data.grace_s)})` : ""}`;
+      return t(data.held ? "call.held" : "call.resumed");
+    case "call.leg_lost": {
+      const duration = data.grace_s ? t.duration(data.grace_s) : null;
+      if (you) return t(duration ? "call.leg_lost.you_grace" : "call.leg_lost.you", { duration });
+      return t(duration ? "call.leg_lost.grace" : "call.leg_lost", { who: role, duration });
+    }
     case "call.reconnected":
-      return `${role} reconnected to the call`;
+      return t("call.reconnected", { who: role });
     case "call.transferred":
-      return `Call transferred${data.to_agent ? ` to ${agentName(data.to_agent)}` : ""}`;
+      return data.to_agent ? t("call.transferred.to", { agent: agentName(data.to_agent, t) }) : t("call.transferred");
     case "call.monitored":
       // agents only: a supervisor started monitoring, or switched mode
-      return `${by} (supervisor) ${MONITOR_TEXT[data.mode] ?? `is monitoring the call (${data.mode ?? "?"})`}`;
+      return t(`call.monitored.${["listen", "whisper", "barge"].includes(data.mode) ? data.mode : "other"}`, { who: by, mode: data.mode ?? "?" });
     case "call.monitor_ended": {
-      const why = { disconnected: "their page closed", connection_lost: "connection lost" }[data.reason];
-      return `${by} (supervisor) stopped monitoring the call${why ? ` (${why})` : ""}`;
+      const whyKey = `call.monitor_ended.${data.reason}`;
+      if (data.reason && t.has(whyKey)) return t("call.monitor_ended.why", { who: by, why: t(whyKey) });
+      return t("call.monitor_ended", { who: by });
     }
     case "call.supervisor_joined":
-      return customer ? `A supervisor${data.by?.name ? `, ${data.by.name},` : ""} joined the call` : `${by} (supervisor) joined the call`;
+      if (customer) return data.by?.name ? t("call.supervisor_joined.customer_named", { name: data.by.name }) : t("call.supervisor_joined.customer");
+      return t("call.supervisor_joined", { who: by });
     case "call.supervisor_left":
-      return customer ? "The supervisor left the call" : `${by} (supervisor) left the call`;
+      return customer ? t("call.supervisor_left.customer") : t("call.supervisor_left", { who: by });
     case "call.ended": {
       const total = Object.values(data.durations ?? {}).reduce((a, b) => Math.max(a, Number(b) || 0), 0);
-      return `Call ended${total ? ` after ${formatDuration(total)}` : ""}${data.reason ? ` (${String(data.reason).replace(/_/g, " ")})` : ""}`;
+      const text = total ? t("call.ended.after", { duration: t.duration(total) }) : t("call.ended");
+      if (!data.reason) return text;
+      // English readers get any reason spelled out; other languages only the reasons they have words for
+      const reasonKey = `call.end_reason.${data.reason}`;
+      if (t.has(reasonKey)) return t("call.ended.reason", { text, reason: t(reasonKey) });
+      return t.locale === "en" ? t("call.ended.reason", { text, reason: String(data.reason).replace(/_/g, " ") }) : text;
     }
     default:
+      if (t.locale !== "en") return t("call.other");
       return event.type.slice(5).replace(/[._]/g, " ").replace(/^./, (c) => c.toUpperCase());
   }
 }
 
-/** "14:05" for today, "3 Mar 14:05" otherwise. */
-export function formatTime(ts) {
-  if (!ts) return "";
-  const date = new Date(ts);
-  const now = new Date();
-  const time = date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-  if (date.toDateString() === now.toDateString()) return time;
-  return `${date.toLocaleDateString([], { day: "numeric", month: "short" })} ${time}`;
+/** "14:05" for today, "3 Mar 14:05" otherwise (in the translator's locale). */
+export function formatTime(ts, t = english) {
+  return t.time(ts);
 }
 
-/** 75 → "1 min 15 s"; 20 → "20 s". */
-export function formatDuration(seconds) {
-  const s = Math.max(0, Math.round(Number(seconds) || 0));
-  if (s < 60) return `${s} s`;
-  const m = Math.floor(s / 60);
-  const rest = s % 60;
-  if (m < 60) return rest ? `${m} min ${rest} s` : `${m} min`;
-  return `${Math.floor(m / 60)} h ${m % 60} min`;
+/** 75 → "1 min, 15 sec"; 20 → "20 sec" (in the translator's locale). */
+export function formatDuration(seconds, t = english) {
+  return t.duration(seconds);
 }
 
 /** The channel an event is about (for channel markers): `data.channel`, or null when it names none. */

@@ -802,6 +802,40 @@ export class SegueCustomer extends SegueClient {
     this.sessionStore.remove(`conversation.${id}`);
   }
 
+  /**
+   * Become a verified customer without a reload (the visitor signed in on the embedding site), or
+   * anonymous again with `{site: null, identity: null}`: reconnects with the new identity. The
+   * visitor token is kept, so the anonymous visitor's conversations join the identity's, as on a
+   * connect with both. Resolves with the new session. If the server refuses the identity
+   * (`bad_identity`), the previous identity is restored and reconnected, and the promise rejects
+   * with that SegueError.
+   */
+  async setIdentity({ site = null, identity = null } = {}) {
+    if ((site == null) !== (identity == null)) {
+      throw new SegueError("invalid", "setIdentity needs both site and identity (or neither, to become anonymous)", {
+        field: site == null ? "site" : "identity",
+      });
+    }
+    if (site != null && typeof site !== "string") throw new SegueError("invalid", "site must be the site's name (a string)", { field: "site" });
+    if (identity != null && (typeof identity !== "object" || Array.isArray(identity))) {
+      throw new SegueError("invalid", "identity must be the signed object from your server (see docs/sdk.md, Verified identity)", { field: "identity" });
+    }
+    const previous = { site: this.site, identity: this.identity };
+    this.site = site;
+    this.identity = identity;
+    this.disconnect();
+    try {
+      return await this.connect();
+    } catch (error) {
+      if (error?.code !== "bad_identity") throw error;
+      this.site = previous.site;
+      this.identity = previous.identity;
+      this.disconnect();
+      this.connect();
+      throw error;
+    }
+  }
+
   /** Forget this visitor entirely (new visitor token on the next connect). */
   resetVisitor() {
     for (const id of this.#rememberedIds()) this.sessionStore.remove(`conversation.${id}`);
@@ -949,14 +983,28 @@ export class SegueAgent extends SegueClient {
     return body;
   }
 
-  /** Forget the token and disconnect. */
-  logout() {
+  /**
+   * `POST /api/v1/auth/logout` (the server ends this account's tokens and closes its sockets on
+   * every node), then forget the token and disconnect. Signs out locally even when offline.
+   */
+  async logout() {
+    const token = this.token;
     this.store.remove("token");
     this.disconnect();
     this.conversations.clear();
     this.offers.clear();
     this.agent = null;
     this.emit("logout", "logged out");
+    if (!token) return;
+    try {
+      await fetch(`${this.url}/api/v1/auth/logout`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${token}` },
+        keepalive: true, // completes even when the page is closing
+      });
+    } catch {
+      /* offline: the token still expires by itself */
+    }
   }
 
   /** Call the REST API with this agent's token: `await agent.api("GET", "/api/v1/agents")`. */
@@ -1058,6 +1106,11 @@ export class SegueAgent extends SegueClient {
     socket.on("queues", (payload) => {
       this.queues = payload?.queues ?? [];
       this.emit("queues", this.queues);
+    });
+    // logged out elsewhere, password or role changed, account deleted: the server closes the socket next
+    socket.on("session.ended", (payload) => {
+      this.store.remove("token");
+      this.emit("logout", payload?.message ?? "this session ended: log in again");
     });
   }
 

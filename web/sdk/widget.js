@@ -1,39 +1,91 @@
 /**
- * Segue's embeddable chat launcher.
+ * Segue's embeddable chat widget.
  *
- *   <link rel="stylesheet" href="https://segue.example/sdk/segue.css">
  *   <script type="module">
- *     import { mountChatWidget } from "https://segue.example/widget/widget.js";
+ *     import { mountChatWidget } from "https://segue.example/sdk/widget.js";
  *     mountChatWidget({ url: "https://segue.example", queue: "general" });
  *   </script>
  *
  * A launcher button opens a chat panel: queue position and estimated wait, messages, typing
- * indicator, read receipts, "agent joined / transferred" lines, rating after the chat closes,
- * and the whole conversation again after a reload. All text is rendered as text.
+ * indicator, read receipts, "agent joined / transferred" lines, a call bar (voice, video, screen
+ * share), rating after the chat closes, and the whole conversation again after a reload.
+ *
+ * The widget lives in an open shadow root on its own host element (`<segue-widget>`): its styles
+ * (`widget.css`, next to this file) cannot reach the page, and the page's styles cannot reach it.
+ * Every word it shows comes from the message catalogue (`i18n.js`; options `locale`, `messages`).
+ * All text is rendered as text. Options and methods: docs/sdk.md.
  */
 import { SegueCustomer, compareIds } from "./segue.js";
 import { h, clear, placeEvent, appendPending, markFailed, markReceipts } from "./dom.js";
-import { describeEvent, formatTime, formatDuration } from "./format.js";
+import { describeEvent } from "./format.js";
 import { SegueCall } from "./call.js";
 import { CallBar } from "./call-ui.js";
+import { translator, browserLocale } from "./i18n.js";
 
 const PANEL_OPEN_KEY = "segue.widget.open";
+const STYLESHEET = new URL("./widget.css", import.meta.url).href;
+const HOST_TAG = "segue-widget";
+const POSITIONS = ["bottom-right", "bottom-left"];
+const MODES = ["light", "dark", "auto"];
+const CALLBACKS = ["onReady", "onMessage", "onCallState", "onConversationEnd"];
 
 /**
- * Mount the launcher and panel. Options:
- *   url        Segue server (default: this page's origin)
- *   queue      queue for new conversations (default: the server's default queue)
- *   queues     [{name, label}] to let the visitor pick a topic (optional)
- *   site, identity   a verified identity from your server (see docs/sdk.md)
- *   title      panel title (default "Chat with us")
- *   container  where to mount (default document.body)
- * Returns {customer, open(), close(), element, callButton, conversation, call}.
- * `call` is the SegueCall of the shown conversation (one per open conversation; docs/calls.md).
+ * Mount the widget and return its ChatWidget. Options (all optional; docs/sdk.md has the table):
+ *   url, queue, queues [{name, label}], site + identity, title, container,
+ *   locale ("en" | "zh-CN"), messages (catalogue overrides),
+ *   theme {accent, position: "bottom-right" | "bottom-left", mode: "light" | "dark" | "auto"},
+ *   attributes, trackPages (default true), launcher (default true),
+ *   onReady(widget), onMessage(event, conversation), onCallState(state, call),
+ *   onConversationEnd(summary, conversation).
+ * Bad options throw a TypeError that names the option.
  */
 export function mountChatWidget(options = {}) {
   const widget = new ChatWidget(options);
   widget.mount(options.container ?? document.body);
   return widget;
+}
+
+/** Refuse options that would silently do nothing (a typo in a position, a callback that is not a function...). */
+function checkOptions(options) {
+  if (options == null || typeof options !== "object") throw new TypeError("mountChatWidget(options): options must be an object");
+  const theme = options.theme ?? {};
+  if (typeof theme !== "object") throw new TypeError("theme must be an object {accent?, position?, mode?}");
+  if (theme.position != null && !POSITIONS.includes(theme.position)) {
+    throw new TypeError(`theme.position must be one of ${POSITIONS.join(", ")} (got ${JSON.stringify(theme.position)})`);
+  }
+  if (theme.mode != null && !MODES.includes(theme.mode)) {
+    throw new TypeError(`theme.mode must be one of ${MODES.join(", ")} (got ${JSON.stringify(theme.mode)})`);
+  }
+  if (theme.accent != null && (typeof theme.accent !== "string" || (globalThis.CSS?.supports && !CSS.supports("color", theme.accent)))) {
+    throw new TypeError(`theme.accent must be a CSS colour such as "#0a7c59" (got ${JSON.stringify(theme.accent)})`);
+  }
+  for (const name of CALLBACKS) {
+    if (options[name] != null && typeof options[name] !== "function") throw new TypeError(`${name} must be a function`);
+  }
+  if (options.locale != null && typeof options.locale !== "string") throw new TypeError('locale must be a language tag such as "zh-CN"');
+  if (options.messages != null && typeof options.messages !== "object") throw new TypeError("messages must be an object of catalogue keys to text");
+  if (options.container != null && !(options.container instanceof Element)) throw new TypeError("container must be a DOM element");
+  if (options.attributes != null) checkAttributes(options.attributes, "attributes");
+}
+
+function checkAttributes(attributes, name) {
+  if (typeof attributes !== "object" || Array.isArray(attributes) || attributes === null) {
+    throw new TypeError(`${name} must be an object such as {plan: "pro", vip: true}`);
+  }
+  for (const [key, value] of Object.entries(attributes)) {
+    const ok = value === null || ["string", "boolean"].includes(typeof value) || (typeof value === "number" && Number.isFinite(value));
+    if (!ok) throw new TypeError(`${name}.${key} must be a string, a finite number, a boolean or null (to delete it)`);
+  }
+}
+
+/** Run a page's callback; an exception in it is logged, never breaks the widget. */
+function safely(fn, ...args) {
+  if (typeof fn !== "function") return;
+  try {
+    fn(...args);
+  } catch (error) {
+    console.error("Segue widget: a callback threw:", error);
+  }
 }
 
 /** A speech-bubble icon (static SVG: no emoji font needed). */
@@ -53,88 +105,200 @@ function chatIcon() {
   return svg;
 }
 
-class ChatWidget {
-  constructor(options) {
-    this.options = options;
+/**
+ * `widget.call` is both the method `call({video})` (a call from the web) and, as before, the
+ * shown conversation's SegueCall: its members (`state`, `pc`, `hangup()`...) read through to the
+ * current call (undefined when there is none; `widget.currentCall` is the SegueCall or null).
+ */
+function callHandle(widget) {
+  const start = (options) => widget.startCall(options);
+  return new Proxy(start, {
+    get(target, prop) {
+      const call = widget.currentCall;
+      if (call && prop in call) {
+        const value = call[prop];
+        return typeof value === "function" ? value.bind(call) : value;
+      }
+      return Reflect.get(target, prop);
+    },
+    set(target, prop, value) {
+      const call = widget.currentCall;
+      if (!call) return false;
+      call[prop] = value;
+      return true;
+    },
+    has(target, prop) {
+      return Boolean(widget.currentCall && prop in widget.currentCall) || Reflect.has(target, prop);
+    },
+  });
+}
+
+/** The mounted widget (see mountChatWidget): the customer's chat and calls on any page, in its own shadow root. */
+export class ChatWidget {
+  constructor(options = {}) {
+    checkOptions(options);
+    this.options = { trackPages: true, launcher: true, ...options, theme: { ...(options.theme ?? {}) } };
+    this.t = translator(this.options.locale ?? browserLocale(), this.options.messages);
     this.customer = new SegueCustomer({ url: options.url, site: options.site, identity: options.identity });
     this.conversation = null;
     this.unsubscribe = [];
+    this.offCustomer = [];
     this.unread = 0;
     this.typingTimer = null;
     /** conversation id → SegueCall (one per open conversation) */
     this.calls = new Map();
-    this.call = null;
+    this.activeCall = null;
     this.callBar = null;
+    this.callHandle = callHandle(this);
+    this.ready = false;
+    this.destroyed = false;
+    /** conversations seen open by this widget: their close fires onConversationEnd once */
+    this.seenOpen = new Set();
+    this.status = { key: "widget.status.connecting", params: {}, state: "" };
+  }
+
+  /** The call method / the shown conversation's SegueCall (see callHandle). */
+  get call() {
+    return this.callHandle;
+  }
+
+  /** The shown conversation's SegueCall, or null. */
+  get currentCall() {
+    return this.activeCall;
+  }
+
+  /** The host element (the shadow root's host). */
+  get element() {
+    return this.host;
   }
 
   /* ---- DOM ---------------------------------------------------------------------------- */
 
   mount(container) {
-    const title = this.options.title ?? "Chat with us";
-    this.badge = h("span", { class: "segue-badge", hidden: true });
-    this.launcher = h(
-      "button",
-      { id: "segue-launcher", class: "segue-launcher", type: "button", "aria-expanded": "false", onclick: () => this.toggle() },
-      chatIcon(),
-      (this.launcherLabel = h("span", { class: "segue-launcher-label" }, title)),
-      this.badge,
-    );
+    const theme = this.options.theme;
+    this.host = document.createElement(HOST_TAG);
+    this.host.dataset.position = theme.position ?? "bottom-right";
+    this.host.dataset.theme = theme.mode ?? "light";
+    if (theme.accent) this.host.style.setProperty("--segue-accent", theme.accent);
+    this.shadowRoot = this.host.attachShadow({ mode: "open" });
+    // the widget stays invisible until its stylesheet is in (no flash of unstyled buttons)
+    const sheet = h("link", { rel: "stylesheet", href: STYLESHEET });
+    this.styled = new Promise((resolve) => {
+      sheet.addEventListener("load", resolve);
+      sheet.addEventListener("error", () => {
+        console.error(`Segue widget: could not load its stylesheet ${STYLESHEET}`);
+        resolve();
+      });
+    });
+    this.shadowRoot.append(sheet);
+    this.isStyled = false;
+    this.build();
+    this.styled.then(() => {
+      this.isStyled = true;
+      this.root.style.removeProperty("visibility");
+    });
+    container.append(this.host);
 
-    this.status = h("div", { id: "segue-status", class: "segue-status" }, "Connecting…");
+    this.listen();
+    for (const conversation of this.customer.openConversations()) this.seenOpen.add(conversation.id);
+    // Remembered conversations are already loaded from the cache: show the newest at once.
+    const remembered = this.customer.rememberedConversations();
+    if (remembered.length) this.show(remembered[remembered.length - 1]);
+    else this.showStart();
+    if (sessionStorage.getItem(PANEL_OPEN_KEY) === "1") this.open();
+    this.customer.connect();
+    this.attachCall();
+  }
+
+  /** Build the widget's elements (again after setLocale) into the shadow root. */
+  build() {
+    const t = this.t;
+    const title = this.options.title ?? t("widget.title");
+    this.launcher = null;
+    if (this.options.launcher !== false) {
+      this.badge = h("span", { class: "segue-badge", hidden: true });
+      this.launcher = h(
+        "button",
+        { id: "segue-launcher", class: "segue-launcher", type: "button", "aria-expanded": "false", onclick: () => this.toggle() },
+        chatIcon(),
+        (this.launcherLabel = h("span", { class: "segue-launcher-label" }, title)),
+        this.badge,
+      );
+    }
+
+    this.statusLine = h("div", { id: "segue-status", class: "segue-status" });
     this.callButton = h(
       "button",
-      { id: "segue-call", class: "segue-btn segue-btn--ghost", type: "button", title: "Talk to us by voice", onclick: () => this.callUs() },
-      "Call us",
+      { id: "segue-call", class: "segue-btn segue-btn--ghost", type: "button", title: t("widget.call.title"), onclick: () => this.startCall().catch(() => {}) },
+      t("widget.call"),
+    );
+    this.videoCallButton = h(
+      "button",
+      {
+        id: "segue-video-call",
+        class: "segue-btn segue-btn--ghost",
+        type: "button",
+        title: t("widget.video_call.title"),
+        onclick: () => this.startCall({ video: true }).catch(() => {}),
+      },
+      t("widget.video_call"),
     );
     this.endButton = h(
       "button",
       { id: "segue-end", class: "segue-btn segue-btn--ghost", type: "button", hidden: true, onclick: () => this.endChat() },
-      "End chat",
+      t("widget.end"),
     );
-    const minimize = h(
+    const minimise = h(
       "button",
-      { class: "segue-icon-btn", type: "button", "aria-label": "Minimise chat", onclick: () => this.close() },
+      { id: "segue-minimise", class: "segue-icon-btn", type: "button", "aria-label": t("widget.minimise"), title: t("widget.minimise"), onclick: () => this.close() },
       "–",
     );
 
     // Pre-chat: pick a topic (optional), say what it's about, start.
-    this.startText = h("textarea", { id: "segue-start-text", rows: 3, placeholder: "How can we help? (optional)", maxlength: 4000 });
+    this.startText = h("textarea", { id: "segue-start-text", rows: 3, placeholder: t("widget.start.placeholder"), "aria-label": t("widget.start.placeholder"), maxlength: 4000 });
     // Anonymous visitors may say who they are (a verified identity brings its own name).
-    this.startName = h("input", { id: "segue-start-name", type: "text", placeholder: "Your name (optional)", maxlength: 128, autocomplete: "name" });
+    this.startName = h("input", {
+      id: "segue-start-name",
+      type: "text",
+      placeholder: t("widget.name.placeholder"),
+      "aria-label": t("widget.name.placeholder"),
+      maxlength: 128,
+      autocomplete: "name",
+    });
     this.topic = null;
     const topics = this.options.queues ?? [];
     if (topics.length > 1) {
       this.topic = h(
         "select",
-        { id: "segue-topic", "aria-label": "Topic" },
+        { id: "segue-topic", "aria-label": t("widget.topic") },
         topics.map((q) => h("option", { value: q.name, selected: q.name === this.options.queue }, q.label ?? q.name)),
       );
     }
     this.startForm = h(
       "form",
       { id: "segue-start", class: "segue-start", onsubmit: (e) => (e.preventDefault(), this.startChat()) },
-      h("p", { class: "segue-start-intro" }, "Hi! Send us a message and the next available person will answer."),
-      this.topic && h("label", { class: "segue-field" }, h("span", {}, "Topic"), this.topic),
-      !this.options.identity && this.startName,
+      h("p", { class: "segue-start-intro" }, t("widget.intro")),
+      this.topic && h("label", { class: "segue-field" }, h("span", {}, t("widget.topic")), this.topic),
+      this.startName,
       this.startText,
-      h("button", { id: "segue-start-btn", class: "segue-btn", type: "submit" }, "Start chat"),
+      h("button", { id: "segue-start-btn", class: "segue-btn", type: "submit" }, t("widget.start")),
     );
 
-    this.position = h("div", { id: "segue-position", class: "segue-position", hidden: true });
+    this.position = h("div", { id: "segue-position", class: "segue-position", role: "status", hidden: true });
     this.callSlot = h("div", { id: "segue-call-slot", class: "segue-call-slot" });
-    this.log = h("ol", { id: "segue-log", class: "segue-log", "aria-live": "polite" });
+    this.log = h("ol", { id: "segue-log", class: "segue-log", "aria-live": "polite", "aria-label": t("widget.log.label") });
     this.typing = h("div", { id: "segue-typing", class: "segue-typing", hidden: true });
     this.error = h("div", { id: "segue-error", class: "segue-error", role: "alert", hidden: true });
 
     this.input = h("textarea", {
       id: "segue-input",
       rows: 1,
-      placeholder: "Type a message…",
+      placeholder: t("widget.message.placeholder"),
       maxlength: 4000,
-      "aria-label": "Message",
+      "aria-label": t("widget.message.label"),
       oninput: () => this.conversation?.noteTyping(),
       onkeydown: (e) => {
-        if (e.key === "Enter" && !e.shiftKey) {
+        if (e.key === "Enter" && !e.shiftKey && !e.isComposing) {
           e.preventDefault();
           this.sendFromComposer();
         }
@@ -144,7 +308,7 @@ class ChatWidget {
       "form",
       { id: "segue-composer", class: "segue-composer", hidden: true, onsubmit: (e) => (e.preventDefault(), this.sendFromComposer()) },
       this.input,
-      h("button", { id: "segue-send", class: "segue-btn", type: "submit" }, "Send"),
+      h("button", { id: "segue-send", class: "segue-btn", type: "submit" }, t("widget.send")),
     );
 
     this.rating = this.buildRating();
@@ -155,8 +319,8 @@ class ChatWidget {
       h(
         "header",
         { class: "segue-panel-head" },
-        h("div", {}, h("div", { class: "segue-panel-title" }, title), this.status),
-        h("div", { class: "segue-panel-actions" }, this.callButton, this.endButton, minimize),
+        h("div", { class: "segue-panel-heading" }, h("div", { class: "segue-panel-title" }, title), this.statusLine),
+        h("div", { class: "segue-panel-actions" }, this.callButton, this.videoCallButton, this.endButton, minimise),
       ),
       this.startForm,
       this.position,
@@ -168,21 +332,15 @@ class ChatWidget {
       this.composer,
     );
 
-    this.root = h("div", { class: "segue-widget" }, this.panel, this.launcher);
-    this.element = this.root;
-    container.append(this.root);
-
-    this.listen();
-    // Remembered conversations are already loaded from the cache: show the newest at once.
-    const remembered = this.customer.rememberedConversations();
-    if (remembered.length) this.show(remembered[remembered.length - 1]);
-    else this.showStart();
-    if (sessionStorage.getItem(PANEL_OPEN_KEY) === "1") this.open();
-    this.customer.connect();
-    this.attachCall();
+    this.root = h("div", { class: "segue-widget", lang: t.locale }, this.panel, this.launcher);
+    if (!this.isStyled) this.root.style.visibility = "hidden"; // until widget.css is in (CSSOM: allowed by a strict CSP)
+    this.shadowRoot.append(this.root);
+    this.renderStatus();
+    this.renderIdentity();
   }
 
   buildRating() {
+    const t = this.t;
     this.ratingScore = 0;
     this.stars = [1, 2, 3, 4, 5].map((score) =>
       h(
@@ -191,25 +349,54 @@ class ChatWidget {
           type: "button",
           class: "segue-star",
           dataset: { score: String(score) },
-          "aria-label": `${score} of 5`,
+          "aria-label": t("widget.rating.star", { score }),
+          title: t("widget.rating.star", { score }),
           onclick: () => this.pickScore(score),
         },
         "★",
       ),
     );
-    this.ratingComment = h("input", { id: "segue-rating-comment", type: "text", placeholder: "Anything to add? (optional)", maxlength: 1000 });
-    this.ratingSubmit = h("button", { id: "segue-rate", class: "segue-btn", type: "submit", disabled: true }, "Send rating");
+    this.ratingComment = h("input", {
+      id: "segue-rating-comment",
+      type: "text",
+      placeholder: t("widget.rating.comment"),
+      "aria-label": t("widget.rating.comment"),
+      maxlength: 1000,
+    });
+    this.ratingSubmit = h("button", { id: "segue-rate", class: "segue-btn", type: "submit", disabled: true }, t("widget.rating.send"));
     this.ratingForm = h(
       "form",
       { class: "segue-rating-form", onsubmit: (e) => (e.preventDefault(), this.submitRating()) },
-      h("p", {}, "How did we do?"),
-      h("div", { class: "segue-stars", role: "group", "aria-label": "Rating" }, this.stars),
+      h("p", {}, t("widget.rating.question")),
+      h("div", { class: "segue-stars", role: "group", "aria-label": t("widget.rating.label") }, this.stars),
       this.ratingComment,
       this.ratingSubmit,
     );
-    this.ratingThanks = h("p", { id: "segue-rating-thanks", class: "segue-rating-thanks", hidden: true }, "Thank you for your feedback!");
-    const again = h("button", { id: "segue-new-chat", class: "segue-btn segue-btn--ghost", type: "button", onclick: () => this.newChat() }, "Start a new chat");
+    this.ratingThanks = h("p", { id: "segue-rating-thanks", class: "segue-rating-thanks", hidden: true }, t("widget.rating.thanks"));
+    const again = h("button", { id: "segue-new-chat", class: "segue-btn segue-btn--ghost", type: "button", onclick: () => this.newChat() }, t("widget.new_chat"));
     return h("div", { id: "segue-rating", class: "segue-rating", hidden: true }, this.ratingForm, this.ratingThanks, again);
+  }
+
+  /**
+   * Switch the language (a shipped locale, or one added with i18n.addLocale): the widget is
+   * built again in the new language; the conversation, a running call and a draft stay.
+   */
+  setLocale(locale, messages = this.options.messages) {
+    if (typeof locale !== "string") throw new TypeError('setLocale(locale): locale must be a language tag such as "zh-CN"');
+    this.t = translator(locale, messages);
+    this.options.locale = locale;
+    this.options.messages = messages;
+    if (!this.host) return;
+    const wasOpen = !this.panel.hidden;
+    const drafts = [this.input.value, this.startText.value, this.startName.value];
+    this.detachCallBar();
+    this.root.remove();
+    this.build();
+    [this.input.value, this.startText.value, this.startName.value] = drafts;
+    if (this.conversation) this.show(this.conversation);
+    else this.showStart();
+    if (wasOpen) this.open();
+    this.renderBadge();
   }
 
   /* ---- panel ----------------------------------------------------------------------------- */
@@ -222,8 +409,8 @@ class ChatWidget {
   open() {
     this.panel.hidden = false;
     this.root.classList.add("segue-widget--open");
-    this.launcher.setAttribute("aria-expanded", "true");
-    this.launcherLabel.textContent = "Hide chat";
+    this.launcher?.setAttribute("aria-expanded", "true");
+    if (this.launcherLabel) this.launcherLabel.textContent = this.t("widget.hide");
     sessionStorage.setItem(PANEL_OPEN_KEY, "1");
     this.unread = 0;
     this.renderBadge();
@@ -235,18 +422,36 @@ class ChatWidget {
   close() {
     this.panel.hidden = true;
     this.root.classList.remove("segue-widget--open");
-    this.launcher.setAttribute("aria-expanded", "false");
-    this.launcherLabel.textContent = this.options.title ?? "Chat with us";
+    this.launcher?.setAttribute("aria-expanded", "false");
+    if (this.launcherLabel) this.launcherLabel.textContent = this.options.title ?? this.t("widget.title");
     sessionStorage.setItem(PANEL_OPEN_KEY, "0");
   }
 
+  get isOpen() {
+    return Boolean(this.panel && !this.panel.hidden);
+  }
+
   renderBadge() {
+    if (!this.badge || !this.launcher) return;
     this.badge.hidden = this.unread === 0;
     this.badge.textContent = String(this.unread);
+    this.badge.setAttribute("aria-label", this.t("widget.unread", { count: this.unread }));
+  }
+
+  /** A SegueError, a media error or anything else, in the visitor's language where we have words for it. */
+  errorText(error) {
+    const t = this.t;
+    if (["NotAllowedError", "NotFoundError", "NotReadableError", "OverconstrainedError"].includes(error?.name)) {
+      return t("error.media", { message: error.message });
+    }
+    const code = error?.code;
+    if (code && t.has(`error.${code}`)) return t(`error.${code}`);
+    const message = error?.message ?? String(error);
+    return t.locale === "en" ? message : t("error.other", { message });
   }
 
   showError(error) {
-    this.error.textContent = error?.message ?? String(error);
+    this.error.textContent = this.errorText(error);
     this.error.hidden = false;
     clearTimeout(this.errorTimer);
     this.errorTimer = setTimeout(() => (this.error.hidden = true), 8000);
@@ -256,21 +461,63 @@ class ChatWidget {
 
   listen() {
     const c = this.customer;
-    c.on("session", () => {
-      this.setStatus("Online", "online");
-      // after a reload or a reconnect: a running call gets (or keeps) its connection
-      this.attachCall()?.refresh().catch((error) => this.showError(error));
-    });
-    c.on("disconnect", () => this.setStatus("Reconnecting…", "offline"));
-    c.on("connect_error", (error) =>
-      this.setStatus(error.code === "unavailable" ? "Can't reach the server — retrying…" : error.message, "offline"),
-    );
-    c.on("error", (error) => this.showError(error));
+    this.offCustomer = [
+      c.on("session", () => {
+        this.setStatus("widget.status.online", "online");
+        // after a reload or a reconnect: a running call gets (or keeps) its connection
+        this.attachCall()?.refresh().catch((error) => this.showError(error));
+        if (!this.ready) this.onFirstSession();
+      }),
+      c.on("disconnect", () => this.setStatus("widget.status.reconnecting", "offline")),
+      c.on("connect_error", (error) =>
+        error.code === "unavailable"
+          ? this.setStatus("widget.status.unreachable", "offline")
+          : this.setStatus("widget.status.refused", "offline", { message: error.message }),
+      ),
+      c.on("error", (error) => this.showError(error)),
+      c.on("message", (event, conversation, { replay } = {}) => {
+        if (!replay) safely(this.options.onMessage, event, conversation);
+      }),
+      c.on("conversation", (summary, conversation) => this.noteConversationState(summary, conversation)),
+    ];
+    this.onVisibility = () => this.markRead();
+    document.addEventListener("visibilitychange", this.onVisibility);
   }
 
-  setStatus(text, state) {
-    this.status.textContent = text;
-    this.status.dataset.state = state;
+  /** Once connected: attributes from the options, the page view, then onReady. */
+  onFirstSession() {
+    this.ready = true;
+    if (this.options.attributes && Object.keys(this.options.attributes).length) {
+      this.customer.setAttributes(this.options.attributes).catch((error) => console.error("Segue widget: attributes were refused:", error));
+    }
+    if (this.options.trackPages !== false) {
+      this.customer.pageView().catch((error) => console.warn("Segue widget: page view not recorded:", error));
+    }
+    safely(this.options.onReady, this);
+  }
+
+  /** onConversationEnd fires once, for a conversation this widget saw open, when it closes. */
+  noteConversationState(summary, conversation) {
+    if (!summary?.id) return;
+    if (summary.state !== "closed") this.seenOpen.add(summary.id);
+    else if (this.seenOpen.delete(summary.id)) safely(this.options.onConversationEnd, summary, conversation);
+  }
+
+  setStatus(key, state, params = {}) {
+    this.status = { key, params, state };
+    this.renderStatus();
+  }
+
+  renderStatus() {
+    if (!this.statusLine) return;
+    this.statusLine.textContent = this.t(this.status.key, this.status.params);
+    this.statusLine.dataset.state = this.status.state;
+  }
+
+  /** A verified identity brings its own name: the name field is for anonymous visitors only. */
+  renderIdentity() {
+    if (this.options.identity) this.startName.remove();
+    else if (!this.startName.isConnected) this.startText.before(this.startName);
   }
 
   /** Render a conversation from scratch and follow it. */
@@ -302,7 +549,7 @@ class ChatWidget {
   /** The SegueCall of the shown conversation (created once the socket exists), with its bar. */
   attachCall() {
     const conversation = this.conversation;
-    if (!conversation || conversation.isClosed || !this.customer.socket) {
+    if (this.destroyed || !conversation || conversation.isClosed || !this.customer.socket) {
       this.detachCallBar();
       return null;
     }
@@ -311,16 +558,28 @@ class ChatWidget {
       call = new SegueCall(this.customer, conversation.id);
       this.calls.set(conversation.id, call);
     }
-    if (this.call !== call || !this.callBar) {
+    if (this.activeCall !== call || !this.callBar) {
       this.detachCallBar();
-      this.call = call;
-      this.callBar = new CallBar(call, { kind: "customer", onError: (error) => this.showError(error) });
+      this.activeCall = call;
+      this.lastCallState = call.state?.state ?? "none";
+      this.callBar = new CallBar(call, { kind: "customer", t: this.t, onError: (error) => this.showError(error) });
       this.callBar.element.id = "segue-callbar";
-      this.offCall = [call.on("state", () => this.renderCallButton()), call.on("ended", () => this.renderCallButton())];
+      this.offCall = [
+        call.on("state", () => this.onCallStateChange(call)),
+        call.on("ended", () => this.onCallStateChange(call)),
+      ];
       this.callSlot.append(this.callBar.element);
     }
     this.renderCallButton();
     return call;
+  }
+
+  onCallStateChange(call) {
+    this.renderCallButton();
+    const state = call.state?.state ?? "none";
+    if (state === this.lastCallState) return;
+    this.lastCallState = state;
+    safely(this.options.onCallState, state, call);
   }
 
   detachCallBar() {
@@ -328,41 +587,111 @@ class ChatWidget {
     this.offCall = [];
     this.callBar?.destroy();
     this.callBar = null;
-    this.call = null;
+    this.activeCall = null;
     this.renderCallButton();
   }
 
   renderCallButton() {
-    const state = this.call?.state?.state ?? "none";
-    this.callButton.hidden = state !== "none" || Boolean(this.conversation?.isClosed);
+    if (!this.callButton) return;
+    const state = this.activeCall?.state?.state ?? "none";
+    const hidden = state !== "none" || Boolean(this.conversation?.isClosed);
+    this.callButton.hidden = hidden;
+    this.videoCallButton.hidden = hidden;
     // a minimised widget still shows that a call is on
     this.root?.classList.toggle("segue-widget--in-call", state === "active");
   }
 
-  /** "Call us": a voice call in the open conversation, or a new conversation straight into one. */
-  async callUs() {
-    this.callButton.disabled = true;
+  /**
+   * A call from the web (the "Call us" / "Video call" buttons; `widget.call({video})`): a call in
+   * the open conversation, or a new conversation (channel "voice" / "video") straight into one.
+   * With `video`, the camera goes on with the call (or now, if a call is already running).
+   * Resolves once the call is asked for; rejects (and shows the error) if it cannot be.
+   */
+  async startCall({ video = false } = {}) {
+    if (typeof video !== "boolean") throw new TypeError("call({video}): video must be true or false");
+    const buttons = [this.callButton, this.videoCallButton];
+    for (const b of buttons) b.disabled = true;
     try {
       if (this.panel.hidden) this.open();
       if (!this.conversation || this.conversation.isClosed) {
         this.customer.connect();
         const conversation = await this.customer.startConversation({
           queue: this.topic?.value || this.options.queue,
-          channel: "voice",
+          channel: video ? "video" : "voice",
           context: { page_url: location.href },
           name: (!this.options.identity && this.startName.value.trim()) || undefined,
         });
         this.show(conversation);
       }
       const call = this.attachCall();
-      if (call && call.state.state === "none") await call.request("voice", { pageUrl: location.href });
+      if (!call) throw new Error("the widget is not connected");
+      if (call.state.state === "none") await call.request("voice", { pageUrl: location.href, video });
+      else if (video && call.state.state === "active" && call.pc && !call.localVideo().camera) await this.callBar.toggleVideo();
     } catch (error) {
       this.showError(error);
+      throw error;
     } finally {
-      this.callButton.disabled = false;
+      for (const b of buttons) b.disabled = false;
       this.renderCallButton();
     }
   }
+
+  /* ---- identity and attributes ------------------------------------------------------------ */
+
+  /**
+   * The visitor signed in on your site: reconnect as the verified customer (`identity` signed by
+   * your server, see docs/sdk.md). The anonymous conversations join the identity's. Resolves with
+   * the session; rejects with a SegueError (`bad_identity`: the previous identity stays).
+   */
+  async setUser({ site = null, identity = null } = {}) {
+    // the calls listen on the old socket: drop them (a running call resumes on the new one)
+    this.detachCallBar();
+    for (const call of this.calls.values()) call.close();
+    this.calls.clear();
+    try {
+      const session = await this.customer.setIdentity({ site, identity });
+      this.options.site = site;
+      this.options.identity = identity;
+      return session;
+    } finally {
+      this.renderIdentity();
+      this.attachCall();
+    }
+  }
+
+  /**
+   * Custom attributes of this customer (`{plan: "pro", vip: true}`; null deletes a key): agents
+   * see them beside the conversation. Resolves with `{attributes}` (all of them after the change).
+   */
+  async setAttributes(attributes) {
+    checkAttributes(attributes, "setAttributes(attributes)");
+    await this.customer.connect();
+    return this.customer.setAttributes(attributes);
+  }
+
+  /**
+   * Remove the widget: the host element goes, the connection closes, every listener and timer
+   * is removed. A running call is not ended (a widget mounted again picks it up, as after a
+   * reload). Mounting again afterwards works.
+   */
+  destroy() {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    for (const off of this.unsubscribe) off();
+    for (const off of this.offCustomer) off();
+    this.unsubscribe = [];
+    this.offCustomer = [];
+    document.removeEventListener("visibilitychange", this.onVisibility);
+    clearTimeout(this.typingTimer);
+    clearTimeout(this.errorTimer);
+    this.detachCallBar();
+    for (const call of this.calls.values()) call.close();
+    this.calls.clear();
+    this.customer.disconnect();
+    this.host?.remove();
+  }
+
+  /* ---- chat ------------------------------------------------------------------------------- */
 
   showStart() {
     for (const off of this.unsubscribe) off();
@@ -444,7 +773,7 @@ class ChatWidget {
   }
 
   markRead() {
-    if (!this.conversation || this.panel.hidden || document.visibilityState === "hidden") return;
+    if (!this.conversation || this.destroyed || this.panel.hidden || document.visibilityState === "hidden") return;
     // The newest event written by someone else.
     const theirs = this.conversation.events.filter((e) => e.author?.kind !== "customer");
     if (theirs.length) this.conversation.markRead(theirs[theirs.length - 1].id);
@@ -473,8 +802,12 @@ class ChatWidget {
   }
 
   eventElement(event) {
-    const { kind, text } = describeEvent(event, { viewer: "customer" });
+    const t = this.t;
+    const { kind, text, known } = describeEvent(event, { viewer: "customer", t });
     if (kind === "note" || kind === "consult") return null; // never sent to customers anyway
+    // "waiting for an agent" is the banner above the log (renderPosition), not also a log line;
+    // event types without words (internal ones) are not shown to customers
+    if (event.type === "conversation.queued" || known === false) return null;
     if (kind !== "message") {
       return h("li", { class: "segue-system", dataset: { eventId: event.id, type: event.type } }, text);
     }
@@ -485,36 +818,40 @@ class ChatWidget {
         class: `segue-msg ${mine ? "segue-msg--mine" : "segue-msg--theirs"}`,
         dataset: { eventId: event.id, clientId: event.data?.client_id ?? "" },
       },
-      !mine && h("div", { class: "segue-msg-author" }, event.author?.name || "Agent"),
+      !mine && h("div", { class: "segue-msg-author" }, event.author?.name || t("widget.agent")),
       h("div", { class: "segue-msg-text" }, text),
       h(
         "div",
         { class: "segue-msg-meta" },
-        h("time", { datetime: new Date(event.ts ?? Date.now()).toISOString() }, formatTime(event.ts)),
-        mine && h("span", { class: "segue-receipt" }, "Sent"),
+        h("time", { datetime: new Date(event.ts ?? Date.now()).toISOString() }, t.time(event.ts)),
+        mine && h("span", { class: "segue-receipt" }, t("receipt.sent")),
       ),
     );
   }
 
   renderPending(clientId, text) {
-    appendPending(this.log, clientId, text);
+    appendPending(this.log, clientId, text, this.t);
   }
 
   renderFailed(clientId, error) {
-    markFailed(this.log, clientId, error, (text) =>
-      this.conversation?.send(text, { clientId }).catch((e) => this.showError(e)),
+    markFailed(
+      this.log,
+      clientId,
+      { message: this.errorText(error) },
+      (text) => this.conversation?.send(text, { clientId }).catch((e) => this.showError(e)),
+      this.t,
     );
   }
 
   renderReceipts() {
-    markReceipts(this.log, ".segue-msg--mine[data-event-id]", this.conversation?.readUpTo("agent"), compareIds);
+    markReceipts(this.log, ".segue-msg--mine[data-event-id]", this.conversation?.readUpTo("agent"), compareIds, this.t);
   }
 
   renderTyping({ author, typing }) {
     if (author?.kind === "customer") return;
     clearTimeout(this.typingTimer);
     if (!typing) return this.hideTyping();
-    this.typing.textContent = `${author?.name || "Agent"} is typing…`;
+    this.typing.textContent = this.t("widget.typing", { name: author?.name || this.t("widget.agent") });
     this.typing.hidden = false;
     // If the "stopped" never comes (connection lost), don't show it forever.
     this.typingTimer = setTimeout(() => this.hideTyping(), 8000);
@@ -525,15 +862,18 @@ class ChatWidget {
   }
 
   renderPosition(position) {
-    if (!position || !this.waiting()) {
+    if (!this.waiting()) {
       this.position.hidden = true;
       return;
     }
-    const wait = position.estimated_wait_s;
-    this.position.textContent =
-      position.position != null
-        ? `You are number ${position.position} in line${wait != null ? ` · estimated wait ${formatDuration(wait)}` : ""}`
-        : "Waiting for an agent…";
+    const t = this.t;
+    const wait = position?.estimated_wait_s;
+    if (position?.position != null) {
+      this.position.textContent =
+        wait != null ? t("widget.position.wait", { position: position.position, wait: t.duration(wait) }) : t("widget.position", { position: position.position });
+    } else {
+      this.position.textContent = t("widget.waiting");
+    }
     this.position.hidden = false;
   }
 
@@ -546,8 +886,8 @@ class ChatWidget {
     const conversation = this.conversation;
     if (!conversation) return;
     const closed = conversation.isClosed;
-    if (closed && this.call?.conversationId === conversation.id) {
-      this.call.close();
+    if (closed && this.activeCall?.conversationId === conversation.id) {
+      this.activeCall.close();
       this.calls.delete(conversation.id);
       this.detachCallBar();
     }
