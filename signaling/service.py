@@ -486,7 +486,7 @@ class Signaling:
         ]
         given = {k: v for k, v in (attributes or {}).items() if v is not None}
         if given:  # what the site set with this start (the rest came from earlier)
-            events.append(("attributes.updated", who.author(), "agents", {"attributes": given}))
+            events.append(("attributes.updated", opener.author(), "agents", {"attributes": given}))
         if text:
             events.append(("message", opener.author(), "all", {"text": text}))
         create = {
@@ -518,7 +518,7 @@ class Signaling:
         if changed:  # the customer's other open conversations follow
             for other in await self._open_conversations(who.id):
                 if other["id"] != cid:
-                    await self._apply_attributes(who, other["id"], changed, skip_sid)
+                    await self._apply_attributes(opener, other["id"], changed, skip_sid)
         return {"conversation": summary(h, False), "events": stored}
 
     async def list_for_customer(self, who: Principal) -> dict[str, Any]:
