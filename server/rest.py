@@ -10,6 +10,7 @@ JSON with the right status. Every error body is ``{"error": {"code", "message", 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable
 
@@ -21,10 +22,12 @@ from signaling import (
     validate,
 )
 from signaling import fastjson, listing, outreach
-from signaling import LoginThrottle
+from signaling import LoginThrottle, log_unexpected
 from signaling import messages as m
 
 log = logging.getLogger(__name__)
+
+CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 API = "/api/v1"
 API_KEY_PREFIX = "sgk_"
@@ -69,8 +72,8 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except (aioredis.ConnectionError, aioredis.TimeoutError) as exc:
         log.warning("redis unavailable during %s %s: %s", request.method, request.path, exc)
         return _error(503, "unavailable", "storage is unavailable: retry shortly")
-    except Exception:  # noqa: BLE001
-        log.exception("%s %s failed", request.method, request.path)
+    except Exception as exc:  # noqa: BLE001
+        log_unexpected(log, f"{request.method} {request.path[:100]}", exc)
         return _error(500, "internal", "internal error: it was logged")
 
 
@@ -276,15 +279,27 @@ async def get_events(request: web.Request) -> web.Response:
     return web.json_response({"events": events[:limit], "more": more})
 
 
+def _customer_id(request: web.Request) -> str:
+    """The path's customer id, checked before any lookup (``v_...`` visitors, ``u_...`` identities;
+    text like ``v_1:convs`` would name another key)."""
+    cust = request.match_info["customer"]
+    if not CUSTOMER_ID_RE.match(cust):
+        raise ProtocolError("not_found", f"customer {cust[:80]!r} does not exist (customer ids are letters, "
+                                         "digits, '_' and '-')")
+    return cust
+
+
 async def get_customer(request: web.Request) -> web.Response:
     who = await authorize(request, "customers:read")
     svc = _svc(request)
-    cust = request.match_info["customer"]
+    cust = _customer_id(request)
+    if not await svc.can_read_customer(who, cust):
+        if not await svc.store.customer(cust):
+            raise ProtocolError("not_found", f"customer {cust} does not exist")
+        raise ProtocolError("forbidden", f"you have not been assigned to customer {cust}")
     record = await svc.store.customer(cust)
     if not record:
         raise ProtocolError("not_found", f"customer {cust} does not exist")
-    if not await svc.can_read_customer(who, cust):
-        raise ProtocolError("forbidden", f"you have not been assigned to customer {cust}")
     out = {"id": cust, "name": record.get("name") or "Visitor"}
     for key in ("email", "site", "external_id"):
         if record.get(key):
@@ -296,7 +311,7 @@ async def get_customer(request: web.Request) -> web.Response:
 async def customer_conversations(request: web.Request) -> web.Response:
     who = await authorize(request, "customers:read")
     svc = _svc(request)
-    cust = request.match_info["customer"]
+    cust = _customer_id(request)
     if not await svc.can_read_customer(who, cust):
         if not await svc.store.customer(cust):
             raise ProtocolError("not_found", f"customer {cust} does not exist")
@@ -459,7 +474,7 @@ class Op:
 
     method: str
     path: str
-    handler: Handler
+    handler: Handler | None  # None: routed by another module (described only; see server/openapi.py)
     summary: str
     answer: str | None
     scope: str | None = None
@@ -469,11 +484,14 @@ class Op:
     query: tuple[Param, ...] = ()
     tag: str = "conversations"
     description: str = ""
+    operation_id: str = ""  # default: the handler's name
+    media_type: str = "application/json"  # of the answer
 
 
 def add_operations(router: web.UrlDispatcher, ops: list[Op]) -> None:
     for op in ops:
-        router.add_route(op.method, op.path, op.handler)
+        if op.handler is not None:
+            router.add_route(op.method, op.path, op.handler)
 
 
 _ID = {"type": "string", "pattern": ID_RE.pattern}

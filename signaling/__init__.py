@@ -19,7 +19,7 @@ from aiohttp import web
 from .agents import Directory
 from .apikeys import MANAGE_KEYS, SCOPES, ApiKey, ApiKeys, scopes_for_role
 from . import listing, outreach  # the REST API's listing and server-written conversations
-from .errors import ProtocolError
+from .errors import ProtocolError, log_unexpected
 from .identity import IdentityError, sign_identity, verify_identity
 from .passwords import hash_password, verify_password
 from .origins import OriginPolicy, OriginRefused, Surface, environ_own_origins, own_origins
@@ -37,7 +37,7 @@ __all__ = [
     "SCOPES", "MANAGE_KEYS", "ApiKey", "ApiKeys", "scopes_for_role", "listing", "outreach", "ID_RE", "json_schema",
     "Signer", "TokenClaims", "TokenError", "hash_password", "verify_password", "IdentityError", "sign_identity",
     "verify_identity",
-    "LoginThrottle",
+    "LoginThrottle", "log_unexpected",
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
 ]
 

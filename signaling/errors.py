@@ -28,12 +28,21 @@ HTTP_STATUS = {
 
 
 class ProtocolError(Exception):
-    def __init__(self, code: str, message: str, field: str | None = None, retry_after_s: int | None = None) -> None:
+    def __init__(self, code: str, message: str, field: str | None = None, retry_after_s: int | None = None,
+                 retry_after_ms: int | None = None) -> None:
+        if not message.isascii():  # it may quote client input: keep it sendable (no lone surrogates)
+            message = message.encode("utf-8", "replace").decode("utf-8")
+        if field is not None and not field.isascii():
+            field = field.encode("utf-8", "replace").decode("utf-8")
         super().__init__(message)
         self.code = code
         self.message = message
         self.field = field
         self.retry_after_s = retry_after_s  # rate_limited: when to try again (REST: also Retry-After)
+        # rate_limited events (signaling.limits): the same, to the millisecond; implies retry_after_s
+        self.retry_after_ms = retry_after_ms
+        if retry_after_ms is not None and retry_after_s is None:
+            self.retry_after_s = max(1, -(-retry_after_ms // 1000))
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
@@ -41,6 +50,8 @@ class ProtocolError(Exception):
             out["field"] = self.field
         if self.retry_after_s is not None:
             out["retry_after_s"] = self.retry_after_s
+        if self.retry_after_ms is not None:
+            out["retry_after_ms"] = self.retry_after_ms
         return out
 
     @property
@@ -62,3 +73,33 @@ def forbidden(message: str) -> ProtocolError:
 
 def conflict(message: str) -> ProtocolError:
     return ProtocolError("conflict", message)
+
+
+# --- unexpected exceptions: logged once, then counted ----------------------------------------------
+#
+# Why: an exception a client's input provokes can be provoked again and again; a traceback per
+# request floods the log (and its disk). The first of a kind (same place, type and line) is logged
+# with its traceback; repeats are one short line at the 10th, 100th, 1,000th... occurrence.
+
+_SEEN: dict[tuple[str, str, str], int] = {}
+_SEEN_MAX = 1000
+
+
+def log_unexpected(logger: Any, where: str, exc: BaseException) -> None:
+    """Log ``exc`` (raised while handling ``where``, e.g. ``"message.send on /customer"``) boundedly."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    line = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+    where = where[:120]
+    key = (where, type(exc).__name__, line)
+    if len(_SEEN) >= _SEEN_MAX and key not in _SEEN:
+        _SEEN.clear()
+    count = _SEEN.get(key, 0) + 1
+    _SEEN[key] = count
+    text = str(exc)[:200].encode("utf-8", "replace").decode("utf-8")
+    if count == 1:
+        logger.error("%s failed: %s: %s (repeats are counted, not logged)", where, type(exc).__name__, text,
+                     exc_info=exc)
+    elif count in (10, 100, 1000) or count % 10000 == 0:
+        logger.error("%s failed %d times: %s at %s", where, count, type(exc).__name__, line)

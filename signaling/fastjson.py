@@ -188,6 +188,15 @@ def is_too_deep(value: Any) -> bool:
     return isinstance(value, TooDeep) or (isinstance(value, list) and any(isinstance(v, TooDeep) for v in value))
 
 
+def unreadable(value: Any) -> Unreadable | None:
+    """The :class:`Unreadable` marker in a decoded packet payload (or its top-level items), if any."""
+    if isinstance(value, Unreadable):
+        return value
+    if isinstance(value, (list, tuple)):
+        return next((v for v in value if isinstance(v, Unreadable)), None)
+    return None
+
+
 class SocketIOJson:
     """The ``json`` module interface python-socketio's packets use (``dumps(..., separators=)``).
 

@@ -22,7 +22,8 @@ from socketio import packet as sio_packet
 
 from . import fastjson
 from . import messages as m
-from .errors import ProtocolError
+from .errors import ProtocolError, log_unexpected
+from .limits import Refusal, environ_address
 from .origins import OriginPolicy, Surface, environ_own_origins
 from .routing import RoutingError
 from .schema import validate
@@ -89,6 +90,10 @@ class SegueNamespace(socketio.AsyncNamespace):
         self.sessions: dict[str, Principal] = {}
         self.max_bytes = service.config.limits.max_event_bytes
         self.max_message = service.config.limits.max_message_chars
+        # rate limits and load shedding (signaling/limits.py): one limiter per node, both namespaces
+        self.limiter = service.limiter
+        self.trusted_proxies = tuple(service.config.auth.trusted_proxies)
+        self.addresses: dict[str, str] = {}  # sid -> client address (per-address limits)
 
     def register(self, event: str, schema: type, handler: Handler, max_bytes: int | None = None) -> None:
         """Add (or replace) an event: ``handler(principal, validated_payload, sid) -> result dict``.
@@ -103,8 +108,18 @@ class SegueNamespace(socketio.AsyncNamespace):
             sid, environ = args[0], args[1]
             auth = args[2] if len(args) > 2 else None
             self._check_origin(environ)
-            return await self._connect(sid, environ, auth)
+            self._check_connect_rate(sid, environ)
+            try:
+                return await self._connect(sid, environ, auth)
+            except socketio.exceptions.ConnectionRefusedError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a refusal the client can read, never silence
+                log_unexpected(log, f"connect on {self.namespace}", exc)
+                raise self._refuse("internal", "the server could not open this session: it was logged; "
+                                               "retry or report it") from None
         if event == "disconnect":
+            self.limiter.forget(args[0])
+            self.addresses.pop(args[0], None)
             await self._disconnect(args[0])
             return None
         return await self.dispatch(event, args)
@@ -112,9 +127,16 @@ class SegueNamespace(socketio.AsyncNamespace):
     async def dispatch(self, event: str, args: tuple[Any, ...]) -> Any:
         sid = args[0]
         try:
+            refusal = self.limiter.event(sid, self.addresses.get(sid, "unknown"),
+                                         exempt=isinstance(event, str) and event.startswith("call."))
+            if refusal is not None:
+                self._rate_limited(sid, refusal)
             if isinstance(event, fastjson.TooDeep) or any(map(fastjson.is_too_deep, args[1:])):  # the decoder's mark
                 raise ProtocolError("invalid", f"payload: nested more than {fastjson.MAX_DEPTH} levels deep "
                                                "(Segue's payloads are a few levels deep)", "payload")
+            bad = fastjson.unreadable(args[1:])
+            if bad is not None:  # e.g. a number of thousands of digits
+                raise ProtocolError("invalid", f"payload: not valid JSON for Segue: {bad.reason}", "payload")
             route = self.routes.get(event)
             if route is None:
                 raise ProtocolError("unknown_event", f"unknown event {str(event)[:100]!r} on {self.namespace} "
@@ -143,8 +165,8 @@ class SegueNamespace(socketio.AsyncNamespace):
         except (aioredis.ConnectionError, aioredis.TimeoutError, ConnectionError, TimeoutError) as exc:
             log.warning("redis unavailable during %s: %s", event, exc)
             return await self._error(sid, event, ProtocolError("unavailable", "storage is unavailable: retry shortly"))
-        except Exception:  # noqa: BLE001 - the connection and the server stay up
-            log.exception("handler for %s on %s failed", event, self.namespace)
+        except Exception as exc:  # noqa: BLE001 - the connection and the server stay up
+            log_unexpected(log, f"{str(event)[:100]} on {self.namespace}", exc)
             return await self._error(sid, event, ProtocolError("internal", "internal error: it was logged; retry or report it"))
 
     async def _error(self, sid: str, event: str, exc: ProtocolError) -> Any:
@@ -171,10 +193,33 @@ class SegueNamespace(socketio.AsyncNamespace):
             log.info("refused a connection to %s: %s", self.namespace, refused.message)
             raise self._refuse(refused.code, refused.message)
 
+    def _check_connect_rate(self, sid: str, environ: Any) -> None:
+        """Note the client's address and refuse a connection past ``limits.connects_*``."""
+        address = environ_address(environ, self.trusted_proxies)
+        refusal = self.limiter.connect(address)
+        if refusal is not None:
+            message = f"{refusal.what}: try again in {refusal.retry_after_ms} ms"
+            raise socketio.exceptions.ConnectionRefusedError(
+                message, {"code": "rate_limited", "message": message, "retry_after_ms": refusal.retry_after_ms})
+        self.addresses[sid] = address
+
+    def _rate_limited(self, sid: str, refusal: Refusal) -> None:
+        """Raise ``rate_limited``; a connection that keeps sending through refusals is closed."""
+        if self.limiter.persistent(sid):
+            log.info("disconnecting %s on %s: it kept sending through %d refusals", sid, self.namespace,
+                     self.service.config.limits.disconnect_after_refusals)
+            self.limiter.forget(sid)
+            self.server.start_background_task(self.disconnect, sid)
+        raise ProtocolError("rate_limited", f"{refusal.what}: try again in {refusal.retry_after_ms} ms",
+                            retry_after_ms=refusal.retry_after_ms)
+
     def _check_auth(self, schema: type, auth: Any) -> Any:
         if fastjson.is_too_deep(auth):
             raise self._refuse("invalid", f"auth is nested more than {fastjson.MAX_DEPTH} levels deep: "
                                           "send an object like {v: 1, ...} (see docs/protocol.md)")
+        bad = fastjson.unreadable(auth)
+        if bad is not None:
+            raise self._refuse("invalid", f"auth is not valid JSON for Segue: {bad.reason}")
         if not isinstance(auth, dict):
             raise self._refuse("invalid", "auth must be an object like {v: 1, ...} (see docs/protocol.md)")
         if auth.get("v") not in (None, 1) or isinstance(auth.get("v"), bool):
@@ -267,6 +312,10 @@ class CustomerNamespace(SegueNamespace):
         self.register("page.view", m.PageView, lambda who, d, sid: s.page_view(who, d.url, d.title, sid))
 
     async def _start(self, who: Principal, d: m.ConversationStart, sid: str) -> dict[str, Any]:
+        refusal = self.limiter.conversation(sid, self.addresses.get(sid, "unknown"))
+        if refusal is not None:
+            raise ProtocolError("rate_limited", f"{refusal.what}: try again in {refusal.retry_after_ms} ms",
+                                retry_after_ms=refusal.retry_after_ms)
         result = await self.service.start(who, d.queue, d.channel, _plain(d.context), d.text, d.name, d.email, sid,
                                           attributes=d.attributes)
         await self.join_call_room(sid, result["conversation"]["id"])

@@ -102,6 +102,8 @@ def check_attributes(value: Any, where: str = "attributes", max_keys: int = MAX_
         if v is None or isinstance(v, bool):
             out[key] = v
         elif isinstance(v, str):
+            if not v.isascii() and not encodable(v):
+                raise invalid(name, "must be Unicode text (it holds a lone UTF-16 surrogate)")
             if len(v) > MAX_ATTRIBUTE_CHARS:
                 raise invalid(name, f"must be at most {MAX_ATTRIBUTE_CHARS} characters, got {len(v)}")
             out[key] = v
@@ -114,6 +116,16 @@ def check_attributes(value: Any, where: str = "attributes", max_keys: int = MAX_
         else:
             raise invalid(name, f"must be text, a number, true/false or null (to delete it), got {_describe(v)}")
     return out
+
+
+def encodable(text: str) -> bool:
+    """Whether ``text`` can be stored and sent (UTF-8): JSON's ``\\ud800`` escapes decode to lone
+    surrogates, which Redis' encoder and every socket refuse."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class _Missing:
@@ -207,6 +219,8 @@ def _describe(v: Any) -> str:
 def _check_str(value: Any, rule: Rule, where: str, max_message: int) -> str:
     if not isinstance(value, str):
         raise invalid(where, f"must be text, got {_describe(value)}")
+    if not value.isascii() and not encodable(value):
+        raise invalid(where, "must be Unicode text (it holds a lone UTF-16 surrogate, \\ud800-\\udfff)")
     limit = max_message if rule.max_len == MESSAGE else rule.max_len
     if limit is not None and len(value) > limit:
         raise invalid(where, f"must be at most {limit} characters, got {len(value)}")

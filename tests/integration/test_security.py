@@ -274,3 +274,80 @@ async def test_logins_are_throttled_per_account_and_per_address_without_locking_
     await throttle.hset(f"{prefix}login:acct:carla", "last", "0")
     status, body, _ = await _login(world, "carla", "pw-right", attacker)
     assert status == 200, body
+
+
+# --- no `internal` for input ---------------------------------------------------------------------
+
+async def test_a_token_with_non_ascii_characters_is_a_bad_token(world: World, caplog: Any) -> None:
+    token = await world.add_agent("carla")
+    body, mac = token.split(".")
+    forged = f"{body}.{mac[:-2]}é☃"
+    status, answer = await http("GET", f"{world.url}/api/v1/me", token=forged)
+    assert status == 401 and answer["error"]["code"] == "bad_token", answer
+    peer = Peer(world.url, "/agent")
+    world.peers.append(peer)
+    with pytest.raises(Refused) as refused:
+        await peer.connect({"v": 1, "token": forged})
+    assert refused.value.args[0]["code"] == "bad_token"
+    assert "Traceback" not in caplog.text
+
+
+async def _raw_call(peer: Peer, packet_json: str) -> Any:
+    """Send an event whose JSON text is written by hand (as a browser's JSON.stringify writes a lone
+    surrogate: ``"\\ud800"``; or what no client library would send) and wait for its ack."""
+    reply: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    ack_id = peer.sio._generate_ack_id(peer.ns, lambda *args: reply.set_result(args[0] if args else None))
+    await peer.sio.eio.send(f"2{peer.ns},{ack_id}{packet_json}")
+    return await asyncio.wait_for(reply, 15)
+
+
+async def test_a_lone_surrogate_is_invalid_and_the_socket_keeps_working(world: World, caplog: Any) -> None:
+    customer = await world.customer()
+    answer = await _raw_call(customer, '["conversation.start",{"text":"hi","name":"Ada\\ud800"}]')
+    assert answer["ok"] is False and answer["error"]["code"] == "invalid", answer
+    assert answer["error"]["field"] == "name" and "surrogate" in answer["error"]["message"]
+    answer = await _raw_call(customer, '["conversation.start",{"text":"bad \\udc00 text"}]')
+    assert answer["error"]["code"] == "invalid" and answer["error"]["field"] == "text"
+    started = await customer.ok("conversation.start", {"text": "hello", "name": "Ada"})
+    cid = started["conversation"]["id"]
+    answer = await _raw_call(customer, '["message.send",{"conversation_id":"%s","text":"x\\ud83d"}]' % cid)
+    assert answer["error"]["code"] == "invalid" and answer["error"]["field"] == "text"
+    await customer.ok("message.send", {"conversation_id": cid, "text": "still here"})
+    await customer.ok("conversation.start", {"text": "and another"})
+    # REST: the same refusal, naming the field
+    boss = await world.add_agent("boss", role="supervisor")
+    status, body = await http("POST", f"{world.url}/api/v1/agents", token=boss,
+                              data='{"username": "x1", "password": "pw-secret", "name": "Bad\\ud800"}',
+                              headers={"Content-Type": "application/json"})
+    assert status == 400 and body["error"]["code"] == "invalid" and body["error"]["field"] == "name"
+    assert "Traceback" not in caplog.text
+
+
+async def test_a_customer_id_naming_another_key_is_not_found(world: World) -> None:
+    boss = await world.add_agent("boss", role="supervisor")
+    customer = await world.customer()
+    await customer.ok("conversation.start", {"text": "hi"})
+    cust = customer.session["customer_id"]
+    for suffix in ("%3Aconvs", "%3Aagents", "%3Apages", "%3Aattrs"):
+        for path in (f"customers/{cust}{suffix}", f"customers/{cust}{suffix}/conversations"):
+            status, body = await http("GET", f"{world.url}/api/v1/{path}", token=boss)
+            assert status == 404 and body["error"]["code"] == "not_found", (path, body)
+    status, body = await http("GET", f"{world.url}/api/v1/customers/{cust}", token=boss)
+    assert status == 200 and body["customer"]["id"] == cust
+
+
+async def test_a_number_of_thousands_of_digits_gets_an_invalid_ack(world: World, caplog: Any) -> None:
+    customer = await world.customer()
+    cid = (await customer.ok("conversation.start", {"text": "hi"}))["conversation"]["id"]
+    # the client library cannot send such a number itself: write the packet text by hand
+    huge = "9" * 5000
+    answer = await _raw_call(customer, f'["conversation.rate",{{"conversation_id":"{cid}","score":{huge}}}]')
+    assert answer["ok"] is False and answer["error"]["code"] == "invalid", answer
+    assert answer["error"]["field"] == "payload" and "digits" in answer["error"]["message"]
+    await customer.ok("message.send", {"conversation_id": cid, "text": "the socket still works"})
+    # REST: a clear 400 as well
+    boss = await world.add_agent("boss", role="supervisor")
+    status, body = await http("PATCH", f"{world.url}/api/v1/agents/boss", token=boss,
+                              data='{"capacity": {"chat": ' + huge + '}}', headers={"Content-Type": "application/json"})
+    assert status == 400 and body["error"]["code"] in ("bad_json", "invalid"), body
+    assert "Traceback" not in caplog.text
