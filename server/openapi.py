@@ -16,7 +16,9 @@ from aiohttp import web
 
 from signaling import SIGNALING, ID_RE, SCOPES, json_schema
 
-from .rest import Op, OPERATIONS
+from signaling import messages as m
+
+from .rest import API, OPERATIONS, Op, Param
 from .rest_schemas import ANSWERS, SCHEMAS, ref
 from .version import __version__
 
@@ -43,7 +45,8 @@ AUTH_TEXT = {
 
 
 def _operation(op: Op, schemas: dict[str, Any], max_message: int) -> dict[str, Any]:
-    out: dict[str, Any] = {"operationId": op.handler.__name__, "summary": op.summary, "tags": [op.tag]}
+    name = op.operation_id or (op.handler.__name__ if op.handler is not None else "")
+    out: dict[str, Any] = {"operationId": name, "summary": op.summary, "tags": [op.tag]}
     if op.auth == "scope":
         who = f"Needs the scope `{op.scope}` (an API key holding it, or an agent whose role implies it)."
         out["security"] = [{"bearer": [op.scope]}]
@@ -69,7 +72,9 @@ def _operation(op: Op, schemas: dict[str, Any], max_message: int) -> dict[str, A
         out["requestBody"] = {"required": bool(body.get("required")),
                               "content": {"application/json": {"schema": ref(name)}}}
     ok: dict[str, Any] = {"description": "done"}
-    if op.answer is not None:
+    if op.media_type != "application/json":
+        ok["content"] = {op.media_type: {"schema": {"type": "string", "contentMediaType": op.media_type}}}
+    elif op.answer is not None:
         ok["content"] = {"application/json": {"schema": ref(op.answer)}}
     responses: dict[str, Any] = {str(op.status): ok}
     if op.status == 201 and op.answer == "EventAnswer":  # a retried client_id: the first event again
@@ -123,10 +128,55 @@ async def openapi_json(request: web.Request) -> web.Response:
 OPENAPI = Op("GET", PATH, openapi_json, "This document", "OpenApi", auth="none", tag="meta")
 _OPS: web.AppKey[list[Op]] = web.AppKey("segue_operations", list)
 
+# Operations other modules route themselves (server/webhooks_api.add_routes, signaling.calls),
+# described here so the document is complete; they are listed only when the app routes them.
+_WID = f"{API}/webhooks"
+_DELIVERIES = (Param("state", {"enum": ["pending", "succeeded", "failed"]}, "only deliveries in this state"),
+               Param("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}))
+ELSEWHERE: list[Op] = [
+    Op("GET", _WID, None, "Webhook endpoints", "WebhookList", "webhooks:manage", tag="webhooks",
+       operation_id="list_webhooks"),
+    Op("POST", _WID, None, "Add a webhook endpoint (its signing secret is in the answer)", "WebhookAnswer",
+       "webhooks:manage", status=201, body=m.WebhookCreate, tag="webhooks", operation_id="create_webhook"),
+    Op("GET", f"{_WID}/event-types", None, "The event types an endpoint can subscribe to", "EventTypes",
+       "webhooks:manage", tag="webhooks", operation_id="webhook_event_types"),
+    Op("GET", f"{_WID}/{{wid}}", None, "A webhook endpoint", "WebhookAnswer", "webhooks:manage", tag="webhooks",
+       operation_id="get_webhook"),
+    Op("PATCH", f"{_WID}/{{wid}}", None, "Change a webhook endpoint", "WebhookAnswer", "webhooks:manage",
+       body=m.WebhookUpdate, tag="webhooks", operation_id="update_webhook"),
+    Op("DELETE", f"{_WID}/{{wid}}", None, "Delete a webhook endpoint", None, "webhooks:manage", status=204,
+       tag="webhooks", operation_id="delete_webhook"),
+    Op("POST", f"{_WID}/{{wid}}/rotate-secret", None, "A new signing secret (the old one is honoured a while)",
+       "WebhookAnswer", "webhooks:manage", tag="webhooks", operation_id="rotate_webhook_secret"),
+    Op("POST", f"{_WID}/{{wid}}/test", None, "Queue a test delivery", "DeliveryAnswer", "webhooks:manage",
+       status=202, tag="webhooks", operation_id="test_webhook"),
+    Op("GET", f"{_WID}/{{wid}}/deliveries", None, "An endpoint's deliveries, newest first", "DeliveryList",
+       "webhooks:manage", query=_DELIVERIES, tag="webhooks", operation_id="list_webhook_deliveries"),
+    Op("GET", f"{_WID}/{{wid}}/deliveries/{{did}}", None, "A delivery, its attempts and payload", "DeliveryAnswer",
+       "webhooks:manage", tag="webhooks", operation_id="get_webhook_delivery"),
+    Op("POST", f"{_WID}/{{wid}}/deliveries/{{did}}/retry", None, "Deliver again now", "DeliveryAnswer",
+       "webhooks:manage", status=202, tag="webhooks", operation_id="retry_webhook_delivery"),
+    Op("GET", f"{API}/recordings/{{name}}", None, "Download a call recording (WebM)", None, auth="agent",
+       tag="calls", operation_id="download_recording", media_type="audio/webm",
+       description="For agents who may read the recording's conversation, supervisors and admins."),
+]
+
+
+def _routed(app: web.Application) -> set[tuple[str, str]]:
+    out = set()
+    for resource in app.router.resources():
+        info = resource.get_info()
+        path = info.get("path") or info.get("formatter") or ""
+        out.update((route.method, path) for route in resource)
+    return out
+
 
 def operations(app: web.Application) -> list[Op]:
-    """Every operation this app routes under /api/ (the table, plus tables other modules added)."""
-    return app.get(_OPS, [*OPERATIONS, OPENAPI])
+    """Every operation this app routes under /api/ (the table, tables other modules added, and the
+    operations described here for modules that route their own)."""
+    routed = _routed(app)
+    elsewhere = [op for op in ELSEWHERE if (op.method, op.path) in routed]
+    return [*app.get(_OPS, [*OPERATIONS, OPENAPI]), *elsewhere]
 
 
 def register(app: web.Application, ops: list[Op]) -> None:

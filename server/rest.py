@@ -326,28 +326,31 @@ async def list_queues(request: web.Request) -> web.Response:
     return web.json_response(await _svc(request).queues_list())
 
 
-async def _agent_view(svc: Signaling, account: Any) -> dict[str, Any]:
+async def _agent_view(svc: Signaling, account: Any, who: Principal) -> dict[str, Any]:
+    """An agent as ``who`` may see them: everyone sees load and presence; which conversations an
+    agent works on is for that agent, supervisors, admins and integrations (who read them all)."""
     public = account.public()
     state = await svc.router.agent(account.id)
     connected = int(await svc.redis.get(svc.keys.agent_conns(account.id)) or 0) > 0
     public["online"] = connected
     if state is not None:
-        public["routing"] = {"presence": state.presence.value, "reason": state.presence_reason,
-                             "load": state.load, "conversations": sorted(state.conversations)}
+        public["routing"] = {"presence": state.presence.value, "reason": state.presence_reason, "load": state.load}
+        if who.kind != "agent" or who.is_supervisor or who.id == account.id:
+            public["routing"]["conversations"] = sorted(state.conversations)
     return public
 
 
 async def list_agents(request: web.Request) -> web.Response:
-    await authorize(request, "conversations:read")
+    who = await authorize(request, "conversations:read")
     svc = _svc(request)
-    return web.json_response({"agents": [await _agent_view(svc, a) for a in await svc.directory.list()]})
+    return web.json_response({"agents": [await _agent_view(svc, a, who) for a in await svc.directory.list()]})
 
 
 async def get_agent(request: web.Request) -> web.Response:
-    await authorize(request, "conversations:read")
+    who = await authorize(request, "conversations:read")
     svc = _svc(request)
     account = await svc.directory.require(request.match_info["agent"])
-    return web.json_response({"agent": await _agent_view(svc, account)})
+    return web.json_response({"agent": await _agent_view(svc, account, who)})
 
 
 def _admin_only(who: Principal, role: str | None, target: Any = None) -> None:

@@ -4,6 +4,7 @@ status documented, every body matching its schema)."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import subprocess
@@ -22,6 +23,7 @@ from schemathesis.checks import (
 )
 
 from segue_clients import http
+from server import Config
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 ALL_SCOPES = ["conversations:read", "conversations:write", "customers:read", "webhooks:manage", "agents:manage"]
@@ -64,6 +66,9 @@ def _segue_env(redis_url: str, data: Path, prefix: str, port: int) -> dict[str, 
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
     env.update({"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix, "SEGUE_DATA_DIR": str(data),
                 "SEGUE_HTTP_HOST": "127.0.0.1", "SEGUE_HTTP_PORT": str(port), "SEGUE_LOG_LEVEL": "warning"})
+    if any(f.name == "webhooks" for f in dataclasses.fields(Config)):
+        # generated webhook URLs must never be called: no delivery worker on this node
+        env["SEGUE_WEBHOOKS_ENABLED"] = "false"
     return env
 
 
