@@ -351,3 +351,27 @@ async def test_a_number_of_thousands_of_digits_gets_an_invalid_ack(world: World,
                               data='{"capacity": {"chat": ' + huge + '}}', headers={"Content-Type": "application/json"})
     assert status == 400 and body["error"]["code"] in ("bad_json", "invalid"), body
     assert "Traceback" not in caplog.text
+
+
+async def test_the_agents_list_shows_others_load_but_not_their_conversations(world: World) -> None:
+    amy_token = await world.add_agent("amy")
+    amy = await world.agent(amy_token)
+    otto = await world.add_agent("otto")
+    boss = await world.add_agent("boss", role="supervisor")
+    customer = await world.customer()
+    cid = (await customer.ok("conversation.start", {"text": "private matter"}))["conversation"]["id"]
+    await amy.next("offer")
+    await amy.ok("offer.accept", {"conversation_id": cid})
+
+    def amy_in(body: Any) -> Any:
+        return next(a for a in body["agents"] if a["id"] == "amy")
+
+    status, body = await http("GET", f"{world.url}/api/v1/agents", token=otto)
+    assert status == 200
+    seen = amy_in(body)
+    assert seen["routing"]["load"] and "conversations" not in seen["routing"] and cid not in str(body)
+    status, body = await http("GET", f"{world.url}/api/v1/agents/amy", token=otto)
+    assert status == 200 and "conversations" not in body["agent"]["routing"] and cid not in str(body)
+    for token in (boss, amy_token):  # a supervisor, and amy herself
+        status, body = await http("GET", f"{world.url}/api/v1/agents", token=token)
+        assert amy_in(body)["routing"]["conversations"] == [cid]
