@@ -117,4 +117,13 @@ async def test_video_call_from_the_web_starts_with_cameras_on(segue: Any, new_pa
     await slot_grows(customer, "window.segueCall", "camera", "customer sees the agent's camera", by=10, field="frames")
     sending = await customer.evaluate("() => Boolean(window.segueCall.localVideo().camera)")
     assert sending is True
+    # hanging up turns both cameras off (their tracks end), the chat goes on
+    await agent.evaluate(f"() => {{ window.__camera = {agent_call(cid)}.localVideo().camera; }}")
+    ended = await customer.evaluate("""async () => {
+        const camera = window.segueCall.localVideo().camera;
+        await window.segueCall.hangup();
+        return camera.readyState;
+    }""")
+    assert ended == "ended"
+    await agent.wait_for_function("() => window.__camera && window.__camera.readyState === 'ended'", timeout=WAIT_MS)
     assert customer.segue_errors == [] and agent.segue_errors == []

@@ -348,15 +348,22 @@ export class SegueCall extends Emitter {
     const videos = this.localVideo();
     this._teardown({ keepState: true });
     await this._start();
+    const opened = this._tx?.camera?.sender.track; // a video call's new connection opens the camera itself
     if (videos.camera && videos.camera.readyState === "live" && this._tx?.camera) {
-      await this._tx.camera.sender.replaceTrack(videos.camera);
-      this._tx.camera.direction = "sendrecv";
-      await this.negotiate();
+      if (opened) {
+        if (opened !== videos.camera) videos.camera.stop();
+      } else {
+        await this._tx.camera.sender.replaceTrack(videos.camera);
+        this._tx.camera.direction = "sendrecv";
+        await this.negotiate();
+      }
     }
   }
 
   _teardown({ keepState = false } = {}) {
     clearTimeout(this._stallTimer);
+    // the call is over: camera and screen stop too (a replaced connection keeps them for the new one)
+    const videos = keepState ? [] : [this._tx?.camera, this._tx?.screen].map((tx) => tx?.sender.track).filter(Boolean);
     if (this.pc) {
       this.pc.onnegotiationneeded = null;
       this.pc.onicecandidate = null;
@@ -368,6 +375,7 @@ export class SegueCall extends Emitter {
     this._answered = false;
     this._pendingCandidates = [];
     if (this.localStream) this.localStream.getTracks().forEach((t) => t.stop());
+    for (const track of videos) track.stop();
     this.localStream = null;
     if (!keepState) this.state = { conversation_id: this.conversationId, state: "none" };
   }
