@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import base64
 import datetime
+from contextlib import aclosing
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from .errors import invalid
 from .schema import ID_RE
@@ -160,6 +161,31 @@ async def _readable(svc: "Signaling", who: "Principal", rows: list[dict[str, str
     return [bool(x) for x in out]
 
 
+async def _candidates(svc: "Signaling", q: Query, start: Cursor) -> AsyncIterator[tuple[list[Cursor], bool]]:
+    """Batches of ``(updated_ts, id)`` after ``start``, in order, and whether it is the last batch.
+
+    A customer's conversations, or the open ones, are few enough to read whole (the open set is
+    what a console lists, and scanning the whole history for it would be slow); anything else
+    walks the index by last change."""
+    small: list[str] | None = None
+    if q.customer:
+        small = await svc.store.customer_conversation_ids(q.customer, 10_000)
+    elif q.state not in ("closed", "all"):
+        small = await svc.redis.zrange(svc.keys.open_convs, 0, -1)
+    if small is not None:
+        scores = await svc.store.updated_scores(small)
+        ordered = sorted((k for k in (Cursor(s, c) for c, s in zip(small, scores) if s is not None) if start < k),
+                         key=lambda k: (k.ts, k.id))
+        for i in range(0, max(len(ordered), 1), BATCH):
+            yield ordered[i:i + BATCH], i + BATCH >= len(ordered)
+        return
+    offset = 0
+    while True:
+        rows = await svc.store.updated_since(start.ts, offset, BATCH)
+        offset += len(rows)
+        yield [Cursor(ts, cid) for cid, ts in rows if start < Cursor(ts, cid)], len(rows) < BATCH
+
+
 async def list_conversations(svc: "Signaling", who: "Principal", q: Query,
                              now_ms: int | None = None) -> dict[str, Any]:
     """``{conversations: [summary], next_cursor, more}`` for ``q`` (see the module doc)."""
@@ -170,51 +196,32 @@ async def list_conversations(svc: "Signaling", who: "Principal", q: Query,
     last: Cursor | None = None
     scanned = 0
     more = False
-    if q.customer:
-        # a customer's conversations are few: read them all, in index order
-        ids = await svc.store.customer_conversation_ids(q.customer, 10_000)
-        scores = await svc.store.updated_scores(ids)
-        batches = [sorted((Cursor(s, c) for c, s in zip(ids, scores) if s is not None and start < Cursor(s, c)),
-                          key=lambda k: (k.ts, k.id))]
-        exhausted = True
-    else:
-        batches = []
-        exhausted = False
-    offset = 0
-    while True:
-        if q.customer:
-            if not batches:
+    async with aclosing(_candidates(svc, q, start)) as batches:
+        async for entries, exhausted in batches:
+            hashes = await svc.store.conversations(k.id for k in entries)
+            by_id = {h.get("id"): h for h in hashes}
+            candidates: list[tuple[Cursor, dict[str, str]]] = []
+            for k in entries:
+                h = by_id.get(k.id)
+                if h is not None and _matches(h, q):
+                    candidates.append((k, h))
+            allowed = await _readable(svc, who, [h for _, h in candidates])
+            allowed_ids = {k.id for (k, _), ok in zip(candidates, allowed) if ok}
+            for k in entries:
+                scanned += 1
+                last = k
+                if k.id in allowed_ids:
+                    found.append(summary(by_id[k.id]))
+                    if len(found) >= q.limit:
+                        break
+            if len(found) >= q.limit:
+                more = not (exhausted and last == entries[-1])
                 break
-            entries = batches.pop()
-        else:
-            rows = await svc.store.updated_since(start.ts, offset, BATCH)
-            offset += len(rows)
-            entries = [Cursor(ts, cid) for cid, ts in rows if start < Cursor(ts, cid)]
-            exhausted = len(rows) < BATCH
-        hashes = await svc.store.conversations(k.id for k in entries)
-        by_id = {h.get("id"): h for h in hashes}
-        candidates: list[tuple[Cursor, dict[str, str]]] = []
-        for k in entries:
-            h = by_id.get(k.id)
-            if h is not None and _matches(h, q):
-                candidates.append((k, h))
-        allowed = await _readable(svc, who, [h for _, h in candidates])
-        allowed_ids = {k.id for (k, _), ok in zip(candidates, allowed) if ok}
-        for k in entries:
-            scanned += 1
-            last = k
-            if k.id in allowed_ids:
-                found.append(summary(by_id[k.id]))
-                if len(found) >= q.limit:
-                    break
-        if len(found) >= q.limit:
-            more = not (exhausted and last == entries[-1])
-            break
-        if exhausted:
-            break
-        if scanned >= SCAN_BUDGET:
-            more = True
-            break
+            if exhausted:
+                break
+            if scanned >= SCAN_BUDGET:
+                more = True
+                break
     if more:
         assert last is not None
         cursor = last

@@ -227,3 +227,58 @@ async def test_listing_pages_and_polls_with_a_cursor(world: World) -> None:
                          ("sort=asc", "sort"), ("queue=a%20b", "queue")):
         status, body = await http("GET", f"{api}/conversations?{query}", token=key)
         assert status == 400 and body["error"]["field"] == field, (query, body)
+
+
+async def test_sparse_pages_follow_the_cursor_to_the_end(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A filter that matches little: each request reads a bounded part of the index; pages may be
+    short or empty while ``more`` is true, and following the cursor finds every match once."""
+    from signaling import listing
+
+    monkeypatch.setattr(listing, "BATCH", 2)
+    monkeypatch.setattr(listing, "SCAN_BUDGET", 2)
+    api = f"{world.url}/api/v1"
+    key = await _key(world)
+    customer = await world.customer()
+    cids = []
+    for i in range(7):
+        status, body = await http("POST", f"{api}/conversations", token=key,
+                                  json_body={"customer_id": customer.session["customer_id"], "text": f"n{i}"})
+        cids.append(body["conversation"]["id"])
+    for cid in (cids[1], cids[4]):
+        status, _ = await http("POST", f"{api}/conversations/{cid}/close", token=key, json_body={})
+        assert status == 200
+    found: list[str] = []
+    cursor, pages, empty = "", 0, 0
+    while True:
+        ids, body = await _ids(api, key, "state=closed&limit=5" + (f"&cursor={cursor}" if cursor else ""))
+        found += ids
+        pages += 1
+        empty += not ids
+        cursor = body["next_cursor"]
+        if not body["more"]:
+            break
+        assert pages < 20, "the cursor must move on"
+    assert found == [cids[1], cids[4]]  # closed in that order
+    assert empty >= 1  # a page that read only unmatched entries says "more" with nothing in it
+
+
+async def test_conversations_stored_before_the_index_are_indexed_at_start(world: World, start_segue: Any) -> None:
+    api = f"{world.url}/api/v1"
+    key = await _key(world)
+    customer = await world.customer()
+    status, body = await http("POST", f"{api}/conversations", token=key,
+                              json_body={"customer_id": customer.session["customer_id"], "text": "old"})
+    cid = body["conversation"]["id"]
+    keys = world.service.keys
+    # as a store from before convs:updated: no index, no marker, no updated_ts
+    await world.service.redis.delete(keys.updated_convs, keys.updated_convs + ":built")
+    await world.service.redis.hdel(keys.conv(cid), "updated_ts")
+    ids, _ = await _ids(api, key, "state=all")
+    assert ids == []
+    # another node starting on the same Redis builds it once
+    other = await start_segue(config=world.segue.config)
+    ids, body = await _ids(f"{other.url.rstrip('/')}/api/v1", key, "state=all")
+    assert ids == [cid]
+    last = body["conversations"][0]["last_event_id"]
+    assert await world.service.redis.zscore(keys.updated_convs, cid) == int(last.split("-")[0])
+    assert await world.service.store.build_updated_index() == 0  # once
