@@ -32,7 +32,8 @@ export class CallBar {
     this.kind = kind;
     this.t = t;
     this.onError = onError ?? (() => {});
-    this.connection = "new";
+    // a bar built for a running call (a new language, a re-attached page) starts from its connection's state
+    this.connection = call.pc?.connectionState ?? "new";
     this.build();
     this.off = [
       call.on("state", () => this.render()),

@@ -487,8 +487,12 @@ export class ChatWidget {
   /** Once connected: attributes from the options, the page view, then onReady. */
   onFirstSession() {
     this.ready = true;
+    // setAttributes() calls wait for this one, so a page's later values are never overtaken
+    this.initialAttributes = Promise.resolve();
     if (this.options.attributes && Object.keys(this.options.attributes).length) {
-      this.customer.setAttributes(this.options.attributes).catch((error) => console.error("Segue widget: attributes were refused:", error));
+      this.initialAttributes = this.customer
+        .setAttributes(this.options.attributes)
+        .then(() => {}, (error) => console.error("Segue widget: the attributes option was refused:", error));
     }
     if (this.options.trackPages !== false) {
       this.customer.pageView().catch((error) => console.warn("Segue widget: page view not recorded:", error));
@@ -666,6 +670,7 @@ export class ChatWidget {
   async setAttributes(attributes) {
     checkAttributes(attributes, "setAttributes(attributes)");
     await this.customer.connect();
+    await this.initialAttributes;
     return this.customer.setAttributes(attributes);
   }
 
