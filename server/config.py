@@ -81,6 +81,34 @@ class DemoConfig:
 class LimitsConfig:
     max_event_bytes: int = 16384
     max_message_chars: int = 4000
+    # --- hostile input and overload (docs/config.md "Limits"; signaling/limits.py) ---------------
+    # Socket.IO events per connection: sustained rate and burst (no person types this fast)
+    events_per_s: float = 20.0
+    events_burst: int = 100
+    # events of every connection from one client address, on this node (a NAT shares an address)
+    ip_events_per_s: float = 500.0
+    ip_events_burst: int = 2000
+    # new Socket.IO connections from one client address, on this node
+    connects_per_ip_per_s: float = 10.0
+    connects_burst: int = 200
+    # conversation.start per connection, and per client address on this node
+    conversations_per_s: float = 0.2
+    conversations_burst: int = 10
+    ip_conversations_per_s: float = 2.0
+    ip_conversations_burst: int = 100
+    # a connection that goes on sending through this many refusals in a row is disconnected (0: never)
+    disconnect_after_refusals: int = 200
+    # the node sheds load (rate_limited) while its event loop runs later than this (0: never)
+    shed_lag_ms: float = 250.0
+    # packets / bytes waiting to be sent to one connection; a client that lets more pile up is disconnected
+    send_queue_packets: int = 2000
+    send_queue_bytes: int = 8_000_000
+    # concurrent HTTP requests and WebSockets from one client address (per node); more get 429
+    max_connections_per_ip: int = 500
+    # a request's headers must arrive within this time (also: an idle keep-alive connection closes)
+    http_header_timeout_s: float = 15.0
+    # a request's body must arrive within this time
+    http_body_timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -261,6 +289,9 @@ def _validate(config: Config) -> None:
         raise ConfigError(
             f"settings media.udp_port_min/max must both be 0, or 1024 <= min <= max <= 65535; got {lo}..{hi}"
         )
+    for name, value in dataclasses.asdict(config.limits).items():
+        if isinstance(value, (int, float)) and value < 0:
+            raise ConfigError(f"setting limits.{name} must be 0 or more, got {value}")
     if not 0 <= config.media.receive_batch_ms <= 20:
         raise ConfigError(f"setting media.receive_batch_ms must be 0-20 (ms), got {config.media.receive_batch_ms}")
     for key in ("customer_origins", "agent_origins"):

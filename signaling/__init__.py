@@ -55,6 +55,10 @@ def setup(app: web.Application) -> None:
     from .fastjson import SocketIOJson
 
     node.sio.packet_class.json = SocketIOJson
+    # a client that stops reading is disconnected before its pushes fill the node's memory
+    from .limits import bound_send_queues
+
+    bound_send_queues(node.sio, node.config.limits.send_queue_packets, node.config.limits.send_queue_bytes)
     service = Signaling(node.sio, node.redis, node.config, node.secret)
     install_ack_hook(node.sio)
     service.customer_ns = CustomerNamespace(service)  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from socketio import packet as sio_packet
 from . import fastjson
 from . import messages as m
 from .errors import ProtocolError, log_unexpected
-from .limits import Refusal, environ_address
+from .limits import Refusal, drop_connection, environ_address
 from .origins import OriginPolicy, Surface, environ_own_origins
 from .routing import RoutingError
 from .schema import validate
@@ -209,7 +209,13 @@ class SegueNamespace(socketio.AsyncNamespace):
             log.info("disconnecting %s on %s: it kept sending through %d refusals", sid, self.namespace,
                      self.service.config.limits.disconnect_after_refusals)
             self.limiter.forget(sid)
-            self.server.start_background_task(self.disconnect, sid)
+            # the whole Engine.IO connection, not only this namespace: the client reconnects (at
+            # limits.connects_* from its address) or not at all
+            eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
+            if eio_sid is not None:
+                drop_connection(self.server, eio_sid)
+            else:
+                self.server.start_background_task(self.disconnect, sid)
         raise ProtocolError("rate_limited", f"{refusal.what}: try again in {refusal.retry_after_ms} ms",
                             retry_after_ms=refusal.retry_after_ms)
 

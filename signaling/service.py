@@ -36,6 +36,7 @@ from . import fastjson
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
 from .schema import MAX_ATTRIBUTES, check_attributes
 from .locks import KeyedLocks
+from .limits import RateLimiter
 from .routing import Offer, Router, RoutingError
 from .store import MutationFailed, Outcome, Store, encode_event, ts_of
 from .identity import IdentityError, verify_identity
@@ -193,6 +194,8 @@ class Signaling:
         self.queues = {q.name: q for q in config.routing.queues}
         self.max_message = config.limits.max_message_chars
         self.locks = KeyedLocks()
+        # rate limits and load shedding of the Socket.IO surface (signaling/limits.py)
+        self.limiter = RateLimiter(config.limits)
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False  # set by shutdown(): the routing loop ends at its next turn
@@ -1248,9 +1251,11 @@ class Signaling:
         if built:
             log.info("indexed %d stored conversations by their last change", built)
         self._loop_task = asyncio.create_task(self.run_loop(), name="segue-routing-loop")
+        self.limiter.load.start()
 
     async def shutdown(self) -> None:
         self._stopping = True
+        await self.limiter.load.stop()
         self._wake.set()
         if self._session_watch is not None:
             await self._session_watch.stop()

@@ -29,11 +29,15 @@ class RawSocket:
         self.closed = asyncio.Event()
         self.refusal: Any = None
 
-    async def open(self, auth: Any = None, auth_text: str | None = None) -> "RawSocket":
-        """Connect and join the namespace (``auth_text``: the CONNECT payload verbatim)."""
+    async def open(self, auth: Any = None, auth_text: str | None = None,
+                   address: str | None = None) -> "RawSocket":
+        """Connect and join the namespace (``auth_text``: the CONNECT payload verbatim; ``address``:
+        the client address to claim through X-Forwarded-For, which the node believes from loopback,
+        a trusted proxy by default)."""
         self.session = aiohttp.ClientSession()
         ws_url = self.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
-        self.ws = await self.session.ws_connect(ws_url, max_msg_size=0)
+        headers = {"X-Forwarded-For": address} if address else None
+        self.ws = await self.session.ws_connect(ws_url, max_msg_size=0, headers=headers)
         first = await self.ws.receive_str(timeout=10)
         assert first.startswith("0"), first
         self._connected: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -96,6 +100,19 @@ class RawSocket:
 
     async def call(self, event: str, payload: Any, timeout: float = 15.0) -> tuple[Any, float]:
         return await self.call_text(event, json.dumps(payload), timeout)
+
+    async def burst(self, event: str, payloads: list[Any], timeout: float = 30.0) -> list[Any]:
+        """Send every payload at once (no waiting for acks in between), then collect the acks in order."""
+        assert self.ws is not None
+        futures = []
+        for payload in payloads:
+            self._next_id += 1
+            fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._acks[self._next_id] = fut
+            futures.append(fut)
+            await self.ws.send_str(f"42{self.ns},{self._next_id}[{json.dumps(event)},{json.dumps(payload)}]")
+        replies = await asyncio.wait_for(asyncio.gather(*futures, return_exceptions=True), timeout)
+        return [r[0] if isinstance(r, list) and r else r for r in replies]
 
     async def send_text(self, text: str) -> None:
         assert self.ws is not None

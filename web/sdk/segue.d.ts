@@ -229,13 +229,15 @@ export declare class Emitter<Events extends object = Record<string, unknown[]>> 
 
 /** A refused request or a server `error` push. */
 export declare class SegueError extends Error {
-  constructor(code: SegueErrorCode, message?: string, details?: { field?: string; event?: string });
+  constructor(code: SegueErrorCode, message?: string, details?: { field?: string; event?: string; retryAfterMs?: number });
   readonly name: "SegueError";
   code: SegueErrorCode;
   /** The request field at fault (`invalid`). */
   field?: string;
   /** The request that failed. */
   event?: string;
+  /** `rate_limited`: milliseconds to wait before sending again (requests are retried a few times first). */
+  retryAfterMs?: number;
   static from(error: unknown, event?: string): SegueError;
 }
 
@@ -430,8 +432,8 @@ export declare class SegueCustomer extends SegueClient<CustomerEvents, CustomerC
   setAttributes(attributes: AttributesUpdate): Promise<{ attributes: Attributes }>;
   /** Record a page of the trail the agent sees (defaults: location.href, document.title). */
   pageView(page?: { url?: string; title?: string }): Promise<void>;
-  /** Reconnect as another (verified) customer. */
-  setIdentity(user: { site: string; identity: SignedIdentity }): Promise<CustomerSession>;
+  /** Reconnect as a verified customer, or anonymous again with `{site: null, identity: null}`. */
+  setIdentity(user: { site: string; identity: SignedIdentity } | { site?: null; identity?: null }): Promise<CustomerSession>;
 }
 
 export interface AgentOptions extends ClientOptions {
@@ -490,7 +492,7 @@ export declare class SegueAgent extends SegueClient<AgentEvents, AgentConversati
   /** The login token (sessionStorage). */
   get token(): string | null;
   login(username: string, password: string): Promise<{ token: string; [key: string]: unknown }>;
-  logout(): void;
+  logout(): Promise<void>;
   /** REST with this agent's token. */
   api<T = any>(method: string, path: string, body?: unknown): Promise<T>;
   connect(): Promise<AgentSession>;

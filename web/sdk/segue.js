@@ -54,14 +54,18 @@ export class Emitter {
   }
 }
 
+/** How many times a `rate_limited` request is sent again (after the wait the server asks for). */
+const RATE_LIMITED_RETRIES = 5;
+
 /** A refused request or a server `error` push: `{code, message, field?, event?}`. */
 export class SegueError extends Error {
-  constructor(code, message, { field, event } = {}) {
+  constructor(code, message, { field, event, retryAfterMs } = {}) {
     super(message || code);
     this.name = "SegueError";
     this.code = code;
     this.field = field;
     this.event = event;
+    this.retryAfterMs = retryAfterMs; // rate_limited: how long to wait before sending again
   }
 
   static from(error, event) {
@@ -69,6 +73,7 @@ export class SegueError extends Error {
     return new SegueError(error.code ?? "unknown", error.message ?? `${event} failed`, {
       field: error.field,
       event: error.event ?? event,
+      retryAfterMs: error.retry_after_ms,
     });
   }
 }
@@ -604,9 +609,22 @@ class SegueClient extends Emitter {
 
   /**
    * Send a request and resolve with the ack's result (`{ok: true, ...}` minus `ok`);
-   * reject with a SegueError (`invalid`, `forbidden`, `timeout`, ...).
+   * reject with a SegueError (`invalid`, `forbidden`, `timeout`, ...). A `rate_limited` answer
+   * (the server is busy, or this page sends faster than a person can) is retried after the
+   * `retry_after_ms` it names, a few times, before it is passed on.
    */
-  request(event, payload = {}) {
+  async request(event, payload = {}) {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.#requestOnce(event, payload);
+      } catch (err) {
+        if (err?.code !== "rate_limited" || attempt >= RATE_LIMITED_RETRIES) throw err;
+        await new Promise((r) => setTimeout(r, Math.min(30000, Math.max(50, err.retryAfterMs ?? 1000))));
+      }
+    }
+  }
+
+  #requestOnce(event, payload) {
     return new Promise((resolve, reject) => {
       if (!this.socket) {
         reject(new SegueError("not_connected", "call connect() first", { event }));
