@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .config import Config
 from .embedded_redis import RedisUnavailable
+from .security import setup_security_headers
 from .sdk import add_sdk_routes
 from .version import __version__
 
@@ -66,6 +67,9 @@ def load_secret(config: Config) -> bytes:
 
 def create_app(config: Config, redis_url: str) -> web.Application:
     """Build one node. ``redis_url`` is the Redis to use (the embedded one's URL when none is configured)."""
+    from .cors import engineio_origin_check, origin_policy, setup_cors  # imports signaling, which imports server
+    from .guard import handler_args, make_guard  # the same
+
     max_event = config.limits.max_event_bytes
     manager_args: dict[str, Any] = {}
     if config.redis.fanout:
@@ -76,7 +80,10 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     sio = socketio.AsyncServer(
         **manager_args,
         async_mode="aiohttp",
-        cors_allowed_origins="*",
+        # an origin either cors list allows passes the handshake; each namespace then checks its own
+        # list (signaling.namespaces). No cookies are used, so credentials are never allowed.
+        cors_allowed_origins=engineio_origin_check(origin_policy(config)),
+        cors_credentials=False,
         # The engine.io limit sits well above ours, so an oversized event reaches our handler and
         # gets a clear error instead of a dropped connection.
         max_http_buffer_size=max(1_000_000, 4 * max_event),
@@ -88,7 +95,9 @@ def create_app(config: Config, redis_url: str) -> web.Application:
         # lower). A handler must therefore not wait for a later event of the same client.
         async_handlers=False,
     )
-    app = web.Application(client_max_size=max(1_000_000, 4 * max_event))
+    # header timeout and line limits (server/guard.py): a half-open request is closed, not held
+    app = web.Application(client_max_size=max(1_000_000, 4 * max_event), handler_args=handler_args(config))
+    app.middlewares.insert(0, make_guard(config))  # outermost: connections per address, body timeout
     node = Node(
         config=config,
         # A blocking pool: a burst of requests waits for a free connection instead of failing with
@@ -108,6 +117,9 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     # Components register their routes, namespaces and start/stop hooks.
     for setup in _component_setups():
         setup(app)
+    # after every component's routes exist: CORS covers all of them (server/cors.py)
+    setup_cors(app, origin_policy(config))
+    setup_security_headers(app)  # CSP, frame-ancestors, nosniff, Referrer-Policy (server/security.py)
 
     app.on_startup.insert(0, _check_redis)  # before components' start-up hooks, which use Redis
     app.on_startup.append(_tune_gc)

@@ -244,7 +244,7 @@ async def close_conversation(request: web.Request) -> web.Response:
     svc = _svc(request)
     cid = request.match_info["cid"]
     await svc.readable(who, cid)
-    answer = await svc.close(who, cid, body.disposition)
+    answer = await svc.close(who, cid, body.disposition, tags=body.tags)
     return web.json_response({**answer, "conversation": summary(await svc.store.conversation(cid))})
 
 
@@ -331,7 +331,7 @@ async def _agent_view(svc: Signaling, account: Any, who: Principal) -> dict[str,
     agent works on is for that agent, supervisors, admins and integrations (who read them all)."""
     public = account.public()
     state = await svc.router.agent(account.id)
-    connected = int(await svc.redis.get(svc.keys.agent_conns(account.id)) or 0) > 0
+    connected = bool(await svc.redis.scard(svc.keys.agent_sockets(account.id)))
     public["online"] = connected
     if state is not None:
         public["routing"] = {"presence": state.presence.value, "reason": state.presence_reason, "load": state.load}

@@ -24,6 +24,7 @@ from .identity import IdentityError, sign_identity, verify_identity
 from .passwords import hash_password, verify_password
 from .origins import OriginPolicy, OriginRefused, Surface, environ_own_origins, own_origins
 from .routing import RoutingError
+from .limits import RateLimiter, client_address
 from .schema import EVENT_ID_RE, ID_RE, json_schema, validate
 from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling, summary
 from .webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES, Webhooks
@@ -39,6 +40,7 @@ __all__ = [
     "verify_identity",
     "LoginThrottle", "log_unexpected",
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
+    "RateLimiter", "client_address",
 ]
 
 SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)

@@ -104,6 +104,10 @@ class SegueNamespace(socketio.AsyncNamespace):
         self.routes[event] = Route(schema, handler, limit)
 
     async def trigger_event(self, event: str, *args: Any) -> Any:
+        if event == "connect" and args and args[0] in self.sessions:
+            # only python-socketio's own connect may open a session; a second one for the same
+            # socket is a client-sent event named "connect": refused like any unknown event
+            return await self.dispatch(event, args)
         if event == "connect":
             sid, environ = args[0], args[1]
             auth = args[2] if len(args) > 2 else None
@@ -378,7 +382,7 @@ class AgentNamespace(SegueNamespace):
         self.register("transfer.cancel", m.ConversationRef,
                       lambda who, d, sid: s.transfer_cancel(who, d.conversation_id, sid))
         self.register("conversation.close", m.AgentClose,
-                      lambda who, d, sid: s.close(who, d.conversation_id, d.disposition, sid))
+                      lambda who, d, sid: s.close(who, d.conversation_id, d.disposition, sid, tags=d.tags))
         self.register("canned.list", m.Empty, self._canned_list)
         self.register("canned.render", m.CannedRender, lambda who, d, sid: s.canned_render(who, d.id, d.conversation_id))
         self.register("queues.list", m.Empty, lambda who, d, sid: s.queues_list())
@@ -407,7 +411,9 @@ class AgentNamespace(SegueNamespace):
             if not data.watch:
                 # a console: the agent is online with the presence they last chose
                 await service.register_with_routing(account, account.presence)
-                await service.redis.incr(service.keys.agent_conns(account.id))
+                # presence counts connections, each once by its sid: a connect handler run twice
+                # for one socket cannot make a ghost "online" agent
+                await service.redis.sadd(service.keys.agent_sockets(account.id), sid)
         except ProtocolError as exc:
             raise self._refuse(exc.code, exc.message) from None
         except RoutingError as exc:
@@ -456,9 +462,11 @@ class AgentNamespace(SegueNamespace):
         if who.watch:
             return  # a watch-only connection never counted as online
         try:
-            remaining = await service.redis.decr(service.keys.agent_conns(who.id))
+            async with service.redis.pipeline(transaction=True) as pipe:
+                pipe.srem(service.keys.agent_sockets(who.id), sid)
+                pipe.scard(service.keys.agent_sockets(who.id))
+                _, remaining = await pipe.execute()
             if remaining <= 0:
-                await service.redis.set(service.keys.agent_conns(who.id), 0)
                 # the chosen presence stays in the account (restored on reconnect); routing stops offering
                 await service.router.set_presence(who.id, "offline")
         except (aioredis.ConnectionError, aioredis.TimeoutError, OSError) as exc:

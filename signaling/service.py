@@ -163,7 +163,56 @@ def summary(h: dict[str, str], for_agent: bool = True) -> dict[str, Any]:
             s["transfer"] = t
         if h.get("offer_agent"):
             s["offer"] = {"agent": h["offer_agent"]}
+        s.update(wrap_up(h))
     return s
+
+
+def _json_list(text: str | None) -> list[Any]:
+    try:
+        value = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
+
+
+def _transfers_with(h: dict[str, str], data: dict[str, Any]) -> str:
+    """The hash's ``transfers`` list with one more completed transfer (who from, to whom, how, the note)."""
+    entry = {**data, "ts": int(time.time() * 1000)}
+    if h.get("transfer_note"):
+        entry["note"] = h["transfer_note"]
+    return json.dumps((_json_list(h.get("transfers")) + [entry])[-50:])
+
+
+def wrap_up(h: dict[str, str], now_ms: int | None = None) -> dict[str, Any]:
+    """What agents and the back office see of how a conversation went (docs/conversations.md
+    "Wrap-up"): every channel used with the seconds spent on it, completed transfers, its calls
+    (length, recording) and the tags given on close. Channel time: chat from creation to close;
+    voice, video and screen share from the calls layer's ``ch_on:``/``ch_ms:`` fields."""
+    now = now_ms if now_ms is not None else int(time.time() * 1000)
+    created = int(h.get("created_ts") or 0)
+    end = int(h.get("closed_ts") or now)
+    active = [c for c in (h.get("channels") or "chat").split(",") if c]
+    used = [c for c in (h.get("channels_used") or ",".join(active)).split(",") if c]
+    if "chat" not in used:
+        used.insert(0, "chat")  # the chat runs for the whole conversation
+    seconds: dict[str, float] = {}
+    for ch in used:
+        if ch == "chat":
+            ms = max(0, end - created) if created else 0
+        else:
+            ms = int(h.get(f"ch_ms:{ch}") or 0)
+            if h.get(f"ch_on:{ch}"):
+                ms += max(0, end - int(h[f"ch_on:{ch}"]))
+        seconds[ch] = round(ms / 1000, 1)
+    out: dict[str, Any] = {"channels_used": used, "channel_time": seconds,
+                           "transfers": _json_list(h.get("transfers")), "calls": _json_list(h.get("calls"))}
+    tags = _json_list(h.get("tags"))
+    if tags:
+        out["tags"] = tags
+    recordings = [c["recording"] for c in out["calls"] if isinstance(c, dict) and isinstance(c.get("recording"), dict)]
+    if recordings:
+        out["recording"] = recordings[-1]
+    return out
 
 
 def attributes_of(h: dict[str, str]) -> dict[str, Any]:
@@ -360,16 +409,17 @@ class Signaling:
             await self.store.save_customer(cust_id, fields)
             record = {**record, **fields}
             await self._merge_visitor(visitor_id, cust_id, record)
+            keep = bool(await self.redis.exists(self.keys.customer_convs(cust_id)))
+            if not keep:  # a signed-in user who never chatted: the record goes if they stay idle
+                await self.redis.expire(self.keys.customer(cust_id), CONTEXT_TTL_S)
             if visitor_token:  # what the visitor's site set and the pages they viewed come along
-                keep = bool(await self.redis.exists(self.keys.customer_convs(cust_id)))
                 await self.store.move_customer_context(visitor_id, cust_id, MAX_ATTRIBUTES, PAGES_KEEP,
                                                        0 if keep else CONTEXT_TTL_S)
             principal = Principal("customer", cust_id, record.get("name") or "Visitor", record.get("email", ""), True)
         else:
-            record = await self.store.customer(visitor_id)
-            if not record:
-                record = {"id": visitor_id, "name": "Visitor", "created_ts": str(now_ms)}
-                await self.store.save_customer(visitor_id, record)
+            # An anonymous visitor is written down only when they act (start a conversation, say
+            # who they are): a page view that never chats leaves no permanent key (issue 11).
+            record = await self.store.customer(visitor_id) if visitor_token else {}
             principal = Principal("customer", visitor_id, record.get("name") or "Visitor", record.get("email", ""))
         return principal, self.visitor_token(visitor_id)
 
@@ -474,6 +524,8 @@ class Signaling:
         if attributes:
             changed = await self._merge_customer_attributes(who.id, check_attributes(attributes), keep=True)
         await self.store.keep_customer_context(who.id)  # the visitor acted: their context is kept
+        if not who.verified:  # the visitor's record is written now, when they first act
+            await self.store.ensure_customer(who.id, {"id": who.id, "name": who.name or "Visitor"})
         carried = await self.store.customer_attributes(who.id)  # they travel into every new conversation
         if not who.verified and (name or email):
             fields = {}
@@ -704,7 +756,9 @@ class Signaling:
         return {}
 
     async def close(self, who: Principal, cid: str, disposition: str | None = None,
-                    skip_sid: str | None = None) -> dict[str, Any]:
+                    skip_sid: str | None = None, tags: list[str] | None = None) -> dict[str, Any]:
+        """Close a conversation; agents (and REST callers) may give the wrap-up: a ``disposition``
+        and ``tags`` (validated by the message schemas), kept in the hash and the close event."""
         data: dict[str, Any] = {"by": who.author()}
         spec: dict[str, Any] = {"open": True, "set": {"state": "closed"}, "stamp": "closed_ts",
                                 "del": ["offer_agent", *TRANSFER_FIELDS]}
@@ -715,6 +769,10 @@ class Signaling:
         if disposition:
             data["disposition"] = disposition
             spec["set"]["disposition"] = disposition
+        if tags and who.kind != "customer":
+            unique = list(dict.fromkeys(tags))  # given order, each tag once
+            data["tags"] = unique
+            spec["set"]["tags"] = json.dumps(unique)
         async with self.locks(cid):
             before = await self._conversation(cid)
             active = await self.store.active(cid)
@@ -822,7 +880,8 @@ class Signaling:
                     data = {"from_agent": {"id": h["transfer_from"], "name": h.get("transfer_from_name") or h["transfer_from"]},
                             "to": to, "mode": h.get("transfer_mode") or "cold"}
                     await self._apply(cid, {"states": ["offered", "queued"], "add": [who.id],
-                                            "set": {"state": "assigned", "agent": who.id, "agent_name": who.name},
+                                            "set": {"state": "assigned", "agent": who.id, "agent_name": who.name,
+                                                    "transfers": _transfers_with(h, data)},
                                             "del": ["offer_agent", *TRANSFER_FIELDS]},
                                       [("transfer.completed", SYSTEM, "all", data)], "accept")
                     await self.call_hook("transfer_completed", cid, who.id)
@@ -1016,7 +1075,8 @@ class Signaling:
                     "to": {"agent": {"id": b, "name": h.get("transfer_agent_name") or b}}, "mode": "warm"}
             _, stored = await self._apply(
                 cid, {"states": ["transferring"], "expect": {"transfer_accepted": "1", "transfer_agent": b},
-                      "rem": [a], "set": {"state": "assigned", "agent": b, "agent_name": h.get("transfer_agent_name") or b},
+                      "rem": [a], "set": {"state": "assigned", "agent": b, "agent_name": h.get("transfer_agent_name") or b,
+                                          "transfers": _transfers_with(h, data)},
                       "del": TRANSFER_FIELDS},
                 [("transfer.completed", SYSTEM, "all", data)], "complete the transfer", skip_sid, extra_agents=[a])
             await self._leave(cid, [a])

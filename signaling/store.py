@@ -29,6 +29,7 @@ customer and the active agents), so pushing needs no second round trip.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, Callable, Iterable
 
 import redis.asyncio as aioredis
@@ -222,7 +223,12 @@ class Keys:
         return f"{self.p}acct:{agent_id}:convs"
 
     def agent_conns(self, agent_id: str) -> str:
+        """Superseded by :meth:`agent_sockets` (a count that a repeated connect could inflate)."""
         return f"{self.p}acct:{agent_id}:conns"
+
+    def agent_sockets(self, agent_id: str) -> str:
+        """Set of the agent's live console connections (Socket.IO sids): online while not empty."""
+        return f"{self.p}acct:{agent_id}:sockets"
 
     def api_key(self, key_id: str) -> str:
         return f"{self.p}apikey:{key_id}"
@@ -493,6 +499,16 @@ class Store:
         if fields:
             await self.redis.hset(self.keys.customer(cust), mapping=fields)
 
+    async def ensure_customer(self, cust: str, fields: dict[str, str]) -> None:
+        """Write a customer's record if it does not exist yet (with ``created_ts``); kept for good."""
+        key = self.keys.customer(cust)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, "created_ts", str(int(time.time() * 1000)))
+            for k, v in fields.items():
+                pipe.hsetnx(key, k, v)
+            pipe.persist(key)
+            await pipe.execute()
+
     async def customer_conversation_ids(self, cust: str, limit: int = 100) -> list[str]:
         return await self.redis.zrevrange(self.keys.customer_convs(cust), 0, limit - 1)
 
@@ -567,6 +583,7 @@ class Store:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.persist(self.keys.customer_attrs(cust))
             pipe.persist(self.keys.customer_pages(cust))
+            pipe.persist(self.keys.customer(cust))  # a signed-in user's record, idle until now
             await pipe.execute()
 
     async def link_conversation(self, cust: str, cid: str, created_ms: int) -> None:
