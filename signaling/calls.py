@@ -114,6 +114,9 @@ class CallRecord:
     page_url: str | None = None
     supervisor: SupervisorSeat | None = None
     video: bool = False  # started as a video call (call.request media "video"): both sides start their camera
+    load_agent: str | None = None  # the agent whose routing capacity this call holds (router.call_started)
+    media_on: set[tuple[str, str]] = field(default_factory=set)  # (role, slot) sending video / screen now
+    started_ms: int = 0  # when it became active (ms), for the conversation's list of calls
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class CallService:
         self._owners: dict[tuple[str, str], Socket] = {}  # (cid, role) -> socket that offered it
         self._tasks: set[asyncio.Task[Any]] = set()
         self.monitoring = Monitoring(self)
+        # calls that ended and are being announced: their record, for the conversation's summary
+        self._ending: dict[str, CallRecord] = {}
 
     # wiring -----------------------------------------------------------------------------------
 
@@ -428,12 +433,15 @@ class CallService:
                     record.call = self._new_call(cid, conv)
                 record.state = CallPhase.ACTIVE
             media = "video" if record.video else "voice"
+            recording: dict[str, str] | None = None
             if record.call.recorder is not None:
                 # the id is the file's random name; only it and the URL leave the server (never a path)
                 rid = record.call.recorder.path.stem
                 await self.node.redis.hset(self.store.keys.recording(rid), mapping={
                     "conversation": cid, "file": record.call.recorder.path.name, "created_ts": str(int(time.time() * 1000))})
-                await self.log_event(cid, "call.recording", {"id": rid, "url": f"/api/v1/recordings/{rid}"})
+                recording = {"id": rid, "url": f"/api/v1/recordings/{rid}"}
+                await self.log_event(cid, "call.recording", recording)
+            await self._call_began(record, conv, media, recording)
         elif record.media_request is not None:
             media = record.media_request["media"]
             if record.media_request["by"]["kind"] == who.kind:
@@ -500,7 +508,7 @@ class CallService:
                 call.attach(role, new)
             self._owners[(cid, role)] = (ns, sid)
         if role == "agent" and previous_agent and previous_agent != who.id:
-            await self.log_event(cid, "call.transferred", {"from_agent": previous_agent, "to_agent": who.id, "mode": "cold"})
+            await self.log_event(cid, "call.transferred", await self._transferred(previous_agent, who.id, "cold"))
         await self.push_state(cid)
         return {"sdp": answer, "renegotiated": False, "supervisor_audio": new.second_audio}
 
@@ -659,6 +667,14 @@ class CallService:
             participant = call.leg(data["role"]).participant if call.leg(data["role"]) else None
             type_ = f"call.{data['slot']}_{'on' if data['on'] else 'off'}"
             self._spawn(self.log_event(cid, type_, {"role": data["role"], "participant": participant, "channel": data["slot"]}))
+            record = self.records.get(cid)
+            if record is not None:
+                slot, key = data["slot"], (data["role"], data["slot"])
+                before = any(s == slot for _, s in record.media_on)
+                (record.media_on.add if data["on"] else record.media_on.discard)(key)
+                after = any(s == slot for _, s in record.media_on)
+                if before != after:
+                    self._spawn(self._set_channels(cid, on=[slot] if after else [], off=[] if after else [slot]))
         elif kind == "leg.lost":
             self._spawn(self.log_event(cid, "call.leg_lost", {"role": data["role"], "participant": data["participant"], "grace_s": data["grace_s"]}))
         elif kind == "leg.attached" and data.get("reattached") and data["role"] == "customer":
@@ -675,6 +691,7 @@ class CallService:
                 # ended by the call itself (grace period over): log and tell everyone
                 record.state = CallPhase.ENDED
                 self.records.pop(cid, None)
+                self._ending[cid] = record
                 self._spawn(self._announce_end(cid, data["reason"], data["durations"], None))
             return
         self._spawn(self.push_state(cid))
@@ -683,6 +700,7 @@ class CallService:
         record = self.records.pop(cid, None)
         if record is None:
             return None
+        self._ending[cid] = record
         record.state = CallPhase.ENDED
         record.supervisor = None
         durations: dict[str, float] = {}
@@ -696,7 +714,11 @@ class CallService:
     async def _announce_end(self, cid: str, reason: str, durations: dict[str, float], by: Participant | None) -> dict[str, Any] | None:
         for key in [k for k in self._owners if k[0] == cid]:
             del self._owners[key]
-        data: dict[str, Any] = {"reason": reason, "durations": durations, "channel": "chat"}
+        record = self._ending.pop(cid, None)
+        video = bool(record is not None and record.video) or bool(durations.get("video"))
+        data: dict[str, Any] = {"reason": reason, "durations": durations, "channel": "video" if video else "voice"}
+        if record is not None:
+            await self._call_over(record, durations)
         if by is not None:
             data["by"] = by.author()
         event = await self.log_event(cid, "call.ended", data, by.author() if by else None)
@@ -731,10 +753,13 @@ class CallService:
             owner = self._owners.pop((cid, "consult"), None)
             if owner is not None:
                 self._owners[(cid, "agent")] = owner
-            await self.log_event(cid, "call.transferred", {"from_agent": from_agent, "to_agent": to_agent or transfer.get("to_agent"), "mode": "warm"})
+            await self.log_event(cid, "call.transferred",
+                                 await self._transferred(from_agent, to_agent or transfer.get("to_agent"), "warm"))
         elif transfer.get("mode") == "cold":
-            await self.log_event(cid, "call.transferred", {"from_agent": transfer.get("from_agent"), "to_agent": to_agent or transfer.get("to_agent"), "mode": "cold"})
+            await self.log_event(cid, "call.transferred",
+                                 await self._transferred(transfer.get("from_agent"), to_agent or transfer.get("to_agent"), "cold"))
         record.transfer = None
+        await self._move_load(record, to_agent)
         await self.push_state(cid)
 
     async def transfer_cancelled(self, cid: str) -> None:
@@ -750,6 +775,135 @@ class CallService:
     async def conversation_closed(self, cid: str) -> None:
         if cid in self.records:
             await self.end(cid, "conversation_closed")
+
+    # what the conversation's summary and routing know of its calls ----------------------------
+
+    @property
+    def _signaling(self) -> Any:
+        from . import SIGNALING
+
+        return self.app[SIGNALING]
+
+    async def _agent_brief(self, agent_id: str | None) -> dict[str, str] | None:
+        """``{id, name}`` of an agent (customers see the name, never the login id)."""
+        if not agent_id:
+            return None
+        name = await self.node.redis.hget(self.store.keys.account(agent_id), "name")
+        return {"id": agent_id, "name": name or agent_id}
+
+    async def _transferred(self, from_agent: str | None, to_agent: str | None, mode: str) -> dict[str, Any]:
+        """``call.transferred`` data: the agents' ids (as before) and their display names (what the
+        customer is shown: never a login id)."""
+        data: dict[str, Any] = {"from_agent": from_agent, "to_agent": to_agent, "mode": mode}
+        for key, agent in (("from_agent_name", from_agent), ("to_agent_name", to_agent)):
+            brief = await self._agent_brief(agent)
+            if brief is not None:
+                data[key] = brief["name"]
+        return data
+
+    async def _set_channels(self, cid: str, on: list[str] = (), off: list[str] = (),  # type: ignore[assignment]
+                            extra: dict[str, str] | None = None) -> None:
+        """Channels in use now (the hash's ``channels``) and time on each (``ch_on:<ch>`` since when,
+        ``ch_ms:<ch>`` accumulated): read by ``summary()``. The call's node is the only writer of
+        its channels, so a read-then-write here does not race."""
+        try:
+            conv = await self.store.conversation(cid)
+            if not conv:
+                return
+            now = int(time.time() * 1000)
+            active = [c for c in (conv.get("channels") or "chat").split(",") if c]
+            used = [c for c in (conv.get("channels_used") or ",".join(active)).split(",") if c]
+            sets: dict[str, str] = dict(extra or {})
+            dels: list[str] = []
+            for ch in on:
+                if ch not in active:
+                    active.append(ch)
+                if not conv.get(f"ch_on:{ch}"):  # (a call from the web starts with its channel listed)
+                    sets[f"ch_on:{ch}"] = str(now)
+                if ch not in used:
+                    used.append(ch)
+            for ch in off:
+                if ch in active:
+                    active.remove(ch)
+                if conv.get(f"ch_on:{ch}"):
+                    since = int(conv[f"ch_on:{ch}"])
+                    sets[f"ch_ms:{ch}"] = str(int(conv.get(f"ch_ms:{ch}") or 0) + max(0, now - since))
+                    dels.append(f"ch_on:{ch}")
+            sets["channels"] = ",".join(active or ["chat"])
+            sets["channels_used"] = ",".join(used)
+            await self.store.mutate(cid, {"set": sets, "del": dels})
+            await self._signaling.push_summary(await self.store.conversation(cid))
+        except MutationFailed:
+            return
+        except Exception:  # noqa: BLE001 - bookkeeping must never break the call itself
+            log.exception("channels of %s not updated", cid)
+
+    async def _call_began(self, record: CallRecord, conv: dict[str, str], media: str,
+                          recording: dict[str, str] | None) -> None:
+        """The call is active: voice (and video) join the conversation's channels, the call is
+        listed on the conversation, and it holds a slot of the agent's capacity for its lane."""
+        cid = record.conversation_id
+        record.started_ms = int(time.time() * 1000)
+        calls = _calls_of(conv)
+        entry: dict[str, Any] = {"started_ts": record.started_ms, "media": media}
+        if recording:
+            entry["recording"] = recording
+        calls.append(entry)
+        await self._set_channels(cid, on=["voice"], extra={"calls": _json(calls[-20:])})
+        agent = conv.get("agent")
+        if agent:
+            await self._hold_load(record, agent)
+
+    async def _call_over(self, record: CallRecord, durations: dict[str, float]) -> None:
+        cid = record.conversation_id
+        conv = await self.store.conversation(cid)
+        extra: dict[str, str] = {}
+        if conv and record.started_ms:
+            calls = _calls_of(conv)
+            for entry in reversed(calls):
+                if entry.get("started_ts") == record.started_ms:
+                    entry["ended_ts"] = int(time.time() * 1000)
+                    entry["duration_s"] = round(float(durations.get("call") or (entry["ended_ts"] - record.started_ms) / 1000), 1)
+                    if durations.get("video"):
+                        entry["media"] = "video"
+                    break
+            extra["calls"] = _json(calls)
+        await self._set_channels(cid, off=["voice", "video", "screen"], extra=extra)
+        if record.load_agent:
+            agent, record.load_agent = record.load_agent, None
+            try:
+                await self._signaling.router.call_ended(agent, cid)
+            except Exception:  # noqa: BLE001
+                log.exception("routing load of %s not freed", cid)
+
+    async def _hold_load(self, record: CallRecord, agent: str) -> None:
+        try:
+            await self._signaling.router.call_started(agent, record.conversation_id, "video" if record.video else "voice")
+            record.load_agent = agent
+        except Exception:  # noqa: BLE001 - routing bookkeeping must not break the call
+            log.exception("routing load of %s not recorded", record.conversation_id)
+
+    async def _move_load(self, record: CallRecord, to_agent: str | None) -> None:
+        """A transfer completed: the call's slot moves to the agent who has the call now (the one
+        who left was released by the transfer, which freed theirs)."""
+        if record.load_agent and record.load_agent != to_agent:
+            try:
+                await self._signaling.router.call_ended(record.load_agent, record.conversation_id)
+            except Exception:  # noqa: BLE001
+                log.exception("routing load of %s not freed", record.conversation_id)
+            record.load_agent = None
+        if to_agent:
+            await self._hold_load(record, to_agent)
+
+
+def _calls_of(conv: dict[str, str]) -> list[dict[str, Any]]:
+    import json
+
+    try:
+        calls = json.loads(conv.get("calls") or "[]")
+    except ValueError:
+        return []
+    return calls if isinstance(calls, list) else []
 
 
 def _json(value: Any) -> str:

@@ -43,6 +43,8 @@ def verify_identity(sites: dict[str, str], site: Any, identity: Any, max_age_s: 
     for field_name, value, limit in (("id", ident, 256), ("name", name, 256), ("email", email, 320)):
         if not isinstance(value, str) or len(value) > limit or "|" in value:
             raise IdentityError(f"identity.{field_name} must be text of at most {limit} characters without '|'")
+        if any("\ud800" <= ch <= "\udfff" for ch in value):  # not Unicode text: cannot be signed or stored
+            raise IdentityError(f"identity.{field_name} must be Unicode text (it holds a lone UTF-16 surrogate)")
     if not ident:
         raise IdentityError("identity.id must not be empty")
     if not isinstance(ts, int) or isinstance(ts, bool):

@@ -154,10 +154,18 @@ class ConsultMessage:
     text: str = chars(max_len=MESSAGE, min_len=1)
 
 
+# wrap-up tags given on close (docs/protocol.md "conversation.close"): short labels like "refund" or "vip follow-up"
+TAG_RE = re.compile(r"^[^\s<>\x00-\x1f](?:[^<>\x00-\x1f]{0,38}[^\s<>\x00-\x1f])?$")
+MAX_TAGS = 20
+
+
 @dataclass(frozen=True)
 class AgentClose:
     conversation_id: str = ident("a conversation id")
     disposition: str | None = chars(max_len=100, min_len=1, default=None)
+    tags: list[str] | None = strings(max_items=MAX_TAGS, max_len=40, pattern=TAG_RE,
+                                     describe="a tag of 1-40 characters (no < or >, no spaces at either end)",
+                                     default=None)
 
 
 @dataclass(frozen=True)
@@ -265,6 +273,9 @@ class NotePost:
 @dataclass(frozen=True)
 class ClosePost:
     disposition: str | None = chars(max_len=100, min_len=1, default=None)
+    tags: list[str] | None = strings(max_items=MAX_TAGS, max_len=40, pattern=TAG_RE,
+                                     describe="a tag of 1-40 characters (no < or >, no spaces at either end)",
+                                     default=None)
 
 
 @dataclass(frozen=True)

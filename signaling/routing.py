@@ -207,10 +207,22 @@ local function count(t)
   for _ in pairs(t) do n = n + 1 end
   return n
 end
+-- An agent's load: every conversation on the capacity it was routed on (a.convs), plus each
+-- call running in a conversation that counts elsewhere (a.calls: a chat escalated to voice also
+-- holds a voice slot while the call runs).
+local function each_load(a, fn)
+  for _, ch in pairs(a.convs) do fn(ch) end
+  if type(a.calls) == 'table' then
+    for id, ch in pairs(a.calls) do if a.convs[id] ~= ch then fn(ch) end end
+  end
+end
 local function load_of(a, channel)
   local n = 0
-  for _, ch in pairs(a.convs) do if ch == channel then n = n + 1 end end
+  each_load(a, function(ch) if ch == channel then n = n + 1 end end)
   return n
+end
+local function drop_call(a, id)
+  if type(a.calls) == 'table' then a.calls[id] = nil end
 end
 local function capacity_of(a, channel) return tonumber(a.capacity[channel]) or 0 end
 -- The channel whose capacity a conversation on `channel` uses for an agent who takes `channels`
@@ -356,7 +368,7 @@ for i = 1, #avail, 2 do
   if a and a.presence == 'available' then
     local w = {rec = a, idle = tonumber(avail[i + 1]), total = count(a.convs), load = {},
                skills = set_of(a.skills), channels = set_of(a.channels), dirty = false}
-    for _, ch in pairs(a.convs) do w.load[ch] = (w.load[ch] or 0) + 1 end
+    each_load(a, function(ch) w.load[ch] = (w.load[ch] or 0) + 1 end)
     w.free = slots(w, 1)
     if w.free then free = free + 1 end
     cands[#cands + 1] = w
@@ -587,9 +599,27 @@ elseif not (a and a.convs[id]) then
 end
 if a then
   a.convs[id] = nil
+  drop_call(a, id)
   restart_idle(a)
   put_agent(a)
 end
+return 1
+"""
+
+# call(agent_id, conversation_id, channel_or_empty) -> 1 / 0: a call in a conversation the agent
+# holds starts (its lane counts against the agent's capacity) or ends ('' : the slot frees)
+_CALL = r"""
+local agent, id, channel = ARGV[3], ARGV[4], ARGV[5]
+local a = get_agent(agent)
+if not a then return 0 end
+if type(a.calls) ~= 'table' then a.calls = {} end
+if channel == '' then
+  if not a.calls[id] then return 0 end
+  a.calls[id] = nil
+else
+  a.calls[id] = lane(set_of(a.channels), channel)
+end
+put_agent(a)
 return 1
 """
 
@@ -613,6 +643,7 @@ for agent in pairs(c.assigned) do
   local a = get_agent(agent)
   if a then
     a.convs[id] = nil
+    drop_call(a, id)
     restart_idle(a)
     put_agent(a)
   end
@@ -704,6 +735,11 @@ def _agent_state(raw: Mapping[str, Any]) -> AgentState:
     load: dict[str, int] = {}
     for channel in convs.values():
         load[channel] = load.get(channel, 0) + 1
+    calls = raw.get("calls") or {}
+    # a running call counts on its lane unless its conversation already counts there (as in the scripts)
+    for cid, channel in (calls.items() if isinstance(calls, dict) else []):
+        if convs.get(cid) != channel:
+            load[str(channel)] = load.get(str(channel), 0) + 1
     capacity = raw.get("capacity") or {}
     return AgentState(
         id=str(raw["id"]),
@@ -801,6 +837,7 @@ class Router:
                 ("expire", _EXPIRE),
                 ("overflow", _OVERFLOW),
                 ("release", _RELEASE),
+                ("call", _CALL),
                 ("cancel", _CANCEL),
                 ("position", _POSITION),
                 ("stats", _STATS),
@@ -968,6 +1005,22 @@ class Router:
         _check_id("agent_id", agent_id)
         _check_id("conversation_id", conversation_id)
         return int(await self._run("release", agent_id, conversation_id)) == 1
+
+    async def call_started(self, agent_id: str, conversation_id: str, channel: str) -> bool:
+        """A call (``voice``/``video``) runs in a conversation the agent works on: it holds a slot
+        of that channel's capacity (a video call uses ``voice`` unless the agent takes ``video``)
+        until ``call_ended`` or ``release``, even when the conversation was routed as a chat.
+        A conversation routed on that capacity already (a call from the web) counts once."""
+        _check_id("agent_id", agent_id)
+        _check_id("conversation_id", conversation_id)
+        _check_name("channel", channel)
+        return int(await self._run("call", agent_id, conversation_id, channel)) == 1
+
+    async def call_ended(self, agent_id: str, conversation_id: str) -> bool:
+        """The call's slot frees (the call ended, or this agent left it). False: none was held."""
+        _check_id("agent_id", agent_id)
+        _check_id("conversation_id", conversation_id)
+        return int(await self._run("call", agent_id, conversation_id, "")) == 1
 
     async def cancel(self, conversation_id: str) -> Offer | None:
         """The customer left: drop the conversation from its queue, withdraw any offer and free any

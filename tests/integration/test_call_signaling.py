@@ -271,7 +271,8 @@ async def test_warm_transfer_consult_then_complete(world: dict[str, Any]) -> Non
     await (await bpeer.audio()).wait_hearing(CUSTOMER)
     assert cpeer.pc.connectionState == "connected"
     event = next(e for e in await store.events(cid) if e["type"] == "call.transferred")
-    assert event["data"] == {"from_agent": "a_1", "to_agent": "a_2", "mode": "warm"}
+    assert event["data"] == {"from_agent": "a_1", "to_agent": "a_2", "mode": "warm",
+                             "from_agent_name": "a_1", "to_agent_name": "a_2"}  # no accounts here: names fall back to ids
 
 
 async def test_reload_reattaches_with_a_new_socket_and_connection(world: dict[str, Any]) -> None:

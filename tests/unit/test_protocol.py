@@ -152,3 +152,11 @@ def test_call_payloads_accept_what_browsers_send() -> None:
     assert validate(cm.CallCandidate, {"conversation_id": "c_1", "candidate": None}).candidate is None
     assert validate(cm.CallMonitor, {"conversation_id": "c_1"}).mode == "listen"
     assert cm.OFFER_MAX_BYTES > 2 * 64_000
+
+
+def test_an_identity_holding_a_lone_surrogate_is_refused_clearly() -> None:
+    # a browser's JSON can carry "\ud800" (a lone UTF-16 surrogate): it cannot be signed or stored
+    signed = sign_identity("s3cret", "u1", "Ada", ts=int(time.time()))
+    signed["name"] = "Ada\ud800"
+    with pytest.raises(IdentityError, match="identity.name must be Unicode text"):
+        verify_identity({"shop": "s3cret"}, "shop", signed, 300)

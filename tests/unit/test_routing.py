@@ -251,6 +251,42 @@ async def test_video_calls_count_against_voice_unless_the_agent_takes_video(rout
     assert await router.route() == []
 
 
+async def test_a_call_in_a_chat_holds_a_voice_slot_until_it_ends(router: Router) -> None:
+    # alice (chat 3, voice 1) takes a chat; the chat escalates to a voice call
+    await add_agent(router, "alice", capacity={"chat": 3, "voice": 1})
+    await router.enqueue("chat1", "general", "chat")
+    assert pairs(await router.route()) == [("chat1", "alice")]
+    assert await router.accept("alice", "chat1")
+    assert await router.call_started("alice", "chat1", "voice")
+    state = await router.agent("alice")
+    assert state is not None and state.load == {"chat": 1, "voice": 1}
+    # a call from the web is not offered to her now (her one voice slot is the escalated call) ...
+    await router.enqueue("voice1", "general", "voice")
+    assert await router.route() == []
+    with pytest.raises(RoutingError, match="at capacity for voice"):
+        await router.offer_to("vid1", "alice", "video", raise_on_refusal=True)
+    # ... but chats still are
+    await router.enqueue("chat2", "general", "chat")
+    assert pairs(await router.route()) == [("chat2", "alice")]
+    assert await router.accept("alice", "chat2")
+    # the call ends: the voice slot frees and the waiting call is offered
+    assert await router.call_ended("alice", "chat1")
+    assert not await router.call_ended("alice", "chat1")  # nothing held any more
+    assert pairs(await router.route()) == [("voice1", "alice")]
+    assert await router.accept("alice", "voice1")
+    # a call in a conversation routed as a call counts once
+    assert await router.call_started("alice", "voice1", "voice")
+    state = await router.agent("alice")
+    assert state is not None and state.load == {"chat": 2, "voice": 1}
+    # releasing a conversation frees its call's slot too
+    assert await router.call_started("alice", "chat2", "voice")
+    assert (await router.agent("alice")).load == {"chat": 2, "voice": 2}  # type: ignore[union-attr]
+    assert await router.release("alice", "chat2")
+    assert (await router.agent("alice")).load == {"chat": 1, "voice": 1}  # type: ignore[union-attr]
+    with pytest.raises(RoutingError, match="channel"):
+        await router.call_started("alice", "chat1", "not a channel")
+
+
 async def test_away_and_offline_get_no_new_offers_but_keep_existing(router: Router) -> None:
     await add_agent(router, "alice")
     await add_agent(router, "bob", available=False)  # registered agents start offline
