@@ -123,7 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--port", type=int, help="override http.port")
     p_serve.add_argument("--data-dir", help="override data_dir")
     for name, (configure, _run) in EXTRA_COMMANDS.items():
-        configure(sub.add_parser(name))
+        # each command states what it is for as its parser's description: `segue --help` lists it
+        probe = argparse.ArgumentParser(add_help=False)
+        configure(probe)
+        summary = (probe.description or "").strip().splitlines()[0] if probe.description else ""
+        configure(sub.add_parser(name, help=summary or f"segue {name} --help for its actions"))
     return parser
 
 
