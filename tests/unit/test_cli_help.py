@@ -16,8 +16,8 @@ def test_help_lists_every_command_with_its_line(capsys: pytest.CaptureFixture[st
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     names = ["serve", *cli.EXTRA_COMMANDS]
-    assert {"agent", "apikey", "webhook"} <= set(names)
+    assert {"agent", "apikey"} <= set(names)  # and every command another layer registers (webhook...)
     for name in names:
         line = re.search(rf"^\s+{name}\s+(\S.*)$", out, re.MULTILINE)
         assert line, f"{name} is not listed with a description in:\n{out}"
-    assert "manage agent accounts" in out and "manage API keys" in out and "manage webhook endpoints" in out
+    assert "manage agent accounts" in out and "manage API keys" in out
