@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 
 Handler = Callable[[Principal, Any, str], Awaitable[dict[str, Any] | None]]
 
+# Event names python-socketio uses itself; a client that sends one gets an error, nothing else.
+RESERVED_EVENTS = frozenset({"connect", "disconnect"})
+
 # True while handling an event whose sender asked for an ack (set by the hook in ``install``).
 _ACK_REQUESTED: contextvars.ContextVar[bool] = contextvars.ContextVar("segue_ack_requested", default=True)
 
@@ -41,7 +44,9 @@ def install_ack_hook(sio: socketio.AsyncServer) -> None:
     """Let handlers know whether the client wants an ack (python-socketio does not pass it on).
 
     Wraps the server's per-event task entry point; if a future python-socketio renames it we
-    fall back to "ack requested", i.e. errors go in the ack only.
+    fall back to "ack requested", i.e. errors go in the ack only. The same entry point sees
+    only events a client sent, so it is also where client-sent ``connect``/``disconnect`` are
+    refused (``RESERVED_EVENTS``): python-socketio would hand them to the namespace's handlers.
     """
     original = getattr(sio, "_handle_event_internal", None)
     if original is None or getattr(original, "_segue_hooked", False):
@@ -49,11 +54,22 @@ def install_ack_hook(sio: socketio.AsyncServer) -> None:
 
     async def handle(server: Any, sid: str, eio_sid: str, data: Any, namespace: str, id: Any) -> Any:
         _ACK_REQUESTED.set(id is not None)
-        if id is None:
+        if data and isinstance(data[0], str) and data[0] in RESERVED_EVENTS:
+            # A client-sent event named like python-socketio's own: passed on, it would reach the
+            # namespace as a connect (a second session) or a disconnect (the session torn down).
+            # Only here, on the client's event packet, can the two be told apart.
+            handler = server.namespace_handlers.get(namespace)
+            if not isinstance(handler, SegueNamespace):
+                return None
+            r = await handler.dispatch(data[0], (sid, *data[1:]))
+        elif id is None:
             return await original(server, sid, eio_sid, data, namespace, id)
-        # what python-socketio does, with the ACK encoded straight to JSON (our results are
-        # never binary; anything else goes the library's way)
-        r = await server._trigger_event(data[0], namespace, sid, *data[1:])
+        else:
+            # what python-socketio does, with the ACK encoded straight to JSON (our results are
+            # never binary; anything else goes the library's way)
+            r = await server._trigger_event(data[0], namespace, sid, *data[1:])
+        if id is None:
+            return None
         if r == server.not_handled:
             return None
         args = [] if r is None else list(r) if isinstance(r, tuple) else [r]
@@ -141,6 +157,10 @@ class SegueNamespace(socketio.AsyncNamespace):
             bad = fastjson.unreadable(args[1:])
             if bad is not None:  # e.g. a number of thousands of digits
                 raise ProtocolError("invalid", f"payload: not valid JSON for Segue: {bad.reason}", "payload")
+            if event in RESERVED_EVENTS:  # only a client's own packet comes here (install_ack_hook)
+                raise ProtocolError("unknown_event", f"{event} is reserved: Socket.IO sends it itself when a "
+                                                     "connection opens or closes; a client may not send it "
+                                                     "(see docs/protocol.md for the events)")
             route = self.routes.get(event)
             if route is None:
                 raise ProtocolError("unknown_event", f"unknown event {str(event)[:100]!r} on {self.namespace} "
