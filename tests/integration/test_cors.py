@@ -4,6 +4,8 @@ preflight) and the Socket.IO handshake follow the same lists, and a refusal alwa
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any, AsyncIterator
 
 import aiohttp
@@ -72,6 +74,15 @@ async def test_sdk_files_carry_cors_headers_for_any_origin_by_default(segue: Any
 
     status, headers, _ = await get("GET", f"{segue.url}sdk/segue.js", {})
     assert status == 200 and "Access-Control-Allow-Origin" not in headers
+
+
+@pytest.mark.parametrize("path", ["sdk/v1/segue.js", "sdk/{version}/segue.js", "widget/widget.js",
+                                  "vendor/socket.io.esm.min.js"])
+async def test_every_customer_asset_path_is_embeddable(segue: Any, path: str) -> None:
+    version = json.loads((Path(__file__).resolve().parents[2] / "web" / "sdk" / "package.json").read_text())["version"]
+    status, headers, _ = await get("GET", segue.url + path.format(version=version), {"Origin": OTHER})
+    assert status == 200
+    assert headers["Access-Control-Allow-Origin"] == OTHER
 
 
 async def test_agent_pages_refuse_another_origin_but_serve_their_own(segue: Any) -> None:
