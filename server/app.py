@@ -225,7 +225,11 @@ async def _shutdown(app: web.Application) -> None:
     node = app[NODE]
     try:
         if node.sio.eio.sockets:
-            await node.sio.eio.disconnect()  # every connected client
+            # every connected client; bounded, because python-engineio's close of a polling session
+            # whose client went away waits for a poll that never comes
+            await asyncio.wait_for(node.sio.eio.disconnect(), timeout=node.config.http.shutdown_timeout_s)
+    except asyncio.TimeoutError:
+        log.warning("some Socket.IO clients did not close within http.shutdown_timeout_s; going on")
     except Exception:  # noqa: BLE001 - shutdown must go on
         log.exception("closing Socket.IO connections failed")
     for closer in reversed(node.closers):
