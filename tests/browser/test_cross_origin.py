@@ -62,7 +62,15 @@ async def test_a_page_on_another_origin_embeds_the_customer_sdk_but_not_the_agen
         } catch (error) {
             refusal = { code: error.code, message: error.message };
         }
+        // the same refusal as Socket.IO hands it over: connect_error's data
+        const { io } = await import(node + "/sdk/vendor/socket.io.esm.min.js");
+        const raw = await new Promise((resolve) => {
+            const socket = io(node + "/agent", { auth: { v: 1, token }, reconnection: false });
+            socket.on("connect", () => { socket.disconnect(); resolve({ connected: true }); });
+            socket.on("connect_error", (err) => { socket.disconnect(); resolve({ data: err.data ?? null, message: err.message }); });
+        });
         const out = {
+            raw,
             imported: typeof sdk.SegueCustomer,
             customer: session.customer_id,
             conversation: started.id ?? started.conversation?.id ?? null,
@@ -79,4 +87,5 @@ async def test_a_page_on_another_origin_embeds_the_customer_sdk_but_not_the_agen
         "code": "origin_not_allowed",
         "message": f"origin {other_site} is not allowed on /agent: add it to cors.agent_origins",
     }
+    assert result["raw"]["data"] == result["refusal"]
     assert page.segue_errors == []
