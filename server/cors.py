@@ -31,6 +31,8 @@ CUSTOMER_PREFIXES = ("/sdk/", "/widget/", "/vendor/")
 AGENT_PREFIXES = ("/api/", "/agent/", "/supervisor/")
 # Request headers a cross-origin page may send (credentials go in Authorization, never cookies).
 ALLOWED_HEADERS = ("Authorization", "Content-Type")
+# Response headers a cross-origin script may read besides the safelisted ones (a 429's wait).
+EXPOSED_HEADERS = ("Retry-After",)
 # How long a browser may reuse a preflight answer (Chromium caps it at 7200 s).
 PREFLIGHT_MAX_AGE_S = 600
 
@@ -105,6 +107,7 @@ def _origins_config(policy: OriginPolicy, surface: Surface, methods: list[str]) 
     options = aiohttp_cors.ResourceOptions(
         allow_credentials=False,
         allow_headers=ALLOWED_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
         allow_methods=methods,
         max_age=PREFLIGHT_MAX_AGE_S,
     )

@@ -128,6 +128,7 @@ async def test_rest_preflight_from_an_allowed_origin_lists_methods_and_headers(s
     status, headers, body = await get("GET", f"{node.url}api/v1/me", {"Origin": OTHER, "Authorization": f"Bearer {token}"})
     assert status == 200 and body["agent"]["username"] == "demo"
     assert headers["Access-Control-Allow-Origin"] == OTHER
+    assert "Retry-After" in headers["Access-Control-Expose-Headers"]
 
 
 async def test_rest_from_a_refused_origin_gets_a_clear_error(segue: Any) -> None:
