@@ -504,7 +504,7 @@ _LISTING = (
     Param("queue", _ID, "only conversations in this queue"),
     Param("agent", _ID, "only conversations assigned (or offered, or being transferred) to this agent"),
     Param("customer", _ID, "only this customer's conversations"),
-    Param("updated_since", {"type": "string", "pattern": r"^(\d{1,15}|\d{4}-\d\d-\d\d[T ].+)$"},
+    Param("updated_since", {"type": "string", "pattern": r"^(\d{1,15}|\d{4}-\d\d-\d\d([T ].+)?)$"},
           "milliseconds since 1970, or an ISO 8601 time: only conversations changed at or after it"),
     Param("limit", {"type": "integer", "minimum": 1, "maximum": listing.MAX_LIMIT, "default": 100}),
     Param("cursor", {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,400}$"}, "next_cursor from an earlier answer"),
