@@ -179,7 +179,7 @@ async def test_agent_namespace_accepts_a_listed_origin(start_segue: Any, connect
     token = await World(node).login("demo", "demo")
     c = Connection()
     connections.append(c)
-    assert await c.connect(node.url, "/agent", OTHER, {"v": 1, "token": token}, transport="polling"), c.refusal
+    assert await c.connect(node.url, "/agent", OTHER, {"v": 1, "token": token}), c.refusal
 
 
 async def test_handshake_refuses_an_origin_no_list_allows(start_segue: Any, connections: list[Connection]) -> None:
