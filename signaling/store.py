@@ -449,8 +449,10 @@ class Store:
     async def build_updated_index(self) -> int:
         """Once per Redis: index the conversations stored before ``convs:updated`` existed."""
         marker = self.keys.updated_convs + ":built"
-        if not await self.redis.set(marker, "1", nx=True):
+        if await self.redis.exists(marker):
             return 0
+        # marked when done, so a node stopped half-way leaves it to the next one; nodes starting
+        # together may both scan, which is harmless (ZADD GT)
         count = 0
         async for key in self.redis.scan_iter(match=f"{self.keys.p}conv:{{*}}", count=500):
             if not key.endswith("}"):
@@ -460,6 +462,7 @@ class Store:
             ms = int(row[0] or (row[1] or "0").split("-")[0] or row[2] or 0)
             await self.redis.zadd(self.keys.updated_convs, {cid: ms}, gt=True)
             count += 1
+        await self.redis.set(marker, "1")
         return count
 
     async def conversation(self, cid: str) -> dict[str, str]:

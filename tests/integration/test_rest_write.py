@@ -25,11 +25,24 @@ async def _key(world: World, scopes: list[str] = ALL, name: str = "crm") -> str:
     return token
 
 
+async def _known_customer(world: World) -> tuple[Any, str]:
+    """A connected visitor Segue knows (an anonymous one is stored once they act: here a first
+    conversation, closed again); returns the client and that conversation's id."""
+    customer = await world.customer()
+    cid = (await customer.ok("conversation.start", {"text": "earlier"}))["conversation"]["id"]
+    await customer.ok("conversation.close", {"conversation_id": cid})
+    return customer, cid
+
+
 async def test_outreach_bot_agent_note_attributes_close(world: World) -> None:
     api = f"{world.url}/api/v1"
     key = await _key(world)
-    customer = await world.customer()
+    customer, _ = await _known_customer(world)
     cust = customer.session["customer_id"]
+    fresh = await world.customer()  # never acted: Segue does not know them yet
+    status, body = await http("POST", f"{api}/conversations", token=key,
+                              json_body={"customer_id": fresh.session["customer_id"]})
+    assert status == 404 and body["error"]["code"] == "not_found"
 
     status, body = await http("POST", f"{api}/conversations", token=key, json_body={
         "customer_id": cust, "text": "Your order shipped", "attributes": {"order_id": "A-17"}})
@@ -161,7 +174,9 @@ async def _ids(api: str, token: str, query: str) -> tuple[list[str], dict[str, A
 async def test_listing_pages_and_polls_with_a_cursor(world: World) -> None:
     api = f"{world.url}/api/v1"
     key = await _key(world)
-    customers = [await world.customer() for _ in range(2)]
+    known = [await _known_customer(world) for _ in range(2)]
+    customers = [c for c, _ in known]
+    starters = [cid for _, cid in known]
     cids = []
     for i in range(5):
         cust = customers[i % 2].session["customer_id"]
@@ -181,7 +196,7 @@ async def test_listing_pages_and_polls_with_a_cursor(world: World) -> None:
         cursor = body["next_cursor"]
         if not body["more"]:
             break
-    assert sorted(c["id"] for c in seen) == sorted(cids)
+    assert sorted(c["id"] for c in seen) == sorted(cids + starters)
     order = [(c["updated_ts"], c["id"]) for c in seen]
     assert order == sorted(order)
 
@@ -208,7 +223,7 @@ async def test_listing_pages_and_polls_with_a_cursor(world: World) -> None:
     # filters
     c0 = customers[0].session["customer_id"]
     ids, _ = await _ids(api, key, f"state=all&customer={c0}")
-    assert ids and set(ids) == {cids[0], cids[2], cids[4]}
+    assert ids and set(ids) == {starters[0], cids[0], cids[2], cids[4]}
     ids, _ = await _ids(api, key, "state=queued&queue=general")
     assert set(ids) == set(cids[1:])
     ids, _ = await _ids(api, key, "state=all&queue=nowhere")
@@ -220,7 +235,7 @@ async def test_listing_pages_and_polls_with_a_cursor(world: World) -> None:
     assert ids == []
     sup = await world.add_agent("sue", role="supervisor")
     ids, _ = await _ids(api, sup, "state=all")
-    assert set(ids) == set(cids)
+    assert set(ids) == set(cids + starters)
 
     for query, field in (("state=bogus", "state"), ("cursor=%%%", "cursor"), ("cursor=abc", "cursor"),
                          ("limit=0", "limit"), ("limit=501", "limit"), ("updated_since=yesterday", "updated_since"),
@@ -238,11 +253,11 @@ async def test_sparse_pages_follow_the_cursor_to_the_end(world: World, monkeypat
     monkeypatch.setattr(listing, "SCAN_BUDGET", 2)
     api = f"{world.url}/api/v1"
     key = await _key(world)
-    customer = await world.customer()
     cids = []
     for i in range(7):
         status, body = await http("POST", f"{api}/conversations", token=key,
-                                  json_body={"customer_id": customer.session["customer_id"], "text": f"n{i}"})
+                                  json_body={"identity": {"site": "shop", "id": f"u{i % 3}"}, "text": f"n{i}"})
+        assert status == 201, body
         cids.append(body["conversation"]["id"])
     for cid in (cids[1], cids[4]):
         status, _ = await http("POST", f"{api}/conversations/{cid}/close", token=key, json_body={})
@@ -265,9 +280,9 @@ async def test_sparse_pages_follow_the_cursor_to_the_end(world: World, monkeypat
 async def test_conversations_stored_before_the_index_are_indexed_at_start(world: World, start_segue: Any) -> None:
     api = f"{world.url}/api/v1"
     key = await _key(world)
-    customer = await world.customer()
     status, body = await http("POST", f"{api}/conversations", token=key,
-                              json_body={"customer_id": customer.session["customer_id"], "text": "old"})
+                              json_body={"identity": {"site": "shop", "id": "7"}, "text": "old"})
+    assert status == 201, body
     cid = body["conversation"]["id"]
     keys = world.service.keys
     # as a store from before convs:updated: no index, no marker, no updated_ts
