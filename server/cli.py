@@ -137,6 +137,8 @@ def _register_extra_commands() -> None:
     except ModuleNotFoundError as exc:
         if exc.name not in ("signaling", "signaling.cli"):
             raise
+    else:
+        from . import webhook_cli  # noqa: F401  (segue webhook ...)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,143 @@
+"""``segue webhook ...``: manage webhook endpoints from a shell (docs/webhooks.md).
+
+    segue webhook add https://example.com/hooks --event message.created --event conversation.closed
+    segue webhook list
+    segue webhook remove ep_...
+    segue webhook deliveries ep_... [--limit 20]
+    segue webhook rotate ep_...      (a new secret; the old one keeps signing for 24 h)
+    segue webhook test ep_...        (queue a webhook.test delivery; a running node sends it)
+
+Works against the configured Redis like ``segue agent``: ``redis.url``, else the embedded Redis of
+a running server in ``data_dir``, else one started for the command. Running nodes pick changes up
+at once (Redis pub/sub).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator
+
+import redis.asyncio as aioredis
+
+from signaling import WEBHOOK_EVENT_TYPES, ProtocolError, Webhooks
+
+from .cli import EXTRA_COMMANDS, UsageError
+from .config import Config
+from .embedded_redis import EmbeddedRedis
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.description = "manage webhook endpoints (stored in Redis; docs/webhooks.md)"
+    sub = parser.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
+    add = sub.add_parser("add", help="register an endpoint; prints its signing secret")
+    add.add_argument("url", help="where to POST events: https://... (or http://)")
+    add.add_argument("--event", action="append", dest="events", metavar="TYPE",
+                     help=f"an event type to send (repeat for more; default: all): {', '.join(WEBHOOK_EVENT_TYPES)}")
+    add.add_argument("--description", help="a note for people (what receives these)")
+    add.add_argument("--disabled", action="store_true", help="register it switched off")
+    sub.add_parser("list", help="list endpoints")
+    for name, text in (("remove", "delete an endpoint"), ("rotate", "give an endpoint a new signing secret"),
+                       ("test", "queue a webhook.test delivery to an endpoint")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("id", help="the endpoint id (ep_...)")
+    dls = sub.add_parser("deliveries", help="recent deliveries to an endpoint, newest first, with their attempts")
+    dls.add_argument("id", help="the endpoint id (ep_...)")
+    dls.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+
+
+@asynccontextmanager
+async def _redis(config: Config) -> AsyncIterator[aioredis.Redis]:
+    from signaling.cli import running_embedded_url
+
+    if config.log.level.lower() != "debug":
+        logging.getLogger("server.embedded_redis").setLevel(logging.WARNING)
+    embedded: EmbeddedRedis | None = None
+    url = config.redis.url
+    if not url:
+        url = running_embedded_url(config.data_path / "redis")
+        if url is None:
+            embedded = await EmbeddedRedis.start(config.data_path, config.redis.startup_timeout_s)
+            url = embedded.url
+    redis = aioredis.Redis.from_url(url, decode_responses=True)
+    try:
+        try:
+            await asyncio.wait_for(redis.ping(), timeout=config.redis.startup_timeout_s)
+        except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
+            raise UsageError(f"cannot reach Redis at {url}: {exc or type(exc).__name__}") from None
+        yield redis
+    finally:
+        await redis.aclose()
+        if embedded is not None:
+            await embedded.stop()
+
+
+def _when(ms: int | None) -> str:
+    if not ms:
+        return "-"
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _show_delivery(d: dict[str, Any]) -> list[str]:
+    lines = [f"{d['id']}  {d['type']:24} {d['state']:9} attempts={len(d['attempts'])}"
+             + (f" next={_when(d.get('next_attempt_ts'))}" if d.get("next_attempt_ts") else "")]
+    for a in d["attempts"]:
+        result = str(a.get("status_code", "")) or a.get("error", "")
+        if a.get("status_code") and a.get("error"):
+            result += f" {a['error']}"
+        lines.append(f"    #{a['n']} {_when(a['ts'])}  {result}  {a.get('duration_ms', 0)} ms")
+    return lines
+
+
+async def _run(args: argparse.Namespace, config: Config) -> int:
+    async def no_payload(_cid: str, _eid: str) -> None:
+        return None
+
+    async with _redis(config) as redis:
+        engine = Webhooks(redis, config.redis.key_prefix, config, no_payload)
+        action = args.webhook_command
+        try:
+            if action == "add":
+                ep = await engine.create(args.url, args.events, args.description, not args.disabled)
+                print(f"added {ep.id} {ep.url} events={','.join(ep.public()['events'])}"
+                      + ("" if ep.enabled else " (disabled)"))
+                print(f"secret: {ep.secret}  (verify deliveries with it; shown once — `segue webhook rotate` "
+                      "makes a new one)")
+            elif action == "list":
+                endpoints = await engine.endpoints()
+                for ep in endpoints:
+                    state = "enabled" if ep.enabled else "disabled"
+                    print(f"{ep.id}  {state:8} {ep.url}  events={','.join(ep.public()['events'])}"
+                          + (f"  {ep.description}" if ep.description else ""))
+                if not endpoints:
+                    print("no webhook endpoints")
+            elif action == "remove":
+                await engine.delete(args.id)
+                print(f"removed {args.id}")
+            elif action == "rotate":
+                ep = await engine.rotate_secret(args.id)
+                print(f"secret: {ep.secret}  (the previous one also signs for 24 h)")
+            elif action == "test":
+                d = await engine.send_test(args.id)
+                print(f"queued {d['id']} (a running node sends it; see `segue webhook deliveries {args.id}`)")
+            elif action == "deliveries":
+                if not 1 <= args.limit <= 1000:
+                    raise UsageError("--limit must be from 1 to 1000")
+                found = await engine.deliveries(args.id, args.limit)
+                for d in found:
+                    print("\n".join(_show_delivery(d)))
+                if not found:
+                    print("no deliveries yet")
+        except ProtocolError as exc:
+            raise UsageError(exc.message) from None
+    return 0
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    return asyncio.run(_run(args, config))
+
+
+EXTRA_COMMANDS["webhook"] = (_configure, run)

@@ -1,0 +1,379 @@
+"""Webhooks through the real stack: a real node and Redis, real HTTP receivers on loopback.
+
+Receivers verify every delivery with ``standardwebhooks.Webhook(secret).verify``; retries,
+attempts (via REST), event-type filters, a hanging receiver next to a chat, and a restart in
+the middle of pending deliveries (at-least-once with a stable ``webhook-id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from aiohttp import web
+from standardwebhooks import Webhook
+
+from segue_clients import World, http
+from server import create_app
+from signaling import WEBHOOKS
+
+FAST = {"webhooks.retry_schedule_s": [0.2, 0.4, 0.8, 1.6], "webhooks.jitter": 0.1, "webhooks.timeout_s": 2.0}
+
+
+class Receiver:
+    """An HTTP endpoint on loopback: answers each delivery with ``answer(n)`` (n = 1, 2, ... per
+    webhook-id): a status code, or None to hang until the test ends."""
+
+    def __init__(self, answer: Callable[[int], int | None] = lambda n: 200) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, Any]] = []  # every request: headers, body, status given
+        self.accepted: dict[str, list[dict[str, Any]]] = {}  # webhook-id -> verified payloads answered 2xx
+        self.secret = ""
+        self._changed = asyncio.Event()
+        self._release = asyncio.Event()
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.text()
+        headers = dict(request.headers)
+        msg_id = request.headers.get("webhook-id", "")
+        n = 1 + sum(1 for r in self.requests if r["id"] == msg_id)
+        status = self.answer(n)
+        self.requests.append({"id": msg_id, "headers": headers, "body": body, "status": status})
+        self._changed.set()
+        if status is None:
+            await self._release.wait()
+            return web.Response(status=200)
+        if 200 <= status < 300:
+            payload = Webhook(self.secret).verify(body, headers)  # raises if the signature is wrong
+            self.accepted.setdefault(msg_id, []).append(payload)
+            self._changed.set()
+        return web.Response(status=status, text="ok" if status < 300 else "try later")
+
+    async def wait(self, check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not check():
+            left = deadline - loop.time()
+            assert left > 0, f"receiver: {what} did not happen; got {[(r['id'], r['status']) for r in self.requests]}"
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+    def types(self) -> list[str]:
+        return [p[0]["type"] for p in self.accepted.values()]
+
+    def release(self) -> None:
+        self._release.set()
+
+
+async def receiver_at(aiohttp_server: Any, answer: Callable[[int], int | None] = lambda n: 200) -> Receiver:
+    rec = Receiver(answer)
+    app = web.Application()
+    app.router.add_post("/hook", rec.handle)
+    server = await aiohttp_server(app)
+    rec.url = str(server.make_url("/hook"))
+    return rec
+
+
+async def eventually(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = await check()
+        if result:
+            return result
+        assert loop.time() < deadline, f"{what} did not happen"
+        await asyncio.sleep(0.1)
+
+
+async def register(world: World, token: str, rec: Receiver, events: list[str] | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"url": rec.url, "description": "test receiver"}
+    if events is not None:
+        body["events"] = events
+    status, reply = await http("POST", f"{world.url}/api/v1/webhooks", token, body)
+    assert status == 201, reply
+    rec.secret = reply["webhook"]["secret"]
+    return reply["webhook"]
+
+
+async def test_retries_until_accepted_signed_and_visible(start_segue: Any, aiohttp_server: Any) -> None:
+    node = await start_segue(FAST)
+    world = World(node)
+    rec = await receiver_at(aiohttp_server, lambda n: 500 if n <= 2 else 200)
+    try:
+        admin = await world.add_agent("root", role="admin")
+        hook = await register(world, admin, rec, ["message.created"])
+        assert hook["secret"].startswith("whsec_") and hook["events"] == ["message.created"] and hook["enabled"]
+        customer = await world.customer()
+        started = await customer.ok("conversation.start", {"text": "hello there"})
+        cid = started["conversation"]["id"]
+
+        await rec.wait(lambda: len(rec.accepted) == 1, "the third attempt accepted")
+        assert [r["status"] for r in rec.requests] == [500, 500, 200]
+        ids = {r["id"] for r in rec.requests}
+        assert len(ids) == 1 and next(iter(ids)).startswith("msg_"), "every attempt carries the same webhook-id"
+        for r in rec.requests:  # the failed attempts were signed as well
+            Webhook(rec.secret).verify(r["body"], r["headers"])
+        payload = next(iter(rec.accepted.values()))[0]
+        assert payload["type"] == "message.created" and payload["timestamp"].endswith("Z")
+        assert payload["data"]["event"]["type"] == "message"
+        assert payload["data"]["event"]["data"]["text"] == "hello there"
+        assert payload["data"]["conversation"]["id"] == cid
+        assert payload["data"]["conversation"]["customer"]["id"] == started["conversation"]["customer"]["id"]
+
+        async def succeeded() -> Any:
+            status, body = await http("GET", f"{world.url}/api/v1/webhooks/{hook['id']}/deliveries", admin)
+            assert status == 200, body
+            return body["deliveries"] if body["deliveries"] and body["deliveries"][0]["state"] == "succeeded" else None
+
+        (delivery,) = await eventually(succeeded, "the delivery recorded as succeeded")
+        attempts = delivery["attempts"]
+        assert [a.get("status_code") for a in attempts] == [500, 500, 200]
+        assert [a["n"] for a in attempts] == [1, 2, 3]
+        assert all(a["duration_ms"] >= 0 and a["ts"] > 0 for a in attempts)
+        assert all(a["next_retry_ts"] > a["ts"] for a in attempts[:2]) and "next_retry_ts" not in attempts[2]
+        assert delivery["id"] in ids and delivery["type"] == "message.created" and "next_attempt_ts" not in delivery
+        status, one = await http("GET", f"{world.url}/api/v1/webhooks/{hook['id']}/deliveries/{delivery['id']}", admin)
+        assert status == 200 and one["delivery"]["payload"] == payload
+
+        # the secret is shown on create and rotate only; the old one keeps signing for a while
+        status, got = await http("GET", f"{world.url}/api/v1/webhooks/{hook['id']}", admin)
+        assert status == 200 and "secret" not in got["webhook"] and got["webhook"]["url"] == rec.url
+        old = rec.secret
+        status, rotated = await http("POST", f"{world.url}/api/v1/webhooks/{hook['id']}/rotate-secret", admin)
+        assert status == 200 and rotated["webhook"]["secret"] != old
+        rec.secret = rotated["webhook"]["secret"]
+        status, test = await http("POST", f"{world.url}/api/v1/webhooks/{hook['id']}/test", admin)
+        assert status == 202 and test["delivery"]["type"] == "webhook.test", test
+        await rec.wait(lambda: test["delivery"]["id"] in rec.accepted, "the test event delivered")
+        last = next(r for r in rec.requests if r["id"] == test["delivery"]["id"])
+        Webhook(old).verify(last["body"], last["headers"])  # both signatures are in the header
+        assert rec.accepted[test["delivery"]["id"]][0]["data"]["endpoint_id"] == hook["id"]
+    finally:
+        await world.close()
+
+
+async def test_webhook_rest_needs_the_scope_and_checks_input(start_segue: Any) -> None:
+    node = await start_segue()
+    world = World(node)
+    admin = await world.add_agent("root", role="admin")
+    supervisor = await world.add_agent("sue", role="supervisor")
+    base = f"{world.url}/api/v1/webhooks"
+    status, body = await http("GET", base)
+    assert status == 401
+    status, body = await http("GET", base, supervisor)
+    assert status == 403 and "webhooks:manage" in body["error"]["message"]
+    for bad, field in (({"url": "ftp://example.com/x"}, "url"), ({"url": "example.com/hook"}, "url"),
+                       ({"url": "https://u:p@example.com/"}, "url"), ({"url": "https://example.com/", "events": ["nope"]},
+                                                                      "events[0]"),
+                       ({"url": "https://example.com/", "events": ["*", "call.ended"]}, "events[0]"),
+                       ({"url": "https://example.com/", "colour": "red"}, "colour")):
+        status, body = await http("POST", base, admin, bad)
+        assert status == 400 and body["error"]["code"] == "invalid" and body["error"]["field"] == field, (bad, body)
+    status, body = await http("POST", base, admin, {"url": "https://example.com/hook"})
+    assert status == 201 and body["webhook"]["events"] == ["*"]
+    wid = body["webhook"]["id"]
+    status, body = await http("PATCH", f"{base}/{wid}", admin, {"enabled": False, "events": ["call.started", "call.ended"]})
+    assert status == 200 and body["webhook"]["enabled"] is False and body["webhook"]["events"] == ["call.started", "call.ended"]
+    status, body = await http("GET", base, admin)
+    assert [w["id"] for w in body["webhooks"]] == [wid] and "secret" not in body["webhooks"][0]
+    status, body = await http("GET", f"{base}/event-types", admin)
+    assert "csat.submitted" in body["event_types"] and len(body["event_types"]) == 9
+    status, body = await http("GET", f"{base}/{wid}/deliveries?state=lost", admin)
+    assert status == 400 and body["error"]["field"] == "state"
+    assert (await http("DELETE", f"{base}/{wid}", admin))[0] == 204
+    for method, path in (("GET", f"{base}/{wid}"), ("PATCH", f"{base}/{wid}"), ("DELETE", f"{base}/{wid}"),
+                         ("POST", f"{base}/ep_nope/test"), ("GET", f"{base}/ep_nope/deliveries")):
+        status, body = await http(method, path, admin, {} if method == "PATCH" else None)
+        assert status == 404 and body["error"]["code"] == "not_found", (method, path, body)
+
+
+async def test_event_type_filters(start_segue: Any, aiohttp_server: Any) -> None:
+    node = await start_segue(FAST)
+    world = World(node)
+    some = await receiver_at(aiohttp_server)
+    every = await receiver_at(aiohttp_server)
+    try:
+        admin = await world.add_agent("root", role="admin")
+        await register(world, admin, some, ["conversation.created", "conversation.closed", "csat.submitted"])
+        await register(world, admin, every)
+        token = await world.add_agent("alice")
+        agent = await world.agent(token)
+        customer = await world.customer()
+        cid = (await customer.ok("conversation.start", {"text": "hi"}))["conversation"]["id"]
+        await agent.next("offer", lambda o: o["conversation"]["id"] == cid)
+        await agent.ok("offer.accept", {"conversation_id": cid})
+        await agent.ok("message.send", {"conversation_id": cid, "text": "how can I help?"})
+        await agent.ok("note.add", {"conversation_id": cid, "text": "internal"})
+        await customer.ok("conversation.close", {"conversation_id": cid})
+        await customer.ok("conversation.rate", {"conversation_id": cid, "score": 5})
+
+        expected_all = ["conversation.created", "message.created", "conversation.assigned", "message.created",
+                        "conversation.closed", "csat.submitted"]
+        await every.wait(lambda: len(every.accepted) == len(expected_all), "all six events")
+        await some.wait(lambda: len(some.accepted) == 3, "the three subscribed events")
+        by_event = sorted(every.accepted.values(), key=lambda p: p[0]["data"]["event"]["id"])
+        assert [p[0]["type"] for p in by_event] == expected_all
+        assert sorted(some.types()) == ["conversation.closed", "conversation.created", "csat.submitted"]
+        closed = next(p[0] for p in some.accepted.values() if p[0]["type"] == "conversation.closed")
+        assert closed["data"]["conversation"]["id"] == cid and closed["data"]["conversation"]["state"] == "closed"
+        rated = next(p[0] for p in some.accepted.values() if p[0]["type"] == "csat.submitted")
+        assert rated["data"]["event"]["data"]["score"] == 5
+        assert all(len(v) == 1 for v in every.accepted.values()), "each event once"
+    finally:
+        await world.close()
+
+
+async def test_hanging_receiver_does_not_hold_up_chat(start_segue: Any, aiohttp_server: Any) -> None:
+    node = await start_segue({**FAST, "webhooks.concurrency": 2})
+    world = World(node)
+    rec = await receiver_at(aiohttp_server, lambda n: None)  # never answers
+    try:
+        admin = await world.add_agent("root", role="admin")
+        hook = await register(world, admin, rec, ["message.created"])
+        customer = await world.customer()
+        cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+        acks = []
+        for i in range(50):
+            acks.append(await customer.ok("message.send", {"conversation_id": cid, "text": f"m{i}", "client_id": f"c{i}"}))
+        assert len({a["event"]["id"] for a in acks}) == 50
+        await rec.wait(lambda: len(rec.requests) >= 2, "the receiver to hold two requests")
+        status, body = await http("GET", f"{world.url}/api/v1/webhooks/{hook['id']}/deliveries?limit=100", admin)
+        assert status == 200 and len(body["deliveries"]) == 50
+        assert all(d["state"] == "pending" for d in body["deliveries"]), "nothing was answered"
+        # everything the customer sent is stored and readable while the deliveries wait
+        status, events = await http("GET", f"{world.url}/api/v1/conversations/{cid}/events", admin)
+        assert [e["data"]["text"] for e in events["events"] if e["type"] == "message"] == [f"m{i}" for i in range(50)]
+    finally:
+        rec.release()
+        await world.close()
+
+
+async def test_restart_loses_no_queued_delivery(make_config: Any, aiohttp_server: Any) -> None:
+    """Deliveries failing when the node stops are sent by the next node on the same Redis:
+    at least once, with the same webhook-id (receivers de-duplicate by it)."""
+    up = {"flag": False}
+    rec = await receiver_at(aiohttp_server, lambda n: 200 if up["flag"] else 503)
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    config = make_config({**FAST, "redis.key_prefix": prefix, "webhooks.retry_schedule_s": [0.3] * 50})
+    first = await aiohttp_server(create_app(config, config.redis.url))
+    world = World(SimpleNamespace(url=str(first.make_url("/")), app=first.app))
+    admin = await world.add_agent("root", role="admin")
+    hook = await register(world, admin, rec, ["message.created"])
+    customer = await world.customer()
+    cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+    sent = [(await customer.ok("message.send", {"conversation_id": cid, "text": f"m{i}"}))["event"]["id"] for i in range(5)]
+    await rec.wait(lambda: len({r["id"] for r in rec.requests}) == 5, "every delivery attempted (and refused)")
+    await world.close()
+    await first.close()
+    seen_before = len(rec.requests)
+
+    up["flag"] = True
+    second = await aiohttp_server(create_app(config, config.redis.url))
+    try:
+        await rec.wait(lambda: len(rec.accepted) == 5, "every delivery accepted after the restart")
+        assert len(rec.requests) > seen_before
+        got = sorted(p[0]["data"]["event"]["id"] for p in rec.accepted.values())
+        assert got == sorted(sent)
+        engine = second.app[WEBHOOKS]
+        deliveries = await engine.deliveries(hook["id"], 100)
+        assert sorted(d["id"] for d in deliveries) == sorted(rec.accepted)
+        assert all(d["state"] == "succeeded" and d["attempts"][0]["status_code"] == 503 for d in deliveries)
+    finally:
+        await second.close()
+
+
+async def test_events_a_dead_node_had_taken_are_taken_over(make_config: Any, aiohttp_server: Any) -> None:
+    """A node that read queued events from the outbox and died before handing them on: another
+    node claims them (XAUTOCLAIM) after webhooks.claim_idle_s."""
+    rec = await receiver_at(aiohttp_server)
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    # this node stores and queues events but runs no worker
+    quiet = make_config({**FAST, "redis.key_prefix": prefix, "webhooks.enabled": False})
+    first = await aiohttp_server(create_app(quiet, quiet.redis.url))
+    world = World(SimpleNamespace(url=str(first.make_url("/")), app=first.app))
+    try:
+        admin = await world.add_agent("root", role="admin")
+        await register(world, admin, rec, ["message.created"])
+        customer = await world.customer()
+        cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+        for i in range(3):
+            await customer.ok("message.send", {"conversation_id": cid, "text": f"m{i}"})
+        engine = first.app[WEBHOOKS]
+        redis = engine.redis
+        assert await redis.xlen(engine.keys.outbox) == 3
+        # a worker that takes them and dies without acknowledging
+        try:
+            await redis.xgroup_create(engine.keys.outbox, engine.group, id="0", mkstream=True)
+        except Exception:  # noqa: BLE001 - exists
+            pass
+        taken = await redis.xreadgroup(engine.group, "dead-node", {engine.keys.outbox: ">"}, count=10)
+        assert len(taken[0][1]) == 3
+
+        worker = make_config({**FAST, "redis.key_prefix": prefix, "webhooks.claim_idle_s": 0.5})
+        second = await aiohttp_server(create_app(worker, worker.redis.url))
+        try:
+            await rec.wait(lambda: len(rec.accepted) == 3, "the abandoned events delivered")
+            assert sorted(p[0]["data"]["event"]["data"]["text"] for p in rec.accepted.values()) == ["m0", "m1", "m2"]
+            assert await redis.xlen(engine.keys.outbox) == 0
+        finally:
+            await second.close()
+    finally:
+        await world.close()
+        await first.close()
+
+
+def _segue(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
+    base.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning"})
+    base.update(env)
+    return subprocess.run([sys.executable, "-m", "server", *args], env=base, capture_output=True, text=True, timeout=60)
+
+
+async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aiohttp_server: Any) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    env = {"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix}
+    node = await start_segue({**FAST, "redis.key_prefix": prefix})
+    rec = await receiver_at(aiohttp_server)
+    world = World(node)
+    try:
+        added = await asyncio.to_thread(_segue, tmp_path, "webhook", "add", rec.url, "--event", "message.created",
+                                        "--description", "crm", **env)
+        assert added.returncode == 0, added.stderr
+        first, second = added.stdout.splitlines()
+        ep_id = first.split()[1]
+        assert first.startswith("added ep_") and "events=message.created" in first
+        rec.secret = second.split()[1]
+        assert rec.secret.startswith("whsec_")
+        bad = await asyncio.to_thread(_segue, tmp_path, "webhook", "add", rec.url, "--event", "message.sent", **env)
+        assert bad.returncode == 1 and "unknown event type 'message.sent'" in bad.stderr and len(bad.stderr.splitlines()) == 1
+        listed = await asyncio.to_thread(_segue, tmp_path, "webhook", "list", **env)
+        assert listed.stdout.split()[:3] == [ep_id, "enabled", rec.url]
+
+        customer = await world.customer()  # the running node picked the endpoint up
+        cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+        await customer.ok("message.send", {"conversation_id": cid, "text": "via cli"})
+        await rec.wait(lambda: len(rec.accepted) == 1, "the delivery")
+        msg_id = next(iter(rec.accepted))
+
+        async def shown() -> Any:
+            out = await asyncio.to_thread(_segue, tmp_path, "webhook", "deliveries", ep_id, **env)
+            return out.stdout if "succeeded" in out.stdout else None
+
+        text = await eventually(shown, "the delivery listed")
+        assert msg_id in text and "message.created" in text and " 200 " in text
+        removed = await asyncio.to_thread(_segue, tmp_path, "webhook", "remove", ep_id, **env)
+        assert removed.returncode == 0 and removed.stdout.strip() == f"removed {ep_id}"
+        gone = await asyncio.to_thread(_segue, tmp_path, "webhook", "remove", ep_id, **env)
+        assert gone.returncode == 1 and "does not exist" in gone.stderr
+    finally:
+        await world.close()
