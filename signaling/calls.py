@@ -425,7 +425,8 @@ class CallService:
         cid = d.conversation_id
         conv = await self.enter(ns, sid, who, cid)
         record = self.record(cid, active=False)
-        if record.state is CallPhase.REQUESTED:
+        started = record.state is CallPhase.REQUESTED  # this accept starts the call (webhook call.started)
+        if started:
             if record.requested_by and record.requested_by.kind == who.kind:
                 raise conflict("the other side accepts a call you requested")
             async with record.lock:
@@ -449,7 +450,10 @@ class CallService:
             record.media_request = None
         else:
             raise conflict("nothing to accept: the call is running and no video or screen share was asked for")
-        event = await self.log_event(cid, "call.accepted", {"by": who.author(), "media": media, "channel": media}, who.author())
+        accepted: dict[str, Any] = {"by": who.author(), "media": media, "channel": media}
+        if started:
+            accepted["started"] = True
+        event = await self.log_event(cid, "call.accepted", accepted, who.author())
         await self.push(cid, "call.accepted", {"conversation_id": cid, "media": media, "by": who.author()})
         await self.push_state(cid)
         return {"call": self.state(cid, record, ns), "event": event, "ice_servers": self.ice_servers(who.id)}

@@ -741,13 +741,15 @@ class Webhooks:
 
 
 def _starts_call(data_json: str) -> bool:
-    """``call.accepted`` starts a call when it accepts the voice call itself (later accepts are
-    video or screen share added to a running call)."""
+    """``call.accepted`` starts a call when its data says ``started: true`` (the accept of the call
+    itself; later accepts add video or screen share to a running call)."""
+    if '"started"' not in data_json:
+        return False
     try:
         data = fastjson.loads(data_json)
     except ValueError:
         return False
-    return isinstance(data, dict) and data.get("media") == "voice"
+    return isinstance(data, dict) and data.get("started") is True
 
 
 def _plain_id(value: str) -> bool:

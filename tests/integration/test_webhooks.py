@@ -377,3 +377,35 @@ async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aio
         assert gone.returncode == 1 and "does not exist" in gone.stderr
     finally:
         await world.close()
+
+
+async def test_call_events(start_segue: Any, aiohttp_server: Any) -> None:
+    """call.started (once per call, not for video added later) and call.ended, from the calls layer."""
+    node = await start_segue(FAST)
+    world = World(node)
+    rec = await receiver_at(aiohttp_server)
+    try:
+        admin = await world.add_agent("root", role="admin")
+        hook = await register(world, admin, rec, ["call.started", "call.ended"])
+        agent = await world.agent(await world.add_agent("alice", capacity={"chat": 3, "voice": 1}))
+        customer = await world.customer()
+        cid = (await customer.ok("conversation.start", {"text": "call me"}))["conversation"]["id"]
+        await agent.next("offer", lambda o: o["conversation"]["id"] == cid)
+        await agent.ok("offer.accept", {"conversation_id": cid})
+        await customer.ok("call.request", {"conversation_id": cid, "media": "voice"})
+        await agent.ok("call.accept", {"conversation_id": cid})
+        await agent.ok("call.request", {"conversation_id": cid, "media": "video"})
+        await customer.ok("call.accept", {"conversation_id": cid})
+        await customer.ok("call.hangup", {"conversation_id": cid})
+        await rec.wait(lambda: sorted(rec.types()) == ["call.ended", "call.started"], "call.started and call.ended")
+        started = next(p[0] for p in rec.accepted.values() if p[0]["type"] == "call.started")
+        assert started["data"]["event"]["type"] == "call.accepted" and started["data"]["event"]["data"]["media"] == "voice"
+        assert started["data"]["conversation"]["id"] == cid
+        # not subscribed: not queued (an event is queued in the same step that stores it, and leaves
+        # the queue in the same step that makes its deliveries)
+        await customer.ok("message.send", {"conversation_id": cid, "text": "thanks"})
+        engine = node.app[WEBHOOKS]
+        assert await engine.redis.xlen(engine.keys.outbox) == 0
+        assert len(await engine.deliveries(hook["id"], 100)) == 2
+    finally:
+        await world.close()
