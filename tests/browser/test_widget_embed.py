@@ -15,7 +15,8 @@ import pytest
 from playwright.async_api import Page, expect
 
 from chat_pages import (
-    CUSTOMER_CALL, WAIT_MS, accept_offer, agent_login, agent_send, audio_grows, panel, set_presence, widget_message,
+    CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, eventually, panel, set_presence,
+    slot_grows, widget_message,
 )
 from media.ice import set_loopback_only
 from server.auth import sign_identity
@@ -299,6 +300,52 @@ async def test_set_attributes_then_set_user_merges_the_anonymous_chat(start_segu
 
     for p in (page, other):
         assert p.segue_errors == [], p.segue_errors
+
+
+async def test_video_call_button_starts_a_video_conversation_with_cameras_on(segue: Any, new_page: Any) -> None:
+    """The header's "Video call" (widget.call({video: true})): a conversation on the video channel
+    straight into a call; once the agent accepts, both cameras are on and the visitor sees
+    themselves (self-view) with the Video toggle pressed."""
+    set_loopback_only(True)
+    try:
+        customer, agent = await new_page(), await new_page()
+        await _blank(customer, segue.url)
+        await _mount(customer)
+        await customer.click("#segue-launcher")
+        await customer.click("#segue-video-call")
+        await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("Calling", timeout=WAIT_MS)
+        cid = await customer.evaluate("window.segueWidget.conversation.id")
+        created = await customer.evaluate(
+            "() => window.segueWidget.conversation.events.find((e) => e.type === 'conversation.created')")
+        assert created["data"]["channel"] == "video", created
+        await expect(customer.locator("#segue-video-call")).to_be_hidden()
+
+        await agent_login(agent, segue.url)
+        await set_presence(agent, "available")
+        await accept_offer(agent, cid)
+        bar = panel(agent, cid).locator(".segue-call")
+
+        async def answered() -> bool:
+            # the console may answer a call conversation with the offer; else the bar's Accept does
+            state = await bar.evaluate("""(b) => {
+                const incoming = b.querySelector(".segue-call-incoming");
+                if (!incoming.hidden) b.querySelector(".call-accept").click();
+                return b.dataset.state;
+            }""")
+            return state == "active"
+
+        await eventually(answered, what="the agent answers the video call")
+        await slot_grows(agent, agent_call(cid), "camera", "the agent sees the customer's camera", by=10, field="frames")
+        await slot_grows(customer, CUSTOMER_CALL, "camera", "the customer sees the agent's camera", by=10, field="frames")
+        mine = customer.locator("#segue-callbar")
+        await expect(mine.locator(".segue-call-tile--self")).to_be_visible(timeout=WAIT_MS)
+        await expect(mine.locator(".call-video")).to_have_attribute("aria-pressed", "true", timeout=WAIT_MS)
+        states = await customer.evaluate("window.calls.callState.map((s) => s.state)")
+        assert states[:2] == ["requested", "active"], states
+        for p in (customer, agent):
+            assert p.segue_errors == [], p.segue_errors
+    finally:
+        set_loopback_only(False)
 
 
 # English that may remain in a zh-CN widget: the demo agent's name (names are not translated).
