@@ -166,13 +166,14 @@ async def test_call_from_the_web_then_hold_and_agent_hangs_up(segue: Any, new_pa
         assert created["data"]["channel"] == "voice", created
         assert created["data"]["context"]["page_url"].endswith("/widget/"), created
 
-        # the agent who takes the conversation finds the call waiting (call.state on open)
+        # the agent who takes the conversation finds the call waiting (call.state on open): the offer
+        # says it is a call, and answering the offer answers the call (no second Accept)
         await agent_login(demo, segue.url)
         await set_presence(demo, "available")
+        await expect(demo.locator(f'.offer[data-conversation-id="{cid}"] .offer-call')).to_have_text(
+            "Incoming voice call", timeout=WAIT_MS)
         await accept_offer(demo, cid)
         bar = panel(demo, cid).locator(".segue-call")
-        await expect(bar.locator(".segue-call-incoming")).to_be_visible(timeout=WAIT_MS)
-        await bar.locator(".call-accept").click()
         await audio_grows(customer, CUSTOMER_CALL, "customer hears the agent")
         await audio_grows(demo, agent_call(cid), "agent hears the customer")
 

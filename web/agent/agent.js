@@ -6,12 +6,16 @@
 import { SegueAgent } from "../sdk/segue.js";
 import { h, clear } from "../sdk/dom.js";
 import { formatDuration, channelLabel } from "../sdk/format.js";
+import { english } from "../sdk/i18n.js";
+import { agentView, offerView } from "../sdk/view-state.js";
 import { ConversationPanel, customerLabel, agentId } from "./panel.js";
 
 const $ = (selector) => document.querySelector(selector);
 
 class Console {
   constructor() {
+    /** Words of the console (web/sdk/i18n.js). */
+    this.t = english;
     this.agent = new SegueAgent();
     /** conversation id → ConversationPanel */
     this.panels = new Map();
@@ -68,7 +72,7 @@ class Console {
       } catch {
         /* logging out anyway */
       }
-      this.agent.logout();
+      await this.agent.logout();
     });
     $("#presence").addEventListener("change", async (e) => {
       try {
@@ -88,7 +92,9 @@ class Console {
       this.submitTransfer();
     });
 
-    // Close dialog
+    // Close dialog (its wrap-up words from the catalogue)
+    $("#close-tags-label").textContent = this.t("console.wrapup.tags");
+    $("#close-tags").placeholder = this.t("console.wrapup.tags_placeholder");
     const close = $("#close-dialog");
     $("#close-cancel").addEventListener("click", () => close.close());
     $("#close-form").addEventListener("submit", (e) => {
@@ -179,23 +185,30 @@ class Console {
 
   addOffer(offer) {
     this.removeOffer(offer.conversationId);
+    const t = this.t;
     const s = offer.conversation;
     const lastMessage = [...offer.events].reverse().find((e) => e.type === "message");
-    const countdown = h("span", { class: "offer-countdown" });
+    const countdown = h("span", { class: "offer-countdown", role: "timer" });
     // a call from the web says so (voice, or video: the customer's camera goes on when the call is accepted)
-    const channel = offer.payload.channel ?? s.channel ?? "chat";
-    const accept = h("button", { type: "button", class: "segue-btn segue-btn--small offer-accept" }, "Accept");
-    const decline = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small offer-decline" }, "Decline");
+    const view = offerView(offer);
+    const channel = view.channel;
+    const accept = h("button", { type: "button", class: "segue-btn segue-btn--small offer-accept" }, t(view.call ? "console.offer.accept_call" : "console.offer.accept"));
+    const decline = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small offer-decline" }, t("console.offer.decline"));
     const card = h(
       "li",
-      { class: `offer offer--${offer.kind}`, dataset: { conversationId: offer.conversationId } },
+      { class: `offer offer--${offer.kind}${view.call ? " offer--call" : ""}`, dataset: { conversationId: offer.conversationId, channel } },
       h(
         "div",
         { class: "offer-head" },
-        h("strong", {}, customerLabel(s)),
-        channel !== "chat" ? h("span", { class: "chan offer-channel", dataset: { channel } }, channelLabel(channel)) : null,
-        countdown,
+        h("strong", { class: "offer-name" }, customerLabel(s)),
+        h(
+          "span",
+          { class: "offer-tags" },
+          channel !== "chat" ? h("span", { class: "chan offer-channel", dataset: { channel } }, channelLabel(channel, t)) : null,
+          countdown,
+        ),
       ),
+      view.call ? h("div", { class: "offer-call", dataset: { channel } }, t(`console.offer.call.${channel}`)) : null,
       h(
         "div",
         { class: "offer-meta" },
@@ -212,7 +225,8 @@ class Console {
       accept.disabled = decline.disabled = true;
       try {
         const conversation = await offer.accept();
-        this.addPanel(conversation, { focus: true });
+        // accepting a call from the web answers it as well (no second Accept in the call bar)
+        this.addPanel(conversation, { focus: true, answerCall: view.call });
       } catch (error) {
         this.toast(`Could not accept: ${error.message}`);
       } finally {
@@ -250,20 +264,26 @@ class Console {
     for (const card of this.offerCards.values()) {
       const left = card.offer.secondsLeft;
       const node = card.querySelector(".offer-countdown");
-      node.textContent = left == null ? "" : `${left} s`;
+      node.textContent = left == null ? "" : this.t("console.offer.seconds_left", { seconds: left });
+      if (left == null) node.removeAttribute("aria-label");
+      else node.setAttribute("aria-label", this.t("console.offer.seconds_left.label", { seconds: left }));
       card.classList.toggle("offer--urgent", left != null && left <= 5);
     }
   }
 
   /* ---- panels ------------------------------------------------------------------------------ */
 
-  addPanel(conversation, { focus = false } = {}) {
+  addPanel(conversation, { focus = false, answerCall = false } = {}) {
     let panel = this.panels.get(conversation.id);
     if (!panel) {
       panel = new ConversationPanel(this, conversation);
       this.panels.set(conversation.id, panel);
       $("#panels").append(panel.element);
       this.renderTabs();
+    }
+    if (answerCall) {
+      panel.answerCall = true;
+      panel.answerWhenRinging();
     }
     if (focus) {
       panel.element.scrollIntoView({ behavior: "smooth", inline: "nearest", block: "nearest" });
@@ -300,6 +320,7 @@ class Console {
     clear(list);
     for (const panel of this.panels.values()) {
       const s = panel.conversation.summary ?? {};
+      const view = agentView(panel.conversation, this.agent.agent?.id);
       list.append(
         h(
           "li",
@@ -309,14 +330,14 @@ class Console {
             {
               type: "button",
               class: `conv-tab${panel.unread ? " conv-tab--unread" : ""}`,
-              dataset: { conversationId: panel.id, state: s.state ?? "" },
+              dataset: { conversationId: panel.id, state: view.badge.state },
               onclick: () => {
                 panel.element.scrollIntoView({ behavior: "smooth", inline: "nearest", block: "nearest" });
                 if (!panel.composer.hidden) panel.input.focus();
               },
             },
             h("span", { class: "conv-tab-name" }, customerLabel(s)),
-            h("span", { class: "conv-tab-state" }, s.state ?? ""),
+            h("span", { class: "conv-tab-state" }, this.t(view.badge.key)),
             panel.unread ? h("span", { class: "count count--alert" }, String(panel.unread)) : null,
           ),
         ),
@@ -324,6 +345,8 @@ class Console {
     }
     $("#no-conversations").hidden = this.panels.size > 0;
     $("#panels-empty").hidden = this.panels.size > 0;
+    // one conversation takes the whole width (its customer panel beside it); more sit side by side
+    $("#panels").dataset.count = String(this.panels.size);
   }
 
   /* ---- transfer / close dialogs --------------------------------------------------------------- */
@@ -398,15 +421,30 @@ class Console {
   openClose(panel) {
     this.dialogPanel = panel;
     $("#close-error").hidden = true;
+    $("#close-tags").value = "";
     $("#close-dialog").showModal();
+  }
+
+  /** The wrap-up tags typed in the close dialog: comma-separated, each once (the server checks them too). */
+  closeTags() {
+    const tags = [...new Set($("#close-tags").value.split(",").map((tag) => tag.trim()).filter(Boolean))];
+    const bad = tags.find((tag) => tag.length > 40 || /[<>]/.test(tag));
+    if (bad !== undefined) throw new Error(this.t("console.wrapup.bad_tag"));
+    return tags;
   }
 
   async submitClose() {
     const panel = this.dialogPanel;
     const submit = $("#close-submit");
+    let tags;
+    try {
+      tags = this.closeTags();
+    } catch (error) {
+      return this.dialogError("#close-error", error.message);
+    }
     submit.disabled = true;
     try {
-      await panel.conversation.close($("#close-disposition").value);
+      await panel.conversation.close($("#close-disposition").value, { tags });
       $("#close-dialog").close();
     } catch (error) {
       this.dialogError("#close-error", error.message);

@@ -10,6 +10,8 @@ import { describeEvent, formatTime, channelLabel, eventChannel } from "../sdk/fo
 import { SegueCall } from "../sdk/call.js";
 import { CallBar } from "../sdk/call-ui.js";
 import { english } from "../sdk/i18n.js";
+import { agentView, channelsNow, channelsUsed, callPhase, text as viewText } from "../sdk/view-state.js";
+import { CustomerHistory } from "./history.js";
 
 /** How long apart two views of the same URL still count as one (the server's repeat window). */
 const SAME_VIEW_MS = 5000;
@@ -29,16 +31,8 @@ export function pageTrail(conversation, limit = 50) {
   return pages.slice(0, limit);
 }
 
-/** An agent reference in a payload may be an id or {id, name}. */
-export function agentId(agent) {
-  if (!agent) return null;
-  return typeof agent === "string" ? agent : agent.id ?? null;
-}
-
-function agentLabel(agent) {
-  if (!agent) return "";
-  return typeof agent === "string" ? agent : agent.name || agent.id || "";
-}
+export { agentId } from "../sdk/view-state.js";
+import { agentId, agentName as agentLabel } from "../sdk/view-state.js";
 
 export function customerLabel(summary) {
   const customer = summary?.customer;
@@ -84,6 +78,7 @@ export class ConversationPanel {
 
   destroy() {
     this.dropCall();
+    this.historyView.destroy();
     for (const off of this.unsubscribe) off();
     clearTimeout(this.typingTimer);
     this.element.remove();
@@ -107,11 +102,15 @@ export class ConversationPanel {
     this.context = h("div", { class: "conv-context" });
     this.banner = h("div", { class: "conv-banner", hidden: true });
     this.callSlot = h("div", { class: "conv-call" });
-    this.historyList = h("ul", { class: "conv-history-list" });
-    this.historyCount = h("span", { class: "count" }, "0");
-    this.history = h("details", { class: "conv-history" }, h("summary", {}, "Earlier conversations ", this.historyCount), this.historyList);
-    // the customer: custom attributes set by the site (live) and the pages they looked at
     const t = this.t;
+    // the customer panel beside the conversation (issue 12): who they are, what they set and
+    // viewed, who handled this conversation before, and every earlier conversation with its
+    // transcript, calls (length, recording), wrap-up and CSAT
+    this.who = h("div", { class: "conv-who" });
+    this.handled = h("section", { class: "conv-handled", hidden: true });
+    this.historyView = new CustomerHistory(this.app, this, t);
+    this.history = this.historyView.element;
+    // the customer: custom attributes set by the site (live) and the pages they looked at
     this.attributesList = h("dl", { class: "conv-attributes" });
     this.pagesList = h("ol", { class: "conv-pages" });
     this.pagesCount = h("span", { class: "count" }, "0");
@@ -166,6 +165,14 @@ export class ConversationPanel {
       h("div", { class: "conv-composer-row" }, this.input, this.sendButton),
     );
 
+    this.aside = h(
+      "aside",
+      { class: "conv-aside", "aria-label": t("console.customer") },
+      this.who,
+      this.customerSection,
+      this.handled,
+      this.history,
+    );
     this.element = h(
       "section",
       { class: "conv-panel", dataset: { conversationId: this.conversation.id } },
@@ -175,16 +182,23 @@ export class ConversationPanel {
         h("div", { class: "conv-head-main" }, h("div", { class: "conv-title-row" }, this.title, this.stateBadge), h("div", { class: "conv-sub" }, this.meta, this.channels)),
         h("div", { class: "conv-actions" }, this.transferButton, this.closeButton, this.dismissButton),
       ),
-      this.context,
-      this.customerSection,
-      this.history,
-      this.banner,
-      this.callSlot,
-      this.log,
-      this.typing,
-      this.error,
-      this.readOnlyNote,
-      this.composer,
+      h(
+        "div",
+        { class: "conv-body" },
+        h(
+          "div",
+          { class: "conv-main" },
+          this.context,
+          this.banner,
+          this.callSlot,
+          this.log,
+          this.typing,
+          this.error,
+          this.readOnlyNote,
+          this.composer,
+        ),
+        this.aside,
+      ),
     );
     this.element.addEventListener("focusin", () => this.markRead());
     this.element.addEventListener("click", () => this.markRead());
@@ -193,33 +207,37 @@ export class ConversationPanel {
 
   /* ---- state ----------------------------------------------------------------------------- */
 
-  /** Whether this agent may write here: open, and assigned to me (or a transfer to me is pending). */
+  /** How the conversation stands for me (web/sdk/view-state.js: the one place that decides). */
+  get view() {
+    return agentView(this.conversation, this.me?.id);
+  }
+
+  /** Whether this agent may write here: open, and assigned to me (or a warm transfer to me was accepted). */
   get canWrite() {
-    const c = this.conversation;
-    if (!c.summary || c.isClosed) return false;
-    const me = this.me?.id;
-    if (agentId(c.summary.agent) === me) return true;
-    // The target of a warm transfer works on it too (consult) once they have accepted.
-    const pending = c.pendingTransfer;
-    return Boolean(pending && pending.accepted && agentId(pending.to?.agent) === me && c.state === "transferring");
+    return this.view.canWrite;
   }
 
   renderState() {
     const c = this.conversation;
     const s = c.summary ?? {};
+    const t = this.t;
+    const view = this.view;
     this.title.textContent = customerLabel(s);
-    this.stateBadge.textContent = s.state ?? "…";
-    this.stateBadge.dataset.state = s.state ?? "";
+    this.stateBadge.textContent = t(view.badge.key);
+    this.stateBadge.dataset.state = view.badge.state;
+    this.element.dataset.role = view.role;
     this.meta.textContent = [s.queue && `Queue ${s.queue}`, s.agent && `Agent ${agentLabel(s.agent)}`, s.customer?.email].filter(Boolean).join(" · ");
     clear(this.channels);
-    for (const channel of s.channels?.length ? s.channels : ["chat"]) {
-      this.channels.append(h("span", { class: "chan", dataset: { channel } }, channelLabel(channel)));
+    for (const channel of channelsNow(s)) {
+      this.channels.append(h("span", { class: "chan", dataset: { channel } }, channelLabel(channel, t)));
     }
     this.renderContext();
+    this.renderWho();
     this.renderCustomer();
+    this.renderHandled();
     this.renderHistory();
 
-    const writable = this.canWrite;
+    const writable = view.canWrite;
     const closed = c.isClosed;
     this.composer.hidden = !writable;
     this.transferButton.hidden = !writable || Boolean(c.pendingTransfer);
@@ -227,10 +245,8 @@ export class ConversationPanel {
     this.dismissButton.hidden = writable;
     this.element.classList.toggle("conv-panel--readonly", !writable);
     this.readOnlyNote.hidden = writable;
-    if (closed) this.readOnlyNote.textContent = "This conversation is closed (read-only).";
-    else if (s.agent) this.readOnlyNote.textContent = `Assigned to ${agentLabel(s.agent)} (read-only).`;
-    else if (c.summary) this.readOnlyNote.textContent = `Not assigned to you (${s.state}): read-only.`;
-    else this.readOnlyNote.textContent = "Loading…";
+    this.readOnlyNote.textContent = view.note ? viewText(view.note, t) : "";
+    if (view.role === "transferred") this.follow();
     if (closed) this.typing.hidden = true;
     this.renderBanner();
     this.syncCall(writable);
@@ -250,6 +266,7 @@ export class ConversationPanel {
       this.call = new SegueCall(this.app.agent, this.id);
       this.callBar = new CallBar(this.call, { kind: "agent", onError: (error) => this.showError(error) });
       this.callSlot.append(this.callBar.element);
+      this.offCall = this.call.on("state", () => this.answerWhenRinging());
       this.refreshCall();
     } else if (!writable && this.call) {
       this.dropCall();
@@ -260,7 +277,21 @@ export class ConversationPanel {
     this.call?.refresh().catch((error) => this.showError(error));
   }
 
+  /**
+   * Accepting an offer that is a call from the web answers the call too (`answerCall`, set by the
+   * console): one click, not a second Accept on "Visitor is calling".
+   */
+  answerWhenRinging() {
+    if (!this.answerCall || !this.callBar) return;
+    const state = this.call?.state;
+    if (callPhase(state) !== "ringing" || state.requested_by?.kind !== "customer") return;
+    this.answerCall = false;
+    this.callBar.accept().catch((error) => this.showError(error));
+  }
+
   dropCall() {
+    this.offCall?.();
+    this.offCall = null;
     this.callBar?.destroy();
     this.call?.close();
     this.call = null;
@@ -345,25 +376,69 @@ export class ConversationPanel {
   }
 
   renderHistory() {
-    const items = this.conversation.history ?? [];
-    this.historyCount.textContent = String(items.length);
-    this.history.hidden = !items.length;
-    clear(this.historyList);
-    for (const summary of items) {
-      const when = formatTime(summary.created_ts);
-      const channels = (summary.channels ?? ["chat"]).map(channelLabel).join(", ");
-      this.historyList.append(
+    this.historyView.render(this.conversation.history ?? []);
+  }
+
+  /**
+   * A conversation I handed on stays in view, read-only: the server stops sending me its changes
+   * once I left it, so the panel opens it again (the watch room) and keeps following it.
+   */
+  follow() {
+    if (this.following || !this.app.agent.socket) return;
+    this.following = true;
+    this.app.agent.openConversation(this.id).catch(() => (this.following = false));
+  }
+
+  /** Who the customer is: name, verified identity or visitor, email, id. */
+  renderWho() {
+    const t = this.t;
+    const customer = this.conversation.summary?.customer ?? {};
+    clear(this.who);
+    this.who.append(
+      h("div", { class: "conv-who-name" }, customer.name || customer.email || customer.id || t("console.customer")),
+      h(
+        "div",
+        { class: "conv-who-kind", dataset: { verified: customer.verified ? "true" : "false" } },
+        t(customer.verified ? "console.customer.verified" : "console.customer.visitor"),
+      ),
+      customer.email ? h("div", { class: "conv-who-email" }, h("span", { class: "muted" }, t("console.customer.email"), ": "), customer.email) : null,
+      customer.id ? h("div", { class: "conv-who-id muted small" }, t("console.customer.id"), ": ", customer.id) : null,
+    );
+  }
+
+  /** For a transferred conversation: who handled it before, how it was handed over, the note. */
+  renderHandled() {
+    const t = this.t;
+    const s = this.conversation.summary ?? {};
+    const items = [];
+    for (const transfer of s.transfers ?? []) {
+      const to = transfer.to?.agent ? agentLabel(transfer.to.agent) : transfer.to?.queue ?? "";
+      items.push(
         h(
           "li",
-          {},
-          h(
-            "button",
-            { type: "button", class: "segue-link history-open", dataset: { conversationId: summary.id }, onclick: () => this.app.openHistory(summary.id) },
-            `${when} · ${summary.queue ?? ""} · ${channels} · ${summary.state ?? ""}`,
-          ),
+          { class: "conv-handled-item" },
+          h("div", {}, t("console.handled.transfer", { from: agentLabel(transfer.from_agent), to, mode: t(transfer.mode === "warm" ? "transfer.mode.warm" : "transfer.mode.cold") })),
+          transfer.note ? h("div", { class: "conv-handled-note" }, t("console.handled.note", { note: transfer.note })) : null,
         ),
       );
     }
+    const pending = s.transfer;
+    if (pending?.from_agent) {
+      const to = pending.to?.agent ? agentLabel(pending.to.agent) : pending.to?.queue ?? "";
+      const requested = [...this.conversation.events].reverse().find((e) => e.type === "transfer.requested");
+      const note = requested?.data?.note;
+      items.push(
+        h(
+          "li",
+          { class: "conv-handled-item conv-handled-item--pending" },
+          h("div", {}, t("console.handled.pending", { from: agentLabel(pending.from_agent), to })),
+          note ? h("div", { class: "conv-handled-note" }, t("console.handled.note", { note })) : null,
+        ),
+      );
+    }
+    clear(this.handled);
+    this.handled.hidden = !items.length;
+    if (items.length) this.handled.append(h("h4", { class: "conv-customer-head" }, t("console.handled")), h("ul", { class: "conv-handled-list" }, items));
   }
 
   setMode(mode) {

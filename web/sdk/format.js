@@ -158,8 +158,12 @@ function describeCall(event, customer, customerName, t) {
     }
     case "call.reconnected":
       return t("call.reconnected", { who: role });
-    case "call.transferred":
-      return data.to_agent ? t("call.transferred.to", { agent: agentName(data.to_agent, t) }) : t("call.transferred");
+    case "call.transferred": {
+      // the agent's display name (the server adds it): a customer never sees a login id
+      const to = data.to_agent;
+      const name = data.to_agent_name || (to && typeof to === "object" ? agentName(to, t) : customer ? null : to);
+      return name ? t("call.transferred.to", { agent: name }) : t("call.transferred");
+    }
     case "call.monitored":
       // agents only: a supervisor started monitoring, or switched mode
       return t(`call.monitored.${["listen", "whisper", "barge"].includes(data.mode) ? data.mode : "other"}`, { who: by, mode: data.mode ?? "?" });

@@ -123,6 +123,13 @@ export interface ConversationSummary {
   transfer?: TransferInfo;
   /** Agents only. */
   offer?: { agent: AgentRef };
+  /** Wrap-up (agents): every channel used, seconds on each, completed transfers, calls, tags. */
+  channels_used?: Channel[];
+  channel_time?: Partial<Record<Channel, number>>;
+  transfers?: { from_agent: AgentRef; to: { agent?: AgentRef; queue?: string }; mode: "cold" | "warm"; ts: number; note?: string }[];
+  calls?: { started_ts: number; media: string; ended_ts?: number; duration_s?: number; recording?: { id: string; url: string } }[];
+  recording?: { id: string; url: string };
+  tags?: string[];
 }
 
 /** The customer's `session` (on every connect). */
@@ -323,7 +330,8 @@ export declare class AgentConversation extends Conversation {
   consult(text: string): Promise<SegueEvent>;
   completeTransfer(): Promise<SegueEvent>;
   cancelTransfer(): Promise<SegueEvent>;
-  close(disposition: string): Promise<SegueEvent>;
+  /** Close with a disposition and optional wrap-up tags (at most 20, 1-40 characters each). */
+  close(disposition: string, options?: { tags?: string[] }): Promise<SegueEvent>;
   renderCanned(id: string): Promise<string>;
   get pendingTransfer(): TransferInfo | null;
 }

@@ -436,12 +436,14 @@ export class AgentConversation extends Conversation {
     return event;
   }
 
-  /** Close with a disposition (e.g. "resolved"). */
-  async close(disposition) {
-    const { event } = await this.client.request("conversation.close", {
-      conversation_id: this.id,
-      disposition: String(disposition),
-    });
+  /**
+   * Close with a disposition (e.g. "resolved") and optional wrap-up `tags` (short labels, at most
+   * 20: `close("resolved", {tags: ["refund"]})`).
+   */
+  async close(disposition, { tags } = {}) {
+    const payload = { conversation_id: this.id, disposition: String(disposition) };
+    if (tags?.length) payload.tags = tags.map(String);
+    const { event } = await this.client.request("conversation.close", payload);
     this.ingest([event]);
     return event;
   }

@@ -20,6 +20,7 @@ import { h, clear, placeEvent, appendPending, markFailed, markReceipts } from ".
 import { describeEvent } from "./format.js";
 import { SegueCall } from "./call.js";
 import { CallBar } from "./call-ui.js";
+import { callPhase } from "./view-state.js";
 import { translator, browserLocale } from "./i18n.js";
 
 const PANEL_OPEN_KEY = "segue.widget.open";
@@ -222,6 +223,8 @@ export class ChatWidget {
         { id: "segue-launcher", class: "segue-launcher", type: "button", "aria-expanded": "false", onclick: () => this.toggle() },
         chatIcon(),
         (this.launcherLabel = h("span", { class: "segue-launcher-label" }, title)),
+        // a call shows on the launcher too, so a minimised widget still says "call" (renderCallButton)
+        (this.launcherCall = h("span", { class: "segue-launcher-call", role: "status", hidden: true })),
         this.badge,
       );
     }
@@ -603,6 +606,14 @@ export class ChatWidget {
     this.videoCallButton.hidden = hidden;
     // a minimised widget still shows that a call is on
     this.root?.classList.toggle("segue-widget--in-call", state === "active");
+    if (this.launcherCall) {
+      const phase = callPhase(this.activeCall?.state);
+      const theirs = this.activeCall?.state?.requested_by?.kind === "agent";
+      const key = phase === "active" ? "widget.launcher.call.active" : phase === "ringing" ? (theirs ? "widget.launcher.call.incoming" : "widget.launcher.call.ringing") : null;
+      this.launcherCall.hidden = !key;
+      this.launcherCall.textContent = key ? this.t(key) : "";
+      if (this.launcher) this.launcher.dataset.call = phase;
+    }
   }
 
   /**

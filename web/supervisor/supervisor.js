@@ -11,6 +11,11 @@ import { SegueAgent } from "../sdk/segue.js";
 import { h, clear, append } from "../sdk/dom.js";
 import { channelLabel, formatDuration } from "../sdk/format.js";
 import { clock } from "../sdk/call-ui.js";
+import { english } from "../sdk/i18n.js";
+import { agentName as agentLabel, channelsNow, loadEntries } from "../sdk/view-state.js";
+
+/** Words of the wallboard (web/sdk/i18n.js). */
+const t = english;
 
 const REFRESH_MS = 3000;
 const $ = (selector) => document.querySelector(selector);
@@ -113,11 +118,18 @@ function renderAgents(agents) {
         { dataset: { agent: a.id } },
         h("td", {}, a.name || a.id, a.role === "supervisor" ? h("span", { class: "muted small" }, " (supervisor)") : null),
         h("td", {}, h("span", { class: "presence", dataset: { presence } }, presence)),
-        h("td", {}, a.routing?.load != null ? JSON.stringify(a.routing.load).replace(/[{}"]/g, "").replace(/,/g, ", ") : "–"),
+        h("td", { class: "agent-load" }, loadText(a.routing?.load)),
         h("td", {}, String(a.routing?.conversations?.length ?? 0)),
       ),
     );
   }
+}
+
+/** An agent's load, channel by channel ("Chat 1 · Voice 1"), from routing (escalated calls count on voice). */
+function loadText(load) {
+  const entries = loadEntries(load);
+  if (!entries.length) return t("console.load.none");
+  return entries.map(([channel, n]) => `${channelLabel(channel, t)} ${n}`).join(" · ");
 }
 
 function customerName(summary) {
@@ -125,7 +137,7 @@ function customerName(summary) {
 }
 
 function agentName(summary) {
-  return summary?.agent?.name ?? summary?.agent?.id ?? null;
+  return agentLabel(summary?.agent) || null;
 }
 
 /**
@@ -153,7 +165,8 @@ function renderConversations(conversations) {
     cells[1].textContent = c.queue ?? "";
     clear(cells[2]).append(h("span", { class: "conv-state", dataset: { state: c.state } }, c.state));
     cells[3].textContent = agentName(c) ?? "–";
-    cells[4].textContent = (c.channels ?? []).map(channelLabel).join(", ");
+    cells[4].textContent = channelsNow(c).map((channel) => channelLabel(channel, t)).join(", ");
+    row.dataset.channels = channelsNow(c).join(",");
     cells[5].textContent = c.created_ts ? formatDuration((Date.now() - c.created_ts) / 1000) : "";
     // a conversation someone works on may carry a call: ask once (this also subscribes to its pushes)
     if (c.agent && !asked.has(c.id)) askCallState(c.id);
