@@ -55,25 +55,42 @@ export interface ChatWidgetOptions {
   onConversationEnd?: (summary: ConversationSummary, conversation: CustomerConversation) => void;
 }
 
-/** A mounted widget. */
-export interface ChatWidget {
-  open(): void;
-  close(): void;
-  toggle(): void;
-  /** Unmount it and disconnect. */
-  destroy(): void;
-  /** Reconnect as a verified customer (e.g. after your site's sign-in). */
-  setUser(user: { site: string; identity: SignedIdentity }): Promise<CustomerSession | unknown>;
-  setAttributes(attributes: AttributesUpdate): Promise<{ attributes: Attributes } | unknown>;
-  /** Start a call in the shown conversation (or a new one); `video: true` turns the camera on. */
-  call(options?: { video?: boolean }): Promise<unknown>;
-  setLocale(locale: Locale): void;
+/**
+ * `widget.call`: call it to start a call (`widget.call({video: true})`); it also reads through to
+ * the shown conversation's SegueCall (`widget.call.state`, `widget.call.hangup()`), whose members
+ * are undefined while there is none (`widget.currentCall` is the SegueCall or null).
+ */
+export type CallHandle = ((options?: { video?: boolean }) => Promise<void>) & Partial<SegueCall>;
+
+/** A mounted widget (mountChatWidget creates and mounts one). */
+export declare class ChatWidget {
+  constructor(options?: ChatWidgetOptions);
+  readonly options: ChatWidgetOptions;
   readonly customer: SegueCustomer;
   /** The conversation shown (null on the start form). */
   readonly conversation: CustomerConversation | null;
-  /** The host element (its shadow root holds the UI). */
-  readonly element: HTMLElement;
-  readonly shadowRoot: ShadowRoot | null;
+  /** The host element (`<segue-widget>`; its open shadow root holds the UI). */
+  get element(): HTMLElement;
+  readonly shadowRoot: ShadowRoot;
+  get isOpen(): boolean;
+  get call(): CallHandle;
+  /** The shown conversation's SegueCall, or null. */
+  get currentCall(): SegueCall | null;
+  /** Mount into `container` (mountChatWidget does it). */
+  mount(container: Element): void;
+  open(): void;
+  close(): void;
+  toggle(): void;
+  /** Unmount and disconnect (a running call is not ended); mounting again works. */
+  destroy(): void;
+  /** Reconnect as a verified customer (after your site's sign-in), or anonymous with nulls. */
+  setUser(user: { site: string; identity: SignedIdentity } | { site?: null; identity?: null }): Promise<CustomerSession>;
+  /** Custom attributes the agent sees (null deletes a key); resolves with all of them. */
+  setAttributes(attributes: AttributesUpdate): Promise<{ attributes: Attributes }>;
+  /** A call from the web: in the shown conversation, or a new one straight into a call. */
+  startCall(options?: { video?: boolean }): Promise<void>;
+  /** Rebuild in another language (a shipped locale or one added with addLocale). */
+  setLocale(locale: Locale, messages?: Messages): void;
 }
 
 /** Mount the launcher and panel. */
