@@ -58,6 +58,7 @@ from standardwebhooks import Webhook
 
 from . import fastjson
 from .errors import ProtocolError, invalid, not_found
+from .store import decode_event
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,9 @@ EVENT_TYPES = (
 )
 ALL = "*"
 TEST_TYPE = "webhook.test"
-# conversation log event type -> webhook event type (``call.accepted`` only when it starts a call)
+# conversation log event type -> webhook event type (``call.accepted`` only when it starts a call).
+# ``recording.ready`` comes from ``call.ended`` of a recorded call: ``call.recording`` is logged when
+# the recording starts, and the file is complete only once the call has ended.
 FROM_LOG = {
     "conversation.created": "conversation.created",
     "conversation.assigned": "conversation.assigned",
@@ -77,7 +80,6 @@ FROM_LOG = {
     "message": "message.created",
     "call.accepted": "call.started",
     "call.ended": "call.ended",
-    "call.recording": "recording.ready",
     "conversation.rated": "csat.submitted",
 }
 SECRET_PREFIX = "whsec_"
@@ -290,9 +292,10 @@ class Settings:
                    refresh_s=w.refresh_s, keep_days=w.keep_days, deliveries_kept=w.deliveries_kept)
 
 
-# (conversation id, event id) -> payload ``data``: the conversation summary and the event, or
-# None when the conversation or event is gone (nothing to send).
-Describe = Callable[[str, str], Awaitable[dict[str, Any] | None]]
+# (conversation id, event id, recording) -> payload ``data``: the conversation summary and the
+# event, or None when the conversation or event is gone (nothing to send). With ``recording``
+# (the event is a ``call.ended``): the call's ``call.recording`` event instead, None if unrecorded.
+Describe = Callable[[str, str, bool], Awaitable[dict[str, Any] | None]]
 
 
 @dataclass
@@ -342,7 +345,7 @@ class Webhooks:
         picks: list[list[Any]] = []
         for i, e in enumerate(events, 1):
             type_ = FROM_LOG.get(e[0])
-            if type_ is None or type_ not in wanted:
+            if type_ is None or (type_ not in wanted and not (type_ == "call.ended" and "recording.ready" in wanted)):
                 continue
             if e[0] == "call.accepted" and not _starts_call(e[3]):
                 continue
@@ -611,16 +614,19 @@ class Webhooks:
                 await self.redis.xgroup_delconsumer(self.keys.outbox, self.group, c["name"])
 
     async def _fanout(self, entry_id: str, fields: dict[str, str]) -> None:
-        cid, eid, type_ = fields.get("c", ""), fields.get("e", ""), fields.get("t", "")
-        targets = [ep for ep in self._subs.endpoints if ep.wants(type_)]
+        cid, eid, logged = fields.get("c", ""), fields.get("e", ""), fields.get("t", "")
         dls: list[dict[str, str]] = []
-        if targets:
-            data = await self.describe(cid, eid)
-            if data is not None:
-                body = _body(type_, int(eid.split("-", 1)[0]), data)
-                for ep in targets:
-                    dls.append({"id": delivery_id(ep.id, cid, eid), "ep": ep.id, "type": type_, "eid": eid,
-                                "cid": cid, "body": body, "test": "", "idx": self.keys.endpoint_deliveries(ep.id)})
+        for type_ in (logged, "recording.ready") if logged == "call.ended" else (logged,):
+            targets = [ep for ep in self._subs.endpoints if ep.wants(type_)]
+            if not targets:
+                continue
+            data = await self.describe(cid, eid, type_ == "recording.ready")
+            if data is None:
+                continue
+            body = _body(type_, int(eid.split("-", 1)[0]), data)
+            for ep in targets:
+                dls.append({"id": delivery_id(ep.id, cid, eid, type_), "ep": ep.id, "type": type_, "eid": eid,
+                            "cid": cid, "body": body, "test": "", "idx": self.keys.endpoint_deliveries(ep.id)})
         await self._fanout_script(keys=[self.keys.outbox, self.keys.due], args=[
             self.group, entry_id, _now_ms(), fastjson.dumps(dls), self.keys.delivery_prefix,
             self.settings.deliveries_kept])
@@ -756,9 +762,9 @@ def _plain_id(value: str) -> bool:
     return 0 < len(value) <= 64 and value.replace("_", "").isalnum()
 
 
-def delivery_id(ep_id: str, cid: str, eid: str) -> str:
+def delivery_id(ep_id: str, cid: str, eid: str, type_: str) -> str:
     """The ``webhook-id``: the same for every attempt and every node that fans the event out."""
-    return "msg_" + hashlib.sha256(f"{ep_id}|{cid}|{eid}".encode()).hexdigest()[:24]
+    return "msg_" + hashlib.sha256(f"{ep_id}|{cid}|{eid}|{type_}".encode()).hexdigest()[:24]
 
 
 def _body(type_: str, ts_ms: int, data: dict[str, Any]) -> str:
@@ -788,11 +794,28 @@ def store_describer(store: Any, summarize: Callable[[dict[str, str]], dict[str, 
     """The payload ``data`` read from Redis: the conversation's summary as it is when the delivery
     is prepared (normally milliseconds after the event) and the event exactly as stored."""
 
-    async def describe(cid: str, eid: str) -> dict[str, Any] | None:
+    async def describe(cid: str, eid: str, recording: bool = False) -> dict[str, Any] | None:
         h = await store.conversation(cid)
         event = await store.event(cid, eid)
         if not h or event is None:
             return None
+        if recording:
+            event = await _recording_of(store, cid, eid)
+            if event is None:
+                return None
         return {"conversation": summarize(h), "event": event}
 
     return describe
+
+
+async def _recording_of(store: Any, cid: str, ended_id: str) -> dict[str, Any] | None:
+    """The ``call.recording`` event of the call that ``ended_id`` (a ``call.ended``) ended: looked
+    for back to the previous call's end (a conversation has one call at a time)."""
+    rows = await store.redis.xrevrange(store.keys.log(cid), ended_id, "-", count=5000)
+    for eid, f in rows:
+        t = f.get("t")
+        if t == "call.recording":
+            return decode_event(cid, eid, f)
+        if t == "call.ended" and eid != ended_id:
+            return None
+    return None

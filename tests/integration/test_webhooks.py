@@ -380,13 +380,14 @@ async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aio
 
 
 async def test_call_events(start_segue: Any, aiohttp_server: Any) -> None:
-    """call.started (once per call, not for video added later) and call.ended, from the calls layer."""
-    node = await start_segue(FAST)
+    """call.started (once per call, not for video added later), call.ended and, for a recorded call,
+    recording.ready once it ended; from the calls layer."""
+    node = await start_segue({**FAST, "routing.queues": [{"name": "general", "record_calls": True}]})
     world = World(node)
     rec = await receiver_at(aiohttp_server)
     try:
         admin = await world.add_agent("root", role="admin")
-        hook = await register(world, admin, rec, ["call.started", "call.ended"])
+        hook = await register(world, admin, rec, ["call.started", "call.ended", "recording.ready"])
         agent = await world.agent(await world.add_agent("alice", capacity={"chat": 3, "voice": 1}))
         customer = await world.customer()
         cid = (await customer.ok("conversation.start", {"text": "call me"}))["conversation"]["id"]
@@ -397,15 +398,20 @@ async def test_call_events(start_segue: Any, aiohttp_server: Any) -> None:
         await agent.ok("call.request", {"conversation_id": cid, "media": "video"})
         await customer.ok("call.accept", {"conversation_id": cid})
         await customer.ok("call.hangup", {"conversation_id": cid})
-        await rec.wait(lambda: sorted(rec.types()) == ["call.ended", "call.started"], "call.started and call.ended")
-        started = next(p[0] for p in rec.accepted.values() if p[0]["type"] == "call.started")
+        expected = ["call.ended", "call.started", "recording.ready"]
+        await rec.wait(lambda: sorted(rec.types()) == expected, "call.started, call.ended, recording.ready")
+        got = {p[0]["type"]: p[0] for p in rec.accepted.values()}
+        started, ended, recording = got["call.started"], got["call.ended"], got["recording.ready"]
         assert started["data"]["event"]["type"] == "call.accepted" and started["data"]["event"]["data"]["media"] == "voice"
-        assert started["data"]["conversation"]["id"] == cid
+        assert started["data"]["conversation"]["id"] == cid and ended["data"]["event"]["type"] == "call.ended"
+        assert recording["data"]["event"]["type"] == "call.recording"
+        assert recording["data"]["event"]["data"]["url"].startswith("/api/v1/recordings/")
+        assert recording["timestamp"] == ended["timestamp"]  # ready when the call ended
         # not subscribed: not queued (an event is queued in the same step that stores it, and leaves
         # the queue in the same step that makes its deliveries)
         await customer.ok("message.send", {"conversation_id": cid, "text": "thanks"})
         engine = node.app[WEBHOOKS]
         assert await engine.redis.xlen(engine.keys.outbox) == 0
-        assert len(await engine.deliveries(hook["id"], 100)) == 2
+        assert len(await engine.deliveries(hook["id"], 100)) == 3
     finally:
         await world.close()

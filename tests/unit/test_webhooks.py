@@ -36,9 +36,13 @@ def test_pick_maps_log_events_to_webhook_types() -> None:
     ]
     assert engine(list(EVENT_TYPES)).pick(events) == [
         [1, "conversation.created"], [3, "message.created"], [5, "conversation.transferred"], [6, "call.started"],
-        [8, "recording.ready"], [9, "csat.submitted"]]
+        [9, "csat.submitted"]]
     assert engine(["message.created"]).pick(events) == [[3, "message.created"]]
     assert engine([]).pick(events) == []
+    # recording.ready is sent once the call ended (the file is complete), from its call.ended
+    ended = [encode_event("call.ended", WHO, "all", {"reason": "hangup"})]
+    assert engine(["recording.ready"]).pick(ended) == [[1, "call.ended"]]
+    assert engine(["call.started"]).pick(ended) == []
 
 
 @pytest.mark.parametrize("url", ["https://example.com/hooks", "http://127.0.0.1:8081/x?token=1", "https://[::1]:9/"])
@@ -64,9 +68,10 @@ def test_event_lists() -> None:
 
 
 def test_delivery_ids_are_stable_per_endpoint_and_event() -> None:
-    a = delivery_id("ep_1", "c_1", "1-0")
-    assert a == delivery_id("ep_1", "c_1", "1-0") and a.startswith("msg_")
-    assert len({a, delivery_id("ep_2", "c_1", "1-0"), delivery_id("ep_1", "c_1", "1-1")}) == 3
+    a = delivery_id("ep_1", "c_1", "1-0", "call.ended")
+    assert a == delivery_id("ep_1", "c_1", "1-0", "call.ended") and a.startswith("msg_")
+    assert len({a, delivery_id("ep_2", "c_1", "1-0", "call.ended"), delivery_id("ep_1", "c_1", "1-1", "call.ended"),
+                delivery_id("ep_1", "c_1", "1-0", "recording.ready")}) == 4
 
 
 def test_signatures_during_a_rotation() -> None:
