@@ -409,3 +409,35 @@ async def test_zh_cn_widget_has_no_english_left(segue: Any, new_page: Any) -> No
             assert p.segue_errors == [], p.segue_errors
     finally:
         set_loopback_only(False)
+
+
+async def test_zh_cn_catalogue_is_complete_and_keeps_the_placeholders(segue: Any, new_page: Any) -> None:
+    """Every message the widget, the call bar and the event descriptions use has a zh-CN text with
+    no English in it and exactly the English text's placeholders (a misspelt {name} would show)."""
+    page = await new_page()
+    await page.goto(segue.url + "widget/blank.html")
+    rows = await page.evaluate("""async () => {
+        const { MESSAGE_KEYS, translator, resolveLocale, addLocale } = await import("/sdk/i18n.js");
+        const en = translator("en"), zh = translator("zh-CN");
+        const refused = (() => { try { addLocale("fr", { "widget.titel": "x" }); return null; } catch (e) { return e.message; } })();
+        return {
+            rows: MESSAGE_KEYS.map((key) => ({ key, en: en(key), zh: zh(key) })),
+            resolved: ["zh", "zh-Hans-CN", "zh-SG", "zh-TW", "zh-Hant-HK", "en-GB", "fr", ""].map(resolveLocale),
+            refused,
+        };
+    }""")
+    prefixes = ("widget.", "error.", "receipt.", "channel.", "media.", "who.", "event.", "reason.", "transfer.", "call.", "callbar.")
+    mine = [r for r in rows["rows"] if r["key"].startswith(prefixes)]
+    assert len(mine) > 150
+    placeholders = re.compile(r"\{(\w+)\}")
+    problems = []
+    for r in mine:
+        bare = placeholders.sub("", r["zh"])
+        if re.search(r"[A-Za-z]", bare):
+            problems.append(("english", r["key"], r["zh"]))
+        if sorted(placeholders.findall(r["zh"])) != sorted(placeholders.findall(r["en"])):
+            problems.append(("placeholders", r["key"], r["zh"]))
+    assert problems == []
+    assert rows["resolved"] == ["zh-CN", "zh-CN", "zh-CN", "en", "en", "en", "en", "en"]
+    assert rows["refused"].startswith("addLocale: unknown message keys widget.titel")
+    assert page.segue_errors == []
