@@ -355,7 +355,7 @@ const zhCN = {
   "receipt.not_sent": "发送失败：{error}",
   "receipt.retry": "重试",
 
-  "channel.chat": "文字",
+  "channel.chat": "文字聊天",
   "channel.voice": "语音",
   "channel.video": "视频",
   "channel.screen": "屏幕共享",
@@ -377,7 +377,7 @@ const zhCN = {
   "event.started.detail_from": "对话已开始（{channel}，队列：{queue}），来自“{where}”",
   "event.queued": "已进入 {queue} 队列",
   "event.queued.customer": "正在等待客服接入…",
-  "event.offered": "已分配给{agent}",
+  "event.offered": "已推送给{agent}",
   "event.assigned": "{agent}加入了对话",
   "event.overflowed": "已从 {from} 队列溢出到 {to} 队列",
   "event.transfer.requested.warm": "已请求转接给{target}（咨询转接）",
