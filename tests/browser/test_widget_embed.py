@@ -156,6 +156,9 @@ async def test_callbacks_open_close_destroy_and_mount_again(segue: Any, new_page
         await agent_login(agent, segue.url)
         await set_presence(agent, "available")
         await accept_offer(agent, cid)
+        # trackPages (default on): the agent sees the page the widget was mounted on
+        pages = await agent.evaluate(f"() => window.segueConsole.panels.get({cid!r}).conversation.customer.pages.map((p) => p.url)")
+        assert pages == [segue.url + "widget/blank.html"], pages
         await agent_send(agent, cid, "yes, since this morning")
         await expect(widget_message(customer, "yes, since this morning")).to_have_count(1, timeout=WAIT_MS)
         assert await customer.evaluate("window.calls.message") == [
@@ -255,8 +258,15 @@ async def test_set_attributes_then_set_user_merges_the_anonymous_chat(start_segu
     segue = await start_segue({"auth.sites": {"shop": secret}})
     page = await new_page()
     await _blank(page, segue.url)
-    await _mount(page, attributes={"plan": "pro"})
+    await _mount(page, attributes={"plan": "pro"}, trackPages=False)
     cid = await _start_chat(page, "asked before signing in", name="Anon")
+    # trackPages: false records no page view (the agent's view of the customer has no pages)
+    agent = await new_page()
+    await agent_login(agent, segue.url)
+    await set_presence(agent, "available")
+    await accept_offer(agent, cid)
+    pages = await agent.evaluate(f"() => window.segueConsole.panels.get({cid!r}).conversation.customer.pages")
+    assert pages == [], pages
     assert (await page.evaluate("window.segueWidget.customer.session"))["verified"] is False
 
     # a forged identity is refused with a clear error; the widget stays the anonymous visitor
@@ -298,7 +308,7 @@ async def test_set_attributes_then_set_user_merges_the_anonymous_chat(start_segu
     ids = await other.evaluate("async () => (await window.segueWidget.customer.listConversations()).map((c) => c.id)")
     assert cid in ids
 
-    for p in (page, other):
+    for p in (page, other, agent):
         assert p.segue_errors == [], p.segue_errors
 
 
