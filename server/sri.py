@@ -35,6 +35,7 @@ IMPORT_NAMES = {
     "@segue/sdk/call": "call.js",
     "@segue/sdk/call-ui": "call-ui.js",
     "@segue/sdk/i18n": "i18n.js",
+    "@segue/sdk/format": "format.js",
 }
 
 

@@ -53,3 +53,17 @@ def declared_api() -> dict[str, Any]:
     ensure_typescript()
     node = shutil.which("node") or "node"
     return json.loads(_run([node, "declared.mjs"], "reading the SDK's declarations"))
+
+
+def packed_files() -> set[str]:
+    """What `npm pack` would publish from web/sdk (a dry run: nothing is written or sent)."""
+    npm = shutil.which("npm") or "npm"
+    sdk = TS_DIR.parents[1] / "web" / "sdk"
+    try:
+        done = subprocess.run([npm, "pack", "--dry-run", "--json", "--loglevel=error"], cwd=sdk,
+                              capture_output=True, text=True, timeout=120)
+    except FileNotFoundError:
+        pytest.fail("npm not found: install Node.js 18+ with npm to check the SDK package")
+    if done.returncode != 0:
+        pytest.fail(f"npm pack --dry-run failed in web/sdk:\n{done.stdout}\n{done.stderr}")
+    return {entry["path"] for entry in json.loads(done.stdout)[0]["files"]}

@@ -7,7 +7,7 @@ import { fileURLToPath } from "node:url";
 import path from "node:path";
 
 const sdk = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../../web/sdk");
-const modules = ["segue", "call", "call-ui", "widget", "i18n"];
+const modules = ["segue", "call", "call-ui", "widget", "i18n", "format"];
 
 const files = modules.map((m) => path.join(sdk, `${m}.d.ts`));
 const program = ts.createProgram(files, { strict: true, noEmit: true, target: ts.ScriptTarget.ES2022, lib: ["lib.es2022.d.ts", "lib.dom.d.ts"] });

@@ -3,9 +3,11 @@ enough: the example's `@ts-expect-error` lines (misuses) must still be errors.""
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
-from sdk_typecheck import TS_DIR, run_tsc
+from sdk_typecheck import TS_DIR, packed_files, run_tsc
 
 EXAMPLE = TS_DIR.parents[1] / "web" / "sdk" / "examples" / "headless.ts"
 
@@ -34,3 +36,27 @@ def test_the_declarations_refuse_misuse(tmp_path) -> None:
     failing = {int(m) for m in re.findall(r"headless\.ts\((\d+),\d+\): error", done.stdout)}
     assert done.returncode != 0
     assert failing == set(marked), f"lines refused: {sorted(failing)}, misuse lines: {marked}\n{done.stdout}"
+
+
+def test_the_npm_package_carries_every_module_its_entries_load() -> None:
+    """Follow the static and dynamic imports from each `exports` entry: every module reached (and
+    the widget's stylesheet) is in the package; the examples and demo pages are not."""
+    sdk = TS_DIR.parents[1] / "web" / "sdk"
+    package = json.loads((sdk / "package.json").read_text())
+    packed = packed_files()
+    todo = [target["default"].removeprefix("./") for target in package["exports"].values()
+            if isinstance(target, dict) and target["default"].endswith(".js")]
+    reached: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name in reached:
+            continue
+        reached.add(name)
+        source = (sdk / name).read_text()
+        for spec in re.findall(r"""(?:\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)["'](\.{1,2}/[^"']+)["']""", source):
+            todo.append((Path(name).parent / spec).as_posix().removeprefix("./"))
+    reached = {str(Path(p)) for p in reached}
+    assert "vendor/socket.io.esm.min.js" in reached and "call.js" in reached
+    assert reached <= packed, f"loaded but not published: {sorted(reached - packed)} (see files in web/sdk/package.json)"
+    assert {"widget.css", "segue.d.ts", "widget.d.ts", "README.md", "package.json"} <= packed
+    assert not {p for p in packed if p.startswith("examples/") or p.startswith("call-demo")}, packed

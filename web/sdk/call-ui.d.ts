@@ -3,12 +3,15 @@
  * share (state line, Accept / Decline, requests, supervisor line, controls, media tiles).
  */
 import type { SegueCall } from "./call.js";
+import type { Translator } from "./i18n.js";
 
 export interface CallBarOptions {
   /** Whose bar it is: decides the wording and the controls (hold is for agents). */
   kind: "customer" | "agent";
   /** Called with a failed action's error (show it to the person). */
   onError?: (error: unknown) => void;
+  /** Its language (default English). */
+  t?: Translator;
 }
 
 /** The call bar; append `element` where it belongs, `destroy()` when done. */

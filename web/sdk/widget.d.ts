@@ -14,7 +14,7 @@ import type {
   SignedIdentity,
 } from "./segue.js";
 import type { CallState, SegueCall } from "./call.js";
-import type { Locale, Messages } from "./i18n.js";
+import type { Locale, Messages, Translator } from "./i18n.js";
 
 export interface WidgetTheme {
   /** A CSS colour for buttons, the launcher and your messages. */
@@ -73,6 +73,10 @@ export declare class ChatWidget {
   get element(): HTMLElement;
   readonly shadowRoot: ShadowRoot;
   get isOpen(): boolean;
+  /** The "Call us" button (in the shadow root). */
+  readonly callButton: HTMLButtonElement;
+  /** The widget's translator (its locale and messages). */
+  readonly t: Translator;
   get call(): CallHandle;
   /** The shown conversation's SegueCall, or null. */
   get currentCall(): SegueCall | null;

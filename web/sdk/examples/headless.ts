@@ -12,6 +12,7 @@ import type { CallState } from "../call.js";
 import { mountChatWidget } from "../widget.js";
 import type { ChatWidget } from "../widget.js";
 import { translator, resolveLocale } from "../i18n.js";
+import { describeEvent } from "../format.js";
 import type {} from "../embed.js";
 
 declare function render(line: string): void;
@@ -64,8 +65,9 @@ export async function chat(url: string): Promise<CustomerConversation> {
 }
 
 function show(event: SegueEvent): void {
-  if (event.type === "message") render(`${event.author.name ?? event.author.kind}: ${event.data.text ?? ""}`);
-  else render(event.type);
+  const { kind, text } = describeEvent(event, { viewer: "customer", t: translator("zh-CN") });
+  if (kind === "message") render(`${event.author.name ?? event.author.kind}: ${text}`);
+  else render(text);
   // @ts-expect-error: ids are strings, compared with compareIds
   compareIds(event.id, 1);
 }
