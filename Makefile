@@ -48,3 +48,8 @@ vendor:
 	tmp=$$(mktemp -d) && cd $$tmp && npm pack --silent socket.io-client@$(SOCKETIO_CLIENT) >/dev/null && tar xzf socket.io-client-*.tgz \
 	&& sed 's|//# sourceMappingURL=.*||' package/dist/socket.io.esm.min.js > $(CURDIR)/web/sdk/vendor/socket.io.esm.min.js \
 	&& cp package/LICENSE $(CURDIR)/web/sdk/vendor/socket.io-client.LICENSE && rm -rf $$tmp
+
+# After editing a file of web/sdk/: write the new SRI hashes into docs/sdk.md (a test checks them).
+.PHONY: sdk-hashes
+sdk-hashes: $(STAMP)
+	$(PY) -m server.sri --update-docs
