@@ -88,6 +88,7 @@ LEASE_MARGIN_S = 30.0  # a claimed attempt is retried by another node after time
 MAX_URL = 2048
 RESPONSE_KEPT = 512  # characters of the endpoint's answer kept with each attempt
 STATES = ("pending", "succeeded", "failed")
+FANOUT_PARALLEL = 8  # outbox entries turned into deliveries at once
 
 FANOUT = r"""
 local now = ARGV[3]
@@ -449,6 +450,8 @@ class Webhooks:
     async def deliveries(self, ep_id: str, limit: int = 50, state: str | None = None) -> list[dict[str, Any]]:
         """The endpoint's most recent deliveries, newest first, each with its attempts.
         (Endpoints deleted within ``webhooks.keep_days`` keep theirs readable by id.)"""
+        if state is not None and state not in STATES:
+            raise invalid("state", f"state must be one of {', '.join(STATES)}")
         if not _plain_id(ep_id):
             raise not_found(f"webhook endpoint {ep_id}")
         if not await self.redis.exists(self.keys.endpoint(ep_id), self.keys.endpoint_deliveries(ep_id)):
@@ -579,8 +582,11 @@ class Webhooks:
                 rows = await self.redis.xreadgroup(self.group, self.consumer, {self.keys.outbox: ">"},
                                                    count=100, block=1000)
                 for _stream, entries in rows or []:
-                    for entry_id, fields in entries:
-                        await self._fanout(entry_id, fields)
+                    # a few at a time: a burst of chat is fanned out in parallel, without taking
+                    # many of the node's Redis connections from the signalling path
+                    for i in range(0, len(entries), FANOUT_PARALLEL):
+                        await asyncio.gather(*(self._fanout(entry_id, fields)
+                                               for entry_id, fields in entries[i:i + FANOUT_PARALLEL]))
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:
