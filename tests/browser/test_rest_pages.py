@@ -37,3 +37,28 @@ async def test_bot_message_note_and_close_reach_the_pages(segue, new_page) -> No
     assert status == 200
     await expect(customer.locator("#segue-composer")).to_be_hidden(timeout=WAIT_MS)
     assert customer.segue_errors == [] and agent.segue_errors == []
+
+
+async def test_an_idle_widget_follows_a_conversation_a_server_starts(segue, new_page) -> None:
+    from chat_pages import open_widget, start_chat
+
+    _, key = await segue.app[SIGNALING].api_keys.create("crm", ["conversations:write"], "test")
+    customer = await new_page()
+    await open_widget(customer, segue.url)
+    first = await start_chat(customer, "Earlier question")  # Segue knows the visitor once they act
+    await customer.click("#segue-end")
+    await expect(customer.locator("#segue-composer")).to_be_hidden(timeout=WAIT_MS)
+    cust = await customer.evaluate("window.segueWidget.customer.session.customer_id")
+    assert cust, "the widget's customer id"
+
+    status, body = await http("POST", f"{segue.url}api/v1/conversations", token=key,
+                              json_body={"customer_id": cust, "text": "Your refund is on its way"})
+    assert status == 201, body
+    cid = body["conversation"]["id"]
+    assert cid != first
+    await expect(widget_message(customer, "Your refund is on its way")).to_have_count(1, timeout=WAIT_MS)
+    await expect(customer.locator("#segue-composer")).to_be_visible(timeout=WAIT_MS)
+    assert await customer.evaluate("window.segueWidget.conversation.id") == cid
+    await customer.reload()
+    await expect(widget_message(customer, "Your refund is on its way")).to_have_count(1, timeout=WAIT_MS)
+    assert customer.segue_errors == []

@@ -480,6 +480,7 @@ export class ChatWidget {
       c.on("error", (error) => this.showError(error)),
       c.on("message", (event, conversation, { replay } = {}) => {
         if (!replay) safely(this.options.onMessage, event, conversation);
+        if (!replay && conversation?.id) this.follow(conversation.id);
       }),
       c.on("conversation", (summary, conversation) => this.noteConversationState(summary, conversation)),
     ];
@@ -506,8 +507,23 @@ export class ChatWidget {
   /** onConversationEnd fires once, for a conversation this widget saw open, when it closes. */
   noteConversationState(summary, conversation) {
     if (!summary?.id) return;
-    if (summary.state !== "closed") this.seenOpen.add(summary.id);
-    else if (this.seenOpen.delete(summary.id)) safely(this.options.onConversationEnd, summary, conversation);
+    if (summary.state !== "closed") {
+      this.seenOpen.add(summary.id);
+      this.follow(summary.id);
+    } else if (this.seenOpen.delete(summary.id)) safely(this.options.onConversationEnd, summary, conversation);
+  }
+
+  /** An idle widget (the start form, or a closed conversation) follows a conversation that starts
+   * elsewhere: one a server started for this visitor (REST outreach, docs/rest.md), or one from
+   * another tab. The conversation is remembered, so a reload shows it too. */
+  follow(id) {
+    const idle = () => !this.conversation || this.conversation.isClosed;
+    if (!idle() || this.following === id) return;
+    this.following = id;
+    this.customer.openConversation(id).then(
+      (conversation) => { if (idle() && !conversation.isClosed) this.show(conversation); },
+      (error) => this.showError(error),
+    ).finally(() => { this.following = null; });
   }
 
   setStatus(key, state, params = {}) {
