@@ -47,7 +47,19 @@ class RedisConfig:
     startup_timeout_s: float = 10.0
     # Several nodes: fan Socket.IO events out through Redis pub/sub (python-socketio's
     # AsyncRedisManager on this Redis). One node: keep false (in-memory, faster).
+    # `segue serve --workers N` (N > 1) turns it on for its nodes.
     fanout: bool = False
+    # --- scale-out and failover (docs/redis.md, docs/deployment.md) ---
+    # the embedded Redis's AOF fsync: everysec (up to ~1 s of acknowledged writes lost if the
+    # machine or Redis dies) or always (nothing acknowledged lost, each write waits for the disk)
+    appendfsync: str = "everysec"
+    # Redis Sentinel: "host:port" of each sentinel; when set, redis.url is not used and the
+    # primary of sentinel_master is asked from them (and again after a failover)
+    sentinels: list[str] = field(default_factory=list)
+    sentinel_master: str = "mymaster"
+    # the embedded Redis is restarted on the same data when its process dies (up to this many
+    # times a minute; 0: never)
+    restarts_per_minute: int = 10
 
 
 @dataclass(frozen=True)
@@ -160,6 +172,12 @@ class MediaConfig:
     # after a wake-up the forwarder waits this long before reading sockets again, so one wake-up
     # serves several packets: less CPU per call for that much added latency (0: none)
     receive_batch_ms: float = 0.0
+    # which of this machine's addresses legs gather host candidates on (empty: every interface,
+    # aioice's choice; ["127.0.0.1"]: one machine, e.g. tests)
+    host_addresses: list[str] = field(default_factory=list)
+    # the address browsers reach this node's UDP ports at, announced in place of the host
+    # candidates' own (a 1:1 NAT, e.g. a cloud VM's public IP); empty: the host addresses
+    public_address: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,10 +207,32 @@ class WebhooksConfig:
     jitter: float = 0.2  # each wait is spread by up to this fraction, either way
     timeout_s: float = 10.0  # per request: an endpoint that answers later counts as failed
     concurrency: int = 16  # requests in flight at once, per node
+    endpoint_concurrency: int = 4  # of which to one endpoint (a slow one cannot hold up the others)
     claim_idle_s: float = 60.0  # queued events a dead node had taken are taken over after this
     refresh_s: float = 10.0  # subscriptions are re-read this often (and at once on a change)
     keep_days: float = 7.0  # finished deliveries stay readable this long
     deliveries_kept: int = 1000  # listed per endpoint (the newest)
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Several nodes on one Redis (docs/deployment.md "Several nodes", "When a node dies")."""
+
+    # this node's name: the value of the sticky cookie it sets and of nginx's map; empty: <host name>-<port>
+    node_id: str = ""
+    # name of the cookie each node sets to its node_id so a proxy sends a browser back to it ("": none)
+    sticky_cookie: str = "segue_node"
+    heartbeat_s: float = 1.0  # each node writes its heartbeat this often
+    # a node silent this long is dead: survivors drop its agents' sockets and take over its calls
+    node_ttl_s: float = 5.0
+    # conversations of an agent who went offline with a dead node stay assigned this long, then
+    # return to their queue (the agent reconnecting in time keeps them)
+    reassign_after_s: float = 120.0
+    # SIGTERM: the node takes no new conversations or calls; running calls may go on this long,
+    # then move to another node
+    drain_timeout_s: float = 300.0
+    # how long a node waits for the node that holds a call to answer a forwarded call.* event
+    forward_timeout_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -210,6 +250,7 @@ class Config:
     media: MediaConfig = field(default_factory=MediaConfig)
     cors: CorsConfig = field(default_factory=CorsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def data_path(self) -> Path:
@@ -304,13 +345,28 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"setting webhooks.retry_schedule_s must hold waits above 0 s, got {w.retry_schedule_s}")
     if not 0 <= w.jitter < 1:
         raise ConfigError(f"setting webhooks.jitter must be from 0 up to (not including) 1, got {w.jitter}")
-    if w.timeout_s <= 0 or w.concurrency < 1 or w.claim_idle_s <= 0 or w.refresh_s <= 0 or w.keep_days <= 0 \
-            or w.deliveries_kept < 1:
+    if w.timeout_s <= 0 or w.concurrency < 1 or w.endpoint_concurrency < 1 or w.claim_idle_s <= 0 \
+            or w.refresh_s <= 0 or w.keep_days <= 0 or w.deliveries_kept < 1:
         raise ConfigError("settings webhooks.timeout_s, claim_idle_s, refresh_s and keep_days must be above 0, "
-                          "and webhooks.concurrency and deliveries_kept at least 1")
+                          "and webhooks.concurrency, endpoint_concurrency and deliveries_kept at least 1")
     for key in ("login_window_s", "login_failures_per_account", "login_failures_per_ip", "login_max_delay_s"):
         if getattr(config.auth, key) < 1:
             raise ConfigError(f"setting auth.{key} must be 1 or more, got {getattr(config.auth, key)}")
+    if config.redis.appendfsync not in ("everysec", "always"):
+        raise ConfigError(f"setting redis.appendfsync must be everysec or always, got {config.redis.appendfsync!r}")
+    for entry in config.redis.sentinels:
+        host, sep, port = entry.rpartition(":")
+        if not sep or not host or not port.isdigit():
+            raise ConfigError(f"setting redis.sentinels holds {entry!r}: write each sentinel as host:port")
+    c = config.cluster
+    if c.heartbeat_s <= 0 or c.node_ttl_s < 2 * c.heartbeat_s:
+        raise ConfigError("setting cluster.node_ttl_s must be at least twice cluster.heartbeat_s (above 0), "
+                          f"got {c.node_ttl_s} and {c.heartbeat_s}")
+    if c.reassign_after_s < 0 or c.drain_timeout_s < 0 or c.forward_timeout_s <= 0:
+        raise ConfigError("settings cluster.reassign_after_s and drain_timeout_s must be 0 or more, "
+                          "forward_timeout_s above 0")
+    if c.node_id and not all(ch.isalnum() or ch in "-_." for ch in c.node_id):
+        raise ConfigError(f"setting cluster.node_id may hold letters, digits, - _ and . only, got {c.node_id!r}")
     names = {q.name for q in config.routing.queues}
     if config.routing.default_queue not in names:
         raise ConfigError(f"setting routing.default_queue names {config.routing.default_queue!r}, not one of routing.queues")

@@ -110,10 +110,25 @@ end
 return 1
 """
 
+# due deliveries, at most ARGV[3], at most ARGV[5] in flight per endpoint (ARGV[4]: this node's
+# count per endpoint): leased until ARGV[2]; returns [id, endpoint] pairs
 CLAIM = r"""
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[3]))
-for _, id in ipairs(ids) do redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id) end
-return ids
+local want = tonumber(ARGV[3])
+local cap = tonumber(ARGV[5])
+local busy = cjson.decode(ARGV[4])
+local out = {}
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, want + 100)
+for _, id in ipairs(ids) do
+  if #out >= want then break end
+  local ep = redis.call('HGET', ARGV[6] .. id, 'endpoint') or ''
+  local n = busy[ep] or 0
+  if n < cap then
+    busy[ep] = n + 1
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id)
+    table.insert(out, {id, ep})
+  end
+end
+return out
 """
 
 FINISH = r"""
@@ -278,6 +293,7 @@ class Settings:
     jitter: float = 0.2
     timeout_s: float = 10.0
     concurrency: int = 16
+    endpoint_concurrency: int = 4
     claim_idle_s: float = 60.0
     refresh_s: float = 10.0
     keep_days: float = 7.0
@@ -289,7 +305,8 @@ class Settings:
         if w is None:
             return cls()
         return cls(enabled=w.enabled, retry_schedule_s=tuple(float(s) for s in w.retry_schedule_s), jitter=w.jitter,
-                   timeout_s=w.timeout_s, concurrency=w.concurrency, claim_idle_s=w.claim_idle_s,
+                   timeout_s=w.timeout_s, concurrency=w.concurrency,
+                   endpoint_concurrency=w.endpoint_concurrency, claim_idle_s=w.claim_idle_s,
                    refresh_s=w.refresh_s, keep_days=w.keep_days, deliveries_kept=w.deliveries_kept)
 
 
@@ -325,6 +342,7 @@ class Webhooks:
         self._subs = _Subscriptions()
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: dict[str, asyncio.Task[None]] = {}
+        self._inflight_endpoint: dict[str, str] = {}  # delivery id -> its endpoint, while in flight
         self._wake = asyncio.Event()
         self._stopping = False
         self._http: aiohttp.ClientSession | None = None
@@ -643,23 +661,29 @@ class Webhooks:
         while not self._stopping:
             try:
                 free = self.settings.concurrency - len(self._inflight)
-                claimed: list[str] = []
+                claimed: list[list[str]] = []
                 if free > 0:
                     now = _now_ms()
                     lease = now + int((self.settings.timeout_s + LEASE_MARGIN_S) * 1000)
-                    claimed = await self._claim_script(keys=[self.keys.due], args=[now, lease, free])
-                    for dl_id in claimed:
+                    busy: dict[str, int] = {}
+                    for ep_id in self._inflight_endpoint.values():
+                        busy[ep_id] = busy.get(ep_id, 0) + 1
+                    claimed = await self._claim_script(keys=[self.keys.due], args=[
+                        now, lease, free, fastjson.dumps(busy) if busy else "{}",
+                        self.settings.endpoint_concurrency, self.keys.delivery_prefix])
+                    for dl_id, ep_id in claimed:
                         if dl_id in self._inflight:
                             continue
                         task = asyncio.create_task(self._attempt(dl_id), name=f"segue-webhook-{dl_id}")
                         self._inflight[dl_id] = task
+                        self._inflight_endpoint[dl_id] = ep_id
                         task.add_done_callback(lambda _t, d=dl_id: self._done(d))
                 if claimed and len(claimed) == free:
                     continue  # maybe more are due: claim again once a slot is free
-                wait = 1.0
+                wait = 1.0  # or when an attempt ends (due ones may wait for their endpoint's slots)
                 if free > 0:
                     head = await self.redis.zrange(self.keys.due, 0, 0, withscores=True)
-                    if head:
+                    if head and head[0][1] > _now_ms():
                         wait = max(0.01, min(1.0, (head[0][1] - _now_ms()) / 1000))
                 self._wake.clear()
                 try:
@@ -675,6 +699,7 @@ class Webhooks:
 
     def _done(self, dl_id: str) -> None:
         self._inflight.pop(dl_id, None)
+        self._inflight_endpoint.pop(dl_id, None)
         self._wake.set()
 
     async def _attempt(self, dl_id: str) -> None:

@@ -258,6 +258,29 @@ async def test_hanging_receiver_does_not_hold_up_chat(start_segue: Any, aiohttp_
         await world.close()
 
 
+async def test_hanging_endpoint_does_not_hold_up_the_others(start_segue: Any, aiohttp_server: Any) -> None:
+    """With webhooks.endpoint_concurrency 1 of 2 slots, an endpoint that never answers (within a
+    30 s timeout) holds one slot: the other endpoint gets all its deliveries meanwhile."""
+    node = await start_segue({**FAST, "webhooks.timeout_s": 30.0, "webhooks.concurrency": 2,
+                              "webhooks.endpoint_concurrency": 1})
+    world = World(node)
+    stuck = await receiver_at(aiohttp_server, lambda n: None)
+    fine = await receiver_at(aiohttp_server)
+    try:
+        admin = await world.add_agent("root", role="admin")
+        await register(world, admin, stuck, ["message.created"])
+        await register(world, admin, fine, ["message.created"])
+        customer = await world.customer()
+        cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+        for i in range(5):
+            await customer.ok("message.send", {"conversation_id": cid, "text": f"m{i}"})
+        await fine.wait(lambda: len(fine.accepted) == 5, "the healthy endpoint served")
+        assert len(stuck.requests) == 1, "one request at a time to the hanging endpoint"
+    finally:
+        stuck.release()
+        await world.close()
+
+
 async def test_restart_loses_no_queued_delivery(make_config: Any, aiohttp_server: Any) -> None:
     """Deliveries failing when the node stops are sent by the next node on the same Redis:
     at least once, with the same webhook-id (receivers de-duplicate by it)."""
