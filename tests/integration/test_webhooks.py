@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable
 
+import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
@@ -281,13 +282,16 @@ async def test_hanging_endpoint_does_not_hold_up_the_others(start_segue: Any, ai
         await world.close()
 
 
-async def test_restart_loses_no_queued_delivery(make_config: Any, aiohttp_server: Any) -> None:
-    """Deliveries failing when the node stops are sent by the next node on the same Redis:
-    at least once, with the same webhook-id (receivers de-duplicate by it)."""
+@pytest.mark.parametrize("down", ["refusing", "hanging"])
+async def test_restart_loses_no_queued_delivery(down: str, make_config: Any, aiohttp_server: Any) -> None:
+    """Deliveries failing (or hanging: cut short) when the node stops are sent by the next node on
+    the same Redis: at least once, with the same webhook-id (receivers de-duplicate by it). A
+    hanging attempt is handed back at shutdown: with a 30 s timeout its lease would outlast the test."""
     up = {"flag": False}
-    rec = await receiver_at(aiohttp_server, lambda n: 200 if up["flag"] else 503)
+    rec = await receiver_at(aiohttp_server, lambda n: 200 if up["flag"] else (503 if down == "refusing" else None))
     prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    config = make_config({**FAST, "redis.key_prefix": prefix, "webhooks.retry_schedule_s": [0.3] * 50})
+    config = make_config({**FAST, "redis.key_prefix": prefix, "webhooks.retry_schedule_s": [0.3] * 50,
+                          "webhooks.timeout_s": 30.0})
     first = await aiohttp_server(create_app(config, config.redis.url))
     world = World(SimpleNamespace(url=str(first.make_url("/")), app=first.app))
     admin = await world.add_agent("root", role="admin")
@@ -295,7 +299,8 @@ async def test_restart_loses_no_queued_delivery(make_config: Any, aiohttp_server
     customer = await world.customer()
     cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
     sent = [(await customer.ok("message.send", {"conversation_id": cid, "text": f"m{i}"}))["event"]["id"] for i in range(5)]
-    await rec.wait(lambda: len({r["id"] for r in rec.requests}) == 5, "every delivery attempted (and refused)")
+    in_flight = 5 if down == "refusing" else 4  # webhooks.endpoint_concurrency: 4 at a time
+    await rec.wait(lambda: len({r["id"] for r in rec.requests}) == in_flight, "deliveries attempted")
     await world.close()
     await first.close()
     seen_before = len(rec.requests)
@@ -310,8 +315,11 @@ async def test_restart_loses_no_queued_delivery(make_config: Any, aiohttp_server
         engine = second.app[WEBHOOKS]
         deliveries = await engine.deliveries(hook["id"], 100)
         assert sorted(d["id"] for d in deliveries) == sorted(rec.accepted)
-        assert all(d["state"] == "succeeded" and d["attempts"][0]["status_code"] == 503 for d in deliveries)
+        assert all(d["state"] == "succeeded" and d["attempts"][-1]["status_code"] == 200 for d in deliveries)
+        if down == "refusing":
+            assert all(d["attempts"][0]["status_code"] == 503 for d in deliveries)
     finally:
+        rec.release()
         await second.close()
 
 
@@ -438,3 +446,36 @@ async def test_call_events(start_segue: Any, aiohttp_server: Any) -> None:
         assert len(await engine.deliveries(hook["id"], 100)) == 3
     finally:
         await world.close()
+
+
+async def test_endpoint_changes_reach_other_nodes(make_config: Any, start_segue: Any, aiohttp_server: Any) -> None:
+    """An endpoint added or removed through one node is followed by another node on the same Redis
+    at once (pub/sub; the periodic re-read is set far beyond the test's waits)."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    settings = {**FAST, "redis.key_prefix": prefix, "webhooks.refresh_s": 600.0}
+    a, b = await start_segue(settings), await start_segue(settings)
+    world_a, world_b = World(a), World(b)
+    rec = await receiver_at(aiohttp_server)
+    try:
+        admin = await world_a.add_agent("root", role="admin")
+        hook = await register(world_a, admin, rec, ["message.created"])
+        engine_b = b.app[WEBHOOKS]
+
+        async def b_knows() -> bool:
+            return "message.created" in engine_b._subs.wanted
+
+        await eventually(b_knows, "node b hearing of the endpoint")
+        customer = await world_b.customer()
+        cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+        await customer.ok("message.send", {"conversation_id": cid, "text": "through b"})
+        await rec.wait(lambda: len(rec.accepted) == 1, "the message stored on node b delivered")
+
+        assert (await http("DELETE", f"{world_a.url}/api/v1/webhooks/{hook['id']}", admin))[0] == 204
+
+        async def b_forgot() -> bool:
+            return not engine_b._subs.wanted
+
+        await eventually(b_forgot, "node b hearing of the removal")  # from now on nothing is queued
+    finally:
+        await world_a.close()
+        await world_b.close()
