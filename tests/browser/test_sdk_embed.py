@@ -1,14 +1,16 @@
 """The SDK as other sites use it, in Chromium: the one-tag embed (window.Segue, SRI, calls queued
-before the widget loads), the headless example page chatting with a real agent, and the
-TypeScript declarations checked against the real modules."""
+before the widget loads), the docs' snippets on a page of another origin, the headless example
+page chatting with a real agent, and the TypeScript declarations checked against the modules."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from playwright.async_api import expect
 
 from server.sdk import SDK_DIR, sdk_version
-from server.sri import integrity
+from server.sri import docs_block, integrity
 from chat_pages import WAIT_MS
 from sdk_typecheck import declared_api
 from segue_clients import World
@@ -28,16 +30,14 @@ async def _blank(segue, new_page):
 async def _add_embed(page, *, value: str | None = None, data: dict[str, str] | None = None) -> None:
     """Insert the documented tag: <script src=... integrity=... crossorigin=anonymous async data-...>."""
     await page.evaluate(
-        """([src, value, data]) => new Promise((resolve) => {
+        """([src, value, data]) => {
             const s = document.createElement("script");
             s.src = src; s.integrity = value; s.crossOrigin = "anonymous"; s.async = true;
             for (const [k, v] of Object.entries(data)) s.setAttribute("data-" + k, v);
-            s.onload = () => resolve("load"); s.onerror = () => resolve("error");
-            window.__embedLoaded = new Promise((r) => s.addEventListener("load", () => r("load")));
-            window.__embedResult = new Promise((r) => { s.addEventListener("load", () => r("load")); s.addEventListener("error", () => r("error")); });
+            // "load" or "error" (a refused integrity fires error), awaited by the tests
+            window.__embedResult = new Promise((r) => { s.onload = () => r("load"); s.onerror = () => r("error"); });
             document.head.append(s);
-            resolve();
-        })""",
+        }""",
         [EMBED, value or integrity((SDK_DIR / "embed.js").read_bytes()), data or {}],
     )
 
@@ -185,3 +185,68 @@ async def test_declarations_match_the_modules(segue, new_page) -> None:
         return problems;
     }""", declared)
     assert report == [], "\n".join(report)
+
+
+def _snippets(base: str) -> tuple[str, str]:
+    """docs/sdk.md's two install snippets (script tag; import map + module), for a node at ``base``."""
+    block = docs_block(base_url=base)
+    html = re.findall(r"```html\n(.*?)```", block, re.S)
+    assert len(html) == 2, block
+    return html[0], html[1]
+
+
+async def _another_site(aiohttp_server, pages: dict[str, str]) -> str:
+    """A second web server (another origin: another port on this machine) serving ``pages``."""
+    from aiohttp import web
+
+    async def serve(request: web.Request) -> web.Response:
+        body = pages[request.match_info["name"]]
+        return web.Response(content_type="text/html",
+                            text=f"<!doctype html><html><head><meta charset='utf-8'></head><body>{body}</body></html>")
+
+    app = web.Application()
+    app.router.add_get("/{name}", serve)
+    server = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/")
+
+
+async def _site_page(new_page):
+    page = await new_page()
+    page.console_lines = []  # type: ignore[attr-defined]
+    page.on("console", lambda message: page.console_lines.append(f"{message.type}: {message.text}"))
+    return page
+
+
+async def test_the_documented_snippets_work_on_another_site(segue, new_page, aiohttp_server) -> None:
+    """The docs' snippets, with this node's URL, on a page of another origin: the script tag and
+    the import map (every module pinned) each mount a connected widget; a pinned hash that does not
+    match the served file stops the module graph."""
+    base = segue.url.rstrip("/")
+    tag, modules = _snippets(base)
+    segue_js = f"{base}/sdk/{VERSION}/segue.js"
+    good = integrity((SDK_DIR / "segue.js").read_bytes())
+    assert f'"{segue_js}": "{good}"' in modules
+    tampered = modules.replace(f'"{segue_js}": "{good}"', f'"{segue_js}": "{integrity(b"other bytes")}"')
+    site = await _another_site(aiohttp_server, {
+        "shop-tag.html": tag,
+        "shop-modules.html": modules,
+        "shop-tampered.html": tampered + "<script>window.__loaded = true;</script>",
+    })
+    assert site != base
+
+    for name in ("tag", "modules"):
+        page = await _site_page(new_page)
+        await page.goto(f"{site}/shop-{name}.html")
+        try:
+            await expect(page.locator("#segue-launcher")).to_be_visible(timeout=WAIT_MS)
+        except AssertionError:
+            raise AssertionError(f"{name}: no widget; console: {page.console_lines}") from None
+        await expect(page.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+        assert page.segue_errors == [], (name, page.segue_errors)
+
+    page = await _site_page(new_page)
+    await page.goto(f"{site}/shop-tampered.html", wait_until="load")
+    assert await page.evaluate("window.__loaded") is True
+    assert await page.locator("segue-widget").count() == 0
+    assert any("integrity" in line and "segue.js" in line for line in page.console_lines), page.console_lines
+    assert await page.evaluate("typeof customElements") == "object"  # the page itself works
