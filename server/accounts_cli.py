@@ -1,4 +1,4 @@
-"""``segue agent ...``: manage agent accounts from a shell.
+"""``segue agent ...`` and ``segue apikey ...``: manage agent accounts and API keys from a shell.
 
     segue agent add USERNAME --password PW --name "Ada L" --skills billing,de \\
         --role supervisor --capacity chat=3,voice=1
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from server import EXTRA_COMMANDS, Config, EmbeddedRedis, UsageError
+from signaling import CHANNEL_RE, ROLES, USERNAME_RE, Account, Directory, ProtocolError, parse_capacity
 
-from .agents import ROLES, Account, Directory, parse_capacity
-from .errors import ProtocolError
-from .schema import CHANNEL_RE, USERNAME_RE
+from .cli import EXTRA_COMMANDS, UsageError
+from .config import Config
+from .embedded_redis import EmbeddedRedis
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -185,7 +185,7 @@ EXTRA_COMMANDS["agent"] = (_configure, run)
 #     segue apikey revoke ID
 
 def _configure_apikey(parser: argparse.ArgumentParser) -> None:
-    from .apikeys import SCOPES
+    from signaling import SCOPES
 
     parser.description = "manage API keys for servers (REST with Authorization: Bearer sgk_...)"
     sub = parser.add_subparsers(dest="apikey_command", metavar="ACTION", required=True)
@@ -207,7 +207,7 @@ def _when(ms: int | None) -> str:
 
 
 async def _run_apikey(args: argparse.Namespace, config: Config) -> int:
-    from .apikeys import ApiKeys
+    from signaling import ApiKeys
 
     if config.log.level.lower() != "debug":
         logging.getLogger("server.embedded_redis").setLevel(logging.WARNING)

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .config import Config
 from .embedded_redis import RedisUnavailable
+from .redis_client import make_redis
 from .security import setup_security_headers
 from .sdk import add_sdk_routes
 from .version import __version__
@@ -44,6 +45,8 @@ class Node:
     sio: socketio.AsyncServer
     secret: bytes
     started_at: float = field(default_factory=time.monotonic)
+    # this node's name among several (cluster.node_id, else <host name>-<port>): the sticky cookie's value
+    node_id: str = ""
     # Coroutines run at shutdown, before Redis closes (e.g. close media legs, flush state).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
@@ -102,8 +105,7 @@ def create_app(config: Config, redis_url: str) -> web.Application:
         config=config,
         # A blocking pool: a burst of requests waits for a free connection instead of failing with
         # "Too many connections" (redis-py's default pool raises past 100).
-        redis=aioredis.Redis(connection_pool=aioredis.BlockingConnectionPool.from_url(
-            redis_url, decode_responses=True, health_check_interval=30, max_connections=64, timeout=20)),
+        redis=make_redis(redis_url, max_connections=64, timeout=20),  # server/redis_client.py (Sentinel too)
         redis_url=redis_url,
         sio=sio,
         secret=load_secret(config),
@@ -111,12 +113,25 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     app[NODE] = node
     sio.attach(app)
 
-    app.router.add_get("/healthz", healthz)
+    from .ops import healthz as ops_healthz, setup_ops
+
+    if not node.node_id:
+        from signaling.cluster import default_node_id
+
+        node.node_id = config.cluster.node_id or default_node_id(config.http.port)
+    app.router.add_get("/healthz", ops_healthz)  # alive; /readyz: taking work (server/ops.py)
+    setup_ops(app)
     _add_pages(app)
 
     # Components register their routes, namespaces and start/stop hooks.
-    for setup in _component_setups():
-        setup(app)
+    # signaling gets what it needs from this node (it never imports the server layer); then the
+    # REST API, which sits on signaling's service
+    import signaling
+
+    from . import rest
+
+    signaling.setup(app, node)
+    rest.setup(app)
     # after every component's routes exist: CORS covers all of them (server/cors.py)
     setup_cors(app, origin_policy(config))
     setup_security_headers(app)  # CSP, frame-ancestors, nosniff, Referrer-Policy (server/security.py)
@@ -125,24 +140,6 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     app.on_startup.append(_tune_gc)
     app.on_shutdown.append(_shutdown)
     return app
-
-
-def _component_setups() -> list[Callable[[web.Application], None]]:
-    """Each layer's ``setup(app)``. ``media`` has none: it never sees the app; ``signaling`` drives it."""
-    setups: list[Callable[[web.Application], None]] = []
-    import importlib
-
-    for name in ("signaling", "server.rest"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                continue
-            raise
-        setup = getattr(module, "setup", None)
-        if setup is not None:
-            setups.append(setup)
-    return setups
 
 
 def _add_pages(app: web.Application) -> None:
@@ -176,23 +173,6 @@ def _index_of(folder: Path) -> Callable[[web.Request], Awaitable[web.StreamRespo
         return web.FileResponse(page)
 
     return handler
-
-
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness and readiness: 200 when Redis answers, 503 when it does not."""
-    node = request.app[NODE]
-    try:
-        await asyncio.wait_for(node.redis.ping(), timeout=2)
-        redis_state = "ok"
-    except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
-        redis_state = f"error: {exc or type(exc).__name__}"
-    body: dict[str, Any] = {
-        "status": "ok" if redis_state == "ok" else "degraded",
-        "version": __version__,
-        "redis": redis_state,
-        "uptime_s": round(time.monotonic() - node.started_at, 3),
-    }
-    return web.json_response(body, status=200 if redis_state == "ok" else 503)
 
 
 async def _check_redis(app: web.Application) -> None:

@@ -22,6 +22,7 @@ from aiohttp import web
 from .app import create_app
 from .config import Config, ConfigError, load_config
 from .embedded_redis import EmbeddedRedis, RedisUnavailable
+from .redis_client import sentinel_url
 from .logs import setup_logging
 from .version import __version__
 
@@ -70,8 +71,13 @@ async def serve(config: Config, ready: Callable[[str], None] | None = None) -> N
     check_demo(config)
     embedded: EmbeddedRedis | None = None
     redis_url = config.redis.url
+    if config.redis.sentinels:  # the primary Sentinel names (server/redis_client.py)
+        redis_url = sentinel_url(config.redis.sentinels, config.redis.sentinel_master)
     if not redis_url:
-        embedded = await EmbeddedRedis.start(config.data_path, config.redis.startup_timeout_s)
+        embedded = await EmbeddedRedis.start(config.data_path, config.redis.startup_timeout_s,
+                                             appendfsync=config.redis.appendfsync)
+        # if redis-server dies, it is started again on its data: no server restart (docs/redis.md)
+        embedded.supervise(config.redis.restarts_per_minute)
         redis_url = embedded.url
     runner: web.AppRunner | None = None
     try:
@@ -97,10 +103,27 @@ async def serve(config: Config, ready: Callable[[str], None] | None = None) -> N
         if ready:
             ready(url)
         stop = asyncio.Event()
+        drain_asked = asyncio.Event()
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        loop.add_signal_handler(signal.SIGINT, stop.set)
+
+        def on_term() -> None:  # the first SIGTERM drains, a second one stops at once
+            (stop if drain_asked.is_set() else drain_asked).set()
+
+        loop.add_signal_handler(signal.SIGTERM, on_term)
+        drain_wait = asyncio.ensure_future(drain_asked.wait())
+        stop_wait = asyncio.ensure_future(stop.wait())
+        await asyncio.wait([drain_wait, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+        if drain_asked.is_set() and not stop.is_set():
+            # no new conversations or calls here; running calls finish (docs/deployment.md "Draining")
+            from .ops import drain
+
+            drain_task = asyncio.ensure_future(drain(app, config.cluster.drain_timeout_s))
+            await asyncio.wait([drain_task, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            if not drain_task.done():
+                drain_task.cancel()
+        drain_wait.cancel()
+        stop_wait.cancel()
         log.info("shutting down")
     finally:
         if runner is not None:
@@ -122,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_serve.add_argument("--host", help="override http.host")
     p_serve.add_argument("--port", type=int, help="override http.port")
     p_serve.add_argument("--data-dir", help="override data_dir")
+    p_serve.add_argument(
+        "--workers", type=int, nargs="?", const=0, default=None, metavar="N",
+        help="run N nodes on this machine (ports http.port, +1, ...; one Redis, fan-out on); "
+             "--workers alone: one per core (docs/deployment.md)",
+    )
     for name, (configure, _run) in EXTRA_COMMANDS.items():
         # each command states what it is for as its parser's description: `segue --help` lists it
         probe = argparse.ArgumentParser(add_help=False)
@@ -132,13 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _register_extra_commands() -> None:
-    try:
-        import signaling.cli  # noqa: F401  (registers its subcommands into EXTRA_COMMANDS)
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("signaling", "signaling.cli"):
-            raise
-    else:
-        from . import webhook_cli  # noqa: F401  (segue webhook ...)
+    from . import accounts_cli  # noqa: F401  (segue agent ..., segue apikey ...)
+    from . import webhook_cli  # noqa: F401  (segue webhook ...)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -156,6 +179,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config, overrides=overrides)
         setup_logging(config.log.level, config.log.format)
         if command == "serve":
+            workers = getattr(args, "workers", None)
+            if workers is not None:
+                from .workers import run_workers, worker_count
+
+                if workers < 0:
+                    raise UsageError("--workers takes a number of nodes (0 or nothing: one per core)")
+                count = worker_count(workers)
+                if count > 1:
+                    return asyncio.run(run_workers(config, count))
             asyncio.run(serve(config))
             return 0
         _configure, run = EXTRA_COMMANDS[command]

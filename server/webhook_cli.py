@@ -51,7 +51,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
 
 @asynccontextmanager
 async def _redis(config: Config) -> AsyncIterator[aioredis.Redis]:
-    from signaling.cli import running_embedded_url
+    from .accounts_cli import running_embedded_url
 
     if config.log.level.lower() != "debug":
         logging.getLogger("server.embedded_redis").setLevel(logging.WARNING)

@@ -14,9 +14,13 @@ See docs/protocol.md (the wire), docs/conversations.md (states, access, Redis ke
 
 from __future__ import annotations
 
+from typing import Any, Awaitable, Callable, Protocol
+
+import redis.asyncio as aioredis
+import socketio
 from aiohttp import web
 
-from .agents import Directory
+from .agents import ROLES, Account, Directory, parse_capacity
 from .apikeys import MANAGE_KEYS, SCOPES, ApiKey, ApiKeys, scopes_for_role
 from . import listing, outreach  # the REST API's listing and server-written conversations
 from .errors import ProtocolError, log_unexpected
@@ -25,20 +29,20 @@ from .passwords import hash_password, verify_password
 from .origins import OriginPolicy, OriginRefused, Surface, environ_own_origins, own_origins
 from .routing import RoutingError
 from .limits import RateLimiter, client_address
-from .schema import EVENT_ID_RE, ID_RE, json_schema, validate
+from .schema import CHANNEL_RE, EVENT_ID_RE, ID_RE, USERNAME_RE, json_schema, validate
 from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling, summary
 from .webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES, Webhooks
 from .tokens import Signer, TokenClaims, TokenError
 from .throttle import LoginThrottle
 
 __all__ = [
-    "setup", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
+    "setup", "Host", "HOST", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
     "EVENT_ID_RE", "validate", "Directory", "summary",
     "WEBHOOKS", "Webhooks", "WEBHOOK_EVENT_TYPES",
     "SCOPES", "MANAGE_KEYS", "ApiKey", "ApiKeys", "scopes_for_role", "listing", "outreach", "ID_RE", "json_schema",
     "Signer", "TokenClaims", "TokenError", "hash_password", "verify_password", "IdentityError", "sign_identity",
     "verify_identity",
-    "LoginThrottle", "log_unexpected",
+    "LoginThrottle", "log_unexpected", "ROLES", "Account", "parse_capacity", "CHANNEL_RE", "USERNAME_RE",
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
     "RateLimiter", "client_address",
 ]
@@ -47,12 +51,26 @@ SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)
 WEBHOOKS: web.AppKey[Webhooks] = web.AppKey("segue_webhooks", Webhooks)
 
 
-def setup(app: web.Application) -> None:
-    from server import NODE
+class Host(Protocol):
+    """What signaling needs from the process that hosts it (``server.app.Node`` is one): the
+    Socket.IO server, Redis, the settings, the signing secret, and a list of coroutines to run at
+    shutdown. Passed in by the server layer, so signaling never imports it."""
 
+    sio: socketio.AsyncServer
+    redis: aioredis.Redis
+    config: Any
+    secret: bytes
+    closers: list[Callable[[], Awaitable[None]]]
+
+
+HOST: web.AppKey[Any] = web.AppKey("segue_signaling_host", object)
+
+
+def setup(app: web.Application, host: Host) -> None:
     from .namespaces import AgentNamespace, CustomerNamespace, install_ack_hook
 
-    node = app[NODE]
+    app[HOST] = host
+    node = host
     # Socket.IO packets encoded and decoded with orjson (what AsyncServer(json=...) sets, too)
     from .fastjson import SocketIOJson
 
@@ -62,6 +80,7 @@ def setup(app: web.Application) -> None:
 
     bound_send_queues(node.sio, node.config.limits.send_queue_packets, node.config.limits.send_queue_bytes)
     service = Signaling(node.sio, node.redis, node.config, node.secret)
+    _setup_cluster(app, node, service)
     install_ack_hook(node.sio)
     service.customer_ns = CustomerNamespace(service)  # type: ignore[attr-defined]
     service.agent_ns = AgentNamespace(service)  # type: ignore[attr-defined]
@@ -104,6 +123,24 @@ def _setup_webhooks(app: web.Application, service: Signaling) -> None:
         await webhooks.start()
 
     app.on_startup.insert(0, start)  # subscriptions loaded before anything stores an event
-    from server import NODE
+    app[HOST].closers.append(webhooks.stop)  # closers run in reverse: stops before the service
 
-    app[NODE].closers.append(webhooks.stop)  # closers run in reverse: stops before the service
+
+def _setup_cluster(app: web.Application, host: Any, service: Signaling) -> None:
+    """This node's membership of the cluster (signaling/cluster.py): heartbeat, the watch on
+    other nodes, the bus that carries call.* events to the node holding a call. Started before
+    the service (the namespaces record sockets with it), stopped after every socket closed."""
+    from .cluster import Cluster, default_node_id
+
+    config = service.config
+    node_id = getattr(host, "node_id", "") or config.cluster.node_id or default_node_id(config.http.port)
+    cluster = Cluster(service.redis, config.redis.key_prefix, config, node_id)
+    cluster.on_agent_lost = service.agent_lost
+    cluster.on_orphan_due = service.requeue_lost_agent
+    service.cluster = cluster
+
+    async def start(_app: web.Application) -> None:
+        await cluster.start()
+
+    app.on_startup.append(start)
+    host.closers.insert(0, cluster.stop)  # closers run in reverse: the cluster stops last

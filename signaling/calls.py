@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextvars
+import json
 import enum
 import hashlib
 import hmac
@@ -47,11 +49,25 @@ import socketio
 from aiohttp import web
 
 from media import (Call, CallLeg, CallRecorder, Forwarder, LegError, MonitorMode, PortRangeExhausted, SdpRefused,
-                   check_offer)
+                   announce, check_offer, set_host_addresses)
 
 from . import call_messages as cm
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
 from .store import MutationFailed, Store, encode_event, decode_event
+
+# True while this node handles a call.* event forwarded from the node the socket is on
+# (signaling.cluster): that node keeps the socket's rooms, this one holds the call.
+_FORWARDED: contextvars.ContextVar[bool] = contextvars.ContextVar("segue_call_forwarded", default=False)
+# events answered by any node (nothing of a call is read)
+LOCAL_EVENTS = frozenset({"call.config"})
+
+
+class Forward(Exception):
+    """The call lives on another node: send the event there."""
+
+    def __init__(self, node: str) -> None:
+        super().__init__(node)
+        self.node = node
 
 log = logging.getLogger(__name__)
 
@@ -147,12 +163,12 @@ class CallService:
     rules stay in Redis and the namespaces."""
 
     def __init__(self, app: web.Application) -> None:
-        from server import NODE
+        from . import HOST
 
         from .call_monitor import Monitoring
 
         self.app = app
-        self.node = app[NODE]
+        self.node = app[HOST]  # the hosting node (sio, redis, config, closers)
         self.sio: socketio.AsyncServer = self.node.sio
         self.config = self.node.config
         self.store = Store(self.node.redis, self.config.redis.key_prefix)
@@ -164,6 +180,11 @@ class CallService:
         self.monitoring = Monitoring(self)
         # calls that ended and are being announced: their record, for the conversation's summary
         self._ending: dict[str, CallRecord] = {}
+        # several nodes (signaling.cluster): set by install(); sockets of this node whose call.*
+        # events went to another node -> those nodes (told when the socket goes)
+        self.cluster: Any = None
+        self._remote_sockets: dict[Socket, set[str]] = {}
+        self._events: dict[str, CallEvent] = {}
 
     # wiring -----------------------------------------------------------------------------------
 
@@ -193,16 +214,23 @@ class CallService:
         signaling = self.app[SIGNALING]
         namespaces = [signaling.customer_ns, signaling.agent_ns]  # type: ignore[attr-defined]
         for event in self.events():
+            self._events[event.name] = event
             for namespace in namespaces:
                 if namespace.namespace in event.namespaces:
-                    namespace.register(event.name, event.schema, self._route(namespace.namespace, event.handler),
-                                       event.max_bytes)
+                    namespace.register(event.name, event.schema,
+                                       self._route(namespace.namespace, event.handler, event.name), event.max_bytes)
+        self.cluster = getattr(signaling, "cluster", None)
+        if self.cluster is not None:
+            self.cluster.handle("call", self._forwarded)
+            self.cluster.handle("call.socket_gone", self._forwarded_socket_gone)
+            self.cluster.on_calls_orphaned = self.adopt
         self.app.router.add_get("/api/v1/recordings/{name}", self.download_recording)
         self.app.on_startup.append(self._start)
         self.node.closers.append(self.close)
 
-    def _route(self, ns: str, handler: CallHandler) -> Callable[[Any, Any, str], Awaitable[dict[str, Any]]]:
-        """The namespace's handler signature ``(principal, payload, sid)`` -> ours."""
+    def _route(self, ns: str, handler: CallHandler, name: str = "") -> Callable[[Any, Any, str], Awaitable[dict[str, Any]]]:
+        """The namespace's handler signature ``(principal, payload, sid)`` -> ours; an event for a
+        call that lives on another node is forwarded there (signaling.cluster)."""
 
         async def run(principal: Any, payload: Any, sid: str) -> dict[str, Any]:
             who = self._who.get((ns, sid))
@@ -212,14 +240,148 @@ class CallService:
                 # the session's principal is current (a customer names themselves in the pre-chat
                 # form after connecting): call events carry that name, not "Visitor"
                 who = self._who[(ns, sid)] = replace(who, name=principal.name)
+            if self.cluster is not None and name not in LOCAL_EVENTS:
+                target = await self._target(name, payload.conversation_id)
+                if target is not None:
+                    return await self._forward(target, ns, sid, who, name, payload)
             try:
                 return await handler(ns, sid, who, payload)
+            except Forward as exc:  # another node claimed the call first
+                return await self._forward(exc.node, ns, sid, who, name, payload)
             except LegError as exc:  # handlers name the field; this is the fallback
                 raise ProtocolError("invalid", str(exc)) from None
 
         return run
 
+    # several nodes: where a call lives (docs/deployment.md "Calls across nodes") ---------------
+
+    def _call_key(self, cid: str) -> str:
+        return f"{self.config.redis.key_prefix}call:{cid}"
+
+    async def _target(self, name: str, cid: str) -> str | None:
+        """The node that must handle ``name`` for conversation ``cid``; None: this one."""
+        me = self.cluster.node_id
+        owner = await self.node.redis.hget(self._call_key(cid), "node")
+        if owner and owner != me:
+            return owner
+        if owner is None and name == "call.request" and self.cluster.draining:
+            # a draining node starts no call: the first node that takes work does
+            live = await self.cluster.live_nodes()
+            for node, taking in sorted(live.items()):
+                if taking and node != me:
+                    return node
+        return None
+
+    async def _forward(self, node: str, ns: str, sid: str, who: Participant, name: str, payload: Any) -> dict[str, Any]:
+        """Run the event on ``node`` (where the call's legs are). This node keeps the socket: it
+        joins the call's room here first, so the pushes the other node makes reach it."""
+        from .cluster import NodeUnavailable
+        from .schema import to_plain
+
+        cid = payload.conversation_id
+        await self.join(ns, sid, cid)
+        self._remote_sockets.setdefault((ns, sid), set()).add(node)
+        body = {"ns": ns, "sid": sid, "event": name, "payload": to_plain(payload),
+                "who": {"kind": who.kind, "id": who.id, "name": who.name, "supervisor": who.supervisor}}
+        try:
+            reply = await self.cluster.request(node, "call", body)
+        except NodeUnavailable:
+            raise ProtocolError("unavailable", "the server that holds this call is not answering; if it stopped, "
+                                               "another one takes the call over within seconds: retry shortly") from None
+        if not isinstance(reply, dict) or not reply.get("ok"):
+            error = (reply or {}).get("error") or {}
+            raise ProtocolError(error.get("code") or "internal", error.get("message") or "the call's server failed",
+                                error.get("field"))
+        return reply.get("result") or {}
+
+    async def _forwarded(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A ``call.*`` event another node forwarded: the call's legs are here."""
+        from .schema import validate
+
+        event = self._events.get(body.get("event", ""))
+        if event is None:
+            return {"ok": False, "error": {"code": "unknown_event", "message": f"unknown event {body.get('event')!r}"}}
+        token = _FORWARDED.set(True)
+        try:
+            payload = validate(event.schema, body.get("payload"), self.config.limits.max_message_chars)
+            who = Participant(**body["who"])
+            result = await event.handler(body["ns"], body["sid"], who, payload)
+            return {"ok": True, "result": result}
+        except Forward:
+            return {"ok": False, "error": {"code": "unavailable", "message": "the call is moving between servers: retry"}}
+        except ProtocolError as exc:
+            return {"ok": False, "error": exc.as_dict()}
+        except LegError as exc:
+            return {"ok": False, "error": {"code": "invalid", "message": str(exc)}}
+        finally:
+            _FORWARDED.reset(token)
+
+    async def _forwarded_socket_gone(self, body: dict[str, Any]) -> None:
+        self._socket_gone(body.get("ns", ""), body.get("sid", ""))
+
+    async def _claim(self, cid: str) -> None:
+        """Make this node the call's home in Redis; ``Forward`` when another node has it."""
+        if self.cluster is None:
+            return
+        me = self.cluster.node_id
+        owner = await self.node.redis.eval(_CLAIM, 2, self._call_key(cid), self.cluster.keys.calls(me), me, cid)
+        if owner != me:
+            raise Forward(owner)
+
+    async def _persist(self, record: CallRecord) -> None:
+        """What another node needs to take the call over if this one dies."""
+        if self.cluster is None:
+            return
+        fields = {"state": record.state.value, "video": "1" if record.video else "0",
+                  "requested_by": json.dumps(record.requested_by.__dict__) if record.requested_by else "",
+                  "page_url": record.page_url or "", "started_ms": str(record.started_ms),
+                  "load_agent": record.load_agent or ""}
+        try:
+            await self.node.redis.hset(self._call_key(record.conversation_id), mapping=fields)
+        except Exception:  # noqa: BLE001 - bookkeeping must not break the call
+            log.exception("call %s not recorded for take-over", record.conversation_id)
+
+    def _release(self, cid: str) -> None:
+        """The call is over: it no longer lives anywhere."""
+        if self.cluster is None:
+            return
+        me = self.cluster.node_id
+        self._spawn(self.node.redis.eval(_RELEASE, 2, self._call_key(cid), self.cluster.keys.calls(me), me, cid))
+
+    async def adopt(self, dead: str, cids: list[str]) -> int:
+        """Calls anchored on ``dead`` (a node that died): re-created here with no legs yet. Both
+        sides are told at once (``call.migrated``) and offer a new connection, which attaches like
+        a reloaded page's; a side that does not within ``media.reconnect_grace_s`` ends the call."""
+        me = self.cluster.node_id
+        taken = 0
+        for cid in cids:
+            raw = await self.node.redis.eval(_ADOPT, 3, self._call_key(cid), self.cluster.keys.calls(me),
+                                             self.cluster.keys.calls(dead), dead, me, cid)
+            if not raw:
+                continue
+            h = dict(zip(raw[::2], raw[1::2]))
+            conv = await self.store.conversation(cid)
+            if not conv or conv.get("state") == "closed" or h.get("state") not in ("requested", "active"):
+                self._release(cid)
+                continue
+            by = json.loads(h["requested_by"]) if h.get("requested_by") else None
+            record = CallRecord(cid, state=CallPhase(h["state"]), requested_by=Participant(**by) if by else None,
+                                video=h.get("video") == "1", page_url=h.get("page_url") or None,
+                                load_agent=h.get("load_agent") or None, started_ms=int(h.get("started_ms") or 0))
+            if record.state is CallPhase.ACTIVE:
+                record.call = self._new_call(cid, conv)
+                record.call.expect(["customer", "agent"] if conv.get("agent") else ["customer"])
+            self.records[cid] = record
+            taken += 1
+            if record.state is CallPhase.ACTIVE:
+                await self.log_event(cid, "call.migrated", {"reason": "node_lost"})
+            await self.push(cid, "call.migrated", {"conversation_id": cid, "reason": "node_lost"})
+            await self.push_state(cid)
+        return taken
+
     async def _start(self, _app: web.Application) -> None:
+        if self.config.media.host_addresses:  # this node's legs gather on these addresses only
+            set_host_addresses(self.config.media.host_addresses)
         if self.forwarder is None:
             self.forwarder = Forwarder(batch_interval=self.config.media.receive_batch_ms / 1000)
             # encode the shared hold tone now (~100 ms of CPU), not inside the first call's wiring
@@ -244,6 +406,12 @@ class CallService:
 
     def unbind(self, namespace: str, sid: str) -> None:
         self._who.pop((namespace, sid), None)
+        for node in self._remote_sockets.pop((namespace, sid), ()):
+            if self.cluster is not None:  # the node holding the call forgets the socket too
+                self._spawn(self.cluster.tell(node, "call.socket_gone", {"ns": namespace, "sid": sid}))
+        self._socket_gone(namespace, sid)
+
+    def _socket_gone(self, namespace: str, sid: str) -> None:
         for cid, record in list(self.records.items()):
             seat = record.supervisor
             if seat is not None and seat.socket == (namespace, sid):
@@ -252,11 +420,17 @@ class CallService:
 
     async def join(self, namespace: str, sid: str, conversation_id: str) -> None:
         """Put the socket in the conversation's call room (to receive ``call.*`` pushes)."""
+        if _FORWARDED.get():
+            return  # the socket is on the node that forwarded the event: it joined the room there
         await self.sio.enter_room(sid, self.room(conversation_id), namespace=namespace)
 
     @staticmethod
     def room(cid: str) -> str:
         return f"conv:{cid}"
+
+    def call_sockets(self) -> set[Socket]:
+        """Sockets of this node that hold a leg of a call here (a draining node keeps them)."""
+        return set(self._owners.values())
 
     def seated(self, cid: str, ns: str, sid: str) -> bool:
         """True when this socket holds the supervisor seat of the conversation's call."""
@@ -406,7 +580,9 @@ class CallService:
             if not idle:
                 assert current is not None
                 raise conflict(f"a call is already {current.state.value} in this conversation")
+            await self._claim(cid)  # this node is the call's home (Forward: another node was first)
             record = self.records[cid] = CallRecord(cid, requested_by=who, page_url=page_url, video=media == "video")
+            await self._persist(record)
             data: dict[str, Any] = {"by": who.author(), "media": media, "channel": media}
             if page_url:
                 data["page_url"] = page_url
@@ -443,6 +619,7 @@ class CallService:
                 recording = {"id": rid, "url": f"/api/v1/recordings/{rid}"}
                 await self.log_event(cid, "call.recording", recording)
             await self._call_began(record, conv, media, recording)
+            await self._persist(record)
         elif record.media_request is not None:
             media = record.media_request["media"]
             if record.media_request["by"]["kind"] == who.kind:
@@ -466,6 +643,7 @@ class CallService:
             media = "video" if record.video else "voice"
             record.state = CallPhase.ENDED
             self.records.pop(cid, None)
+            self._release(cid)
         elif record.media_request is not None:
             media = record.media_request["media"]
             record.media_request = None
@@ -516,10 +694,10 @@ class CallService:
         await self.push_state(cid)
         return {"sdp": answer, "renegotiated": False, "supervisor_audio": new.second_audio}
 
-    @staticmethod
-    async def _answer(leg: CallLeg, sdp: str) -> str:
+    async def _answer(self, leg: CallLeg, sdp: str) -> str:
         try:
-            return await leg.answer(sdp)
+            # media.public_address: browsers reach this node's UDP ports there (several nodes, NAT)
+            return announce(await leg.answer(sdp), self.config.media.public_address)
         except LegError as exc:
             raise invalid("sdp", str(exc)) from None
         except PortRangeExhausted as exc:
@@ -695,6 +873,7 @@ class CallService:
                 # ended by the call itself (grace period over): log and tell everyone
                 record.state = CallPhase.ENDED
                 self.records.pop(cid, None)
+                self._release(cid)
                 self._ending[cid] = record
                 self._spawn(self._announce_end(cid, data["reason"], data["durations"], None))
             return
@@ -704,6 +883,7 @@ class CallService:
         record = self.records.pop(cid, None)
         if record is None:
             return None
+        self._release(cid)
         self._ending[cid] = record
         record.state = CallPhase.ENDED
         record.supervisor = None
@@ -915,6 +1095,30 @@ def _json(value: Any) -> str:
 
     return json.dumps(value, separators=(",", ":"))
 
+
+# KEYS: call hash, this node's calls; ARGV: node, cid. The call's home: us unless another node has it.
+_CLAIM = """
+if redis.call('HSETNX', KEYS[1], 'node', ARGV[1]) == 1 then
+  redis.call('SADD', KEYS[2], ARGV[2])
+  return ARGV[1]
+end
+return redis.call('HGET', KEYS[1], 'node')
+"""
+# KEYS: call hash, this node's calls; ARGV: node, cid. Forget the call if it is (still) ours.
+_RELEASE = """
+if redis.call('HGET', KEYS[1], 'node') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], ARGV[2])
+return 1
+"""
+# KEYS: call hash, our calls, the dead node's calls; ARGV: dead node, us, cid. Take the call over
+# if the dead node still holds it; returns its fields (nothing if someone else has it).
+_ADOPT = """
+redis.call('SREM', KEYS[3], ARGV[3])
+if redis.call('HGET', KEYS[1], 'node') ~= ARGV[1] then return false end
+redis.call('HSET', KEYS[1], 'node', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+return redis.call('HGETALL', KEYS[1])
+"""
 
 CALLS: web.AppKey[CallService] = web.AppKey("segue_calls", CallService)
 

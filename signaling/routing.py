@@ -21,12 +21,12 @@ import enum
 import json
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import redis.asyncio as aioredis
 
-if TYPE_CHECKING:  # signaling reads the settings; it does not import the server layer at runtime
-    from server import RoutingConfig
+# ``routing`` settings (``server.config.RoutingConfig``): duck-typed, signaling never imports the server layer
+RoutingConfig = Any
 
 __all__ = [
     "Presence",
