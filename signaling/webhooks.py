@@ -149,11 +149,13 @@ end
 return 1
 """
 
+# a failed delivery again: its attempts so far stay listed; the schedule starts over from them
 RETRY = r"""
-if redis.call('HGET', KEYS[1], 'state') ~= 'failed' then return 0 end
-redis.call('HSET', KEYS[1], 'state', 'pending', 'attempts', '0', 'next_ts', ARGV[2], 'updated_ts', ARGV[2])
+local cur = redis.call('HMGET', KEYS[1], 'state', 'attempts')
+if cur[1] ~= 'failed' then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'pending', 'base', cur[2], 'next_ts', ARGV[2], 'updated_ts', ARGV[2])
 redis.call('PERSIST', KEYS[1])
-redis.call('DEL', KEYS[2])
+redis.call('PERSIST', KEYS[2])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 1
 """
@@ -717,6 +719,7 @@ class Webhooks:
             return
         done_before = int(h.get("attempts") or 0)
         n = done_before + 1
+        k = n - int(h.get("base") or 0)  # the attempt's place in the schedule (a manual retry starts over)
         started = _now_ms()
         attempt: dict[str, Any] = {"n": n, "ts": started}
         ep_h = await self.redis.hgetall(self.keys.endpoint(h["endpoint"]))
@@ -743,10 +746,10 @@ class Webhooks:
             await self._finish(dl_id, done_before, attempt, "succeeded", 0)
             return
         schedule = self.settings.retry_schedule_s
-        if n > len(schedule):
+        if k > len(schedule):
             await self._finish(dl_id, done_before, attempt, "failed", 0)
             return
-        delay = schedule[n - 1] * (1 + random.uniform(-self.settings.jitter, self.settings.jitter))
+        delay = schedule[k - 1] * (1 + random.uniform(-self.settings.jitter, self.settings.jitter))
         next_ms = _now_ms() + max(1, int(delay * 1000))
         attempt["next_retry_ts"] = next_ms
         await self._finish(dl_id, done_before, attempt, "retry", next_ms)

@@ -163,6 +163,54 @@ async def test_retries_until_accepted_signed_and_visible(start_segue: Any, aioht
         await world.close()
 
 
+async def test_failed_delivery_retried_by_hand(start_segue: Any, aiohttp_server: Any) -> None:
+    """Retries exhausted: failed; POST .../retry sends it again (attempts kept, schedule over);
+    a test event reaches a disabled endpoint, events do not."""
+    node = await start_segue({**FAST, "webhooks.retry_schedule_s": [0.2]})
+    world = World(node)
+    up = {"flag": False}
+    rec = await receiver_at(aiohttp_server, lambda n: 200 if up["flag"] else 500)
+    try:
+        admin = await world.add_agent("root", role="admin")
+        hook = await register(world, admin, rec, ["message.created"])
+        base = f"{world.url}/api/v1/webhooks/{hook['id']}"
+        customer = await world.customer()
+        cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+        await customer.ok("message.send", {"conversation_id": cid, "text": "hello"})
+
+        async def failed() -> Any:
+            status, body = await http("GET", f"{base}/deliveries?state=failed", admin)
+            assert status == 200, body
+            return body["deliveries"]
+
+        (delivery,) = await eventually(failed, "the delivery failing for good")
+        assert [a["status_code"] for a in delivery["attempts"]] == [500, 500]
+        assert "next_retry_ts" not in delivery["attempts"][-1] and "next_attempt_ts" not in delivery
+        status, body = await http("POST", f"{base}/deliveries/{delivery['id']}/retry", admin)
+        assert status == 202 and body["delivery"]["state"] in ("pending", "succeeded"), body
+        up["flag"] = True
+        await rec.wait(lambda: delivery["id"] in rec.accepted, "the retried delivery accepted")
+
+        async def succeeded() -> Any:
+            status, body = await http("GET", f"{base}/deliveries/{delivery['id']}", admin)
+            return body["delivery"] if body["delivery"]["state"] == "succeeded" else None
+
+        again = await eventually(succeeded, "the retried delivery recorded")
+        assert [a.get("status_code") for a in again["attempts"]][-1] == 200 and len(again["attempts"]) >= 3
+        status, body = await http("POST", f"{base}/deliveries/{delivery['id']}/retry", admin)
+        assert status == 409 and body["error"]["code"] == "conflict"
+
+        status, body = await http("PATCH", base, admin, {"enabled": False})
+        assert status == 200 and body["webhook"]["enabled"] is False
+        await customer.ok("message.send", {"conversation_id": cid, "text": "not sent: disabled"})
+        status, body = await http("POST", f"{base}/test", admin)
+        assert status == 202
+        await rec.wait(lambda: body["delivery"]["id"] in rec.accepted, "the test event, despite disabled")
+        assert sorted(rec.types()) == ["message.created", "webhook.test"]
+    finally:
+        await world.close()
+
+
 async def test_webhook_rest_needs_the_scope_and_checks_input(start_segue: Any) -> None:
     node = await start_segue()
     world = World(node)
