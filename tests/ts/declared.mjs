@@ -44,6 +44,17 @@ for (const [i, file] of files.entries()) {
   entry.exports.sort();
   out[`${modules[i]}.js`] = entry;
 }
+// every event name an Emitter of the SDK is declared to emit (the type arguments' keys)
+const EVENT_MAPS = { "segue.js": ["ConversationEvents", "CustomerEvents", "AgentEvents"], "call.js": ["CallEvents", "MonitorEvents"] };
+for (const [file, names] of Object.entries(EVENT_MAPS)) {
+  const moduleSymbol = checker.getSymbolAtLocation(program.getSourceFile(path.join(sdk, file.replace(".js", ".d.ts"))));
+  const exported = new Map(checker.getExportsOfModule(moduleSymbol).map((s) => [s.getName(), s]));
+  const events = new Set();
+  for (const name of names) {
+    for (const p of checker.getPropertiesOfType(checker.getDeclaredTypeOfSymbol(exported.get(name)))) events.add(p.getName());
+  }
+  out[file].events = [...events].sort();
+}
 const problems = ts.getPreEmitDiagnostics(program).map((d) => ts.flattenDiagnosticMessageText(d.messageText, "\n"));
 if (problems.length) {
   console.error(problems.join("\n"));

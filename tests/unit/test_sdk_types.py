@@ -60,3 +60,16 @@ def test_the_npm_package_carries_every_module_its_entries_load() -> None:
     assert reached <= packed, f"loaded but not published: {sorted(reached - packed)} (see files in web/sdk/package.json)"
     assert {"widget.css", "segue.d.ts", "widget.d.ts", "README.md", "package.json"} <= packed
     assert not {p for p in packed if p.startswith("examples/") or p.startswith("call-demo")}, packed
+
+
+def test_every_event_the_modules_emit_is_declared() -> None:
+    """`.emit("name"` in segue.js / call.js: each name is a key of a declared event map, so a
+    listener for it type-checks (and a misspelt one does not)."""
+    from sdk_typecheck import declared_api
+
+    declared = declared_api()
+    sdk = TS_DIR.parents[1] / "web" / "sdk"
+    for module in ("segue.js", "call.js"):
+        emitted = set(re.findall(r"""\.emit\(\s*["']([\w.]+)["']""", (sdk / module).read_text()))
+        missing = emitted - set(declared[module]["events"])
+        assert not missing, f"{module} emits {sorted(missing)}: declare them in {module.replace('.js', '.d.ts')}"

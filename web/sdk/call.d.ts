@@ -60,6 +60,8 @@ export interface CallEvents {
   ended: [payload: CallEndedPush];
   /** Every state of the current connection. */
   connection: [state: RTCPeerConnectionState];
+  /** The server holding the call stopped and another took it over: a new connection follows. */
+  migrated: [payload: { conversation_id: string; [key: string]: unknown }];
   /** The connection is being replaced (old state). */
   replacing: [state: RTCPeerConnectionState | null];
   /** The other side's voice and camera. */

@@ -437,7 +437,7 @@ export declare class SegueCustomer extends SegueClient<CustomerEvents, CustomerC
   forget(id: string): void;
   resetVisitor(): void;
   /** Set (or, with null, delete) custom attributes the agent sees. */
-  setAttributes(attributes: AttributesUpdate): Promise<{ attributes: Attributes }>;
+  setAttributes(attributes: AttributesUpdate, options?: { conversationId?: string }): Promise<{ attributes: Attributes }>;
   /** Record a page of the trail the agent sees (defaults: location.href, document.title). */
   pageView(page?: { url?: string; title?: string }): Promise<void>;
   /** Reconnect as a verified customer, or anonymous again with `{site: null, identity: null}`. */
