@@ -221,6 +221,16 @@ async def test_webhook_rest_needs_the_scope_and_checks_input(start_segue: Any) -
     assert status == 401
     status, body = await http("GET", base, supervisor)
     assert status == 403 and "webhooks:manage" in body["error"]["message"]
+    keys = {}
+    for scope in ("webhooks:manage", "conversations:read"):
+        status, body = await http("POST", f"{world.url}/api/v1/api-keys", admin, {"name": scope, "scopes": [scope]})
+        assert status == 201, body
+        keys[scope] = body["key"]
+    status, body = await http("POST", base, keys["webhooks:manage"], {"url": "https://example.com/by-key"})
+    assert status == 201 and body["webhook"]["secret"].startswith("whsec_")
+    assert (await http("DELETE", f"{base}/{body['webhook']['id']}", keys["webhooks:manage"]))[0] == 204
+    status, body = await http("GET", base, keys["conversations:read"])
+    assert status == 403 and "webhooks:manage" in body["error"]["message"]
     for bad, field in (({"url": "ftp://example.com/x"}, "url"), ({"url": "example.com/hook"}, "url"),
                        ({"url": "https://u:p@example.com/"}, "url"), ({"url": "https://example.com/", "events": ["nope"]},
                                                                       "events[0]"),
