@@ -231,6 +231,8 @@ async def test_the_documented_snippets_work_on_another_site(segue, new_page, aio
         "shop-tag.html": tag,
         "shop-modules.html": modules,
         "shop-tampered.html": tampered + "<script>window.__loaded = true;</script>",
+        # the tag's own import() of the modules obeys the page's import map too
+        "shop-tag-tampered.html": tampered.split("<script type=\"module\">")[0] + tag,
     })
     assert site != base
 
@@ -247,6 +249,14 @@ async def test_the_documented_snippets_work_on_another_site(segue, new_page, aio
     page = await _site_page(new_page)
     await page.goto(f"{site}/shop-tampered.html", wait_until="load")
     assert await page.evaluate("window.__loaded") is True
+    assert await page.locator("segue-widget").count() == 0
+    assert any("integrity" in line and "segue.js" in line for line in page.console_lines), page.console_lines
+
+    page = await _site_page(new_page)
+    await page.goto(f"{site}/shop-tag-tampered.html")
+    await page.wait_for_function("typeof window.Segue === 'function'", timeout=WAIT_MS)
+    error = await page.evaluate("Segue.init().then(() => 'mounted', (e) => String(e))")
+    assert error != "mounted"
     assert await page.locator("segue-widget").count() == 0
     assert any("integrity" in line and "segue.js" in line for line in page.console_lines), page.console_lines
     assert await page.evaluate("typeof customElements") == "object"  # the page itself works
