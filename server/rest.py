@@ -22,7 +22,7 @@ from signaling import (
     validate,
 )
 from signaling import fastjson, listing, outreach
-from signaling import LoginThrottle, log_unexpected
+from signaling import LoginThrottle, client_address, log_unexpected
 from signaling import messages as m
 
 log = logging.getLogger(__name__)
@@ -164,23 +164,16 @@ def _limit(request: web.Request, default: int = 100, most: int = 1000) -> int:
 
 # --- auth ----------------------------------------------------------------------------------------
 
-def client_address(request: web.Request) -> str:
-    """The client's address: the peer's, or, when the peer is one of ``auth.trusted_proxies``
-    (nginx), the last address in X-Forwarded-For that is not a trusted proxy."""
-    trusted = set(_svc(request).config.auth.trusted_proxies)
-    addr = request.remote or "unknown"
-    if addr in trusted:
-        for hop in reversed(request.headers.get("X-Forwarded-For", "").split(",")):
-            hop = hop.strip()[:64]
-            if hop and hop not in trusted:
-                return hop
-    return addr
+def _client_address(request: web.Request) -> str:
+    """The client's address (``auth.trusted_proxies``: X-Forwarded-For from nginx names it)."""
+    return client_address(request.remote, request.headers.get("X-Forwarded-For"),
+                          _svc(request).config.auth.trusted_proxies)
 
 
 async def login(request: web.Request) -> web.Response:
     body = await _body(request, m.Login)
     svc = _svc(request)
-    username, addr = body.username.strip().lower(), client_address(request)
+    username, addr = body.username.strip().lower(), _client_address(request)
     throttle = LoginThrottle(svc.redis, svc.config.redis.key_prefix, svc.config.auth)
     await throttle.check(username, addr)  # rate_limited (429, Retry-After) before any password check
     account = await svc.directory.authenticate(username, body.password)
