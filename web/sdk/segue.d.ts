@@ -88,7 +88,7 @@ export interface SegueEvent {
 }
 
 /** A chat message. */
-export interface MessageEvent extends SegueEvent {
+export interface SegueMessageEvent extends SegueEvent {
   type: "message";
   data: EventData & { text: string; client_id?: string };
 }
@@ -267,7 +267,7 @@ export interface SegueSocket {
 
 export interface ConversationEvents {
   event: [event: SegueEvent, info: { replay: boolean }];
-  message: [event: MessageEvent, info: { replay: boolean }];
+  message: [event: SegueMessageEvent, info: { replay: boolean }];
   conversation: [summary: ConversationSummary];
   typing: [payload: TypingPayload];
   read: [payload: ReadPayload];
@@ -296,7 +296,7 @@ export declare class Conversation extends Emitter<ConversationEvents> {
   get isClosed(): boolean;
   /** The newest event's id: the resume cursor. */
   get lastEventId(): string | null;
-  get messages(): MessageEvent[];
+  get messages(): SegueMessageEvent[];
   has(eventId: string): boolean;
   /** Add events (ack, push, resume, cache); returns those that were new. */
   ingest(events: readonly SegueEvent[] | null | undefined, options?: { replay?: boolean }): SegueEvent[];
@@ -304,7 +304,7 @@ export declare class Conversation extends Emitter<ConversationEvents> {
   /** Fetch what was missed since the last event. */
   resume(): Promise<this>;
   /** Resolves with the stored message (delivered through "event"/"message" once). */
-  send(text: string, options?: { clientId?: string }): Promise<MessageEvent>;
+  send(text: string, options?: { clientId?: string }): Promise<SegueMessageEvent>;
   setTyping(typing: boolean): void;
   noteTyping(idleMs?: number): void;
   markRead(eventId?: string | null): void;
@@ -349,7 +349,7 @@ export interface ClientEvents<C extends Conversation = Conversation, S = unknown
   connect_error: [error: SegueError];
   error: [error: SegueError];
   event: [event: SegueEvent, conversation: C, info: { replay: boolean }];
-  message: [event: MessageEvent, conversation: C, info: { replay: boolean }];
+  message: [event: SegueMessageEvent, conversation: C, info: { replay: boolean }];
   conversation: [summary: ConversationSummary, conversation: C];
   typing: [payload: TypingPayload, conversation: C];
   read: [payload: ReadPayload, conversation: C];

@@ -8,9 +8,8 @@ import type {
   ConversationSummary,
   CustomerConversation,
   CustomerSession,
-  MessageEvent,
+  SegueMessageEvent,
   SegueCustomer,
-  SegueEvent,
   SignedIdentity,
 } from "./segue.js";
 import type { CallState, SegueCall } from "./call.js";
@@ -50,7 +49,8 @@ export interface ChatWidgetOptions {
   /** Show the launcher button (default true); false: open it from your own button. */
   launcher?: boolean;
   onReady?: (widget: ChatWidget) => void;
-  onMessage?: (event: MessageEvent | SegueEvent, conversation: CustomerConversation) => void;
+  /** Each new chat message (the agent's and the visitor's own; not those replayed from the cache). */
+  onMessage?: (event: SegueMessageEvent, conversation: CustomerConversation) => void;
   onCallState?: (state: CallState, call: SegueCall) => void;
   onConversationEnd?: (summary: ConversationSummary, conversation: CustomerConversation) => void;
 }

@@ -6,7 +6,7 @@
  * headless.html + headless.js next to this file.
  */
 import { SegueAgent, SegueCustomer, SegueError, compareIds } from "../segue.js";
-import type { ConversationSummary, CustomerConversation, MessageEvent, SegueEvent } from "../segue.js";
+import type { ConversationSummary, CustomerConversation, SegueMessageEvent, SegueEvent } from "../segue.js";
 import { SegueCall, supervisorOf } from "../call.js";
 import type { CallState } from "../call.js";
 import { mountChatWidget } from "../widget.js";
@@ -37,7 +37,7 @@ export async function chat(url: string): Promise<CustomerConversation> {
   conversation.on("conversation", (summary: ConversationSummary) => summary.state === "closed" && render("closed"));
   conversation.on("failed", ({ text, error }) => render(`not sent: ${text} (${error.code})`));
 
-  const sent: MessageEvent = await conversation.send("Where is my order?");
+  const sent: SegueMessageEvent = await conversation.send("Where is my order?");
   conversation.markRead(sent.id);
   conversation.noteTyping();
   await customer.setAttributes({ cart_value: 129.5, coupon: null });
