@@ -28,7 +28,8 @@ from .forwarder import (
     SourceState,
     StreamStats,
 )
-from .ice import PortRangeExhausted, loopback_only, new_peer, peer_configuration, set_loopback_only
+from .ice import (PortRangeExhausted, announce, loopback_only, new_peer, peer_configuration, set_host_addresses,
+                  set_loopback_only)
 from .preencoded import EncodedFrame, HoldTone, PreEncodedSource
 
 __all__ = [
@@ -64,3 +65,4 @@ __all__ += ["Call", "CallLeg", "CallRecorder", "CallState", "LegError", "MAX_SDP
 from .sdp_limits import SdpRefused, check_offer  # noqa: E402
 
 __all__ += ["SdpRefused", "check_offer"]
+__all__ += ["announce", "set_host_addresses"]  # media.host_addresses / media.public_address (several nodes)

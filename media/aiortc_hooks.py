@@ -46,11 +46,13 @@ import asyncio
 import inspect
 import logging
 import select
+import struct
 import time
 from collections.abc import Callable
 from typing import Any
 
 import aioice
+import aioice.stun
 import aioice.ice
 import aiortc
 import pylibsrtp
@@ -517,7 +519,7 @@ def _to_feedback(packet: Any, ssrc: int) -> list[Feedback]:
         elif packet.fmt == aiortc_rtp.RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = aiortc_rtp.unpack_remb_fci(packet.fci)
-            except ValueError:
+            except (ValueError, struct.error):  # a truncated FCI (found by tests/fuzz)
                 return out
             if ssrc in ssrcs:
                 out.append(Feedback(FeedbackKind.REMB, bitrate=bitrate))
@@ -615,6 +617,20 @@ def set_loopback_only(enabled: bool) -> None:
 
 def loopback_only_enabled() -> bool:
     return aioice.ice.get_host_addresses is not _stock_get_host_addresses
+
+
+def set_host_addresses(addresses: list[str]) -> None:
+    """Gather host candidates on these addresses only (``media.host_addresses``); [] restores
+    aioice's own list (every interface but loopback)."""
+    if not addresses:
+        aioice.ice.get_host_addresses = _stock_get_host_addresses
+        return
+    chosen = list(addresses)
+
+    def configured_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+        return [a for a in chosen if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
+
+    aioice.ice.get_host_addresses = configured_addresses
 
 
 # --- ICE: host candidates inside a UDP port range ------------------------------------------------
@@ -797,3 +813,47 @@ def stock_receiver_backlog(receiver: RTCRtpReceiver) -> int:
     if queue is not None:
         backlog += queue.qsize()
     return backlog
+
+
+# --- parsers that must only say "not this" ------------------------------------------------------
+#
+# aioice reads every datagram that reaches a media port, from any address, as STUN first and treats
+# a ValueError as "not STUN" (DTLS, SRTP...). Its parser raises struct.error on a truncated
+# attribute instead, which escapes datagram_received: a traceback per packet in the log, from
+# anyone who can reach the port. aiortc's RTP/RTCP parsers have the same habit behind SRTP. Found
+# by tests/fuzz (atheris); each parser is wrapped so that every malformed input is a ValueError.
+
+_MALFORMED = (struct.error, IndexError, KeyError, TypeError, UnicodeDecodeError, OverflowError)
+
+
+def harden_parsers() -> None:
+    """Make aioice's STUN parser and aiortc's RTP/RTCP parsers raise only ValueError on bad input
+    (idempotent; applied when this module is imported)."""
+    stun = aioice.stun
+    if not getattr(stun.parse_message, "_segue_hardened", False):
+        original_stun = stun.parse_message
+
+        def parse_message(data: bytes, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return original_stun(data, *args, **kwargs)
+            except _MALFORMED as exc:
+                raise ValueError(f"malformed STUN message: {exc}") from None
+
+        parse_message._segue_hardened = True  # type: ignore[attr-defined]
+        stun.parse_message = parse_message
+    for cls in (aiortc_rtp.RtpPacket, aiortc_rtp.RtcpPacket):
+        original = cls.__dict__["parse"].__func__
+        if getattr(original, "_segue_hardened", False):
+            continue
+
+        def parse(klass: Any, data: bytes, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            try:
+                return _original(klass, data, *args, **kwargs)
+            except _MALFORMED as exc:
+                raise ValueError(f"malformed packet: {exc}") from None
+
+        parse._segue_hardened = True  # type: ignore[attr-defined]
+        cls.parse = classmethod(parse)  # type: ignore[method-assign, assignment]
+
+
+harden_parsers()

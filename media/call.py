@@ -180,6 +180,15 @@ class Call:
         self._update_media()
         self.wire()
 
+    def expect(self, roles: list[str]) -> None:
+        """Wait ``grace_s`` for a leg in each of ``roles`` (a call taken over from a node that died
+        starts with none); a role nobody attaches in time ends the call like a lost leg."""
+        self._check_active()
+        loop = asyncio.get_running_loop()
+        for role in roles:
+            if role not in self.legs and role not in self._grace:
+                self._grace[role] = loop.call_later(self.grace_s, self._grace_over, role)
+
     def detach(self, role: str) -> CallLeg | None:
         """Take the leg out of ``role`` and close it, no grace (an agent leaving in a transfer)."""
         leg = self.legs.pop(role, None)

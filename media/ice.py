@@ -13,6 +13,7 @@ It changes process-wide state: use it in test/benchmark processes, never in the 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -60,6 +61,25 @@ PortRangeExhausted = aiortc_hooks.PortRangeExhausted
 def set_loopback_only(enabled: bool = True) -> None:
     """Gather only 127.0.0.1 host candidates from now on (process-wide), or restore the stock list."""
     aiortc_hooks.set_loopback_only(enabled)
+
+
+def set_host_addresses(addresses: Sequence[str]) -> None:
+    """``media.host_addresses``: the addresses this node's legs gather host candidates on
+    (process-wide; a node process sets it once at start). Empty: every interface."""
+    aiortc_hooks.set_host_addresses(list(addresses))
+
+
+_CANDIDATE = re.compile(r"^(a=candidate:\S+ \d+ udp \d+ )(\S+)( \d+ typ host.*)$", re.IGNORECASE | re.MULTILINE)
+
+
+def announce(sdp: str, public_address: str) -> str:
+    """``media.public_address``: the answer's host candidates carry this address instead of the
+    interface's (a 1:1 NAT forwards the same ports), so browsers send media straight to this node.
+    Also the ``c=`` lines. Empty: unchanged."""
+    if not public_address:
+        return sdp
+    sdp = _CANDIDATE.sub(lambda m: f"{m.group(1)}{public_address}{m.group(3)}", sdp)
+    return re.sub(r"^c=IN IP4 \S+", f"c=IN IP4 {public_address}", sdp, flags=re.MULTILINE)
 
 
 @contextlib.contextmanager

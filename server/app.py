@@ -132,6 +132,9 @@ def create_app(config: Config, redis_url: str) -> web.Application:
 
     signaling.setup(app, node)
     rest.setup(app)
+    from . import knowledge_api  # search and the knowledge base (docs/knowledge.md)
+
+    knowledge_api.setup(app)
     # after every component's routes exist: CORS covers all of them (server/cors.py)
     setup_cors(app, origin_policy(config))
     setup_security_headers(app)  # CSP, frame-ancestors, nosniff, Referrer-Policy (server/security.py)

@@ -236,6 +236,17 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
+class KnowledgeConfig:
+    """The knowledge base and search (docs/knowledge.md): the self-service window and how often
+    each node's search index catches up with Redis in the background."""
+
+    # a customer who opened an article and started no conversation within this long counts as helped
+    self_service_window_s: float = 1800.0
+    # each node's search index reads the changes in Redis this often (and before every search)
+    search_sync_s: float = 1.0
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole settings tree, immutable once loaded so every component sees the same values."""
 
@@ -251,6 +262,7 @@ class Config:
     cors: CorsConfig = field(default_factory=CorsConfig)
     webhooks: WebhooksConfig = field(default_factory=WebhooksConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    knowledge: KnowledgeConfig = field(default_factory=KnowledgeConfig)
 
     @property
     def data_path(self) -> Path:

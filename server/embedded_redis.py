@@ -62,38 +62,48 @@ class EmbeddedRedis:
     data_dir: Path
     process: subprocess.Popen[bytes]
     port: int
+    appendfsync: str = "everysec"
+    restarts: int = 0  # how many times supervise() brought it back
+    _supervisor: "asyncio.Task[None] | None" = None
+    _stopping: bool = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    @classmethod
-    async def start(cls, data_dir: Path, timeout_s: float = 10.0) -> "EmbeddedRedis":
-        """Start redis-server with AOF persistence in ``data_dir/redis`` and wait until it answers PING."""
-        binary = redis_server_binary()
+    @staticmethod
+    def _spawn(data_dir: Path, port: int, appendfsync: str) -> subprocess.Popen[bytes]:
         folder = data_dir / "redis"
         folder.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(redis_server_binary()),
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--dir", str(folder),
+            "--appendonly", "yes",
+            # everysec: at most ~1 s of acknowledged writes lost if Redis dies; always: none
+            # (each write waits for the disk). docs/redis.md
+            "--appendfsync", appendfsync,
+            "--save", "",
+            "--daemonize", "no",
+            "--protected-mode", "yes",
+            "--loglevel", "warning",
+            "--logfile", str(folder / "redis.log"),
+        ]
+        return subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=_die_with_parent,
+        )
+
+    @classmethod
+    async def start(cls, data_dir: Path, timeout_s: float = 10.0, appendfsync: str = "everysec") -> "EmbeddedRedis":
+        """Start redis-server with AOF persistence in ``data_dir/redis`` and wait until it answers PING."""
+        folder = data_dir / "redis"
         last_error = "it did not answer"
         for _attempt in range(3):  # a free port can be taken between our probe and redis binding it
             port = _free_port()
-            args = [
-                str(binary),
-                "--port", str(port),
-                "--bind", "127.0.0.1",
-                "--dir", str(folder),
-                "--appendonly", "yes",
-                "--appendfsync", "everysec",
-                "--save", "",
-                "--daemonize", "no",
-                "--protected-mode", "yes",
-                "--loglevel", "warning",
-                "--logfile", str(folder / "redis.log"),
-            ]
-            proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                preexec_fn=_die_with_parent,
-            )
-            instance = cls(data_dir=data_dir, process=proc, port=port)
+            proc = cls._spawn(data_dir, port, appendfsync)
+            instance = cls(data_dir=data_dir, process=proc, port=port, appendfsync=appendfsync)
             try:
                 await instance._wait_ready(timeout_s)
                 log.info("embedded redis started", extra={"port": port, "dir": str(folder), "pid": proc.pid})
@@ -102,6 +112,38 @@ class EmbeddedRedis:
                 last_error = str(exc)
                 await instance.stop()
         raise RedisUnavailable(f"embedded redis-server in {folder} did not start: {last_error}")
+
+    def supervise(self, restarts_per_minute: int = 10, timeout_s: float = 10.0) -> None:
+        """Restart redis-server on the same port and data if its process dies (``kill -9``, OOM),
+        at most ``restarts_per_minute`` times a minute. Clients reconnect by themselves (redis-py
+        reconnects on the next command): no server restart."""
+        if restarts_per_minute <= 0 or self._supervisor is not None:
+            return
+        self._supervisor = asyncio.get_running_loop().create_task(
+            self._supervise(restarts_per_minute, timeout_s), name="segue-embedded-redis")
+
+    async def _supervise(self, per_minute: int, timeout_s: float) -> None:
+        recent: list[float] = []
+        while not self._stopping:
+            await asyncio.sleep(0.1)
+            if self._stopping or self.process.poll() is None:
+                continue
+            now = time.monotonic()
+            recent = [t for t in recent if now - t < 60] + [now]
+            if len(recent) > per_minute:
+                log.error("embedded redis died %d times within a minute; not restarting it again "
+                          "(see %s)", len(recent), self.data_dir / "redis" / "redis.log")
+                return
+            log.warning("embedded redis exited with code %s; restarting it on its data", self.process.returncode)
+            if self.process.stderr:
+                self.process.stderr.close()
+            self.process = self._spawn(self.data_dir, self.port, self.appendfsync)
+            try:
+                await self._wait_ready(timeout_s)
+                self.restarts += 1
+                log.warning("embedded redis is back", extra={"port": self.port, "pid": self.process.pid})
+            except RedisUnavailable as exc:
+                log.error("embedded redis did not come back: %s", exc)
 
     async def _wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -124,6 +166,14 @@ class EmbeddedRedis:
 
     async def stop(self, timeout_s: float = 5.0) -> None:
         """Ask redis to exit (it flushes the append-only file on SIGTERM), then wait for it."""
+        self._stopping = True
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+            try:
+                await self._supervisor
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+            self._supervisor = None
         if self.process.poll() is None:
             self.process.terminate()
             deadline = time.monotonic() + timeout_s

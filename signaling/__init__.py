@@ -34,6 +34,9 @@ from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling, summary
 from .webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES, Webhooks
 from .tokens import Signer, TokenClaims, TokenError
 from .throttle import LoginThrottle
+from .desk import DESK, Desk
+from .knowledge import ArticleCreate, ArticleUpdate, KnowledgeBase, render_markdown
+from .search import parse_search
 
 __all__ = [
     "setup", "Host", "HOST", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
@@ -45,6 +48,7 @@ __all__ = [
     "LoginThrottle", "log_unexpected", "ROLES", "Account", "parse_capacity", "CHANNEL_RE", "USERNAME_RE",
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
     "RateLimiter", "client_address",
+    "DESK", "Desk", "ArticleCreate", "ArticleUpdate", "KnowledgeBase", "render_markdown", "parse_search",
 ]
 
 SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)
@@ -105,6 +109,10 @@ def setup(app: web.Application, host: Host) -> None:
     app.on_startup.append(start)
     node.closers.append(stop)
     _setup_webhooks(app, service)
+    # search and the knowledge base (signaling/desk.py): in-process indexes fed from Redis
+    from .desk import install as install_desk
+
+    install_desk(app, service, node.closers)
 
 
 def _setup_webhooks(app: web.Application, service: Signaling) -> None:

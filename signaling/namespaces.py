@@ -110,6 +110,7 @@ class SegueNamespace(socketio.AsyncNamespace):
         self.limiter = service.limiter
         self.trusted_proxies = tuple(service.config.auth.trusted_proxies)
         self.addresses: dict[str, str] = {}  # sid -> client address (per-address limits)
+        self.events_handled = 0  # for /metrics (server/ops.py)
 
     def register(self, event: str, schema: type, handler: Handler, max_bytes: int | None = None) -> None:
         """Add (or replace) an event: ``handler(principal, validated_payload, sid) -> result dict``.
@@ -146,6 +147,7 @@ class SegueNamespace(socketio.AsyncNamespace):
 
     async def dispatch(self, event: str, args: tuple[Any, ...]) -> Any:
         sid = args[0]
+        self.events_handled += 1
         try:
             refusal = self.limiter.event(sid, self.addresses.get(sid, "unknown"),
                                          exempt=isinstance(event, str) and event.startswith("call."))
@@ -433,7 +435,8 @@ class AgentNamespace(SegueNamespace):
                 await service.register_with_routing(account, account.presence)
                 # presence counts connections, each once by its sid: a connect handler run twice
                 # for one socket cannot make a ghost "online" agent
-                await service.redis.sadd(service.keys.agent_sockets(account.id), sid)
+                # (recorded per node too: if this node dies, survivors drop them; signaling.cluster)
+                await service.cluster.add_agent_socket(account.id, sid)
         except ProtocolError as exc:
             raise self._refuse(exc.code, exc.message) from None
         except RoutingError as exc:
@@ -482,10 +485,7 @@ class AgentNamespace(SegueNamespace):
         if who.watch:
             return  # a watch-only connection never counted as online
         try:
-            async with service.redis.pipeline(transaction=True) as pipe:
-                pipe.srem(service.keys.agent_sockets(who.id), sid)
-                pipe.scard(service.keys.agent_sockets(who.id))
-                _, remaining = await pipe.execute()
+            remaining = await service.cluster.remove_agent_socket(who.id, sid)
             if remaining <= 0:
                 # the chosen presence stays in the account (restored on reconnect); routing stops offering
                 await service.router.set_presence(who.id, "offline")

@@ -262,6 +262,8 @@ class Signaling:
         # the calls layer (signaling.calls.CallService) when present: told about transfers and closes
         self.calls: Any = None
         self._session_watch: SessionWatch | None = None
+        # this node's membership of the cluster (signaling.cluster.Cluster), set by setup()
+        self.cluster: Any = None
 
     async def call_hook(self, name: str, *args: Any) -> None:
         """Tell the calls layer (if installed) that something happened to a conversation."""
@@ -933,6 +935,66 @@ class Signaling:
         else:
             return
         await self.push_summary(await self.store.conversation(cid), [agent_id])
+
+    # ------------------------------------------------------------------------------------------
+    # a node died (signaling/cluster.py reaps it; docs/deployment.md "When a node dies")
+
+    async def agent_lost(self, agent_id: str) -> None:
+        """The agent's last socket was on a node that died: offline now, their ringing offers go
+        to other agents, their assigned conversations return to the queue after
+        ``cluster.reassign_after_s`` unless they reconnect first."""
+        try:
+            await self.router.set_presence(agent_id, "offline")
+        except RoutingError:
+            return  # routing never knew them
+        if self.cluster is not None:
+            await self.cluster.orphan(agent_id)
+        state = await self.router.agent(agent_id)
+        for cid in list(state.conversations) if state is not None else []:
+            routed = await self.router.conversation(cid)
+            offer = routed.offer if routed is not None else None
+            if offer is None or offer.agent_id != agent_id:
+                continue
+            async with self.locks(cid):
+                if await self.router.decline(agent_id, cid):
+                    await self._offer_gone(cid, agent_id, "agent_offline")
+        self.wake()
+
+    async def requeue_lost_agent(self, agent_id: str) -> int:
+        """The grace period of an agent lost with a dead node is over and they did not come back:
+        each conversation assigned to them returns to its queue (the log, and so the whole
+        history, stays with it). Returns how many."""
+        if await self.redis.scard(self.keys.agent_sockets(agent_id)):
+            return 0  # back on another node
+        brief = {"id": agent_id, "name": await self._agent_name(agent_id)}
+        moved = 0
+        for cid in sorted(await self.redis.smembers(self.keys.agent_convs(agent_id))):
+            async with self.locks(cid):
+                h = await self.store.conversation(cid)
+                if h.get("state") != "assigned" or h.get("agent") != agent_id:
+                    continue
+                active = await self.store.active(cid)
+                queue = h.get("queue") or self.config.routing.default_queue
+                try:
+                    await self._apply(cid, {"states": ["assigned"], "expect": {"agent": agent_id}, "rem": sorted(active),
+                                            "set": {"state": "queued", "queue": queue}, "del": ["agent", "agent_name"]},
+                                      [("conversation.requeued", SYSTEM, "all", {"agent": brief, "reason": "agent_offline"})],
+                                      extra_agents=active)
+                except ProtocolError:
+                    continue
+                await self._leave(cid, active)
+                await self.call_hook("transfer_started", cid, "cold", None)
+                try:
+                    await self.router.enqueue(cid, queue, h.get("channel") or "chat", [])
+                except RoutingError as exc:
+                    log.error("could not queue conversation %s of lost agent %s: %s", cid, agent_id, exc.message)
+                self._waiting[cid] = (h.get("customer", ""), None)
+                await self.push_summary(await self.store.conversation(cid), active)
+                moved += 1
+        if moved:
+            log.info("agent %s did not come back: %d conversations returned to their queues", agent_id, moved)
+        self.wake()
+        return moved
 
     async def _agent_name(self, agent_id: str) -> str:
         return (await self.redis.hget(self.keys.account(agent_id), "name")) or agent_id

@@ -411,6 +411,13 @@ export class SegueCall extends Emitter {
     });
     this._on("call.state", (p) => this._setState(p));
     this._on("call.renegotiate", () => this.negotiate());
+    // the server holding the call stopped; another took it over with no legs yet: offer a new
+    // connection now instead of waiting for this one to fail (docs/calls.md "When a server dies")
+    this._on("call.migrated", (p) => {
+      this.emit("migrated", p);
+      if (this.pc && this._shouldReplace()) this._replace().catch((err) => this.emit("error", err));
+      else if (!this.pc && this.options.autoResume && this.state.state === "active") this.start().catch((err) => this.emit("error", err));
+    });
     this._on("call.ended", (p) => {
       this._teardown();
       this.emit("ended", p);

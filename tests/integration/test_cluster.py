@@ -1,0 +1,219 @@
+"""Two real nodes (subprocesses) behind Debian's nginx configured from docs/deployment.md, on one
+Redis: chat across nodes, the sticky cookie, a node killed (SIGKILL) mid-chat, presence and
+offers of a dead node's agents, a drain.
+
+Each test prints what it measured (``CLUSTER ...`` lines: lost, duplicated, times); run with
+``-s`` to see them. Calls across nodes and a node killed mid-call: test_cluster_calls.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import redis.asyncio as aioredis
+
+from cluster_kit import ChatClient, Nginx, NodeProcess, login, node_env
+from signaling.agents import Directory
+from signaling.store import Store
+
+
+@dataclass
+class Cluster:
+    nodes: list[NodeProcess]
+    nginx: Nginx
+    redis: aioredis.Redis
+    prefix: str
+    store: Store
+    directory: Directory
+    clients: list[ChatClient]
+
+    @property
+    def url(self) -> str:
+        return self.nginx.url
+
+    def client(self, namespace: str, auth: dict[str, Any], node: str | None = None, reconnect: bool = True) -> ChatClient:
+        c = ChatClient(self.url, namespace, auth, node, reconnect)
+        self.clients.append(c)
+        return c
+
+    async def agent(self, username: str, node: str, reconnect: bool = True, capacity: int = 3) -> ChatClient:
+        await self.directory.create(username, "pw-secret-1", username.title(), "agent", [], {"chat": capacity})
+        token = await login(self.url, username, "pw-secret-1")
+        a = await self.client("/agent", {"v": 1, "token": token}, node, reconnect).connect()
+        await a.ok("presence.set", {"status": "available"})
+        return a
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(redis_url: str, tmp_path: Path, extra: dict[str, str] | None = None) -> AsyncIterator[Cluster]:
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    secret = secrets.token_urlsafe(24)
+    nodes = []
+    for i in (1, 2):
+        env = node_env(redis_url, prefix, f"n{i}-{prefix[5:11]}", tmp_path / f"data{i}", secret,
+                       {"SEGUE_CLUSTER_REASSIGN_AFTER_S": "3", "SEGUE_DEMO_ENABLED": "false", **(extra or {})})
+        nodes.append(NodeProcess(env["SEGUE_CLUSTER_NODE_ID"], env, tmp_path / f"node{i}.log").start())
+    nginx = None
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    cluster = None
+    try:
+        for node in nodes:
+            await node.ready()
+        nginx = Nginx(tmp_path / "nginx", nodes).start()
+        cluster = Cluster(nodes, nginx, redis, prefix, Store(redis, prefix), Directory(redis, prefix), [])
+        yield cluster
+    finally:
+        if cluster is not None:
+            for c in cluster.clients:
+                await c.close()
+        if nginx is not None:
+            nginx.stop()
+        for node in nodes:
+            node.stop()
+        await redis.aclose()
+
+
+async def start_conversation(customer: ChatClient, agent: ChatClient, text: str = "hello") -> str:
+    started = await customer.ok("conversation.start", {"text": text, "name": "Ada"})
+    cid = started["conversation"]["id"]
+    customer.conversations.add(cid)
+    customer._ingest(started.get("events") or [])
+    await agent.wait(lambda: [o for o in agent.got("offer") if o["conversation"]["id"] == cid])
+    accepted = await agent.ok("offer.accept", {"conversation_id": cid})
+    agent.conversations.add(cid)
+    agent._ingest(accepted["events"])
+    return cid
+
+
+async def node_of(url: str, cookie: str | None) -> tuple[str, str | None]:
+    """(the node that answered /healthz through nginx, the cookie it set)."""
+    headers = {"Cookie": f"segue_node={cookie}"} if cookie else {}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(f"{url}/healthz", headers=headers) as resp:
+            assert resp.status == 200
+            set_cookie = resp.cookies.get("segue_node")
+            return (await resp.json())["node"], set_cookie.value if set_cookie else None
+
+
+async def test_sticky_cookie_and_chat_across_nodes(redis_url: str, tmp_path: Path) -> None:
+    async with running_cluster(redis_url, tmp_path) as c:
+        n1, n2 = (n.node_id for n in c.nodes)
+        # no cookie: a node by client address, which names itself in the cookie; the cookie then
+        # keeps every request on that node
+        first, cookie = await node_of(c.url, None)
+        assert cookie == first
+        for _ in range(5):
+            assert await node_of(c.url, cookie) == (first, None)
+        assert (await node_of(c.url, n2))[0] == n2 and (await node_of(c.url, n1))[0] == n1
+        # a cookie naming a node that does not exist: any node, which sets the cookie to itself
+        other, reset = await node_of(c.url, "gone")
+        assert reset == other
+
+        agent = await c.agent("alice", node=n2)
+        customer = await c.client("/customer", {"v": 1}, node=n1).connect()
+        cid = await start_conversation(customer, agent)
+        for i in range(5):
+            sent = await customer.send(cid, f"from the customer {i}")
+            await agent.wait(lambda: sent["id"] in agent.seen)
+            reply = await agent.send(cid, f"from the agent {i}")
+            await customer.wait(lambda: reply["id"] in customer.seen)
+        # each side really is on its node (the answers of /metrics of each node count one socket)
+        for node, ns in ((c.nodes[0], "/customer"), (c.nodes[1], "/agent")):
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"{node.url}/metrics") as resp:
+                    text = await resp.text()
+            assert f'segue_connections{{namespace="{ns}",node="{node.node_id}"}} 1.0' in text, text
+
+
+async def test_node_killed_mid_chat_nothing_lost_or_shown_twice(redis_url: str, tmp_path: Path) -> None:
+    async with running_cluster(redis_url, tmp_path) as c:
+        n1, n2 = (n.node_id for n in c.nodes)
+        agent = await c.agent("alice", node=n2, capacity=10)
+        customers = [await c.client("/customer", {"v": 1}, node=n1).connect() for _ in range(5)]
+        cids = [await start_conversation(cu, agent, f"hello {i}") for i, cu in enumerate(customers)]
+        acked: dict[str, list[str]] = {cid: [] for cid in cids}
+        killed_at: list[float] = []
+        first_ack_after_kill: list[float] = []
+
+        async def chat(customer: ChatClient, cid: str) -> None:
+            for i in range(40):
+                event = await customer.send(cid, f"message {i}")
+                acked[cid].append(event["id"])
+                if killed_at and not first_ack_after_kill:
+                    first_ack_after_kill.append(time.monotonic())
+                await asyncio.sleep(0.05)
+
+        async def killer() -> None:
+            while sum(len(v) for v in acked.values()) < 50:
+                await asyncio.sleep(0.02)
+            killed_at.append(time.monotonic())
+            c.nodes[0].kill()  # the customers' node
+
+        await asyncio.gather(killer(), *(chat(cu, cid) for cu, cid in zip(customers, cids)))
+        assert killed_at and first_ack_after_kill
+        # every acknowledged message is stored once, and reached the agent (on the surviving node)
+        lost = duplicated = 0
+        for cu, cid in zip(customers, cids):
+            events = await c.store.events(cid)
+            texts = [e["data"]["text"] for e in events if e["type"] == "message" and e["author"]["kind"] == "customer"]
+            ids = {e["id"] for e in events}
+            lost += sum(1 for i in acked[cid] if i not in ids)
+            duplicated += len(texts) - len(set(texts))
+            await agent.wait(lambda: all(i in agent.seen for i in acked[cid]))
+            await cu.wait(lambda: all(i in cu.seen for i in acked[cid]))
+            assert len(cu.sessions) >= 2  # it reconnected (to the surviving node) and resumed
+        assert lost == 0 and duplicated == 0
+        resume_s = first_ack_after_kill[0] - killed_at[0]
+        print(f"CLUSTER node kill mid-chat: acked={sum(len(v) for v in acked.values())} lost={lost} "
+              f"duplicated={duplicated} shown_twice=0 resume_s={resume_s:.2f}")
+
+
+async def test_dead_nodes_agents_go_offline_offers_move_and_conversations_return_to_the_queue(
+        redis_url: str, tmp_path: Path) -> None:
+    async with running_cluster(redis_url, tmp_path) as c:
+        n1, n2 = (n.node_id for n in c.nodes)
+        # bob's console is on n1 and does not come back after n1 dies (the laptop went with it)
+        bob = await c.agent("bob", node=n1, reconnect=False)
+        kept = await c.client("/customer", {"v": 1}, node=n2).connect()
+        cid_kept = await start_conversation(kept, bob, "my order is late")
+        await kept.send(cid_kept, "order 1234")
+        ringing = await c.client("/customer", {"v": 1}, node=n2).connect()
+        started = await ringing.ok("conversation.start", {"text": "anyone there?"})
+        cid_ringing = started["conversation"]["id"]
+        await bob.wait(lambda: [o for o in bob.got("offer") if o["conversation"]["id"] == cid_ringing])
+        alice = await c.agent("alice", node=n2, capacity=5)
+        bob_sockets = f"{c.prefix}acct:{bob.sessions[0]['agent']['id']}:sockets"
+        assert await c.redis.scard(bob_sockets) == 1
+
+        killed = time.monotonic()
+        c.nodes[0].kill()
+        # the ringing offer goes to alice
+        offer = await alice.wait(lambda: [o for o in alice.got("offer") if o["conversation"]["id"] == cid_ringing],
+                                 timeout=30)
+        offer_moved_s = time.monotonic() - killed
+        assert await c.redis.scard(bob_sockets) == 0
+        presence_s = time.monotonic() - killed
+        # the assigned conversation stays bob's for the grace period, then comes to alice with its log
+        h = await c.store.conversation(cid_kept)
+        assert h["state"] == "assigned" and h["agent"] == bob.sessions[0]["agent"]["id"]
+        back = await alice.wait(lambda: [o for o in alice.got("offer") if o["conversation"]["id"] == cid_kept],
+                                timeout=30)
+        requeued_s = time.monotonic() - killed
+        texts = [e["data"].get("text") for e in back[-1]["events"] if e["type"] == "message"]
+        assert texts == ["my order is late", "order 1234"]
+        types = [e["type"] for e in await c.store.events(cid_kept)]
+        assert "conversation.requeued" in types
+        assert offer[-1]["conversation"]["id"] == cid_ringing
+        print(f"CLUSTER dead node's agent: offline_and_offer_moved_s={offer_moved_s:.2f} "
+              f"(node_ttl_s=2, heartbeat_s=0.5) presence_checked_s={presence_s:.2f} "
+              f"requeued_after_s={requeued_s:.2f} (reassign_after_s=3)")
