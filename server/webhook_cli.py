@@ -2,6 +2,7 @@
 
     segue webhook add https://example.com/hooks --event message.created --event conversation.closed
     segue webhook list
+    segue webhook set ep_... [--url URL] [--event TYPE ...|--all-events] [--description TEXT] [--enable|--disable]
     segue webhook remove ep_...
     segue webhook deliveries ep_... [--limit 20]
     segue webhook rotate ep_...      (a new secret; the old one keeps signing for 24 h)
@@ -40,6 +41,17 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     add.add_argument("--description", help="a note for people (what receives these)")
     add.add_argument("--disabled", action="store_true", help="register it switched off")
     sub.add_parser("list", help="list endpoints")
+    change = sub.add_parser("set", help="change an endpoint")
+    change.add_argument("id", help="the endpoint id (ep_...)")
+    change.add_argument("--url", help="a new URL")
+    which = change.add_mutually_exclusive_group()
+    which.add_argument("--event", action="append", dest="events", metavar="TYPE",
+                       help="send only these event types (repeat for more)")
+    which.add_argument("--all-events", action="store_true", help="send every event type")
+    change.add_argument("--description", help="a new note")
+    onoff = change.add_mutually_exclusive_group()
+    onoff.add_argument("--enable", action="store_true", help="switch it on")
+    onoff.add_argument("--disable", action="store_true", help="switch it off (pending deliveries fail)")
     for name, text in (("remove", "delete an endpoint"), ("rotate", "give an endpoint a new signing secret"),
                        ("test", "queue a webhook.test delivery to an endpoint")):
         p = sub.add_parser(name, help=text)
@@ -114,6 +126,15 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
                           + (f"  {ep.description}" if ep.description else ""))
                 if not endpoints:
                     print("no webhook endpoints")
+            elif action == "set":
+                events = ["*"] if args.all_events else args.events
+                enabled = True if args.enable else (False if args.disable else None)
+                if args.url is None and events is None and args.description is None and enabled is None:
+                    raise UsageError("nothing to change: give --url, --event/--all-events, --description, "
+                                     "--enable or --disable")
+                ep = await engine.update(args.id, args.url, events, args.description, enabled)
+                print(f"updated {ep.id} {'enabled' if ep.enabled else 'disabled'} {ep.url} "
+                      f"events={','.join(ep.public()['events'])}")
             elif action == "remove":
                 await engine.delete(args.id)
                 print(f"removed {args.id}")

@@ -447,6 +447,13 @@ async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aio
         assert bad.returncode == 1 and "unknown event type 'message.sent'" in bad.stderr and len(bad.stderr.splitlines()) == 1
         listed = await asyncio.to_thread(_segue, tmp_path, "webhook", "list", **env)
         assert listed.stdout.split()[:3] == [ep_id, "enabled", rec.url]
+        changed = await asyncio.to_thread(_segue, tmp_path, "webhook", "set", ep_id, "--event", "message.created",
+                                          "--event", "conversation.closed", "--disable", **env)
+        assert changed.returncode == 0, changed.stderr
+        assert changed.stdout.split() == ["updated", ep_id, "disabled", rec.url, "events=message.created,conversation.closed"]
+        assert (await asyncio.to_thread(_segue, tmp_path, "webhook", "set", ep_id, "--enable", **env)).returncode == 0
+        nothing = await asyncio.to_thread(_segue, tmp_path, "webhook", "set", ep_id, **env)
+        assert nothing.returncode == 1 and "nothing to change" in nothing.stderr
 
         customer = await world.customer()  # the running node picked the endpoint up
         cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
