@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import fnmatch
 import hashlib
 import json
 import sys
@@ -45,12 +46,19 @@ def integrity(data: bytes) -> str:
 
 
 def sdk_files(sdk_dir: Path = SDK_DIR) -> list[str]:
-    """The SDK files a page may load, as paths relative to ``sdk_dir`` (sorted; no examples)."""
+    """The SDK files a page may load, as paths relative to ``sdk_dir`` (sorted). Not the examples,
+    nor what the npm package leaves out (``"!pattern"`` entries of package.json's ``files``: the
+    demo pages that happen to live in the folder)."""
+    package = json.loads((sdk_dir / "package.json").read_text(encoding="utf-8"))
+    left_out = [entry[1:] for entry in package.get("files", []) if entry.startswith("!")]
     found = []
     for path in sdk_dir.rglob("*"):
         rel = path.relative_to(sdk_dir).as_posix()
-        if path.is_file() and path.suffix in LOADED_SUFFIXES and not rel.startswith(("examples/", "node_modules/")):
-            found.append(rel)
+        if not path.is_file() or path.suffix not in LOADED_SUFFIXES:
+            continue
+        if rel.startswith(("examples/", "node_modules/")) or any(fnmatch.fnmatch(rel, p) for p in left_out):
+            continue
+        found.append(rel)
     return sorted(found)
 
 
