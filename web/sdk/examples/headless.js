@@ -12,7 +12,7 @@ const t = translator(params.get("locale") ?? browserLocale());
 const $ = (id) => document.getElementById(id);
 
 document.documentElement.lang = t.locale;
-$("title").textContent = t("widget.title");
+$("title").textContent = document.title = t("widget.title");
 $("text").placeholder = t("widget.message.placeholder");
 $("text").setAttribute("aria-label", t("widget.message.label"));
 $("send").textContent = t("widget.send");
