@@ -26,7 +26,7 @@ document.addEventListener("securitypolicyviolation", (e) => {
 
 
 async def watched(new_page: Any) -> Page:
-    page = await new_page()
+    page = await new_page(bypass_csp=False)  # the pages' own CSP applies
     await page.add_init_script(RECORD_VIOLATIONS)
     messages: list[str] = []
     page.on("console", lambda msg: messages.append(msg.text) if msg.type in ("error", "warning") else None)
@@ -98,7 +98,7 @@ async def test_another_site_cannot_frame_the_console(segue: Any, new_page: Any, 
     assert not loaded("agent/") and not loaded("supervisor/")
     assert any("frame-ancestors" in m for m in page.csp_console), page.csp_console  # type: ignore[attr-defined]
     # while a page of the console's own origin may frame it
-    same = await new_page()
+    same = await new_page(bypass_csp=False)
     await same.goto(segue.url + "widget/blank.html")
     await same.evaluate("""(src) => { const f = document.createElement("iframe"); f.src = src;
                                       document.body.append(f); }""", segue.url + "agent/")
