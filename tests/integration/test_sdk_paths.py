@@ -68,6 +68,15 @@ async def test_another_site_may_load_the_versioned_sdk(segue) -> None:
         assert headers.get("Access-Control-Allow-Origin") in ("*", origin), (path, headers)
 
 
+async def test_a_listed_origins_setting_covers_the_versioned_paths(start_segue) -> None:
+    node = await start_segue({"cors.customer_origins": ["https://shop.example"]})
+    for path in (f"sdk/{VERSION}/embed.js", "sdk/v1/widget.js"):
+        status, _, headers = await _get(node.url + path, {"Origin": "https://shop.example"})
+        assert status == 200 and headers.get("Access-Control-Allow-Origin") == "https://shop.example", path
+        status, body, _ = await _get(node.url + path, {"Origin": "https://elsewhere.example"})
+        assert status == 403 and b"cors.customer_origins" in body, (path, status, body)
+
+
 def _docs_pins() -> dict[str, str]:
     """Every (SDK URL → integrity) docs/sdk.md publishes: script tags and import-map entries."""
     text = DOCS.read_text(encoding="utf-8")
