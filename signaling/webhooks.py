@@ -84,6 +84,7 @@ FROM_LOG = {
 }
 SECRET_PREFIX = "whsec_"
 PREVIOUS_SECRET_S = 24 * 3600  # after a rotation, the old secret also signs for this long
+RETRY_AFTER_MAX_S = 3600.0  # an endpoint's Retry-After is honoured up to this
 LEASE_MARGIN_S = 30.0  # a claimed attempt is retried by another node after timeout + this
 MAX_URL = 2048
 RESPONSE_KEPT = 512  # characters of the endpoint's answer kept with each attempt
@@ -734,7 +735,7 @@ class Webhooks:
             attempt.update(error=final_error, duration_ms=0)
             await self._finish(dl_id, done_before, attempt, "failed", 0)
             return
-        status, error, text = await self._post(ep, dl_id, h["body"])
+        status, error, text, retry_after = await self._post(ep, dl_id, h["body"])
         attempt["duration_ms"] = _now_ms() - started
         if status is not None:
             attempt["status_code"] = status
@@ -750,12 +751,14 @@ class Webhooks:
             await self._finish(dl_id, done_before, attempt, "failed", 0)
             return
         delay = schedule[k - 1] * (1 + random.uniform(-self.settings.jitter, self.settings.jitter))
+        if retry_after:  # a 429/503 that says when: not sooner (and not later than an hour)
+            delay = max(delay, min(retry_after, RETRY_AFTER_MAX_S))
         next_ms = _now_ms() + max(1, int(delay * 1000))
         attempt["next_retry_ts"] = next_ms
         await self._finish(dl_id, done_before, attempt, "retry", next_ms)
 
-    async def _post(self, ep: Endpoint, dl_id: str, body: str) -> tuple[int | None, str, str]:
-        """POST one delivery: (status or None, error text, start of the answer)."""
+    async def _post(self, ep: Endpoint, dl_id: str, body: str) -> tuple[int | None, str, str, float]:
+        """POST one delivery: (status or None, error text, start of the answer, Retry-After s or 0)."""
         assert self._http is not None
         now = datetime.now(timezone.utc)
         signatures = " ".join(w.sign(dl_id, now, body) for w in ep.signers(_now_ms()))
@@ -764,13 +767,17 @@ class Webhooks:
         try:
             async with self._http.post(ep.url, data=body.encode(), headers=headers, allow_redirects=False) as resp:
                 raw = await resp.content.read(RESPONSE_KEPT)
-                return resp.status, "", raw.decode(errors="replace")
+                retry_after = 0.0
+                if resp.status in (429, 503):
+                    value = resp.headers.get("Retry-After", "").strip()
+                    retry_after = float(value) if value.isdigit() else 0.0
+                return resp.status, "", raw.decode(errors="replace"), retry_after
         except asyncio.TimeoutError:
-            return None, f"no answer within {self.settings.timeout_s:g} s (webhooks.timeout_s)", ""
+            return None, f"no answer within {self.settings.timeout_s:g} s (webhooks.timeout_s)", "", 0.0
         except aiohttp.ClientError as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:300], ""
+            return None, f"{type(exc).__name__}: {exc}"[:300], "", 0.0
         except (OSError, ValueError) as exc:
-            return None, f"{type(exc).__name__}: {exc}"[:300], ""
+            return None, f"{type(exc).__name__}: {exc}"[:300], "", 0.0
 
     async def _finish(self, dl_id: str, done_before: int, attempt: dict[str, Any], outcome: str, next_ms: int) -> None:
         await self._finish_script(keys=[self.keys.delivery(dl_id), self.keys.attempts(dl_id), self.keys.due], args=[

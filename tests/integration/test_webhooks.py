@@ -31,7 +31,7 @@ class Receiver:
     """An HTTP endpoint on loopback: answers each delivery with ``answer(n)`` (n = 1, 2, ... per
     webhook-id): a status code, or None to hang until the test ends."""
 
-    def __init__(self, answer: Callable[[int], int | None] = lambda n: 200) -> None:
+    def __init__(self, answer: Callable[[int], Any] = lambda n: 200) -> None:
         self.answer = answer
         self.requests: list[dict[str, Any]] = []  # every request: headers, body, status given
         self.accepted: dict[str, list[dict[str, Any]]] = {}  # webhook-id -> verified payloads answered 2xx
@@ -46,6 +46,9 @@ class Receiver:
         msg_id = request.headers.get("webhook-id", "")
         n = 1 + sum(1 for r in self.requests if r["id"] == msg_id)
         status = self.answer(n)
+        extra: dict[str, str] = {}
+        if isinstance(status, tuple):  # (status, response headers)
+            status, extra = status
         self.requests.append({"id": msg_id, "headers": headers, "body": body, "status": status})
         self._changed.set()
         if status is None:
@@ -55,7 +58,7 @@ class Receiver:
             payload = Webhook(self.secret).verify(body, headers)  # raises if the signature is wrong
             self.accepted.setdefault(msg_id, []).append(payload)
             self._changed.set()
-        return web.Response(status=status, text="ok" if status < 300 else "try later")
+        return web.Response(status=status, text="ok" if status < 300 else "try later", headers=extra)
 
     async def wait(self, check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
         loop = asyncio.get_running_loop()
@@ -76,7 +79,7 @@ class Receiver:
         self._release.set()
 
 
-async def receiver_at(aiohttp_server: Any, answer: Callable[[int], int | None] = lambda n: 200) -> Receiver:
+async def receiver_at(aiohttp_server: Any, answer: Callable[[int], Any] = lambda n: 200) -> Receiver:
     rec = Receiver(answer)
     app = web.Application()
     app.router.add_post("/hook", rec.handle)
@@ -209,6 +212,30 @@ async def test_failed_delivery_retried_by_hand(start_segue: Any, aiohttp_server:
         assert sorted(rec.types()) == ["message.created", "webhook.test"]
     finally:
         await world.close()
+
+
+async def test_retry_after_is_honoured(start_segue: Any, aiohttp_server: Any) -> None:
+    """A 429 with Retry-After: 2 is not retried sooner (the schedule alone says 0.2 s)."""
+    node = await start_segue(FAST)
+    world = World(node)
+    rec = await receiver_at(aiohttp_server, lambda n: (429, {"Retry-After": "2"}) if n == 1 else 200)
+    try:
+        admin = await world.add_agent("root", role="admin")
+        hook = await register(world, admin, rec, ["message.created"])
+        customer = await world.customer()
+        await customer.ok("conversation.start", {"text": "hi"})
+        await rec.wait(lambda: len(rec.accepted) == 1, "the second attempt accepted")
+        (delivery,) = await eventually(lambda: _succeeded(world, admin, hook["id"]), "recorded")
+        first = delivery["attempts"][0]
+        assert first["status_code"] == 429 and first["next_retry_ts"] - first["ts"] >= 2000
+    finally:
+        await world.close()
+
+
+async def _succeeded(world: World, token: str, wid: str) -> Any:
+    status, body = await http("GET", f"{world.url}/api/v1/webhooks/{wid}/deliveries?state=succeeded", token)
+    assert status == 200, body
+    return body["deliveries"]
 
 
 async def test_webhook_rest_needs_the_scope_and_checks_input(start_segue: Any) -> None:
