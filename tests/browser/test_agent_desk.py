@@ -12,8 +12,8 @@
 - a returning verified customer: the panel shows the first visit's transcript, its call with its
   length and a recording that plays in the page, its CSAT, and the pages viewed.
 
-With SEGUE_SCREENSHOTS=1 the last test also writes docs/screenshots/console-customer-panel.png
-(1440x900), the picture the README shows.
+With SEGUE_SCREENSHOTS=1 the tests also write docs/screenshots/console-customer-panel.png and
+docs/screenshots/wallboard-escalated-call.png (1440x900), the pictures the README shows.
 """
 
 from __future__ import annotations
@@ -130,7 +130,7 @@ async def test_channel_labels_follow_an_escalation_to_voice(segue: Any, new_page
     set_loopback_only(True)
     try:
         customer, demo, cid = await chat_with_demo(segue, new_page, "can we talk?", name="Nora Newcomer")
-        board = await new_page()
+        board = await new_page(**WIDE)
         await board_login(board, segue.url)
         row = board_row(board, cid)
         await expect(row.locator("td").nth(4)).to_have_text("Chat", timeout=WAIT_MS)
@@ -143,6 +143,9 @@ async def test_channel_labels_follow_an_escalation_to_voice(segue: Any, new_page
         await expect(row.locator("td").nth(4)).to_have_text("Chat, Voice", timeout=WAIT_MS)
         load = board.locator('#agents tr[data-agent="demo"] .agent-load')
         await expect(load).to_have_text("Chat 1 · Voice 1", timeout=WAIT_MS)
+        if os.environ.get("SEGUE_SCREENSHOTS"):
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            await board.screenshot(path=str(SCREENSHOTS / "wallboard-escalated-call.png"))
 
         # hang up: the "Call ended" line is tagged with the call's channel, and labels go back to chat
         await customer.locator("#segue-callbar .call-hangup").click()
@@ -151,6 +154,10 @@ async def test_channel_labels_follow_an_escalation_to_voice(segue: Any, new_page
         await expect(header.locator('.chan[data-channel="voice"]')).to_have_count(0, timeout=WAIT_MS)
         await expect(row.locator("td").nth(4)).to_have_text("Chat", timeout=WAIT_MS)
         await expect(load).to_have_text("Chat 1", timeout=WAIT_MS)
+        # this conversation's wrap-up in the customer panel: chat and voice with their time, the call
+        this = panel(demo, cid).locator(".conv-this")
+        await expect(this.locator(".conv-this-channels")).to_contain_text("Voice", timeout=WAIT_MS)
+        await expect(this.locator(".history-call-label")).to_contain_text(re.compile(r"Voice call · \d"), timeout=WAIT_MS)
         assert customer.segue_errors == [] and demo.segue_errors == [] and board.segue_errors == []
     finally:
         set_loopback_only(False)

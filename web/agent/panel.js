@@ -108,6 +108,16 @@ export class ConversationPanel {
     // transcript, calls (length, recording), wrap-up and CSAT
     this.who = h("div", { class: "conv-who" });
     this.handled = h("section", { class: "conv-handled", hidden: true });
+    // this conversation so far: channels with time on each, its calls (length, recording)
+    this.thisChannels = h("div", { class: "conv-this-channels" });
+    this.thisCalls = { summary: {}, calls: h("ul", { class: "history-calls" }) };
+    this.thisSection = h(
+      "section",
+      { class: "conv-this" },
+      h("h4", { class: "conv-customer-head" }, t("console.this")),
+      this.thisChannels,
+      this.thisCalls.calls,
+    );
     this.historyView = new CustomerHistory(this.app, this, t);
     this.history = this.historyView.element;
     // the customer: custom attributes set by the site (live) and the pages they looked at
@@ -169,6 +179,7 @@ export class ConversationPanel {
       "aside",
       { class: "conv-aside", "aria-label": t("console.customer") },
       this.who,
+      this.thisSection,
       this.customerSection,
       this.handled,
       this.history,
@@ -235,6 +246,7 @@ export class ConversationPanel {
     this.renderWho();
     this.renderCustomer();
     this.renderHandled();
+    this.renderThis();
     this.renderHistory();
 
     const writable = view.canWrite;
@@ -387,6 +399,17 @@ export class ConversationPanel {
     if (this.following || !this.app.agent.socket) return;
     this.following = true;
     this.app.agent.openConversation(this.id).catch(() => (this.following = false));
+  }
+
+  /** This conversation's wrap-up so far (the summary's): channels used with time on each, its calls. */
+  renderThis() {
+    const t = this.t;
+    const s = this.conversation.summary ?? {};
+    this.thisChannels.textContent = channelsUsed(s)
+      .map(([c, seconds]) => (seconds == null ? channelLabel(c, t) : t("console.channel_time", { channel: channelLabel(c, t), duration: t.duration(seconds) })))
+      .join(" · ");
+    this.thisCalls.summary = s;
+    this.historyView.renderCalls(this.thisCalls);
   }
 
   /** Who the customer is: name, verified identity or visitor, email, id. */
