@@ -213,7 +213,7 @@ async def metrics(request: web.Request) -> web.Response:
 async def drain(app: web.Application, timeout_s: float) -> int:
     """Stop taking work, close the sockets not in a call here, wait for this node's calls to end
     (up to ``timeout_s``). Returns how many calls were still running at the deadline."""
-    from signaling import AGENT_NS, CUSTOMER_NS, SIGNALING
+    from signaling import AGENT_NS, CUSTOMER_NS, SIGNALING, drop_connection
 
     cluster = _cluster(app)
     if cluster is not None:
@@ -223,14 +223,24 @@ async def drain(app: web.Application, timeout_s: float) -> int:
     keep = set(calls.call_sockets()) if calls is not None else set()
     node = _node(app)
     closed = 0
+    dropped: set[str] = set()
+    # a connection with a socket in a call here stays (whatever its other namespaces)
+    kept = {node.sio.manager.eio_sid_from_sid(sid, ns) for ns, sid in keep}
+    dropped |= {e for e in kept if e is not None}
     for ns_obj, ns in ((getattr(service, "customer_ns", None), CUSTOMER_NS), (getattr(service, "agent_ns", None), AGENT_NS)):
         if ns_obj is None:
             continue
         for sid in list(ns_obj.sessions):
             if (ns, sid) in keep:
                 continue
+            # the connection itself, as a network loss would: the client reconnects (through the
+            # proxy, to another node) and resumes; a Socket.IO disconnect would tell it not to
+            eio_sid = node.sio.manager.eio_sid_from_sid(sid, ns)
+            if eio_sid is None or eio_sid in dropped:
+                continue
+            dropped.add(eio_sid)
             try:
-                await node.sio.disconnect(sid, namespace=ns)
+                drop_connection(node.sio, eio_sid)
                 closed += 1
             except Exception:  # noqa: BLE001
                 log.debug("closing %s on %s failed", sid, ns, exc_info=True)

@@ -28,7 +28,7 @@ from .identity import IdentityError, sign_identity, verify_identity
 from .passwords import hash_password, verify_password
 from .origins import OriginPolicy, OriginRefused, Surface, environ_own_origins, own_origins
 from .routing import RoutingError
-from .limits import RateLimiter, client_address
+from .limits import RateLimiter, client_address, drop_connection
 from .schema import CHANNEL_RE, EVENT_ID_RE, ID_RE, USERNAME_RE, json_schema, validate
 from .service import AGENT_NS, CUSTOMER_NS, Principal, Signaling, summary
 from .webhooks import EVENT_TYPES as WEBHOOK_EVENT_TYPES, Webhooks
@@ -47,7 +47,7 @@ __all__ = [
     "verify_identity",
     "LoginThrottle", "log_unexpected", "ROLES", "Account", "parse_capacity", "CHANNEL_RE", "USERNAME_RE",
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
-    "RateLimiter", "client_address",
+    "RateLimiter", "client_address", "drop_connection",
     "DESK", "Desk", "ArticleCreate", "ArticleUpdate", "KnowledgeBase", "render_markdown", "parse_search",
 ]
 

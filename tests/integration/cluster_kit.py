@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import secrets
 import re
 import shutil
 import signal
@@ -21,11 +23,17 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import aiohttp
+import redis.asyncio as aioredis
 import socketio
+
+from signaling.agents import Directory
+from signaling.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -216,6 +224,7 @@ class ChatClient:
         self.changed = asyncio.Event()
         self.disconnects = 0
         self.last_refusal: Any = None
+        self.dropped = asyncio.Event()
         for name in ("event", "offer", "offer.revoked", "conversation", "agent", "error", "call.state",
                      "call.requested", "call.accepted", "call.migrated", "call.ended"):
             self.sio.on(name, self._recorder(name), namespace=namespace)
@@ -244,6 +253,7 @@ class ChatClient:
 
     async def _on_disconnect(self, *args: Any) -> None:
         self.disconnects += 1
+        self.dropped.set()
 
     async def _on_session(self, data: Any) -> None:
         self.sessions.append(data)
@@ -287,8 +297,17 @@ class ChatClient:
         while True:
             try:
                 if self.sio.connected and self.sio.namespaces.get(self.ns):
-                    reply = await self.call("message.send", {"conversation_id": cid, "text": text,
-                                                             "client_id": client_id}, timeout=3)
+                    # an ack lost with the connection is not waited for (the SDK re-sends on reconnect)
+                    self.dropped.clear()
+                    sending = asyncio.ensure_future(self.call("message.send", {"conversation_id": cid, "text": text,
+                                                                               "client_id": client_id}, timeout=5))
+                    dropped = asyncio.ensure_future(self.dropped.wait())
+                    await asyncio.wait([sending, dropped], return_when=asyncio.FIRST_COMPLETED)
+                    dropped.cancel()
+                    if not sending.done():
+                        sending.cancel()
+                        continue
+                    reply = sending.result()
                     if reply.get("ok"):
                         self._ingest([reply["event"]])
                         return reply["event"]
@@ -328,3 +347,71 @@ class ChatClient:
 def _id_key(event_id: str) -> tuple[int, int]:
     ms, _, seq = event_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+@dataclass
+class Cluster:
+    nodes: list[NodeProcess]
+    nginx: Nginx
+    redis: aioredis.Redis
+    prefix: str
+    store: Store
+    directory: Directory
+    clients: list[ChatClient]
+
+    @property
+    def url(self) -> str:
+        return self.nginx.url
+
+    def client(self, namespace: str, auth: dict[str, Any], node: str | None = None, reconnect: bool = True) -> ChatClient:
+        c = ChatClient(self.url, namespace, auth, node, reconnect)
+        self.clients.append(c)
+        return c
+
+    async def agent(self, username: str, node: str, reconnect: bool = True, capacity: int = 3) -> ChatClient:
+        await self.directory.create(username, "pw-secret-1", username.title(), "agent", [], {"chat": capacity})
+        token = await login(self.url, username, "pw-secret-1")
+        a = await self.client("/agent", {"v": 1, "token": token}, node, reconnect).connect()
+        await a.ok("presence.set", {"status": "available"})
+        return a
+
+
+@contextlib.asynccontextmanager
+async def running_cluster(redis_url: str, tmp_path: Path, extra: dict[str, str] | None = None) -> AsyncIterator[Cluster]:
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    secret = secrets.token_urlsafe(24)
+    nodes = []
+    for i in (1, 2):
+        env = node_env(redis_url, prefix, f"n{i}-{prefix[5:11]}", tmp_path / f"data{i}", secret,
+                       {"SEGUE_CLUSTER_REASSIGN_AFTER_S": "3", "SEGUE_DEMO_ENABLED": "false", **(extra or {})})
+        nodes.append(NodeProcess(env["SEGUE_CLUSTER_NODE_ID"], env, tmp_path / f"node{i}.log").start())
+    nginx = None
+    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
+    cluster = None
+    try:
+        for node in nodes:
+            await node.ready()
+        nginx = Nginx(tmp_path / "nginx", nodes).start()
+        cluster = Cluster(nodes, nginx, redis, prefix, Store(redis, prefix), Directory(redis, prefix), [])
+        yield cluster
+    finally:
+        if cluster is not None:
+            for c in cluster.clients:
+                await c.close()
+        if nginx is not None:
+            nginx.stop()
+        for node in nodes:
+            node.stop()
+        await redis.aclose()
+
+
+async def start_conversation(customer: ChatClient, agent: ChatClient, text: str = "hello") -> str:
+    started = await customer.ok("conversation.start", {"text": text, "name": "Ada"})
+    cid = started["conversation"]["id"]
+    customer.conversations.add(cid)
+    customer._ingest(started.get("events") or [])
+    await agent.wait(lambda: [o for o in agent.got("offer") if o["conversation"]["id"] == cid])
+    accepted = await agent.ok("offer.accept", {"conversation_id": cid})
+    agent.conversations.add(cid)
+    agent._ingest(accepted["events"])
+    return cid

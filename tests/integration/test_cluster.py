@@ -9,90 +9,13 @@ Each test prints what it measured (``CLUSTER ...`` lines: lost, duplicated, time
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import secrets
 import time
-import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-import redis.asyncio as aioredis
 
-from cluster_kit import ChatClient, Nginx, NodeProcess, login, node_env
-from signaling.agents import Directory
-from signaling.store import Store
-
-
-@dataclass
-class Cluster:
-    nodes: list[NodeProcess]
-    nginx: Nginx
-    redis: aioredis.Redis
-    prefix: str
-    store: Store
-    directory: Directory
-    clients: list[ChatClient]
-
-    @property
-    def url(self) -> str:
-        return self.nginx.url
-
-    def client(self, namespace: str, auth: dict[str, Any], node: str | None = None, reconnect: bool = True) -> ChatClient:
-        c = ChatClient(self.url, namespace, auth, node, reconnect)
-        self.clients.append(c)
-        return c
-
-    async def agent(self, username: str, node: str, reconnect: bool = True, capacity: int = 3) -> ChatClient:
-        await self.directory.create(username, "pw-secret-1", username.title(), "agent", [], {"chat": capacity})
-        token = await login(self.url, username, "pw-secret-1")
-        a = await self.client("/agent", {"v": 1, "token": token}, node, reconnect).connect()
-        await a.ok("presence.set", {"status": "available"})
-        return a
-
-
-@contextlib.asynccontextmanager
-async def running_cluster(redis_url: str, tmp_path: Path, extra: dict[str, str] | None = None) -> AsyncIterator[Cluster]:
-    prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    secret = secrets.token_urlsafe(24)
-    nodes = []
-    for i in (1, 2):
-        env = node_env(redis_url, prefix, f"n{i}-{prefix[5:11]}", tmp_path / f"data{i}", secret,
-                       {"SEGUE_CLUSTER_REASSIGN_AFTER_S": "3", "SEGUE_DEMO_ENABLED": "false", **(extra or {})})
-        nodes.append(NodeProcess(env["SEGUE_CLUSTER_NODE_ID"], env, tmp_path / f"node{i}.log").start())
-    nginx = None
-    redis = aioredis.Redis.from_url(redis_url, decode_responses=True)
-    cluster = None
-    try:
-        for node in nodes:
-            await node.ready()
-        nginx = Nginx(tmp_path / "nginx", nodes).start()
-        cluster = Cluster(nodes, nginx, redis, prefix, Store(redis, prefix), Directory(redis, prefix), [])
-        yield cluster
-    finally:
-        if cluster is not None:
-            for c in cluster.clients:
-                await c.close()
-        if nginx is not None:
-            nginx.stop()
-        for node in nodes:
-            node.stop()
-        await redis.aclose()
-
-
-async def start_conversation(customer: ChatClient, agent: ChatClient, text: str = "hello") -> str:
-    started = await customer.ok("conversation.start", {"text": text, "name": "Ada"})
-    cid = started["conversation"]["id"]
-    customer.conversations.add(cid)
-    customer._ingest(started.get("events") or [])
-    await agent.wait(lambda: [o for o in agent.got("offer") if o["conversation"]["id"] == cid])
-    accepted = await agent.ok("offer.accept", {"conversation_id": cid})
-    agent.conversations.add(cid)
-    agent._ingest(accepted["events"])
-    return cid
+from cluster_kit import ChatClient, running_cluster, start_conversation
 
 
 async def node_of(url: str, cookie: str | None) -> tuple[str, str | None]:
