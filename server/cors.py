@@ -27,7 +27,8 @@ from signaling import OriginPolicy, Surface, environ_own_origins, own_origins
 log = logging.getLogger(__name__)
 
 # Path prefixes of each surface. Versioned SDK paths (/sdk/<version>/, /sdk/v1/) are under /sdk/.
-CUSTOMER_PREFIXES = ("/sdk/", "/widget/", "/vendor/")
+# /api/v1/public/ (the knowledge base customers search) and /kb/ (its article pages): docs/knowledge.md
+CUSTOMER_PREFIXES = ("/sdk/", "/widget/", "/vendor/", "/api/v1/public/", "/kb/")
 AGENT_PREFIXES = ("/api/", "/agent/", "/supervisor/")
 # Request headers a cross-origin page may send (credentials go in Authorization, never cookies).
 ALLOWED_HEADERS = ("Authorization", "Content-Type")

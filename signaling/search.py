@@ -1,0 +1,240 @@
+"""Searching conversations: by words, customer and date, only what the caller may read.
+
+What is indexed: every event of a conversation that carries words a person wrote (messages, notes,
+consultations, transfer notes, the close's disposition and tags, a rating's comment), with its
+conversation, customer and time. Where: a tantivy index in each node's memory
+(``signaling.textindex``), filled from Redis, which stays the only source of truth.
+
+How every node stays current (several nodes share one Redis): every change to a conversation
+already moves it in the sorted set ``P convs:updated`` (``Store.mutate``, ``Store.touch``), written
+before the change is acknowledged. That set is the change feed: a node reads the conversations
+changed since its last look (with a ``SETTLE_MS`` overlap) and appends each one's events after the
+last it indexed (``XRANGE`` from that id). It does so every ``knowledge.search_sync_s`` in the background *and*
+right before answering a search (``signaling.desk`` runs the background turns), so a search always sees every change acknowledged before it was
+asked, on whichever node. Reading a conversation twice adds nothing (the events after the last
+indexed id are none); a conversation whose customer changed (a visitor who signed in) is indexed
+again whole. At start a node indexes everything from the beginning of the set.
+
+Access: hits are checked with the listing's rules (``listing._readable``: assigned, offered, seen
+before, the customer's agent, a grant; supervisors, admins and API keys read all), conversation by
+conversation; a request looks at no more than ``SCAN_HITS`` hits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .errors import invalid
+from .listing import _readable, parse_time
+from .schema import ID_RE
+from .textindex import Field, TextIndex, plain_query
+
+if TYPE_CHECKING:
+    from .service import Principal, Signaling
+
+log = logging.getLogger(__name__)
+
+SETTLE_MS = 2000          # the change feed is re-read this far back (a change's index write lands just after it)
+BATCH = 200               # conversations read per Redis round trip
+SCAN_HITS = 2000          # hits looked at per request, at most (access filtering happens after ranking)
+MAX_LIMIT = 100
+MAX_QUERY_CHARS = 200
+
+FIELDS = [Field("key", "key"), Field("conversation_id", "key"), Field("customer", "key"), Field("event_id", "key"),
+          Field("type", "key"), Field("author_kind", "key"), Field("author_name", "key"), Field("text", "text"),
+          Field("ts", "int")]
+
+
+def words_of(event: dict[str, Any]) -> str:
+    """The searchable words of a stored event ("" for events without any)."""
+    t, d = event.get("type"), event.get("data") or {}
+    if not isinstance(d, dict):
+        return ""
+    if t in ("message", "note", "consult.message"):
+        return str(d.get("text") or "")
+    if t == "conversation.closed":
+        tags = d.get("tags") if isinstance(d.get("tags"), list) else []
+        return " ".join(str(x) for x in [d.get("disposition") or "", *tags] if x)
+    if t == "conversation.rated":
+        return str(d.get("comment") or "")
+    if t.startswith("transfer.") and d.get("note"):
+        return str(d["note"])
+    return ""
+
+
+@dataclass(frozen=True)
+class SearchQuery:
+    text: str = ""
+    customer: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    limit: int = 20
+
+
+def parse_search(params: Any) -> SearchQuery:
+    """A :class:`SearchQuery` from ``q``, ``customer``, ``from``, ``to`` and ``limit`` (REST query
+    parameters or an event's fields); unknown parameters are refused."""
+    known = {"q", "customer", "from", "to", "limit"}
+    for key in params:
+        if key not in known:
+            raise invalid(key, f"unknown parameter (expected: {', '.join(sorted(known))})")
+    text = params.get("q") or ""
+    if not isinstance(text, str):
+        raise invalid("q", "must be text")
+    if len(text) > MAX_QUERY_CHARS:
+        raise invalid("q", f"is {len(text)} characters; at most {MAX_QUERY_CHARS}")
+    customer = params.get("customer") or None
+    if customer is not None and (not isinstance(customer, str) or not ID_RE.match(customer)):
+        raise invalid("customer", "must be a customer id (letters, digits and _ . : - only, up to 128)")
+    since = until = None
+    if params.get("from"):
+        since = parse_time(str(params["from"]), "from")
+    if params.get("to"):
+        raw = str(params["to"]).strip()
+        until = parse_time(raw, "to")
+        if len(raw) == 10 and raw[4] == "-":  # a bare date: the whole day
+            until += 86_400_000 - 1
+    if since is not None and until is not None and since > until:
+        raise invalid("from", "is after to")
+    limit = 20
+    raw_limit = params.get("limit")
+    if raw_limit not in (None, ""):
+        text_limit = str(raw_limit)
+        if not text_limit.isdigit() or not 1 <= int(text_limit) <= MAX_LIMIT:
+            raise invalid("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+        limit = int(text_limit)
+    if not plain_query(text) and customer is None and since is None and until is None:
+        raise invalid("q", "give words to search for, or a customer or dates to list by")
+    return SearchQuery(text, customer, since, until, limit)
+
+
+class ConversationSearch:
+    """This node's index of conversation text, kept in step with Redis (see the module doc)."""
+
+    def __init__(self, svc: "Signaling") -> None:
+        self.svc = svc
+        self.index = TextIndex(FIELDS)
+        self._cursor_ms = 0            # the change feed has been read up to here (Redis time)
+        self._seen: dict[str, tuple[str, str]] = {}   # conversation -> (customer, last indexed event id)
+        self._lock = asyncio.Lock()
+        self.ready = False             # the first full pass is done
+
+    # --- keeping current --------------------------------------------------------------------
+
+    async def sync(self) -> int:
+        """Index every conversation changed since the last look; returns how many were read."""
+        async with self._lock:
+            redis, keys = self.svc.redis, self.svc.keys
+            sec, usec = await redis.time()
+            now_ms = sec * 1000 + usec // 1000
+            low = max(0, self._cursor_ms - SETTLE_MS) if self._cursor_ms else 0
+            offset, read = 0, 0
+            while True:
+                rows = await redis.zrangebyscore(keys.updated_convs, low, "+inf", start=offset, num=BATCH)
+                if not rows:
+                    break
+                offset += len(rows)
+                await self._index_conversations(rows)
+                read += len(rows)
+                if len(rows) < BATCH:
+                    break
+            self.index.commit()
+            self._cursor_ms = now_ms
+            self.ready = True
+            return read
+
+    async def _index_conversations(self, cids: list[str]) -> None:
+        redis, keys = self.svc.redis, self.svc.keys
+        async with redis.pipeline(transaction=False) as pipe:
+            for cid in cids:
+                pipe.hget(keys.conv(cid), "customer")
+            customers = await pipe.execute()
+        starts: list[str] = []
+        for cid, cust in zip(cids, customers):
+            have = self._seen.get(cid)
+            cust = cust or ""
+            if have is not None and have[0] != cust:  # joined another customer: index it again
+                self.index.delete("conversation_id", cid)
+                have = None
+            starts.append("(" + have[1] if have is not None and have[1] else "-")
+            self._seen[cid] = (cust, have[1] if have else "")
+        async with redis.pipeline(transaction=False) as pipe:
+            for cid, start in zip(cids, starts):
+                pipe.xrange(keys.log(cid), start, "+")
+            logs = await pipe.execute()
+        from .store import decode_event
+
+        for cid, cust, entries in zip(cids, customers, logs):
+            last = self._seen[cid][1]
+            for eid, fields in entries:
+                event = decode_event(cid, eid, fields)
+                last = eid
+                text = words_of(event)
+                if not text.strip():
+                    continue
+                author = event.get("author") or {}
+                self.index.add({"key": f"{cid}|{eid}", "conversation_id": cid, "customer": cust or "",
+                                "event_id": eid, "type": event["type"], "author_kind": str(author.get("kind") or ""),
+                                "author_name": str(author.get("name") or ""), "text": text, "ts": event["ts"]})
+            self._seen[cid] = (cust or "", last)
+
+    # --- searching --------------------------------------------------------------------------
+
+    async def search(self, who: "Principal", q: SearchQuery) -> dict[str, Any]:
+        """``{results: [...], more, indexed}``: hits the caller may read, best first (newest first
+        when no words are given). Each result: the conversation's summary, the event (id, type,
+        ts, author) and a snippet with highlight ranges."""
+        from .service import summary
+
+        await self.sync()
+        words = self.index.text_query(q.text, ["text"], all_words=True)
+        parts = [words]
+        if q.customer:
+            parts.append(self.index.term("customer", q.customer))
+        if q.since_ms is not None or q.until_ms is not None:
+            parts.append(self.index.int_range("ts", q.since_ms, q.until_ms))
+        query = self.index.all_of(parts)
+        newest = None if words is not None else "ts"
+        results: list[dict[str, Any]] = []
+        allowed: dict[str, dict[str, str] | None] = {}
+        offset, page = 0, max(50, q.limit * 3)
+        more = False
+        while offset < SCAN_HITS:
+            hits = self.index.search(query, page, offset, newest_by=newest, snippet_field="text",
+                                     snippet_query=words)
+            offset += len(hits)
+            unknown = list(dict.fromkeys(h["conversation_id"] for h in hits if h["conversation_id"] not in allowed))
+            if unknown:
+                hashes = await self.svc.store.conversations(unknown)
+                found = {h.get("id"): h for h in hashes if h}
+                rows = [found[c] for c in unknown if c in found]
+                oks = await _readable(self.svc, who, rows)
+                for c in unknown:
+                    allowed[c] = None
+                for h, ok in zip(rows, oks):
+                    if ok:
+                        allowed[h["id"]] = h
+            for hit in hits:
+                h = allowed.get(hit["conversation_id"])
+                if h is None:
+                    continue
+                if len(results) >= q.limit:
+                    more = True
+                    break
+                results.append({
+                    "conversation": summary(h),
+                    "event": {"id": hit["event_id"], "type": hit["type"], "ts": int(hit["ts"]),
+                              "author": {"kind": hit.get("author_kind") or "", "name": hit.get("author_name") or ""}},
+                    "snippet": hit["_snippet"],
+                    "score": round(hit["_score"], 4) if hit["_score"] is not None else None,
+                })
+            if more or len(hits) < page:
+                break
+        return {"results": results, "more": more, "indexed_at": self._cursor_ms}
+
+    def status(self) -> dict[str, Any]:
+        return {"ready": self.ready, "documents": self.index.count(), "conversations": len(self._seen)}

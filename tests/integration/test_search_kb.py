@@ -1,0 +1,283 @@
+"""Search and the knowledge base through real nodes and a real Redis: conversation search with its
+access rules and bad input, articles with versions and safe Markdown, the customer's events,
+suggestions from the customer's words, the self-service count, and two nodes that answer alike."""
+
+from __future__ import annotations
+
+import asyncio
+from html.parser import HTMLParser
+from urllib.parse import urlencode
+from typing import Any, AsyncIterator
+
+import pytest
+
+from segue_clients import World, http
+
+
+@pytest.fixture
+async def world(segue: Any) -> AsyncIterator[World]:
+    w = World(segue)
+    yield w
+    await w.close()
+
+
+async def _chat(world: World, agent: Any, customer: Any, text: str, agent_id: str) -> str:
+    """A conversation the customer starts with ``text`` and ``agent`` accepts; returns its id."""
+    started = await customer.ok("conversation.start", {"text": text})
+    cid = started["conversation"]["id"]
+    await agent.next("offer", lambda o: o["conversation"]["id"] == cid)
+    await agent.ok("offer.accept", {"conversation_id": cid})
+    return cid
+
+
+async def test_search_finds_only_what_the_caller_may_read(world: World) -> None:
+    api = f"{world.url}/api/v1"
+    ann_token = await world.add_agent("ann")
+    bob_token = await world.add_agent("bob")
+    sup_token = await world.add_agent("sue", role="supervisor")
+    ann = await world.agent(ann_token)
+    first = await world.customer()
+    cid1 = await _chat(world, ann, first, "My zeppelin tickets never arrived", "ann")
+    await ann.ok("note.add", {"conversation_id": cid1, "text": "refund the zeppelin order"})
+    await ann.ok("presence.set", {"status": "away"})
+    bob = await world.agent(bob_token)
+    second = await world.customer()
+    cid2 = await _chat(world, bob, second, "zeppelin seats for two please", "bob")
+
+    # ann reads her customer's conversation (message and her note), not bob's
+    status, body = await http("GET", f"{api}/search?q=zeppelin", token=ann_token)
+    assert status == 200, body
+    found = {(r["conversation"]["id"], r["event"]["type"]) for r in body["results"]}
+    assert found == {(cid1, "message"), (cid1, "note")}
+    hit = next(r for r in body["results"] if r["event"]["type"] == "message")
+    start, end = hit["snippet"]["highlights"][0]
+    assert hit["snippet"]["text"][start:end].lower() == "zeppelin"
+    status, body = await http("GET", f"{api}/search?q=zeppelin", token=bob_token)
+    assert {r["conversation"]["id"] for r in body["results"]} == {cid2}
+    # a supervisor reads both; every word must match
+    status, body = await http("GET", f"{api}/search?q=zeppelin+seats", token=sup_token)
+    assert {r["conversation"]["id"] for r in body["results"]} == {cid2}
+    status, body = await http("GET", f"{api}/search?q=ZEPPELIN", token=sup_token)
+    assert {r["conversation"]["id"] for r in body["results"]} == {cid1, cid2}
+    # by customer (without words: newest first) and by date
+    customer1 = first.session["customer_id"]
+    status, body = await http("GET", f"{api}/search?customer={customer1}", token=sup_token)
+    assert [r["event"]["type"] for r in body["results"]] == ["note", "message"]
+    status, body = await http("GET", f"{api}/search?customer={customer1}", token=bob_token)
+    assert body["results"] == []
+    status, body = await http("GET", f"{api}/search?q=zeppelin&to=2001-01-01", token=sup_token)
+    assert body["results"] == []
+    status, body = await http("GET", f"{api}/search?q=zeppelin&from=2001-01-01&limit=1", token=sup_token)
+    assert len(body["results"]) == 1 and body["more"] is True
+    # query syntax typed by a person is words, not operators: it finds the words, never fails
+    for q in ['"zeppelin', "zeppelin) (", "zeppelin:", "zeppelin*", "+zeppelin -", "zeppelin~^"]:
+        status, body = await http("GET", f"{api}/search?" + urlencode({"q": q}), token=sup_token)
+        assert status == 200 and {r["conversation"]["id"] for r in body["results"]} == {cid1, cid2}, (q, body)
+
+
+async def test_search_bad_input(world: World) -> None:
+    api = f"{world.url}/api/v1"
+    token = await world.add_agent("ann")
+    cases = [("", "q"), ("q=x&limit=0", "limit"), ("q=x&limit=101", "limit"), ("q=x&from=yesterday", "from"),
+             ("q=x&customer=a%20b", "customer"), ("q=x&colour=red", "colour"), ("q=" + "x" * 201, "q"),
+             ("q=x&from=2024-02-01&to=2024-01-01", "from"), ("q=%22%28%29", "q")]
+    for query, field in cases:
+        status, body = await http("GET", f"{api}/search?{query}", token=token)
+        assert status == 400 and body["error"]["code"] == "invalid" and body["error"]["field"] == field, (query, body)
+    status, body = await http("GET", f"{api}/search?q=x")
+    assert status == 401
+    status, body = await http("GET", f"{api}/search?q=x", token=token)
+    assert status == 200 and body["results"] == []
+
+
+async def test_a_visitors_words_follow_them_when_they_sign_in(world: World) -> None:
+    """A conversation that joins another customer (a visitor who signs in) is found by the new one."""
+    api = f"{world.url}/api/v1"
+    sup = await world.add_agent("sue", role="supervisor")
+    ann = await world.agent(await world.add_agent("ann"))
+    visitor = await world.customer()
+    await _chat(world, ann, visitor, "the quokka plush is torn", "ann")
+    status, body = await http("GET", f"{api}/search?q=quokka", token=sup)
+    assert body["results"][0]["conversation"]["customer"]["id"] == visitor.session["customer_id"]
+    await world.service._merge_visitor(visitor.session["customer_id"], "u_joined", {"name": "Quinn"})
+    status, body = await http("GET", f"{api}/search?q=quokka&customer=u_joined", token=sup)
+    assert len(body["results"]) == 1, body
+
+
+class _Markup(HTMLParser):
+    """The elements and attributes a browser would build from an HTML text."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tags: list[tuple[str, list[tuple[str, str | None]]]] = []
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append((tag, attrs))
+
+
+def assert_safe(text: str) -> None:
+    """No script element, no event-handler attribute, no javascript: URL anywhere as markup."""
+    for tag, attrs in _Markup(text).tags:
+        assert tag not in ("script", "iframe", "object", "embed", "style"), (tag, text)
+        for name, value in attrs:
+            assert not name.startswith("on"), (tag, name, text)
+            assert not (value or "").strip().lower().startswith(("javascript:", "vbscript:", "data:")), (tag, value)
+
+
+async def _article(api: str, token: str, **fields: Any) -> dict[str, Any]:
+    status, body = await http("POST", f"{api}/kb/articles", token=token, json_body=fields)
+    assert status == 201, body
+    return body["article"]
+
+
+async def test_articles_versions_and_safe_markdown(world: World) -> None:
+    api = f"{world.url}/api/v1"
+    ann = await world.add_agent("ann", name="Ann Author")
+    bob = await world.add_agent("bob", name="Bob Editor")
+    evil = ("# Returns\n\n<script>alert('x')</script>\n\n[click](javascript:alert(1)) "
+            "[also](JAVASCRIPT:alert(2)) <img src=x onerror=alert(3)> [ok](https://shop.example/returns)\n")
+    art = await _article(api, ann, title="Returning an item", body=evil)
+    assert art["slug"] == "returning-an-item" and art["version"] == 1 and art["status"] == "draft"
+    html = art["html"]
+    assert_safe(html)
+    assert "&lt;script&gt;" in html  # shown as text
+    assert '<a href="https://shop.example/returns" rel="noopener noreferrer nofollow">ok</a>' in html
+    # drafts are not public
+    status, body = await http("GET", f"{api}/public/kb/articles/returning-an-item")
+    assert status == 404
+    # an edit is a new version; an edit from an old version is refused
+    status, body = await http("PATCH", f"{api}/kb/articles/{art['id']}", token=bob,
+                              json_body={"body": "Send it back within **30 days**.", "status": "published",
+                                         "base_version": 1})
+    assert status == 200 and body["article"]["version"] == 2, body
+    assert body["article"]["updated_by"] == {"id": "bob", "name": "Bob Editor"}
+    status, body = await http("PATCH", f"{api}/kb/articles/{art['id']}", token=ann,
+                              json_body={"title": "Stale edit", "base_version": 1})
+    assert status == 409 and body["error"]["code"] == "conflict"
+    status, body = await http("PATCH", f"{api}/kb/articles/returning-an-item", token=ann,
+                              json_body={"title": "Returns and refunds", "slug": "returns", "base_version": 2})
+    assert status == 200 and body["article"]["version"] == 3 and body["article"]["slug"] == "returns"
+    status, body = await http("GET", f"{api}/kb/articles/{art['id']}/versions", token=ann)
+    assert [(v["version"], v["title"], v["by"]["id"]) for v in body["versions"]] == [
+        (1, "Returning an item", "ann"), (2, "Returning an item", "bob"), (3, "Returns and refunds", "ann")]
+    status, body = await http("GET", f"{api}/kb/articles/{art['id']}/versions/1", token=bob)
+    assert body["version"]["body"] == evil
+    assert_safe(body["version"]["html"])
+    status, body = await http("GET", f"{api}/kb/articles/{art['id']}/versions/9", token=bob)
+    assert status == 404
+    # public: by the new slug, the old one still works; the page escapes and sanitises
+    status, body = await http("GET", f"{api}/public/kb/articles/returning-an-item")
+    assert status == 200 and body["article"]["title"] == "Returns and refunds"
+    assert "<strong>30 days</strong>" in body["article"]["html"] and "updated_by" not in body["article"]
+    status, page = await http("GET", f"{world.url}/kb/returns")
+    assert status == 200 and "<strong>30 days</strong>" in page
+    status, _ = await http("GET", f"{world.url}/kb/no-such-article")
+    assert status == 404
+    # an old version with a script, once current again, still never reaches the page as markup
+    status, body = await http("PATCH", f"{api}/kb/articles/returns", token=ann, json_body={"body": evil, "title": "<b>T</b>"})
+    assert status == 200
+    status, page = await http("GET", f"{world.url}/kb/returns")
+    assert_safe(page)
+    assert "<b>T</b>" not in page and "<a href=\"javascript" not in page.lower()
+    assert "&lt;b&gt;T&lt;/b&gt;" in page
+
+
+async def test_article_bad_input(world: World) -> None:
+    api = f"{world.url}/api/v1"
+    ann = await world.add_agent("ann")
+    await _article(api, ann, title="Taken", body="x", slug="taken")
+    bad = [({"title": "", "body": "x"}, "title"), ({"title": "t"}, "body"), ({"title": "t", "body": "x", "status": "live"}, "status"),
+           ({"title": "t", "body": "x", "slug": "Not A Slug"}, "slug"), ({"title": "t" * 201, "body": "x"}, "title"),
+           ({"title": "t", "body": "x", "colour": 1}, "colour")]
+    for fields, field in bad:
+        status, body = await http("POST", f"{api}/kb/articles", token=ann, json_body=fields)
+        assert status == 400 and body["error"]["field"] == field, (fields, body)
+    status, body = await http("POST", f"{api}/kb/articles", token=ann, json_body={"title": "t", "body": "x", "slug": "taken"})
+    assert status == 409 and body["error"]["field"] == "slug"
+    status, body = await http("POST", f"{api}/kb/articles", token=ann, data="{nope", headers={"Content-Type": "application/json"})
+    assert status == 400 and body["error"]["code"] == "bad_json"
+    status, body = await http("POST", f"{api}/kb/articles", token=ann, json_body={"title": "t", "body": "x" * 50_001})
+    assert status in (400, 413) and body["error"]["field"] == "body"
+    status, body = await http("PATCH", f"{api}/kb/articles/taken", token=ann, json_body={})
+    assert status == 400
+    status, body = await http("PATCH", f"{api}/kb/articles/nothing-here", token=ann, json_body={"title": "x"})
+    assert status == 404
+    status, body = await http("GET", f"{api}/kb/articles/taken/versions/zero", token=ann)
+    assert status == 400 and body["error"]["field"] == "version"
+    status, body = await http("GET", f"{api}/public/kb/search?q=x&limit=500")
+    assert status == 400 and body["error"]["field"] == "limit"
+    # a lone surrogate is refused, not stored
+    status, body = await http("POST", f"{api}/kb/articles", token=ann,
+                              data='{"title": "bad \\ud800", "body": "x"}', headers={"Content-Type": "application/json"})
+    assert status == 400 and body["error"]["code"] == "invalid", body
+
+
+async def test_customer_search_suggestions_and_self_service(start_segue: Any) -> None:
+    segue = await start_segue({"knowledge.self_service_window_s": 1.0})
+    world = World(segue)
+    try:
+        api = f"{world.url}/api/v1"
+        ann_token = await world.add_agent("ann")
+        art = await _article(api, ann_token, title="Reset your password",
+                             body="Open **Settings**, choose *Security* and press Reset password.", status="published")
+        await _article(api, ann_token, title="Password policy draft", body="password rules", status="draft")
+        await world.service.canned.create("Password help", "You can reset it under Settings > Security.", "ann")
+        # the customer searches and opens it (before any chat)
+        reader = await world.customer()
+        found = await reader.ok("kb.search", {"q": "forgot my password"})
+        assert [a["slug"] for a in found["articles"]] == ["reset-your-password"]
+        opened = await reader.ok("kb.article", {"slug": "reset-your-password"})
+        assert "<strong>Settings</strong>" in opened["article"]["html"]
+        await reader.fails("kb.article", {"slug": "password-policy-draft"}, "not_found")
+        await reader.fails("kb.search", {"q": ""}, "invalid")
+        # another customer asks an agent; the console's suggestions match their words
+        agent = await world.agent(ann_token)
+        asker = await world.customer()
+        cid = await _chat(world, agent, asker, "hi, I can't log in, how do I reset my password?", "ann")
+        status, body = await http("GET", f"{api}/conversations/{cid}/suggestions", token=ann_token)
+        assert status == 200, body
+        assert [a["id"] for a in body["articles"]] == [art["id"]]
+        assert [r["title"] for r in body["replies"]] == ["Password help"]
+        other = await world.add_agent("olga")
+        status, body = await http("GET", f"{api}/conversations/{cid}/suggestions", token=other)
+        assert status == 403
+        # the reader started no conversation within the window: helped; the asker opens one and then chats
+        await asker.ok("kb.article", {"slug": art["id"]})
+        await asker.ok("conversation.start", {"text": "still stuck"})
+        await asyncio.sleep(1.2)  # the 1 s window ends (a wait, not a timing assertion)
+        status, body = await http("GET", f"{api}/kb/self-service", token=ann_token)
+        stats = body["self_service"]
+        assert (stats["sessions"], stats["helped"], stats["escalated"], stats["rate"]) == (2, 1, 1, 0.5), stats
+        # settled once, however many nodes ask
+        status, body = await http("GET", f"{api}/kb/self-service?days=2", token=ann_token)
+        assert body["self_service"]["helped"] == 1 and len(body["self_service"]["days"]) == 2
+    finally:
+        await world.close()
+
+
+async def test_two_nodes_search_alike(start_segue: Any, make_config: Any) -> None:
+    """Each node keeps its own index; both answer from the same Redis, whichever wrote."""
+    config = make_config()
+    a = await start_segue(config=config)
+    b = await start_segue(config=config)
+    wa, wb = World(a), World(b)
+    try:
+        sup_a = await wa.add_agent("sue", role="supervisor")
+        sup_b = await wb.login("sue")
+        ann = await wa.agent(await wa.add_agent("ann"))
+        customer = await wa.customer()
+        await _chat(wa, ann, customer, "the platypus arrived broken", "ann")
+        await _article(f"{wa.url}/api/v1", sup_a, title="Broken platypus", body="Send us a photo.", status="published")
+        for w, token in ((wa, sup_a), (wb, sup_b)):
+            status, body = await http("GET", f"{w.url}/api/v1/search?q=platypus", token=token)
+            assert len(body["results"]) == 1, (w.url, body)
+            status, body = await http("GET", f"{w.url}/api/v1/public/kb/search?q=platypus")
+            assert [x["title"] for x in body["articles"]] == ["Broken platypus"], body
+        status, body = await http("PATCH", f"{wb.url}/api/v1/kb/articles/broken-platypus", token=sup_b,
+                                  json_body={"title": "Damaged on arrival"})
+        status, body = await http("GET", f"{wa.url}/api/v1/public/kb/search?q=damaged")
+        assert [x["title"] for x in body["articles"]] == ["Damaged on arrival"]
+    finally:
+        await wa.close()
+        await wb.close()
