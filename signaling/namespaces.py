@@ -464,6 +464,13 @@ class AgentNamespace(SegueNamespace):
     async def _greet(self, sid: str, session: dict[str, Any], agent_id: str | None) -> None:
         """``session`` first, then the offers still ringing for this agent (a reloaded console)."""
         await self.emit("session", session, to=sid)
+        try:  # a logout or password change while this socket was connecting: end it now
+            account_id = session["agent"]["id"]
+            await self.end_sessions(account_id, await self.service.directory.get(account_id))
+        except (aioredis.ConnectionError, aioredis.TimeoutError, OSError):
+            pass  # checked again on every later change of the account
+        if sid not in self.sessions:
+            return
         if agent_id is not None:
             try:
                 await self.service.resend_offers(agent_id, sid)
@@ -508,10 +515,6 @@ class AgentNamespace(SegueNamespace):
             await self.emit("session.ended", {"reason": reason, "message": "this session ended (logged out, the "
                             "password or role changed, or the account was deleted): log in again"}, to=sid)
             await self.server.disconnect(sid, namespace=self.namespace)
-
-    def drop_agent(self, agent_id: str) -> list[str]:
-        """Sessions of an agent on this node (to disconnect after the account is deleted)."""
-        return [sid for sid, who in self.sessions.items() if who.id == agent_id]
 
     def refresh_agent(self, account: Any) -> None:
         for sid, who in self.sessions.items():

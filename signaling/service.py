@@ -857,10 +857,8 @@ class Signaling:
             await self.router.set_presence(agent_id, "offline")
         except RoutingError:
             pass  # never connected: routing does not know them
-        ns = getattr(self, "agent_ns", None)
-        if ns is not None:
-            for sid in ns.drop_agent(agent_id):
-                await self.sio.disconnect(sid, namespace=AGENT_NS)
+        # this node's sockets now, told why (the other nodes hear it through Directory's publish)
+        await self.sessions_ended(agent_id)
 
     async def accept(self, who: Principal, cid: str) -> dict[str, Any]:
         async with self.locks(cid):
