@@ -517,7 +517,8 @@ class Webhooks:
         return await self.delivery(ep.id, dl_id)
 
     async def retry(self, ep_id: str, dl_id: str) -> dict[str, Any]:
-        """Send a failed delivery again (same id and body), with a fresh retry schedule."""
+        """Send a failed delivery again (same id and body): the earlier attempts stay listed and
+        the retry schedule starts over."""
         found = await self.delivery(ep_id, dl_id)
         if found["state"] != "failed":
             raise ProtocolError("conflict", f"delivery {dl_id} is {found['state']}: only a failed delivery can be retried")
@@ -535,11 +536,7 @@ class Webhooks:
         self._tasks.append(asyncio.create_task(self._watch_loop(), name="segue-webhooks-watch"))
         if not self.settings.enabled:
             return
-        try:
-            await self.redis.xgroup_create(self.keys.outbox, self.group, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        await self._ensure_group()
         connector = aiohttp.TCPConnector(limit=self.settings.concurrency, ttl_dns_cache=60)
         self._http = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
@@ -611,14 +608,25 @@ class Webhooks:
             except asyncio.CancelledError:
                 raise
             except ResponseError as exc:
-                if "NOGROUP" in str(exc):  # the stream was deleted (e.g. FLUSHDB): make the group again
-                    await self.redis.xgroup_create(self.keys.outbox, self.group, id="0", mkstream=True)
-                    continue
-                log.exception("webhook fan-out failed; continuing")
+                if "NOGROUP" not in str(exc):
+                    log.exception("webhook fan-out failed; continuing")
                 await asyncio.sleep(1.0)
+                try:  # the stream was deleted (e.g. FLUSHDB): make the group again
+                    await self._ensure_group()
+                except Exception as again:  # noqa: BLE001 - next turn tries again
+                    log.warning("webhook fan-out: %s", again)
             except Exception as exc:  # noqa: BLE001
                 log.warning("webhook fan-out: %s; retrying", exc)
                 await asyncio.sleep(1.0)
+
+    async def _ensure_group(self) -> None:
+        """The outbox's consumer group, reading from the start: entries queued before any worker
+        ran are delivered too (delivered ones are deleted from the stream)."""
+        try:
+            await self.redis.xgroup_create(self.keys.outbox, self.group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
 
     async def _claim_abandoned(self) -> None:
         """Take over outbox entries a consumer read but never acknowledged (its node died)."""

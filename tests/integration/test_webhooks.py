@@ -571,3 +571,21 @@ async def test_endpoint_changes_reach_other_nodes(make_config: Any, start_segue:
     finally:
         await world_a.close()
         await world_b.close()
+
+
+async def test_worker_recovers_when_the_outbox_is_deleted(start_segue: Any, aiohttp_server: Any) -> None:
+    """The outbox stream (and its consumer group) deleted under a running node, e.g. by a FLUSHDB:
+    the worker makes the group again and goes on delivering."""
+    node = await start_segue(FAST)
+    world = World(node)
+    rec = await receiver_at(aiohttp_server)
+    try:
+        admin = await world.add_agent("root", role="admin")
+        await register(world, admin, rec, ["message.created"])
+        engine = node.app[WEBHOOKS]
+        await engine.redis.delete(engine.keys.outbox)
+        customer = await world.customer()
+        await customer.ok("conversation.start", {"text": "after the flush"})
+        await rec.wait(lambda: len(rec.accepted) == 1, "the delivery")
+    finally:
+        await world.close()
