@@ -9,6 +9,7 @@ snippets in docs/sdk.md are generated here, so the published hashes are the serv
     python -m server.sri                  # integrity of every SDK file, for this version
     python -m server.sri --update-docs    # rewrite the generated block of docs/sdk.md
     python -m server.sri --check          # exit 1 when docs/sdk.md is out of date
+    python -m server.sri --snippets https://support.shop.example   # both snippets for your node
 """
 
 from __future__ import annotations
@@ -75,7 +76,9 @@ def _modules(hashes: dict[str, str]) -> list[str]:
 def docs_block(base_url: str = EXAMPLE_URL, sdk_dir: Path = SDK_DIR) -> str:
     """The generated part of docs/sdk.md: both install snippets with this version's hashes."""
     version = sdk_version(sdk_dir)
-    prefix = base_url.rstrip("/") + sdk_paths(version)[0]
+    base_url = base_url.rstrip("/")
+    prefix = base_url + sdk_paths(version)[0]
+    where = f" (replace `{base_url}` with your Segue node)" if base_url == EXAMPLE_URL else ""
     hashes = sdk_integrities(sdk_dir)
     if "embed.js" not in hashes:
         raise FileNotFoundError(f"{sdk_dir / 'embed.js'} is missing")
@@ -86,7 +89,7 @@ def docs_block(base_url: str = EXAMPLE_URL, sdk_dir: Path = SDK_DIR) -> str:
     map_text = json.dumps(import_map, indent=2)
     rows = "\n".join(f"| `{rel}` | `{value}` |" for rel, value in hashes.items())
     return f"""{BEGIN}
-SDK **{version}**, served at `{prefix}` (replace `{base_url}` with your Segue node).
+SDK **{version}**, served at `{prefix}`{where}.
 
 One script tag (a classic script: it defines `window.Segue` and loads the widget):
 
@@ -139,7 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     group = parser.add_mutually_exclusive_group()
     group.add_argument("--update-docs", action="store_true", help=f"rewrite the generated block of {DOCS.name}")
     group.add_argument("--check", action="store_true", help=f"exit 1 when {DOCS.name} is out of date")
+    group.add_argument("--snippets", metavar="URL", help="print the install snippets for the node at URL")
     args = parser.parse_args(argv)
+    if args.snippets:
+        if not args.snippets.startswith(("https://", "http://")):
+            parser.error("--snippets takes the node's base URL, e.g. https://support.shop.example")
+        print(docs_block(base_url=args.snippets).removeprefix(BEGIN + "\n").removesuffix("\n" + END))
+        return 0
     if args.update_docs:
         text = DOCS.read_text(encoding="utf-8")
         updated = docs_with_block(text, docs_block())

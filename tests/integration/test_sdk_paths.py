@@ -115,6 +115,10 @@ def test_sri_command_prints_every_file_and_checks_docs(capsys) -> None:
     assert printed[f"/sdk/{VERSION}/embed.js"] == integrity((SDK_DIR / "embed.js").read_bytes())
     assert f"/sdk/{VERSION}/vendor/socket.io.esm.min.js" in printed
     assert main(["--check"]) == 0
+    assert main(["--snippets", "https://support.shop.example/"]) == 0
+    snippets = capsys.readouterr().out
+    assert f'<script src="https://support.shop.example/sdk/{VERSION}/embed.js"' in snippets
+    assert "sri:begin" not in snippets and "segue.example.com" not in snippets
 
 
 def test_sri_check_fails_on_a_stale_docs_block(tmp_path: Path) -> None:
