@@ -46,7 +46,10 @@ export interface PageContext {
   [key: string]: unknown;
 }
 
-/** Event types of the log (docs/protocol.md "Events"); `call.*` are in docs/calls.md. */
+/**
+ * Event types of the log (docs/protocol.md "Events"; `call.*`: docs/calls.md). Open-ended: a
+ * newer server may add types, which an older page should show or skip, not choke on.
+ */
 export type EventType =
   | "conversation.created"
   | "conversation.queued"
@@ -65,7 +68,8 @@ export type EventType =
   | "consult.message"
   | "attributes.updated"
   | "page.viewed"
-  | `call.${string}`;
+  | `call.${string}`
+  | (string & {});
 
 /** The `data` of an event; its fields depend on `type`. */
 export interface EventData {
@@ -434,6 +438,10 @@ export declare class SegueCustomer extends SegueClient<CustomerEvents, CustomerC
   listConversations(): Promise<ConversationSummary[]>;
   /** listConversations(), newest first. */
   history(): Promise<ConversationSummary[]>;
+  /** Published help articles matching `q`, best first (docs/knowledge.md). */
+  searchHelp(q: string, options?: { limit?: number }): Promise<HelpArticleHit[]>;
+  /** A published help article; `html` is sanitised by the server. Counts toward self-service. */
+  helpArticle(slug: string): Promise<HelpArticle>;
   forget(id: string): void;
   resetVisitor(): void;
   /** Set (or, with null, delete) custom attributes the agent sees. */
@@ -513,4 +521,27 @@ export declare class SegueAgent extends SegueClient<AgentEvents, AgentConversati
   /** Supervisors: listen / whisper / barge on a live call. */
   monitorCall(conversationId: string, mode?: MonitorMode): Promise<SegueMonitor>;
   stopMonitoring(conversationId: string): Promise<void>;
+}
+
+/** A help article found by SegueCustomer.searchHelp (docs/knowledge.md). */
+export interface HelpArticleHit {
+  id: string;
+  slug: string;
+  title: string;
+  /** A fragment of the article; highlights: [start, end) character ranges of the matched words. */
+  snippet: { text: string; highlights: Array<[number, number]> };
+  /** The article's page on the Segue server: /kb/<slug>. */
+  url: string;
+  score: number;
+}
+
+/** A published help article (SegueCustomer.helpArticle). */
+export interface HelpArticle {
+  id: string;
+  slug: string;
+  title: string;
+  /** The body as HTML sanitised by the server: safe to insert into a page. */
+  html: string;
+  url: string;
+  updated_ts: number;
 }
