@@ -985,8 +985,8 @@ class CallService:
                 data[key] = brief["name"]
         return data
 
-    async def _set_channels(self, cid: str, on: list[str] = (), off: list[str] = (),  # type: ignore[assignment]
-                            extra: dict[str, str] | None = None) -> None:
+    async def _set_channels(self, cid: str, on: tuple[str, ...] | list[str] = (),
+                            off: tuple[str, ...] | list[str] = (), extra: dict[str, str] | None = None) -> None:
         """Channels in use now (the hash's ``channels``) and time on each (``ch_on:<ch>`` since when,
         ``ch_ms:<ch>`` accumulated): read by ``summary()``. The call's node is the only writer of
         its channels, so a read-then-write here does not race."""
