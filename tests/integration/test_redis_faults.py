@@ -1,0 +1,214 @@
+"""Redis dies under a running node (docs/redis.md): the embedded redis-server killed (SIGKILL) with
+``redis.appendfsync: always`` is restarted by the node on its data and nothing acknowledged is lost;
+a Sentinel-managed primary (Debian's redis-server and redis-sentinel) fails over during chat and
+clients carry on. The node is a real subprocess; clients are Socket.IO clients that re-send a
+message whose ack was refused (``unavailable``) with the same ``client_id``, as the SDK does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import psutil
+import redis.asyncio as aioredis
+
+from cluster_kit import ChatClient, NodeProcess, free_port, login, node_env, start_conversation
+from signaling.agents import Directory
+from signaling.store import Store
+
+REDIS_SERVER = shutil.which("redis-server") or "/usr/bin/redis-server"
+REDIS_SENTINEL = shutil.which("redis-sentinel") or "/usr/bin/redis-sentinel"
+
+
+def embedded_redis_of(node: NodeProcess) -> psutil.Process:
+    assert node.proc is not None
+    for child in psutil.Process(node.proc.pid).children():
+        try:
+            if "redis-server" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                return child
+        except psutil.NoSuchProcess:
+            continue
+    raise AssertionError("the node runs no embedded redis-server")
+
+
+def port_of(proc: psutil.Process) -> int:
+    import re
+
+    # redis-server retitles itself "redis-server 127.0.0.1:<port>"
+    found = re.search(r"127\.0\.0\.1:(\d+)", " ".join(proc.cmdline()))
+    assert found, proc.cmdline()
+    return int(found.group(1))
+
+
+async def chat_through_fault(customer: ChatClient, agent: ChatClient, cid: str, fault: "asyncio.Future[None] | None",
+                             before: int, total: int) -> tuple[list[str], float]:
+    """Send ``total`` messages; the fault is let loose after ``before`` acks. Returns the acked ids
+    and how long the first message after the fault took to be acknowledged."""
+    acked: list[str] = []
+    outage = 0.0
+    for i in range(total):
+        if i == before and fault is not None:
+            fault.set_result(None)
+            t0 = time.monotonic()
+            event = await customer.send(cid, f"message {i}", deadline_s=60)
+            outage = time.monotonic() - t0
+        else:
+            event = await customer.send(cid, f"message {i}", deadline_s=60)
+        acked.append(event["id"])
+        await asyncio.sleep(0.01)
+    await agent.wait(lambda: all(i in agent.seen for i in acked), timeout=60)
+    return acked, outage
+
+
+async def count_loss(store: Store, cid: str, acked: list[str]) -> tuple[int, int]:
+    events = await store.events(cid)
+    ids = {e["id"] for e in events}
+    texts = [e["data"]["text"] for e in events if e["type"] == "message" and e["author"]["kind"] == "customer"]
+    return sum(1 for i in acked if i not in ids), len(texts) - len(set(texts))
+
+
+async def test_embedded_redis_killed_with_appendfsync_always_loses_nothing(tmp_path: Path) -> None:
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    env = node_env("", prefix, "solo", tmp_path / "data", secrets.token_urlsafe(24),
+                   {"SEGUE_REDIS_APPENDFSYNC": "always", "SEGUE_REDIS_FANOUT": "false"})
+    node = NodeProcess("solo", env, tmp_path / "node.log").start()
+    clients: list[ChatClient] = []
+    try:
+        await node.ready()
+        child = embedded_redis_of(node)
+        port = port_of(child)
+        redis = aioredis.Redis(host="127.0.0.1", port=port, decode_responses=True)
+        await Directory(redis, prefix).create("alice", "pw-secret-1", "Alice", "agent", [], {"chat": 3})
+        agent = ChatClient(node.url, "/agent", {"v": 1, "token": await login(node.url, "alice", "pw-secret-1")})
+        customer = ChatClient(node.url, "/customer", {"v": 1})
+        clients += [agent, customer]
+        await agent.connect()
+        await agent.ok("presence.set", {"status": "available"})
+        await customer.connect()
+        cid = await start_conversation(customer, agent)
+
+        fault: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def kill_redis() -> None:
+            await fault
+            os.kill(child.pid, signal.SIGKILL)
+
+        killer = asyncio.ensure_future(kill_redis())
+        acked, outage = await chat_through_fault(customer, agent, cid, fault, before=60, total=120)
+        await killer
+        again = embedded_redis_of(node)
+        assert again.pid != child.pid and port_of(again) == port  # restarted on the same port
+        lost, duplicated = await count_loss(Store(redis, prefix), cid, acked)
+        assert lost == 0 and duplicated == 0
+        assert len(customer.sessions) == 1  # the node never went away: no reconnect was needed
+        async with __import__("aiohttp").ClientSession() as http:
+            async with http.get(f"{node.url}/readyz") as resp:
+                assert resp.status == 200
+        print(f"REDIS kill (embedded, appendfsync always): acked={len(acked)} lost={lost} duplicated={duplicated} "
+              f"first_ack_after_kill_s={outage:.2f}")
+        await redis.aclose()
+    finally:
+        for c in clients:
+            await c.close()
+        node.stop()
+
+
+class RedisProcess:
+    """Debian's redis-server (or redis-sentinel, whose config file comes first) on a free port."""
+
+    def __init__(self, folder: Path, args: list[str], binary: str = REDIS_SERVER) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.folder = folder
+        self.proc = subprocess.Popen([binary, *args, "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--dir", str(folder), "--logfile", str(folder / "log")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+    async def ready(self) -> None:
+        client = aioredis.Redis(host="127.0.0.1", port=self.port)
+        try:
+            for _ in range(200):
+                try:
+                    if await client.ping():
+                        return
+                except (OSError, aioredis.RedisError):
+                    await asyncio.sleep(0.05)
+            raise AssertionError(f"redis on {self.port} did not start: {(self.folder / 'log').read_text()[-500:]}")
+        finally:
+            await client.aclose()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def test_sentinel_failover_during_chat(tmp_path: Path) -> None:
+    assert Path(REDIS_SERVER).exists() and Path(REDIS_SENTINEL).exists(), \
+        "Debian's redis-server and redis-sentinel are needed: `make test` installs them (apt-get install redis-sentinel)"
+    persist = ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
+    primary = RedisProcess(tmp_path / "primary", persist)
+    await primary.ready()
+    replica = RedisProcess(tmp_path / "replica", persist + ["--replicaof", "127.0.0.1", str(primary.port)])
+    await replica.ready()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"sentinel monitor segue 127.0.0.1 {primary.port} 1\n"
+                    "sentinel down-after-milliseconds segue 1000\nsentinel failover-timeout segue 5000\n"
+                    "sentinel parallel-syncs segue 1\n")
+    sentinel = RedisProcess(tmp_path / "sentinel", [str(conf)], binary=REDIS_SENTINEL)
+    await sentinel.ready()
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    env = node_env("", prefix, "sentinel-node", tmp_path / "data", secrets.token_urlsafe(24),
+                   {"SEGUE_REDIS_SENTINELS": f'["127.0.0.1:{sentinel.port}"]', "SEGUE_REDIS_SENTINEL_MASTER": "segue",
+                    "SEGUE_REDIS_FANOUT": "false"})
+    node = NodeProcess("sentinel-node", env, tmp_path / "node.log").start()
+    clients: list[ChatClient] = []
+    try:
+        # the replica has synced before the node writes (a fresh replica would otherwise be promoted empty)
+        for _ in range(200):
+            info = await aioredis.Redis(host="127.0.0.1", port=replica.port, decode_responses=True).info("replication")
+            if info.get("master_link_status") == "up":
+                break
+            await asyncio.sleep(0.05)
+        await node.ready()
+        first = aioredis.Redis(host="127.0.0.1", port=primary.port, decode_responses=True)
+        await Directory(first, prefix).create("alice", "pw-secret-1", "Alice", "agent", [], {"chat": 3})
+        await first.aclose()
+        agent = ChatClient(node.url, "/agent", {"v": 1, "token": await login(node.url, "alice", "pw-secret-1")})
+        customer = ChatClient(node.url, "/customer", {"v": 1})
+        clients += [agent, customer]
+        await agent.connect()
+        await agent.ok("presence.set", {"status": "available"})
+        await customer.connect()
+        cid = await start_conversation(customer, agent)
+
+        fault: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        async def kill_primary() -> None:
+            await fault
+            primary.stop()  # SIGKILL
+
+        killer = asyncio.ensure_future(kill_primary())
+        acked, outage = await chat_through_fault(customer, agent, cid, fault, before=40, total=80)
+        await killer
+        promoted = aioredis.Redis(host="127.0.0.1", port=replica.port, decode_responses=True)
+        assert (await promoted.info("replication"))["role"] == "master"
+        lost, duplicated = await count_loss(Store(promoted, prefix), cid, acked)
+        await promoted.aclose()
+        assert lost == 0 and duplicated == 0
+        print(f"REDIS sentinel failover: acked={len(acked)} lost={lost} duplicated={duplicated} "
+              f"first_ack_after_kill_s={outage:.2f}")
+    finally:
+        for c in clients:
+            await c.close()
+        node.stop()
+        for p in (sentinel, replica, primary):
+            p.stop()
