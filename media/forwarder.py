@@ -272,8 +272,13 @@ class InboundSource(RtpSource):
         seq, ts = SEQ_TS.unpack_from(data, 2)
         pos = 12 + ((b0 & 0x0F) << 2)
         level = None
+        size = len(data)
         if b0 & 0x10:
+            if pos + 4 > size:
+                return  # the CSRC list or extension header runs past the packet (tests/fuzz)
             end = pos + 4 + (((data[pos + 2] << 8) | data[pos + 3]) << 2)
+            if end > size:
+                return
             if self._level_id:
                 value = find_extension(data, pos + 4, end, self._level_id)
                 if value:
@@ -477,7 +482,9 @@ class RtpSink:
         self.codecs = dict(section.codecs)
         if self._source is not None:
             self._pt_map = self._map_codecs(self._source.codecs)
-        ext = section.extensions
+        # the one-byte header form (RFC 8285) is what this writer produces: ids 1-14 only. An id
+        # past 14 (an offer may use the two-byte range) leaves that extension out of what we send.
+        ext = {uri: i for uri, i in section.extensions.items() if 1 <= i <= 14}
         elements: list[tuple[int, bytes]] = []
         mid_id = ext.get(URI_MID)
         if mid_id and section.mid:

@@ -45,6 +45,11 @@ ALL_SLOTS = SLOTS + EXTRA_SLOTS
 MAX_SDP_CHARS = _LIMIT  # media.sdp_limits holds every limit of an offer
 
 
+#: what aiortc raises on an offer it does not expect (after media.sdp_limits let it through):
+#: the offer is refused, the server is fine
+_AIORTC_REFUSALS = (ValueError, KeyError, IndexError, AssertionError, TypeError, OverflowError, RuntimeError)
+
+
 class LegError(ValueError):
     """Bad signalling input for a leg (unparseable SDP, a candidate before the offer, ...)."""
 
@@ -136,12 +141,15 @@ class CallLeg:
                 raise LegError("this leg is closed: start a new connection")
             try:
                 await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-            except (ValueError, KeyError, IndexError, AssertionError, TypeError, OverflowError) as exc:
+            except _AIORTC_REFUSALS as exc:
                 # aiortc's parser asserts and indexes on what it does not expect
                 raise LegError(f"offer refused: {exc or type(exc).__name__}") from None
             self.fleg.prepare()
-            answer = await self.pc.createAnswer()
-            await self.pc.setLocalDescription(answer)
+            try:
+                answer = await self.pc.createAnswer()
+                await self.pc.setLocalDescription(answer)
+            except _AIORTC_REFUSALS as exc:  # an offer it parsed but cannot answer
+                raise LegError(f"offer cannot be answered: {exc or type(exc).__name__}") from None
             self.fleg.refresh()
             self.negotiations += 1
             sdp = self.pc.localDescription.sdp

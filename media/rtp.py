@@ -102,8 +102,13 @@ def vp8_descriptor(payload: bytes) -> tuple[int, int, int, int]:
     """Parse a VP8 payload descriptor (RFC 7741).
 
     Returns ``(header_len, picture_id_pos, picture_id_bits, tl0_pos)``; positions are -1 when
-    the field is absent, ``picture_id_bits`` is 7 or 15 (0 when absent).
+    the field is absent, ``picture_id_bits`` is 7 or 15 (0 when absent). A descriptor that runs
+    past the payload (a hostile or broken sender; tests/fuzz) gives ``header_len`` beyond the
+    payload and no positions: there is no frame in it.
     """
+    truncated = (len(payload) + 1, -1, 0, -1)
+    if len(payload) < 3 and (not payload or payload[0] & 0x80):
+        return truncated
     b = payload[0]
     pos = 1
     pid_pos = -1
@@ -125,6 +130,8 @@ def vp8_descriptor(payload: bytes) -> tuple[int, int, int, int]:
             pos += 1
         if x & 0x30:  # T or K
             pos += 1
+    if pos > len(payload):
+        return truncated
     return pos, pid_pos, pid_bits, tl0_pos
 
 

@@ -63,7 +63,8 @@ class SdpRefused(ValueError):
 
 
 class _Section:
-    __slots__ = ("kind", "line", "mid", "extmaps", "fingerprints", "ufrag", "pwd", "ssrc_lines", "port")
+    __slots__ = ("kind", "line", "mid", "extmaps", "fingerprints", "ufrag", "pwd", "ssrc_lines", "port",
+                 "direction", "rtpmaps", "fmtps", "setup")
 
     def __init__(self, kind: str, line: int, port: int) -> None:
         self.kind = kind
@@ -75,6 +76,10 @@ class _Section:
         self.ufrag = False
         self.pwd = False
         self.ssrc_lines = 0
+        self.direction = False
+        self.setup = False
+        self.rtpmaps: set[str] = set()
+        self.fmtps: list[tuple[str, int]] = []  # (payload type, line)
 
 
 def check_offer(sdp: str) -> None:
@@ -99,7 +104,7 @@ def check_offer(sdp: str) -> None:
 
     sections: list[_Section] = []
     session_fingerprints = 0
-    session_ufrag = session_pwd = False
+    session_ufrag = session_pwd = session_setup = False
     bundles: list[tuple[int, list[str]]] = []
     candidates = fingerprints = 0
     current: _Section | None = None
@@ -145,6 +150,13 @@ def check_offer(sdp: str) -> None:
             semantics, _, ids = value.partition(" ")
             if semantics == "BUNDLE":
                 bundles.append((number, ids.split()))
+        elif attr == "setup":
+            if value not in ("actpass", "active", "passive"):
+                raise SdpRefused("a=setup", f"must be actpass, active or passive, got {value[:20]!r}", number)
+            if current is None:
+                session_setup = True
+            else:
+                current.setup = True
         elif current is None:
             continue
         elif attr == "mid":
@@ -179,6 +191,12 @@ def check_offer(sdp: str) -> None:
             pt = value.partition(" ")[0]
             if not (pt == "*" and attr == "rtcp-fb") and not (_DIGITS.match(pt) and len(pt) <= 3 and int(pt) <= 127):
                 raise SdpRefused(f"a={attr}", f"payload type must be 0-127, got {pt[:20]!r}", number)
+            if attr == "rtpmap":
+                current.rtpmaps.add(str(int(pt)))
+            elif attr == "fmtp":
+                current.fmtps.append((str(int(pt)), number))
+        elif attr in ("sendrecv", "sendonly", "recvonly", "inactive"):
+            current.direction = True
         elif attr == "rtcp":
             port = value.partition(" ")[0]
             if not _DIGITS.match(port) or len(port) > 5 or int(port) > 65535:
@@ -186,9 +204,6 @@ def check_offer(sdp: str) -> None:
         elif attr == "max-message-size":
             if not _DIGITS.match(value) or len(value) > 12:
                 raise SdpRefused("a=max-message-size", "must be a whole number of bytes", number)
-        elif attr == "setup":
-            if value not in ("actpass", "active", "passive"):
-                raise SdpRefused("a=setup", f"must be actpass, active or passive, got {value[:20]!r}", number)
 
     if not sections:
         raise SdpRefused("m=", "the offer has no m-section (audio or video)")
@@ -196,11 +211,19 @@ def check_offer(sdp: str) -> None:
         where = f"the {s.kind} m-section on line {s.line}"
         if s.mid is None:
             raise SdpRefused("a=mid", f"{where} has no a=mid (Segue bundles every m-section)", s.line)
+        if s.kind != "application" and not s.direction:
+            raise SdpRefused("a=sendrecv", f"{where} has no direction (a=sendrecv, sendonly, recvonly or "
+                                           "inactive)", s.line)
+        for pt, line in s.fmtps:
+            if pt not in s.rtpmaps:
+                raise SdpRefused("a=fmtp", f"payload type {pt} has no a=rtpmap in its m-section", line)
         if s.port == 0:
             continue  # a rejected m-section: no transport of its own
         if not (s.fingerprints or session_fingerprints):
             raise SdpRefused("a=fingerprint", f"{where} has no DTLS fingerprint (a=fingerprint:sha-256 "
                                               "<32 hex bytes>): media must be encrypted", s.line)
+        if not (s.setup or session_setup):
+            raise SdpRefused("a=setup", f"{where} has no DTLS role (a=setup:actpass)", s.line)
         for name, present in (("a=ice-ufrag", s.ufrag or session_ufrag), ("a=ice-pwd", s.pwd or session_pwd)):
             if not present:
                 raise SdpRefused(name, f"{where} has no ICE credentials (a=ice-ufrag and a=ice-pwd)", s.line)

@@ -63,6 +63,10 @@ class Healthy:
         if self._task is not None:
             await self._task
 
+    def reset(self) -> None:
+        """Forget the round trips so far: the figures cover what follows (the hostile part)."""
+        self.latencies.clear()
+
     @property
     def stalls(self) -> int:
         return sum(1 for t in self.latencies if t > STALL_S)
