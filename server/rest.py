@@ -188,6 +188,15 @@ async def login(request: web.Request) -> web.Response:
     })
 
 
+async def demo_login(request: web.Request) -> web.Response:
+    """``GET /api/v1/auth/demo``: the demo login while the demo account is on (only ever on a
+    loopback address: server/cli.py refuses otherwise), for the sign-in forms' hint."""
+    demo = _svc(request).config.demo
+    if not demo.enabled:
+        return web.json_response({"enabled": False})
+    return web.json_response({"enabled": True, "username": demo.agent_username, "password": demo.agent_password})
+
+
 async def logout(request: web.Request) -> web.Response:
     """End the caller's sessions: every token of the account so far, and its sockets on every node."""
     who = await _agent(request)
@@ -513,6 +522,8 @@ OPERATIONS: list[Op] = [
        body=m.Login, tag="auth"),
     Op("POST", f"{API}/auth/logout", logout, "End every session of the caller's account", None, auth="agent",
        status=204, tag="auth"),
+    Op("GET", f"{API}/auth/demo", demo_login, "The demo login, while the demo account is on (the sign-in forms' hint)",
+       "DemoLogin", auth="none", tag="auth"),
     Op("GET", f"{API}/me", me, "The calling agent's account", "Me", auth="agent", tag="auth"),
     Op("GET", _C, list_conversations, "List conversations by last change, with filters and a cursor",
        "ConversationPage", "conversations:read", query=_LISTING,

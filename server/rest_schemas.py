@@ -88,6 +88,8 @@ SCHEMAS: dict[str, Any] = {
 ANSWERS: dict[str, Any] = {
     "Login": obj({"token": STR, "expires_in_s": INT, "agent": ref("Agent")}),
     "Me": obj({"agent": ref("Agent")}),
+    "DemoLogin": obj({"enabled": BOOL}, {"username": STR, "password": STR},
+                     description="the demo login, while the demo account is on (loopback only)"),
     "ConversationPage": obj({"conversations": array(ref("Conversation")),
                              "next_cursor": {"type": "string", "description": "pass as cursor to go on (or to poll)"},
                              "more": BOOL}),

@@ -47,6 +47,8 @@ async def test_console_wallboard_and_widget_run_under_the_csp(segue: Any, new_pa
     customer, agent, board = await watched(new_page), await watched(new_page), await watched(new_page)
     await open_widget(customer, segue.url)
     cid = await start_chat(customer, "hello under a CSP", name="Ada")
+    await agent.goto(segue.url + "agent/")
+    await expect(agent.locator("#demo-login")).to_contain_text("demo / demo", timeout=WAIT_MS)  # the demo is on
     await agent_login(agent, segue.url)
     await set_presence(agent, "available")
     await accept_offer(agent, cid)

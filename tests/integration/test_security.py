@@ -97,10 +97,14 @@ async def test_without_the_demo_a_public_server_starts_and_demo_login_fails(tmp_
 async def test_a_demo_account_left_from_a_demo_run_is_removed_when_the_demo_is_off(start_segue: Any) -> None:
     first = World(await start_segue())
     assert await first.login("demo", "demo")
+    status, body = await http("GET", f"{first.url}/api/v1/auth/demo")  # the sign-in forms' hint
+    assert status == 200 and body == {"enabled": True, "username": "demo", "password": "demo"}
     prefix = first.segue.config.redis.key_prefix
     second = World(await start_segue({"redis.key_prefix": prefix, "demo.enabled": False}))
     status, _ = await http("POST", f"{second.url}/api/v1/auth/login", json_body={"username": "demo", "password": "demo"})
     assert status == 401
+    status, body = await http("GET", f"{second.url}/api/v1/auth/demo")
+    assert status == 200 and body == {"enabled": False}
 
 
 # --- sessions follow credentials -----------------------------------------------------------------

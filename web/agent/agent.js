@@ -9,6 +9,7 @@ import { formatDuration, channelLabel } from "../sdk/format.js";
 import { english } from "../sdk/i18n.js";
 import { agentView, offerView } from "../sdk/view-state.js";
 import { ConversationPanel, customerLabel, agentId } from "./panel.js";
+import { showDemoLogin } from "./demo-login.js";
 
 const $ = (selector) => document.querySelector(selector);
 
@@ -25,6 +26,7 @@ class Console {
     setInterval(() => this.tick(), 500);
     if (this.agent.token) this.start();
     else this.showLogin();
+    showDemoLogin();
   }
 
   /* ---- login / session ------------------------------------------------------------------- */

@@ -13,6 +13,7 @@ import { channelLabel, formatDuration } from "../sdk/format.js";
 import { clock } from "../sdk/call-ui.js";
 import { english } from "../sdk/i18n.js";
 import { agentName as agentLabel, channelsNow, loadEntries } from "../sdk/view-state.js";
+import { showDemoLogin } from "../agent/demo-login.js";
 
 /** Words of the wallboard (web/sdk/i18n.js). */
 const t = english;
@@ -391,6 +392,7 @@ $("#login-form").addEventListener("submit", async (e) => {
 $("#logout").addEventListener("click", () => client.logout());
 
 buildMonitorButtons();
+showDemoLogin();
 
 /** For the console and the tests: the client (its `monitors`) and the call being monitored. */
 window.segueBoard = {
