@@ -84,6 +84,7 @@ FROM_LOG = {
 }
 SECRET_PREFIX = "whsec_"
 PREVIOUS_SECRET_S = 24 * 3600  # after a rotation, the old secret also signs for this long
+DEFER_MS = 1000  # a due delivery whose endpoint is at webhooks.endpoint_concurrency waits this long
 RETRY_AFTER_MAX_S = 3600.0  # an endpoint's Retry-After is honoured up to this
 LEASE_MARGIN_S = 30.0  # a claimed attempt is retried by another node after timeout + this
 MAX_URL = 2048
@@ -112,7 +113,9 @@ return 1
 """
 
 # due deliveries, at most ARGV[3], at most ARGV[5] in flight per endpoint (ARGV[4]: this node's
-# count per endpoint): leased until ARGV[2]; returns [id, endpoint] pairs
+# count per endpoint): leased until ARGV[2]; returns [id, endpoint] pairs. Due ones of an endpoint
+# at its limit move to ARGV[7] (a second on), so a backlog for a slow endpoint cannot sit at the
+# head of the set and hide the other endpoints' deliveries from this scan.
 CLAIM = r"""
 local want = tonumber(ARGV[3])
 local cap = tonumber(ARGV[5])
@@ -127,6 +130,8 @@ for _, id in ipairs(ids) do
     busy[ep] = n + 1
     redis.call('ZADD', KEYS[1], 'XX', ARGV[2], id)
     table.insert(out, {id, ep})
+  else
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[7], id)
   end
 end
 return out
@@ -681,7 +686,7 @@ class Webhooks:
                         busy[ep_id] = busy.get(ep_id, 0) + 1
                     claimed = await self._claim_script(keys=[self.keys.due], args=[
                         now, lease, free, fastjson.dumps(busy) if busy else "{}",
-                        self.settings.endpoint_concurrency, self.keys.delivery_prefix])
+                        self.settings.endpoint_concurrency, self.keys.delivery_prefix, now + DEFER_MS])
                     for dl_id, ep_id in claimed:
                         if dl_id in self._inflight:
                             continue

@@ -367,6 +367,36 @@ async def test_hanging_endpoint_does_not_hold_up_the_others(start_segue: Any, ai
         await world.close()
 
 
+async def test_backlog_of_a_hanging_endpoint_does_not_starve_another(start_segue: Any, aiohttp_server: Any) -> None:
+    """150 deliveries due for an endpoint that hangs (one at a time, 30 s each) are ahead of another
+    endpoint's delivery in the schedule: it is still sent without waiting for them."""
+    node = await start_segue({**FAST, "webhooks.timeout_s": 30.0, "webhooks.concurrency": 2,
+                              "webhooks.endpoint_concurrency": 1, "limits.events_per_s": 0})
+    world = World(node)
+    stuck = await receiver_at(aiohttp_server, lambda n: None)
+    fine = await receiver_at(aiohttp_server)
+    try:
+        admin = await world.add_agent("root", role="admin")
+        hook = await register(world, admin, stuck, ["message.created"])
+        customer = await world.customer()
+        cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+        for i in range(150):
+            await customer.ok("message.send", {"conversation_id": cid, "text": f"m{i}"})
+
+        async def all_queued() -> bool:
+            status, body = await http("GET", f"{world.url}/api/v1/webhooks/{hook['id']}/deliveries?limit=200", admin)
+            return len(body["deliveries"]) == 150
+
+        await eventually(all_queued, "the backlog queued")
+        await register(world, admin, fine, ["message.created"])
+        await customer.ok("message.send", {"conversation_id": cid, "text": "for the healthy one"})
+        await fine.wait(lambda: len(fine.accepted) == 1, "the healthy endpoint's delivery")
+        assert len(stuck.requests) == 1
+    finally:
+        stuck.release()
+        await world.close()
+
+
 @pytest.mark.parametrize("down", ["refusing", "hanging"])
 async def test_restart_loses_no_queued_delivery(down: str, make_config: Any, aiohttp_server: Any) -> None:
     """Deliveries failing (or hanging: cut short) when the node stops are sent by the next node on
