@@ -36,6 +36,8 @@ from .errors import ProtocolError, conflict, not_found
 from .passwords import hash_password, verify_password
 from .store import Keys
 
+# an account id: the username, or "<username>:<n>" for a username created again
+ACCOUNT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}(:[0-9]{1,9})?$")
 ROLES = ("agent", "supervisor", "admin")  # each includes the rights of the ones before it
 PRESENCES = ("available", "away", "offline")
 
@@ -151,8 +153,8 @@ class Directory:
     async def get(self, agent_id: str) -> Account | None:
         """The account with exactly this id (a token's subject, a routing record): never another
         account that took the same username later."""
-        if not agent_id or len(agent_id) > 80:
-            return None
+        if not isinstance(agent_id, str) or not ACCOUNT_ID_RE.match(agent_id):
+            return None  # e.g. "ada:convs" would name another key
         h = await self.redis.hgetall(self.keys.account(agent_id))
         return Account.from_hash(agent_id, h) if h else None
 

@@ -379,3 +379,16 @@ async def test_the_agents_list_shows_others_load_but_not_their_conversations(wor
     for token in (boss, amy_token):  # a supervisor, and amy herself
         status, body = await http("GET", f"{world.url}/api/v1/agents", token=token)
         assert amy_in(body)["routing"]["conversations"] == [cid]
+
+
+async def test_account_names_that_name_other_keys_are_unknown_not_errors(world: World) -> None:
+    boss = await world.add_agent("boss", role="supervisor")
+    await world.agent(boss)  # the console's socket is recorded under another kind of key
+    prefix = world.segue.config.redis.key_prefix
+    assert await world.service.redis.type(f"{prefix}acct:boss:sockets") == "set"
+    for name in ("boss:sockets", "Boss:Sockets", "boss:convs"):
+        status, body = await http("POST", f"{world.url}/api/v1/auth/login", json_body={"username": name, "password": "x"})
+        assert status == 401 and body["error"]["code"] == "unauthorized", body
+    for name in ("boss%3Asockets", "boss%3Aconvs"):
+        status, body = await http("GET", f"{world.url}/api/v1/agents/{name}", token=boss)
+        assert status == 404 and body["error"]["code"] == "not_found", body
