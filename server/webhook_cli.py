@@ -4,7 +4,7 @@
     segue webhook list
     segue webhook set ep_... [--url URL] [--event TYPE ...|--all-events] [--description TEXT] [--enable|--disable]
     segue webhook remove ep_...
-    segue webhook deliveries ep_... [--limit 20]
+    segue webhook deliveries ep_... [--limit 20] [--state pending|succeeded|failed]
     segue webhook rotate ep_...      (a new secret; the old one keeps signing for 24 h)
     segue webhook test ep_...        (queue a webhook.test delivery; a running node sends it)
 
@@ -59,6 +59,7 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     dls = sub.add_parser("deliveries", help="recent deliveries to an endpoint, newest first, with their attempts")
     dls.add_argument("id", help="the endpoint id (ep_...)")
     dls.add_argument("--limit", type=int, default=20, help="how many (default 20)")
+    dls.add_argument("--state", choices=("pending", "succeeded", "failed"), help="only deliveries in this state")
 
 
 @asynccontextmanager
@@ -147,11 +148,11 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
             elif action == "deliveries":
                 if not 1 <= args.limit <= 1000:
                     raise UsageError("--limit must be from 1 to 1000")
-                found = await engine.deliveries(args.id, args.limit)
+                found = await engine.deliveries(args.id, args.limit, args.state)
                 for d in found:
                     print("\n".join(_show_delivery(d)))
                 if not found:
-                    print("no deliveries yet")
+                    print(f"no {args.state} deliveries" if args.state else "no deliveries yet")
         except ProtocolError as exc:
             raise UsageError(exc.message) from None
     return 0

@@ -524,6 +524,8 @@ async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aio
 
         text = await eventually(shown, "the delivery listed")
         assert msg_id in text and "message.created" in text and " 200 " in text
+        failed = await asyncio.to_thread(_segue, tmp_path, "webhook", "deliveries", ep_id, "--state", "failed", **env)
+        assert failed.returncode == 0 and failed.stdout.strip() == "no failed deliveries"
         removed = await asyncio.to_thread(_segue, tmp_path, "webhook", "remove", ep_id, **env)
         assert removed.returncode == 0 and removed.stdout.strip() == f"removed {ep_id}"
         gone = await asyncio.to_thread(_segue, tmp_path, "webhook", "remove", ep_id, **env)
