@@ -621,3 +621,38 @@ async def test_worker_recovers_when_the_outbox_is_deleted(start_segue: Any, aioh
         await rec.wait(lambda: len(rec.accepted) == 1, "the delivery")
     finally:
         await world.close()
+
+
+async def test_two_workers_deliver_each_event_once(start_segue: Any, aiohttp_server: Any) -> None:
+    """Two nodes on one Redis, both running workers, events stored on both: every event reaches the
+    endpoint once (the consumer group hands each queued event to one node; a claimed delivery is
+    leased to one node), none twice while nothing fails."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    settings = {**FAST, "redis.key_prefix": prefix, "limits.events_per_s": 0}
+    a, b = await start_segue(settings), await start_segue(settings)
+    world_a, world_b = World(a), World(b)
+    rec = await receiver_at(aiohttp_server)
+    try:
+        admin = await world_a.add_agent("root", role="admin")
+        await register(world_a, admin, rec, ["message.created"])
+        engine_b = b.app[WEBHOOKS]
+
+        async def b_knows() -> bool:
+            return "message.created" in engine_b._subs.wanted
+
+        await eventually(b_knows, "node b hearing of the endpoint")
+        sent: list[str] = []
+
+        async def chat(world: World) -> None:
+            customer = await world.customer()
+            cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+            for i in range(30):
+                sent.append((await customer.ok("message.send", {"conversation_id": cid, "text": f"m{i}"}))["event"]["id"])
+
+        await asyncio.gather(chat(world_a), chat(world_b))
+        await rec.wait(lambda: len(rec.accepted) == 60, "all sixty delivered")
+        assert sorted(p[0]["data"]["event"]["id"] for p in rec.accepted.values()) == sorted(sent)
+        assert len(rec.requests) == 60, "no event was sent twice"
+    finally:
+        await world_a.close()
+        await world_b.close()
