@@ -349,6 +349,8 @@ class Signaling:
             outcome = await self.store.mutate(cid, spec)
         except MutationFailed as exc:
             raise _failure(exc, cid, doing) from None
+        # webhooks: nothing to do here — the MUTATE script already put the events an endpoint wants
+        # in the webhook outbox, in the same atomic step (Store.webhook_picker, signaling/webhooks.py)
         stored = [self._event(cid, eid, [], t, a, v, d) for eid, (t, a, v, d) in zip(outcome.ids, events)]
         if push and stored:
             agents = set(outcome.agents) | set(extra_agents)
