@@ -9,6 +9,8 @@ import { formatDuration, channelLabel } from "../sdk/format.js";
 import { english } from "../sdk/i18n.js";
 import { agentView, offerView } from "../sdk/view-state.js";
 import { ConversationPanel, customerLabel, agentId } from "./panel.js";
+import { ConsoleSearch } from "./search.js";
+import { KnowledgeEditor } from "./knowledge.js";
 import { showDemoLogin } from "./demo-login.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -23,6 +25,10 @@ class Console {
     this.offerCards = new Map();
     this.listen();
     this.bindForms();
+    // search and the knowledge base in the side bar (search.js, knowledge.js; docs/knowledge.md)
+    this.search = new ConsoleSearch(this, this.t);
+    this.knowledge = new KnowledgeEditor(this, this.t);
+    document.querySelector(".console-side").append(this.search.element, this.knowledge.element);
     setInterval(() => this.tick(), 500);
     if (this.agent.token) this.start();
     else this.showLogin();

@@ -12,6 +12,7 @@ import { CallBar } from "../sdk/call-ui.js";
 import { english } from "../sdk/i18n.js";
 import { agentView, channelsNow, channelsUsed, callPhase, text as viewText } from "../sdk/view-state.js";
 import { CustomerHistory } from "./history.js";
+import { Suggestions } from "./suggest.js";
 
 /** How long apart two views of the same URL still count as one (the server's repeat window). */
 const SAME_VIEW_MS = 5000;
@@ -54,6 +55,9 @@ export class ConversationPanel {
     this.call = null;
     this.callBar = null;
     this.build();
+    // articles and canned replies matching the customer's words, above the composer (suggest.js)
+    this.suggestions = new Suggestions(app, this, this.t);
+    this.composer.before(this.suggestions.element);
     const c = conversation;
     this.unsubscribe = [
       c.on("event", (event, { replay }) => this.onEvent(event, replay)),
@@ -79,6 +83,7 @@ export class ConversationPanel {
   destroy() {
     this.dropCall();
     this.historyView.destroy();
+    this.suggestions?.destroy();
     for (const off of this.unsubscribe) off();
     clearTimeout(this.typingTimer);
     this.element.remove();

@@ -802,6 +802,24 @@ export class SegueCustomer extends SegueClient {
     return [...list].sort((a, b) => (b.created_ts ?? 0) - (a.created_ts ?? 0));
   }
 
+  /**
+   * Published help articles matching `q`, best first (the knowledge base, docs/knowledge.md):
+   * `[{id, slug, title, snippet: {text, highlights}, url}]`. Works before any conversation.
+   */
+  async searchHelp(q, { limit = 5 } = {}) {
+    const { articles } = await this.request("kb.search", { q: String(q ?? "").slice(0, 200), limit });
+    return articles;
+  }
+
+  /**
+   * A published help article by slug or id: `{id, slug, title, html, url, updated_ts}`. `html` is
+   * sanitised by the server (safe to insert); opening one counts toward the self-service rate.
+   */
+  async helpArticle(slug) {
+    const { article } = await this.request("kb.article", { slug: String(slug ?? "") });
+    return article;
+  }
+
   /** Open (and remember) a conversation by id, e.g. one from listConversations(). */
   async openConversation(id) {
     this.#remember(id);

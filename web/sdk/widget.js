@@ -315,6 +315,7 @@ export class ChatWidget {
     );
 
     this.rating = this.buildRating();
+    this.help = this.buildHelp();
 
     this.panel = h(
       "section",
@@ -325,6 +326,7 @@ export class ChatWidget {
         h("div", { class: "segue-panel-heading" }, h("div", { class: "segue-panel-title" }, title), this.statusLine),
         h("div", { class: "segue-panel-actions" }, this.callButton, this.videoCallButton, this.endButton, minimise),
       ),
+      this.help,
       this.startForm,
       this.position,
       this.callSlot,
@@ -340,6 +342,158 @@ export class ChatWidget {
     this.shadowRoot.append(this.root);
     this.renderStatus();
     this.renderIdentity();
+  }
+
+  /* ---- help articles (the knowledge base, docs/knowledge.md) ------------------------------- */
+
+  /** "Search help": a search field, its results and the article view, inside the shadow root. */
+  buildHelp() {
+    const t = this.t;
+    this.helpInput = h("input", {
+      id: "segue-help-q",
+      type: "search",
+      placeholder: t("widget.help.placeholder"),
+      "aria-label": t("widget.help.placeholder"),
+      maxlength: 200,
+      autocomplete: "off",
+    });
+    this.helpStatus = h("p", { id: "segue-help-status", class: "segue-help-status", role: "status", hidden: true });
+    this.helpResults = h("ul", { id: "segue-help-results", class: "segue-help-results" });
+    this.helpArticleTitle = h("h3", { class: "segue-help-title" });
+    this.helpArticleBody = h("div", { class: "segue-help-body" });
+    this.helpArticleView = h(
+      "article",
+      { id: "segue-help-article", class: "segue-help-article", hidden: true },
+      h("button", { id: "segue-help-back", class: "segue-btn segue-btn--ghost segue-btn--small", type: "button", onclick: () => this.showHelpResults() }, t("widget.help.back")),
+      this.helpArticleTitle,
+      this.helpArticleBody,
+      h("p", { class: "segue-help-still" }, t("widget.help.still")),
+    );
+    return h(
+      "details",
+      { id: "segue-help", class: "segue-help" },
+      h("summary", {}, t("widget.help")),
+      h(
+        "form",
+        { id: "segue-help-form", class: "segue-help-form", role: "search", onsubmit: (e) => (e.preventDefault(), this.searchHelp(this.helpInput.value)) },
+        this.helpInput,
+        h("button", { id: "segue-help-go", class: "segue-btn segue-btn--small", type: "submit" }, t("widget.help.go")),
+      ),
+      this.helpStatus,
+      this.helpResults,
+      this.helpArticleView,
+    );
+  }
+
+  setHelpStatus(text) {
+    this.helpStatus.textContent = text ?? "";
+    this.helpStatus.hidden = !text;
+  }
+
+  /** Search the published articles (SegueCustomer.searchHelp) and list them. */
+  async searchHelp(q) {
+    const t = this.t;
+    const words = String(q ?? "").trim();
+    if (!words) return;
+    this.help.open = true;
+    this.showHelpResults();
+    clear(this.helpResults);
+    this.setHelpStatus(t("widget.help.searching"));
+    let articles;
+    try {
+      await this.customer.connect();
+      articles = await this.customer.searchHelp(words);
+    } catch (error) {
+      this.setHelpStatus(t("widget.help.failed", { message: this.errorText(error) }));
+      return;
+    }
+    this.setHelpStatus(articles.length ? "" : t("widget.help.none", { q: words }));
+    for (const article of articles) {
+      this.helpResults.append(
+        h(
+          "li",
+          {},
+          h(
+            "button",
+            { type: "button", class: "segue-help-hit", dataset: { slug: article.slug }, onclick: () => this.openHelpArticle(article.slug) },
+            h("strong", {}, article.title),
+            article.snippet?.text ? h("span", { class: "segue-help-snippet" }, article.snippet.text) : null,
+          ),
+        ),
+      );
+    }
+  }
+
+  showHelpResults() {
+    this.helpArticleView.hidden = true;
+    this.helpResults.hidden = false;
+  }
+
+  /**
+   * Show an article inside the widget. Its HTML comes sanitised from the server (nh3 allowlist);
+   * links are made absolute against the Segue server, links to other articles open here, the
+   * rest in a new tab.
+   */
+  async openHelpArticle(slug) {
+    const t = this.t;
+    let article;
+    try {
+      await this.customer.connect();
+      article = await this.customer.helpArticle(slug);
+    } catch (error) {
+      this.help.open = true;
+      this.setHelpStatus(t("widget.help.failed", { message: this.errorText(error) }));
+      return;
+    }
+    if (this.panel.hidden) this.open();
+    this.help.open = true;
+    this.setHelpStatus("");
+    this.helpArticleTitle.textContent = article.title;
+    const template = document.createElement("template");
+    template.innerHTML = article.html; // sanitised by the server (docs/knowledge.md "Safe Markdown")
+    const base = this.customer.url || location.origin;
+    for (const link of template.content.querySelectorAll("a[href]")) {
+      const target = new URL(link.getAttribute("href"), base + "/");
+      const other = this.helpSlug(target.href);
+      if (other) {
+        link.addEventListener("click", (e) => (e.preventDefault(), this.openHelpArticle(other)));
+      } else {
+        link.target = "_blank";
+        link.rel = "noopener noreferrer nofollow";
+      }
+      link.href = target.href;
+    }
+    for (const img of template.content.querySelectorAll("img[src]")) img.src = new URL(img.getAttribute("src"), base + "/").href;
+    clear(this.helpArticleBody);
+    this.helpArticleBody.append(template.content);
+    this.helpArticleView.dataset.slug = article.slug;
+    this.helpResults.hidden = true;
+    this.helpArticleView.hidden = false;
+  }
+
+  /** The article slug of a URL of this Segue server's /kb/<slug> pages, else null. */
+  helpSlug(url) {
+    try {
+      const u = new URL(url);
+      const server = new URL((this.customer.url || location.origin) + "/");
+      const m = /^\/kb\/([a-z0-9][a-z0-9-]{0,79}|kb_[0-9a-f]{12})$/.exec(u.pathname);
+      return u.origin === server.origin && m ? m[1] : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Links to this server's help articles in a message get an "Open article" button. */
+  helpLinks(text) {
+    const slugs = [...new Set((String(text ?? "").match(/https?:\/\/[^\s<>"]+/g) ?? []).map((u) => this.helpSlug(u.replace(/[.,;:!?)]+$/, ""))).filter(Boolean))];
+    if (!slugs.length) return null;
+    return h(
+      "div",
+      { class: "segue-msg-links" },
+      slugs.map((slug) =>
+        h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small segue-help-link", dataset: { slug }, onclick: () => this.openHelpArticle(slug) }, this.t("widget.help.open")),
+      ),
+    );
   }
 
   buildRating() {
@@ -852,6 +1006,7 @@ export class ChatWidget {
       },
       !mine && h("div", { class: "segue-msg-author" }, event.author?.name || t("widget.agent")),
       h("div", { class: "segue-msg-text" }, text),
+      !mine && this.helpLinks(text),
       h(
         "div",
         { class: "segue-msg-meta" },

@@ -14,6 +14,7 @@ import { clock } from "../sdk/call-ui.js";
 import { english } from "../sdk/i18n.js";
 import { agentName as agentLabel, channelsNow, loadEntries } from "../sdk/view-state.js";
 import { showDemoLogin } from "../agent/demo-login.js";
+import { refreshSelfService } from "./selfservice.js";
 
 /** Words of the wallboard (web/sdk/i18n.js). */
 const t = english;
@@ -72,6 +73,7 @@ async function refresh() {
     renderAgents(agents.agents ?? []);
     renderConversations(conversations);
     client.refreshQueues().catch(() => {});
+    refreshSelfService(client, t).catch(() => {}); // the knowledge base's self-service rate (docs/knowledge.md)
     error.hidden = true;
   } catch (e) {
     error.textContent = e.message;
