@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
-import ipaddress
 import logging
 import os
 import signal
@@ -21,6 +20,7 @@ from aiohttp import web
 
 from .app import create_app
 from .config import Config, ConfigError, load_config
+from .demo import DemoExposed, check_demo
 from .embedded_redis import EmbeddedRedis, RedisUnavailable
 from .redis_client import sentinel_url
 from .logs import setup_logging
@@ -44,31 +44,12 @@ def public_url(config: Config, host: str, port: int) -> str:
     return f"http://{shown}:{port}/"
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``http.host`` accepts connections from this machine only ("" and 0.0.0.0: every interface)."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to any interface
-
-
-def check_demo(config: Config) -> None:
-    """The demo account (a supervisor with a published password) is for trying Segue on this
-    machine only: a node reachable from elsewhere refuses to start with it (docs/security.md)."""
-    if config.demo.enabled and not is_loopback(config.http.host):
-        raise UsageError(
-            f"refusing to listen on {config.http.host or '*'} with the demo account enabled (anyone who reaches this"
-            f" server could sign in as {config.demo.agent_username!r} with its published password): set"
-            " demo.enabled: false (SEGUE_DEMO_ENABLED=false) and create an admin with"
-            " `segue agent add NAME --role admin` (see docs/security.md)"
-        )
-
-
 async def serve(config: Config, ready: Callable[[str], None] | None = None) -> None:
     """Run one node until SIGINT or SIGTERM, then shut down in order: clients, components, Redis."""
-    check_demo(config)
+    try:
+        check_demo(config)
+    except DemoExposed as exc:
+        raise UsageError(str(exc)) from None
     embedded: EmbeddedRedis | None = None
     redis_url = config.redis.url
     if config.redis.sentinels:  # the primary Sentinel names (server/redis_client.py)

@@ -25,6 +25,8 @@ from signaling import fastjson, listing, outreach
 from signaling import LoginThrottle, client_address, log_unexpected
 from signaling import messages as m
 
+from .demo import request_is_local
+
 log = logging.getLogger(__name__)
 
 CUSTOMER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
@@ -176,6 +178,12 @@ async def login(request: web.Request) -> web.Response:
     username, addr = body.username.strip().lower(), _client_address(request)
     throttle = LoginThrottle(svc.redis, svc.config.redis.key_prefix, svc.config.auth)
     await throttle.check(username, addr)  # rate_limited (429, Retry-After) before any password check
+    demo = svc.config.demo
+    if demo.enabled and username == demo.agent_username and not request_is_local(request):
+        # the published demo login is for this machine only, even behind a proxy (server/demo.py)
+        raise ProtocolError("forbidden", f"the demo account {demo.agent_username!r} signs in only from this machine"
+                                         " (http://127.0.0.1:<port>/, no proxy): create an account with"
+                                         " `segue agent add NAME --role admin`")
     account = await svc.directory.authenticate(username, body.password)
     if account is None:
         await throttle.failed(username, addr)
@@ -192,7 +200,7 @@ async def demo_login(request: web.Request) -> web.Response:
     """``GET /api/v1/auth/demo``: the demo login while the demo account is on (only ever on a
     loopback address: server/cli.py refuses otherwise), for the sign-in forms' hint."""
     demo = _svc(request).config.demo
-    if not demo.enabled:
+    if not demo.enabled or not request_is_local(request):
         return web.json_response({"enabled": False})
     return web.json_response({"enabled": True, "username": demo.agent_username, "password": demo.agent_password})
 

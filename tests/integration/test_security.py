@@ -94,6 +94,35 @@ async def test_without_the_demo_a_public_server_starts_and_demo_login_fails(tmp_
         await asyncio.wait_for(proc.wait(), 30)
 
 
+def test_a_public_url_off_loopback_refuses_the_demo_account(tmp_path: Path, redis_url: str) -> None:
+    """Bound to loopback but published (http.public_url): the demo login would be public all the same."""
+    res = subprocess.run([sys.executable, "-m", "server", "serve"], capture_output=True, text=True, timeout=60,
+                         env=_env(tmp_path, redis_url, SEGUE_HTTP_PUBLIC_URL="https://support.example.com"))
+    assert res.returncode != 0
+    assert "http.public_url" in res.stderr and "SEGUE_DEMO_ENABLED=false" in res.stderr, res.stderr
+    assert "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("headers", [
+    {"Host": "support.example.com"},                       # nginx on this host passing the public name
+    {"X-Forwarded-For": "203.0.113.9"},                    # any proxy in between
+    {"Forwarded": "for=203.0.113.9;proto=https"},
+])
+async def test_the_demo_login_answers_only_this_machine_without_a_proxy(world: World, headers: dict[str, str]) -> None:
+    """A loopback node behind a reverse proxy on the same host: the demo account stays unreachable."""
+    status, body = await http("POST", f"{world.url}/api/v1/auth/login", headers=headers,
+                              json_body={"username": "demo", "password": "demo"})
+    assert status == 403 and body["error"]["code"] == "forbidden" and "this machine" in body["error"]["message"]
+    status, body = await http("GET", f"{world.url}/api/v1/auth/demo", headers=headers)
+    assert status == 200 and body == {"enabled": False}  # no published password in the sign-in hint either
+    # the same request straight from this machine works, and other accounts sign in through the proxy
+    assert await world.login("demo", "demo")
+    await world.add_agent("ada")
+    status, body = await http("POST", f"{world.url}/api/v1/auth/login", headers=headers,
+                              json_body={"username": "ada", "password": "pw-secret"})
+    assert status == 200, body  # other accounts are not refused for coming through a proxy
+
+
 async def test_a_demo_account_left_from_a_demo_run_is_removed_when_the_demo_is_off(start_segue: Any) -> None:
     first = World(await start_segue())
     assert await first.login("demo", "demo")
