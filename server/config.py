@@ -379,6 +379,10 @@ def _validate(config: Config) -> None:
                           "forward_timeout_s above 0")
     if c.node_id and not all(ch.isalnum() or ch in "-_." for ch in c.node_id):
         raise ConfigError(f"setting cluster.node_id may hold letters, digits, - _ and . only, got {c.node_id!r}")
+    k = config.knowledge
+    if k.self_service_window_s <= 0 or k.search_sync_s <= 0:
+        raise ConfigError("settings knowledge.self_service_window_s and knowledge.search_sync_s must be above 0, "
+                          f"got {k.self_service_window_s} and {k.search_sync_s}")
     names = {q.name for q in config.routing.queues}
     if config.routing.default_queue not in names:
         raise ConfigError(f"setting routing.default_queue names {config.routing.default_queue!r}, not one of routing.queues")

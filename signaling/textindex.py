@@ -79,6 +79,7 @@ class TextIndex:
         if stop_words:  # e.g. "english": "how do I" alone must not make an article relevant
             builder = builder.filter(tantivy.Filter.stopword(stop_words))
         analyzer = builder.build()
+        self.analyzer = analyzer
         self.index.register_tokenizer(TOKENIZER, analyzer)
         self._writer = self.index.writer(heap_bytes, 1)
         self._lock = threading.Lock()
@@ -111,7 +112,8 @@ class TextIndex:
                    boosts: dict[str, float] | None = None) -> Any | None:
         """A BM25 query for the words of ``text`` (None: no words)."""
         words = plain_query(text)
-        if not words:
+        # only stop words (or nothing) left: no query at all (an empty query would match everything)
+        if not words or not self.analyzer.analyze(words):
             return None
         query, _errors = self.index.parse_query_lenient(words, fields, field_boosts=boosts or {},
                                                         conjunction_by_default=all_words)

@@ -231,6 +231,7 @@ async def test_customer_search_suggestions_and_self_service(start_segue: Any) ->
         assert "<strong>Settings</strong>" in opened["article"]["html"]
         await reader.fails("kb.article", {"slug": "password-policy-draft"}, "not_found")
         await reader.fails("kb.search", {"q": ""}, "invalid")
+        assert (await reader.ok("kb.search", {"q": "the of and"}))["articles"] == []  # stop words only: nothing
         # another customer asks an agent; the console's suggestions match their words
         agent = await world.agent(ann_token)
         asker = await world.customer()
