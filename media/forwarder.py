@@ -69,6 +69,7 @@ CodecSpec = _sdp.CodecSpec
 HISTORY_SIZE = 512  # per outbound stream that negotiated NACK (video): ~5 s at 1 Mbit/s
 KEYFRAME_RETRY_S = 0.3  # a sink waiting for a keyframe asks again after this long
 KEYFRAME_MIN_INTERVAL_S = 0.2  # upstream PLI rate limit per source
+KEYFRAME_GAP = 48  # inbound video packets missing at once past which the source is asked for a keyframe
 MAX_LEARNED_SSRCS = 32
 GUARD_PACKETS = 1024  # after a switch, packets older than its first one are dropped this long
 
@@ -301,6 +302,10 @@ class InboundSource(RtpSource):
                     if seq < self._max_seq:
                         self._cycles += 0x10000
                     self._max_seq = seq
+                    if delta > KEYFRAME_GAP and self.kind == "video":
+                        # an outage, not a few lost packets: retransmissions cannot bring the
+                        # picture back (receivers lost their reference frames), a keyframe can
+                        self.request_keyframe()
             else:
                 self._base_seq = self._max_seq = seq
             self._received += 1
