@@ -8,11 +8,16 @@
 - a returning verified customer: a word from their first visit is found by the console's search,
   narrowed to them, and the result opens that conversation;
 - the wallboard shows the self-service rate.
+
+With SEGUE_SCREENSHOTS=1 the first test also writes docs/screenshots/console-suggestions-search.png
+(1440x900: suggestions above the composer, a search in the side bar), shown in docs/knowledge.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -28,6 +33,8 @@ from server.auth import sign_identity
 pytestmark = pytest.mark.browser
 
 SECRET = "shop-secret-for-kb-tests"
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+WIDE = {"viewport": {"width": 1440, "height": 900}}
 ARTICLE_MD = ("To reset your password open **Settings**, then *Security*.\n\n"
               "<script>window.pwned = 1</script>\n\n[danger](javascript:window.pwned=2) [shop](https://shop.example/help)\n")
 
@@ -84,7 +91,7 @@ async def test_customer_finds_an_article_and_the_agent_sends_its_link(segue: Any
     asker = await new_page()
     await open_widget(asker, segue.url)
     cid = await start_chat(asker, "Hello, I can't log in. How do I reset my password?", name="Kim")
-    agent = await new_page()
+    agent = await new_page(**WIDE)
     await agent_login(agent, segue.url)
     await set_presence(agent, "available")
     await accept_offer(agent, cid)
@@ -93,6 +100,12 @@ async def test_customer_finds_an_article_and_the_agent_sends_its_link(segue: Any
     await expect(suggested).to_be_visible(timeout=WAIT_MS)
     await expect(p.locator('.suggest-item[data-kind="article"]')).to_have_count(1)  # not the shipping one
     await expect(p.locator('.suggest-item[data-kind="canned"] .suggest-title')).to_have_text("Password reset steps")
+    if os.environ.get("SEGUE_SCREENSHOTS"):
+        await agent.fill("#search-q", "password")
+        await agent.click("#search-go")
+        await expect(agent.locator("#search-results .search-hit")).to_have_count(1, timeout=WAIT_MS)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await agent.screenshot(path=str(SCREENSHOTS / "console-suggestions-search.png"))
     await suggested.locator(".suggest-insert").click()
     link = f"{segue.url}kb/reset-your-password"
     await expect(p.locator(".conv-input")).to_have_value(f"Reset your password: {link}")
