@@ -109,6 +109,7 @@ class LeanSocket:
         self._ids = itertools.count(1)
         self._connected: asyncio.Future[Any] | None = None
         self._reader: asyncio.Task[None] | None = None
+        self.closed = False  # the connection ended (the sender reconnects and resumes)
 
     async def connect(self, session: Any, auth: dict[str, Any]) -> None:
         ws_url = self.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
@@ -158,18 +159,32 @@ class LeanSocket:
                 self._connected.set_result(True)
             elif sio_type == "4" and self._connected and not self._connected.done():
                 self._connected.set_exception(RuntimeError(f"connect refused: {rest}"))
+        self.closed = True
         for fut in self._acks.values():
             if not fut.done():
                 fut.set_exception(ConnectionError("socket closed"))
+        self._acks.clear()
 
     def call_nowait(self, event: str, data: Any) -> asyncio.Future[Any]:
         """Send an event with an ack; returns the future of the ack (sending is queued)."""
-        ack_id = next(self._ids)
         fut = asyncio.get_running_loop().create_future()
+        if self.closed or self.ws is None or self.ws.closed:
+            self.closed = True
+            fut.set_exception(ConnectionError("socket closed"))
+            return fut
+        ack_id = next(self._ids)
         self._acks[ack_id] = fut
         frame = f"42{self.ns},{ack_id}{_dumps([event, data])}"
-        asyncio.ensure_future(self.ws.send_str(frame))
+        asyncio.ensure_future(self._send(frame, ack_id))
         return fut
+
+    async def _send(self, frame: str, ack_id: int) -> None:
+        try:
+            await self.ws.send_str(frame)
+        except Exception:  # noqa: BLE001 - the connection broke: the ack will never come
+            fut = self._acks.pop(ack_id, None)
+            if fut is not None and not fut.done():
+                fut.set_exception(ConnectionError("send failed"))
 
     async def call(self, event: str, data: Any, timeout: float = 60) -> Any:
         return await asyncio.wait_for(self.call_nowait(event, data), timeout)
@@ -184,10 +199,16 @@ class LeanSocket:
 # --- client worker process ---------------------------------------------------------------------
 
 class Side:
-    """One end of one conversation (customer or agent) in the measured window."""
+    """One end of one conversation (customer or agent) in the measured window.
+
+    Behaves like the SDK: a ``rate_limited`` answer pauses this side for ``retry_after_ms`` and
+    the message is sent again (same ``client_id``); a broken connection is re-opened and the
+    conversation resumed from the last event id seen (the events missed meanwhile count as
+    delivered), and unacknowledged messages are sent again — so ``lost`` means lost."""
 
     __slots__ = ("name", "sock", "cid", "seq", "received", "latencies", "dups", "errors", "sent", "acked_ids",
-                 "last_rx", "error_kinds")
+                 "last_rx", "error_kinds", "auth", "handler", "last_id", "pause_until", "pending", "reconnects",
+                 "rate_limited", "latencies_with_retries", "given_up")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -198,13 +219,30 @@ class Side:
         self.acked_ids: set[str] = set()
         self.received: set[str] = set()
         self.latencies: list[float] = []
+        self.latencies_with_retries: list[float] = []
         self.dups = 0
         self.errors = 0
         self.last_rx = 0.0
         self.error_kinds: dict[str, int] = {}
+        self.auth: dict[str, Any] = {"v": 1}
+        self.handler: Callable[[str, Any], None] = self.on_event
+        self.last_id: tuple[int, int] = (0, 0)
+        self.pause_until = 0.0
+        self.pending: list[tuple[int, float]] = []  # (seq, first send time) to send again
+        self.reconnects = 0
+        self.rate_limited = 0
+        self.given_up = False
 
     def on_event(self, name: str, data: Any) -> None:
-        if name != "event" or data.get("type") != "message" or data["author"]["kind"] == self.name:
+        if name != "event":
+            return
+        if data.get("conversation_id") == self.cid:
+            try:
+                ms, _, n = data["id"].partition("-")
+                self.last_id = max(self.last_id, (int(ms), int(n)))
+            except (KeyError, ValueError):
+                pass
+        if data.get("type") != "message" or data["author"]["kind"] == self.name:
             return
         now = time.monotonic()
         eid = data["id"]
@@ -215,8 +253,9 @@ class Side:
         self.last_rx = now
         text = data["data"]["text"]
         if text.startswith("b "):
-            sent_at = float(text.split(" ", 3)[2])
-            self.latencies.append((now - sent_at) * 1000.0)
+            bits = text.split(" ", 4)
+            self.latencies.append((now - float(bits[2])) * 1000.0)  # from the send that was accepted
+            self.latencies_with_retries.append((now - float(bits[3])) * 1000.0)  # from the first try
 
 
 async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_each: float, seconds: float) -> None:
@@ -241,8 +280,10 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
                 else:
                     side.on_event(name, data)
 
+            side.handler = on_agent
+            side.auth = {"v": 1, "token": token}
             side.sock = LeanSocket(url, "/agent", on_agent)
-            await side.sock.connect(session, {"v": 1, "token": token})
+            await side.sock.connect(session, side.auth)
             reply = await side.sock.call("presence.set", {"status": "available"})
             assert reply["ok"], reply
             agents.append(side)
@@ -253,12 +294,15 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
 
             def on_customer(name: str, data: Any, side: Side = side) -> None:
                 nonlocal n_assigned
+                if name == "session" and isinstance(data, dict) and data.get("visitor_token"):
+                    side.auth = {"v": 1, "visitor_token": data["visitor_token"]}  # the same visitor on reconnect
                 if name == "event" and data.get("type") == "conversation.assigned":
                     n_assigned += 1
                     if n_assigned == len(tokens):
                         assigned.set()
                 side.on_event(name, data)
 
+            side.handler = on_customer
             side.sock = LeanSocket(url, "/customer", on_customer)
             await side.sock.connect(session, {"v": 1})
             customers.append(side)
@@ -286,6 +330,31 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
         cpu_at_stop: list[float] = []
         loop.call_at(stop_at, lambda: cpu_at_stop.append(time.process_time()))
 
+        async def reconnect(side: Side) -> None:
+            """As the SDK does: a new connection, then the conversation resumed from the last
+            event id seen (what was missed arrives in the answer)."""
+            ns = "/agent" if side.name == "agent" else "/customer"
+            event = "conversation.open" if side.name == "agent" else "conversation.resume"
+            for attempt in range(20):
+                try:
+                    sock = LeanSocket(url, ns, side.handler)
+                    await sock.connect(session, side.auth)
+                    side.sock = sock
+                    payload: dict[str, Any] = {"conversation_id": side.cid}
+                    if side.last_id != (0, 0):
+                        payload["after"] = f"{side.last_id[0]}-{side.last_id[1]}"
+                    reply = await sock.call(event, payload, timeout=15)
+                    if reply and reply.get("ok"):
+                        for ev in reply.get("events", []):
+                            side.handler("event", ev)
+                        side.reconnects += 1
+                        return
+                    if reply and reply.get("error", {}).get("code") == "rate_limited":
+                        await asyncio.sleep(reply["error"].get("retry_after_ms", 500) / 1000)
+                except Exception:  # noqa: BLE001 - the node is busy or restarting: try again
+                    await asyncio.sleep(min(5.0, 0.2 * 2 ** attempt) * (0.5 + random.random()))
+            side.given_up = True
+
         async def sender(side: Side) -> None:
             assert side.sock is not None
             inflight: set[asyncio.Future[Any]] = set()
@@ -293,28 +362,47 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
             if period:
                 await asyncio.sleep(random.random() * period)
             next_at = time.monotonic()
-            while time.monotonic() < stop_at:
-                side.seq += 1
-                seq = side.seq
-                text = f"b {seq} {time.monotonic():.6f} hello from the {side.name}, how are you today?"
+            while time.monotonic() < stop_at and not side.given_up:
+                now = time.monotonic()
+                if side.pause_until > now:  # rate_limited: wait what the server asked, as the SDK does
+                    await asyncio.sleep(min(side.pause_until, stop_at) - now)
+                    next_at = max(next_at, time.monotonic())
+                    continue
+                if side.sock is None or side.sock.closed:
+                    await reconnect(side)
+                    next_at = max(next_at, time.monotonic())
+                    continue
+                if side.pending:
+                    seq, first = side.pending.pop(0)
+                else:
+                    side.seq += 1
+                    seq, first = side.seq, now
+                    side.sent += 1
+                text = f"b {seq} {now:.6f} {first:.6f} hello from the {side.name}, how are you today?"
                 fut = side.sock.call_nowait("message.send", {"conversation_id": side.cid, "text": text,
                                                              "client_id": f"{side.name[0]}{seq}"})
-                side.sent += 1
 
-                def done(f: asyncio.Future[Any], side: Side = side) -> None:
+                def done(f: asyncio.Future[Any], side: Side = side, seq: int = seq, first: float = first) -> None:
                     inflight.discard(f)
                     if f.cancelled() or f.exception() is not None:
-                        side.errors += 1
+                        # the connection broke: send it again after reconnecting (same client_id)
+                        side.pending.append((seq, first))
                         kind = "cancelled" if f.cancelled() else type(f.exception()).__name__
                         side.error_kinds[kind] = side.error_kinds.get(kind, 0) + 1
                         return
                     reply = f.result()
                     if reply and reply.get("ok"):
                         side.acked_ids.add(reply["event"]["id"])
-                    else:
-                        side.errors += 1
-                        kind = str((reply or {}).get("error", {}).get("code"))
-                        side.error_kinds[kind] = side.error_kinds.get(kind, 0) + 1
+                        return
+                    error = (reply or {}).get("error", {})
+                    if error.get("code") == "rate_limited":
+                        side.rate_limited += 1
+                        side.pending.append((seq, first))
+                        side.pause_until = max(side.pause_until, time.monotonic() + error.get("retry_after_ms", 500) / 1000)
+                        return
+                    side.errors += 1
+                    kind = str(error.get("code"))
+                    side.error_kinds[kind] = side.error_kinds.get(kind, 0) + 1
 
                 fut.add_done_callback(done)
                 inflight.add(fut)
@@ -349,7 +437,11 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
             "duplicated": sum(s.dups for s in sides),
             "errors": sum(s.errors for s in sides),
             "error_kinds": {k: sum(s.error_kinds.get(k, 0) for s in sides) for k in {k for s in sides for k in s.error_kinds}},
+            "rate_limited": sum(s.rate_limited for s in sides),
+            "reconnects": sum(s.reconnects for s in sides),
+            "unsent": sum(len(s.pending) for s in sides),  # refused (rate_limited) and not yet sent again
             "latencies": [x for s in sides for x in s.latencies],
+            "latencies_with_retries": [x for s in sides for x in s.latencies_with_retries],
             "last_rx": max((s.last_rx for s in sides), default=0.0),
         }))
     finally:
@@ -418,7 +510,9 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]:
+def run(clients: int, seconds: float, rate: float, procs: int, server_kind: str = "segue") -> dict[str, Any]:
+    """One measured run against a fresh server: ``server_kind`` "segue" (``python -m server serve``)
+    or "floor" (``bench.chat_floor``: a bare python-socketio server that acks and forwards)."""
     sys.path.insert(0, str(ROOT))
     from server import EmbeddedRedis
 
@@ -436,10 +530,16 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
         "SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix, "SEGUE_AUTH_SECRET": secret,
         "SEGUE_DATA_DIR": str(tmp / "data"), "SEGUE_LOG_LEVEL": "warning", "SEGUE_DEMO_ENABLED": "false",
         "SEGUE_ROUTING_OFFER_TIMEOUT_S": "120", "SEGUE_LIMITS_MAX_EVENT_BYTES": "16384",
+        # every bench client shares one address (127.0.0.1): the per-address limits would see one
+        # crowd-sized client; per-connection limits and load shedding stay as configured
+        "SEGUE_LIMITS_IP_EVENTS_PER_S": "0", "SEGUE_LIMITS_CONNECTS_PER_IP_PER_S": "0",
+        "SEGUE_LIMITS_IP_CONVERSATIONS_PER_S": "0", "SEGUE_LIMITS_MAX_CONNECTIONS_PER_IP": "0",
     })
     server_log = tmp / "server.log"
     profile = os.environ.get("BENCH_PROFILE")  # a file: run the server under cProfile (for finding hot spots)
-    if profile:
+    if server_kind == "floor":
+        cmd = ["-m", "bench.chat_floor"]
+    elif profile:
         cmd = ["-m", "cProfile", "-o", profile, "-m", "server"]
     elif os.environ.get("BENCH_SERVER_SCRIPT"):  # e.g. a wrapper that instruments the server
         cmd = [os.environ["BENCH_SERVER_SCRIPT"]]
@@ -447,7 +547,8 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
         cmd = ["-c", "import sys, uvloop; uvloop.install(); from server import cli; sys.exit(cli.main(sys.argv[1:]))"]
     else:
         cmd = ["-m", "server"]
-    server = subprocess.Popen([sys.executable, *cmd, "serve", "--port", str(port)], cwd=ROOT, env=env,
+    args = ["--port", str(port)] if server_kind == "floor" else ["serve", "--port", str(port)]
+    server = subprocess.Popen([sys.executable, *cmd, *args], cwd=ROOT, env=env,
                               stdout=subprocess.PIPE, stderr=server_log.open("w"), text=True)
     workers: list[tuple[mp.Process, Any]] = []
     try:
@@ -501,9 +602,15 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
             acked += len(side["acked"])
             delivered += len(side["received"])
             acked_ids.setdefault(cid, []).extend(side["acked"])
-        stored, missing = asyncio.run(_count_stored(redis_url, prefix, acked_ids))
+        if server_kind == "floor":  # it stores nothing
+            stored, missing = 0, 0
+        else:
+            stored, missing = asyncio.run(_count_stored(redis_url, prefix, acked_ids))
         latencies = [x for r in results for x in r["latencies"]]
+        with_retries = [x for r in results for x in r["latencies_with_retries"]]
+        window_delivered = sum(1 for r in results for _ in r["latencies"])
         return {
+            "server": server_kind,
             "clients": clients,
             "seconds": seconds,
             "target_rate": rate,
@@ -516,6 +623,11 @@ def run(clients: int, seconds: float, rate: float, procs: int) -> dict[str, Any]
             "lost": lost_wire + missing,
             "lost_not_delivered": lost_wire,
             "lost_not_in_stream": missing,
+            "latency_with_retries_ms_p99": round(_percentile(with_retries, 99), 2),
+            "rate_limited": sum(r["rate_limited"] for r in results),
+            "unsent_rate_limited": sum(r["unsent"] for r in results),
+            "reconnects": sum(r["reconnects"] for r in results),
+            "server_cpu_us_per_msg": round(1e6 * (cpu1 - cpu0) / max(1, window_delivered), 1),
             "duplicated": sum(r["duplicated"] for r in results),
             "sent": sum(r["sent"] for r in results),
             "acked": acked,
@@ -559,10 +671,44 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=5000.0,
                         help="messages/s offered in total (both directions); 0: closed loop, as fast as acks come")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--overload", type=float, default=0.0, metavar="X",
+                        help="measure the node's capacity (closed loop), then offer X times it (e.g. 3): prints "
+                             "both runs and an overload line (goodput against capacity, p99, rate_limited)")
+    parser.add_argument("--floor", action="store_true",
+                        help="also run the floor (bench.chat_floor: a bare python-socketio server that acks and "
+                             "forwards) at the same rate, and print Segue's server CPU per message as a ratio to it; "
+                             "with --overload, both run at 60%% of the measured capacity")
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.seconds <= 0 or args.procs < 1:
-        parser.error("--clients and --procs must be at least 1 and --seconds above 0")
-    print(json.dumps(run(args.clients, args.seconds, args.rate, min(args.procs, args.clients))), flush=True)
+    if args.clients < 1 or args.seconds <= 0 or args.procs < 1 or args.overload < 0:
+        parser.error("--clients and --procs must be at least 1, --seconds above 0, --overload 0 or more")
+    procs = min(args.procs, args.clients)
+
+    def emit(obj: dict[str, Any]) -> dict[str, Any]:
+        print(json.dumps(obj), flush=True)
+        return obj
+
+    rate = args.rate
+    if args.overload:
+        capacity = emit({"run": "capacity", **run(args.clients, args.seconds, 0.0, procs)})["messages_per_s"]
+        offered = round(args.overload * capacity)
+        over = emit({"run": f"overload x{args.overload:g}", **run(args.clients, args.seconds, offered, procs)})
+        emit({"run": "overload summary", "capacity_msgs_per_s": capacity, "offered_msgs_per_s": offered,
+              "goodput_msgs_per_s": over["messages_per_s"],
+              "goodput_of_capacity": round(over["messages_per_s"] / max(capacity, 1e-9), 3),
+              "latency_ms_p99": over["latency_ms_p99"], "latency_with_retries_ms_p99": over["latency_with_retries_ms_p99"],
+              "rate_limited": over["rate_limited"], "connection_errors": sum(
+                  v for k, v in over["error_kinds"].items() if k not in ("rate_limited",)),
+              "reconnects": over["reconnects"], "lost": over["lost"], "duplicated": over["duplicated"]})
+        rate = round(0.6 * capacity)
+    if args.floor:
+        segue = emit({"run": "segue", **run(args.clients, args.seconds, rate, procs)})
+        floor = emit({"run": "floor", **run(args.clients, args.seconds, rate, procs, server_kind="floor")})
+        emit({"run": "floor comparison", "rate": rate,
+              "segue_cpu_us_per_msg": segue["server_cpu_us_per_msg"], "floor_cpu_us_per_msg": floor["server_cpu_us_per_msg"],
+              "cpu_per_msg_ratio": round(segue["server_cpu_us_per_msg"] / max(floor["server_cpu_us_per_msg"], 1e-9), 2),
+              "segue_latency_ms_p99": segue["latency_ms_p99"], "floor_latency_ms_p99": floor["latency_ms_p99"]})
+    elif not args.overload:
+        emit(run(args.clients, args.seconds, rate, procs))
     return 0
 
 
