@@ -21,6 +21,7 @@ Every wait is generous; nothing asserts timing.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, AsyncIterator
@@ -135,8 +136,6 @@ def docs_script_tag(node: str) -> str:
 @pytest.fixture
 async def shop(segue: Any) -> AsyncIterator[str]:
     """The shop on another origin: the same machine, reached as ``localhost`` on its own port."""
-    import json
-
     tag = docs_script_tag(segue.url.rstrip("/"))
     probe = {"host_styles": HOST_STYLES_JS, "props": json.dumps(PROPS)}
 
