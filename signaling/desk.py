@@ -36,6 +36,7 @@ class Desk:
         settings = getattr(svc.config, "knowledge", None)
         self.every_s = float(getattr(settings, "search_sync_s", 1.0) or 1.0)
         window = float(getattr(settings, "self_service_window_s", 1800.0))
+        self.svc = svc
         self.search = ConversationSearch(svc)
         self.knowledge = KnowledgeBase(svc, window)
         self._task: asyncio.Task[None] | None = None
@@ -83,7 +84,10 @@ class Desk:
 
     async def customer_article(self, who: "Principal", data: KbArticle, sid: str) -> dict[str, Any]:
         h = await self.knowledge.get_published(data.slug)
-        await self.knowledge.opened(who.id)
+        # a self-service session starts only outside a conversation: a customer already talking
+        # to an agent who reads an article was not helped "without an agent"
+        if not await self.svc._open_conversations(who.id):
+            await self.knowledge.opened(who.id)
         return {"article": self.knowledge.customer_view(h)}
 
 

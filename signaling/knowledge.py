@@ -61,6 +61,7 @@ MAX_BODY = 50_000
 MAX_ARTICLES = 10_000
 SUGGEST_MESSAGES = 5      # the customer's latest messages a suggestion is made from
 SUGGEST_EACH = 3          # articles and canned replies suggested, at most each
+SUGGEST_SCAN = 200        # events looked at (newest first) to find those messages
 FEED_KEEP = 10_000
 DAY_KEEP_S = 400 * 86400
 
@@ -400,10 +401,18 @@ class KnowledgeBase:
     async def suggest(self, who: "Principal", cid: str) -> dict[str, Any]:
         """Published articles and canned replies that match the customer's latest messages."""
         await self.svc.readable(who, cid)
-        events = await self.svc.store.events(cid)
-        said = [e["data"].get("text", "") for e in events
-                if e["type"] == "message" and (e.get("author") or {}).get("kind") == "customer"]
-        text = " ".join(said[-SUGGEST_MESSAGES:])
+        from .store import decode_event
+
+        # the latest events only: a long conversation is not read whole on every customer message
+        raw = await self.redis.xrevrange(self.svc.keys.log(cid), "+", "-", count=SUGGEST_SCAN)
+        said: list[str] = []
+        for eid, fields in raw:
+            e = decode_event(cid, eid, fields)
+            if e["type"] == "message" and (e.get("author") or {}).get("kind") == "customer":
+                said.append(str((e.get("data") or {}).get("text") or ""))
+                if len(said) >= SUGGEST_MESSAGES:
+                    break
+        text = " ".join(reversed(said))
         if not plain_query(text):
             return {"articles": [], "replies": [], "from_text": ""}
         return {"articles": await self.search(text, SUGGEST_EACH), "replies": await self.search(text, SUGGEST_EACH, kind="canned"),

@@ -243,9 +243,12 @@ async def test_customer_search_suggestions_and_self_service(start_segue: Any) ->
         other = await world.add_agent("olga")
         status, body = await http("GET", f"{api}/conversations/{cid}/suggestions", token=other)
         assert status == 403
-        # the reader started no conversation within the window: helped; the asker opens one and then chats
+        # the reader started no conversation within the window: helped; another reads, then chats:
+        # escalated; the asker reads it during their chat: no session (an agent is helping already)
+        escalates = await world.customer()
+        await escalates.ok("kb.article", {"slug": art["id"]})
+        await escalates.ok("conversation.start", {"text": "still stuck"})
         await asker.ok("kb.article", {"slug": art["id"]})
-        await asker.ok("conversation.start", {"text": "still stuck"})
         await asyncio.sleep(1.2)  # the 1 s window ends (a wait, not a timing assertion)
         status, body = await http("GET", f"{api}/kb/self-service", token=ann_token)
         stats = body["self_service"]
