@@ -4,16 +4,18 @@ replies that match what the customer wrote (docs/knowledge.md).
 
 Redis (``P`` is ``redis.key_prefix``):
 
-``P kb:art:<id>``          hash: id, slug, title, body (Markdown), status (draft|published), version,
+``P kb:{kb}:art:<id>``          hash: id, slug, title, body (Markdown), status (draft|published), version,
                            created_ts/by, updated_ts/by(_name)
-``P kb:art:<id>:v``        list: every version as JSON {title, body, status, slug, ts, by, by_name};
+``P kb:{kb}:art:<id>:v``        list: every version as JSON {title, body, status, slug, ts, by, by_name};
                            version n is element n-1
-``P kb:slugs``             hash: slug -> article id (old slugs stay, so links already sent keep working)
-``P kb:arts``              sorted set: article ids by last change
-``P kb:feed``              stream: the id of each changed article (every node's search index tails it)
-``P kb:ss:cust:<cust>``    string with a TTL: this customer's self-service window is running
-``P kb:ss:pending``        sorted set: "<customer>|<opened ms>|<day>" by when the window ends
-``P kb:ss:day:<date>``     hash: sessions (windows started), helped, escalated (UTC day of the first open)
+``P kb:{kb}:slugs``             hash: slug -> article id (old slugs stay, so links already sent keep working)
+``P kb:{kb}:arts``              sorted set: article ids by last change
+``P kb:{kb}:feed``              stream: the id of each changed article (every node's search index tails it)
+``P kbss:{ss}:cust:<cust>``    string with a TTL: this customer's self-service window is running
+``P kbss:{ss}:pending``        sorted set: "<customer>|<opened ms>|<day>" by when the window ends
+``P kbss:{ss}:day:<date>``     hash: sessions (windows started), helped, escalated (UTC day of the first open)
+
+The hash tags ``{kb}`` and ``{ss}`` keep each script's keys in one Redis Cluster slot.
 
 A save is one Lua script: the version check (``base_version``: two agents editing at once get
 ``conflict`` instead of losing a change), the slug's owner, the hash, the version list, the order
@@ -24,7 +26,7 @@ sanitiser, with an allowlist of tags, attributes and URL schemes), so no client 
 text into markup itself; pages insert only that sanitised HTML.
 
 Search: a tantivy index per node (``signaling.textindex``: BM25, English stop words removed, Han
-characters as single tokens) of articles and canned replies, kept current from ``P kb:feed``
+characters as single tokens) of articles and canned replies, kept current from ``P kb:{kb}:feed``
 before each search (articles) and by comparing the canned replies' hash (few, small).
 """
 
@@ -171,10 +173,10 @@ class KnowledgeBase:
         self.redis = svc.redis
         p = svc.config.redis.key_prefix
         self.p = p
-        self.slugs_key = f"{p}kb:slugs"
-        self.arts_key = f"{p}kb:arts"
-        self.feed_key = f"{p}kb:feed"
-        self.pending_key = f"{p}kb:ss:pending"
+        self.slugs_key = f"{p}kb:{{kb}}:slugs"
+        self.arts_key = f"{p}kb:{{kb}}:arts"
+        self.feed_key = f"{p}kb:{{kb}}:feed"
+        self.pending_key = f"{p}kbss:{{ss}}:pending"
         self.window_ms = int(self_service_window_s * 1000)
         self._save = self.redis.register_script(SAVE)
         self._opened = self.redis.register_script(OPENED)
@@ -184,13 +186,13 @@ class KnowledgeBase:
         self._lock = asyncio.Lock()
 
     def art_key(self, aid: str) -> str:
-        return f"{self.p}kb:art:{aid}"
+        return f"{self.p}kb:{{kb}}:art:{aid}"
 
     def versions_key(self, aid: str) -> str:
-        return f"{self.p}kb:art:{aid}:v"
+        return f"{self.p}kb:{{kb}}:art:{aid}:v"
 
     def day_key(self, day: str) -> str:
-        return f"{self.p}kb:ss:day:{day}"
+        return f"{self.p}kbss:{{ss}}:day:{day}"
 
     # --- articles ---------------------------------------------------------------------------
 
@@ -424,7 +426,7 @@ class KnowledgeBase:
         """A customer opened an article: starts their self-service window (one per window)."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
         day = _day(now)
-        started = await self._opened(keys=[f"{self.p}kb:ss:cust:{customer}", self.pending_key, self.day_key(day)],
+        started = await self._opened(keys=[f"{self.p}kbss:{{ss}}:cust:{customer}", self.pending_key, self.day_key(day)],
                                      args=[customer, now, self.window_ms, day, DAY_KEEP_S])
         return bool(started)
 
