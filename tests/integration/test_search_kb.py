@@ -9,6 +9,7 @@ from html.parser import HTMLParser
 from urllib.parse import urlencode
 from typing import Any, AsyncIterator
 
+import aiohttp
 import pytest
 
 from segue_clients import World, http
@@ -285,3 +286,20 @@ async def test_two_nodes_search_alike(start_segue: Any, make_config: Any) -> Non
     finally:
         await wa.close()
         await wb.close()
+
+
+async def test_another_site_may_search_help_but_not_the_agents_api(world: World) -> None:
+    """The public knowledge base is on the customer surface (any origin by default); the rest is not."""
+    api = f"{world.url}/api/v1"
+    token = await world.add_agent("ann")
+    await _article(api, token, title="Opening hours", body="9 to 5", status="published")
+    other = "https://help.shop.example"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{api}/public/kb/search?q=hours", headers={"Origin": other}) as r:
+            assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == other
+            assert [a["title"] for a in (await r.json())["articles"]] == ["Opening hours"]
+        async with session.options(f"{api}/public/kb/articles/opening-hours", headers={
+                "Origin": other, "Access-Control-Request-Method": "GET"}) as r:
+            assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == other
+        async with session.get(f"{api}/kb/articles", headers={"Origin": other, "Authorization": f"Bearer {token}"}) as r:
+            assert r.status == 403 and (await r.json())["error"]["code"] == "origin_not_allowed"
