@@ -83,15 +83,10 @@ export class ConsoleSearch {
 
   async run() {
     const t = this.t;
-    const params = new URLSearchParams();
-    if (this.q.value.trim()) params.set("q", this.q.value.trim());
-    if (this.customer.value) params.set("customer", this.customer.value);
-    if (this.from.value) params.set("from", this.from.value);
-    if (this.to.value) params.set("to", this.to.value);
     clear(this.results);
     let answer;
     try {
-      answer = await this.app.agent.api("GET", `/api/v1/search?${params}`);
+      answer = await this.app.agent.search({ q: this.q.value.trim(), customer: this.customer.value, from: this.from.value, to: this.to.value });
     } catch (error) {
       this.setStatus(error.message);
       return;

@@ -43,7 +43,7 @@ export class Suggestions {
     const asked = ++this.asked;
     let answer;
     try {
-      answer = await this.app.agent.api("GET", `/api/v1/conversations/${encodeURIComponent(this.panel.id)}/suggestions`);
+      answer = await this.app.agent.suggestions(this.panel.id);
     } catch {
       return; // suggestions are a help, not a must: the composer works without them
     }

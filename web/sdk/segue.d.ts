@@ -517,6 +517,10 @@ export declare class SegueAgent extends SegueClient<AgentEvents, AgentConversati
   listConversations(): Promise<ConversationSummary[]>;
   refreshQueues(): Promise<QueueStats[]>;
   cannedReplies(options?: { refresh?: boolean }): Promise<CannedReply[]>;
+  /** Conversations this agent may read, by words, customer and date (docs/knowledge.md). */
+  search(query: SearchQuery): Promise<{ results: SearchResult[]; more: boolean; indexed_at: number }>;
+  /** Published articles and canned replies matching the customer's latest messages. */
+  suggestions(conversationId: string): Promise<{ articles: HelpArticleHit[]; replies: CannedSuggestion[]; from_text: string }>;
   dropConversation(id: string): void;
   /** Supervisors: listen / whisper / barge on a live call. */
   monitorCall(conversationId: string, mode?: MonitorMode): Promise<SegueMonitor>;
@@ -544,4 +548,31 @@ export interface HelpArticle {
   html: string;
   url: string;
   updated_ts: number;
+}
+
+/** SegueAgent.search: at least words, a customer or a date. `from`/`to`: ms or ISO 8601 (a bare date: the whole day). */
+export interface SearchQuery {
+  q?: string;
+  customer?: string;
+  from?: string | number;
+  to?: string | number;
+  limit?: number;
+}
+
+/** One hit of SegueAgent.search. */
+export interface SearchResult {
+  conversation: ConversationSummary;
+  event: { id: string; type: string; ts: number; author: { kind: string; name: string } };
+  /** highlights: [start, end) character ranges of the matched words in text. */
+  snippet: { text: string; highlights: Array<[number, number]> };
+  /** BM25 relevance; null when listed newest first (no words given). */
+  score: number | null;
+}
+
+/** A canned reply suggested for a conversation (fill it with AgentConversation.renderCanned(id)). */
+export interface CannedSuggestion {
+  id: string;
+  title: string;
+  snippet: { text: string; highlights: Array<[number, number]> };
+  score: number;
 }

@@ -1224,6 +1224,24 @@ export class SegueAgent extends SegueClient {
     return this.#canned;
   }
 
+  /**
+   * Search the conversations this agent may read (GET /api/v1/search, docs/knowledge.md):
+   * `{q?, customer?, from?, to?, limit?}` (at least words, a customer or a date) →
+   * `{results: [{conversation, event, snippet: {text, highlights}, score}], more}`.
+   */
+  async search({ q, customer, from, to, limit } = {}) {
+    const params = new URLSearchParams();
+    for (const [key, value] of Object.entries({ q, customer, from, to, limit })) {
+      if (value !== undefined && value !== null && value !== "") params.set(key, String(value));
+    }
+    return this.api("GET", `/api/v1/search?${params}`);
+  }
+
+  /** Published articles and canned replies matching the customer's latest messages: `{articles, replies}`. */
+  async suggestions(conversationId) {
+    return this.api("GET", `/api/v1/conversations/${encodeURIComponent(conversationId)}/suggestions`);
+  }
+
   /** Forget a conversation locally (e.g. closing its panel). It stays on the server. */
   dropConversation(id) {
     this.conversations.delete(id);
