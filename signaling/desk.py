@@ -1,5 +1,5 @@
 """Search and the knowledge base on a node: building them, keeping them current, their customer
-events (docs/knowledge.md, docs/protocol.md "Knowledge base").
+events ``kb.search`` and ``kb.article`` (docs/knowledge.md, docs/protocol.md "Customer").
 
 Why one module: conversation search (``signaling.search``) and the knowledge base
 (``signaling.knowledge``) each keep an in-process index fed from Redis; one background task per
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -46,8 +47,6 @@ class Desk:
 
     def public_request(self, address: str) -> None:
         """Count an anonymous request from ``address``; ``rate_limited`` past the limit."""
-        import time
-
         wait = self._public.take(address, time.monotonic())
         if wait > 0:
             raise ProtocolError("rate_limited", f"too many knowledge-base requests: try again in {wait:.1f} s",
@@ -112,4 +111,4 @@ def install(app: web.Application, svc: "Signaling", closers: list[Any]) -> Desk:
     return desk
 
 
-__all__ = ["Desk", "DESK", "install", "ProtocolError"]
+__all__ = ["Desk", "DESK", "install"]

@@ -303,3 +303,19 @@ async def test_another_site_may_search_help_but_not_the_agents_api(world: World)
             assert r.status == 200 and r.headers["Access-Control-Allow-Origin"] == other
         async with session.get(f"{api}/kb/articles", headers={"Origin": other, "Authorization": f"Bearer {token}"}) as r:
             assert r.status == 403 and (await r.json())["error"]["code"] == "origin_not_allowed"
+
+
+async def test_the_public_endpoints_are_rate_limited_per_address(world: World) -> None:
+    """A script hammering the anonymous search gets 429 with Retry-After; the node stays healthy."""
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            async with session.get(f"{world.url}/api/v1/public/kb/search?q=hello") as r:
+                statuses.append(r.status)
+                if r.status == 429:
+                    body = await r.json()
+                    assert body["error"]["code"] == "rate_limited" and int(r.headers["Retry-After"]) >= 1
+                    break
+    assert statuses[-1] == 429 and set(statuses[:-1]) == {200}, statuses
+    status, body = await http("GET", f"{world.url}/healthz")
+    assert status == 200
