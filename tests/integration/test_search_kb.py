@@ -283,6 +283,16 @@ async def test_two_nodes_search_alike(start_segue: Any, make_config: Any) -> Non
                                   json_body={"title": "Damaged on arrival"})
         status, body = await http("GET", f"{wa.url}/api/v1/public/kb/search?q=damaged")
         assert [x["title"] for x in body["articles"]] == ["Damaged on arrival"]
+        # a node that starts later builds its indexes from what Redis holds
+        c = await start_segue(config=config)
+        wc = World(c)
+        sup_c = await wc.login("sue")
+        status, body = await http("GET", f"{wc.url}/api/v1/search?q=platypus", token=sup_c)
+        assert len(body["results"]) == 1, body
+        status, body = await http("GET", f"{wc.url}/api/v1/kb/articles/broken-platypus/versions", token=sup_c)
+        assert [v["title"] for v in body["versions"]] == ["Broken platypus", "Damaged on arrival"]
+        status, body = await http("GET", f"{wc.url}/api/v1/public/kb/search?q=damaged")
+        assert [x["title"] for x in body["articles"]] == ["Damaged on arrival"]
     finally:
         await wa.close()
         await wb.close()
