@@ -123,10 +123,8 @@ async def new_page(browser: Any) -> AsyncIterator[Callable[..., Any]]:
     contexts = []
 
     async def make(**context_args: Any) -> Any:
-        # Segue's pages send a Content-Security-Policy without 'unsafe-eval', and Playwright's
-        # wait_for_function evaluates its predicate with eval: tests bypass the CSP unless they
-        # check it (tests/browser/test_security_pages.py passes bypass_csp=False)
-        context_args.setdefault("bypass_csp", True)
+        # Pages run under their real Content-Security-Policy, so a page that breaks under it fails
+        # its tests. (It has no 'unsafe-eval': poll with chat_pages.wait_js, not wait_for_function.)
         context = await browser.new_context(**context_args)
         contexts.append(context)
         page = await context.new_page()

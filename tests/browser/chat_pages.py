@@ -193,6 +193,23 @@ async def eventually(check: Any, timeout: float = 45.0, what: str = "condition")
     raise AssertionError(f"{what} not met in time (last: {last!r})")
 
 
+async def wait_js(page: Page, expression: str, timeout: float = 30_000, arg: Any = None) -> None:
+    """Poll a JavaScript predicate (an expression, or a function of ``arg``) until it is truthy.
+
+    Playwright's ``wait_for_function`` evaluates its predicate with ``eval`` inside the page, which
+    Segue's Content-Security-Policy (no 'unsafe-eval') blocks; ``page.evaluate`` runs through the
+    DevTools protocol instead, so this works with the pages' real CSP on. Only the truth of the
+    value crosses back (a widget or a connection object would not serialise)."""
+    text = expression.strip()
+    is_function = text.startswith(("function", "async")) or (text.startswith("(") and "=>" in text)
+    predicate = f"async (arg) => !!(await ({text})(arg))" if is_function else f"() => !!({text})"
+    deadline = asyncio.get_running_loop().time() + timeout / 1000
+    while not await page.evaluate(predicate, arg):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{text} still false after {timeout / 1000:.0f} s")
+        await asyncio.sleep(0.1)
+
+
 async def audio_grows(page: Page, call_expr: str, what: str, by: int = 4000) -> dict[str, Any]:
     """Inbound audio bytes on this page grow by `by` (and the connection is up)."""
     first = await stats(page, call_expr)

@@ -9,7 +9,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chat_pages import eventually
+from chat_pages import eventually, wait_js
 from segue_clients import assigned_conversation
 from media.ice import set_loopback_only
 from signaling.calls import CALLS, Participant
@@ -26,7 +26,7 @@ async def open_side(new_page: Any, segue: Any, ns: str, cid: str, who: Participa
                 token = (await r.json())["token"]
     await page.goto(f"{segue.url}sdk/call-demo.html?ns={ns}&conversation={cid}&token={token}")
     sid = await asyncio.wait_for(page.evaluate("() => window.demo.ready"), 20)
-    await page.wait_for_function("() => window.demo.call !== undefined")
+    await wait_js(page, "() => window.demo.call !== undefined")
     segue.app[CALLS].bind(f"/{ns}", sid, who)
     return page
 
@@ -40,7 +40,7 @@ async def accepted_call(segue: Any, new_page: Any, cid: str, request_options: st
     agent = await open_side(new_page, segue, "agent", cid, Participant("agent", "a_1", "Alan"))
     await agent.evaluate("() => window.demo.call.refresh()")  # the agent watches the conversation
     await customer.evaluate(f"() => window.demo.call.request('voice', {request_options})")
-    await agent.wait_for_function("() => window.demo.events.some(([n]) => n === 'requested')")
+    await wait_js(agent, "() => window.demo.events.some(([n]) => n === 'requested')")
     await agent.evaluate("() => window.demo.call.accept()")
     return store, customer, agent
 
@@ -75,7 +75,7 @@ async def test_chromium_call_audio_both_ways_then_video(segue: Any, new_page: An
         assert state == "connected"
 
         await customer.evaluate("() => window.demo.call.hangup()")
-        await agent.wait_for_function("() => window.demo.events.some(([n]) => n === 'ended')")
+        await wait_js(agent, "() => window.demo.events.some(([n]) => n === 'ended')")
         types = [e["type"] for e in await store.events(cid)]
         assert "call.video_on" in types and "call.ended" in types
         assert customer.segue_errors == [] and agent.segue_errors == []
@@ -99,7 +99,7 @@ async def test_chromium_reload_reattaches_to_the_running_call(segue: Any, new_pa
         # the customer reloads the page: new socket, new peer connection, same running call
         await customer.reload()
         sid = await asyncio.wait_for(customer.evaluate("() => window.demo.ready"), 20)
-        await customer.wait_for_function("() => window.demo.call !== undefined")
+        await wait_js(customer, "() => window.demo.call !== undefined")
         segue.app[CALLS].bind("/customer", sid, Participant("customer", "v_1", "Ada"))
         state = await customer.evaluate("() => window.demo.call.refresh().then((s) => s.state)")
         assert state == "active"

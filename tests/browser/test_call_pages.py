@@ -24,6 +24,7 @@ from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, create_agent,
     customer_send, eventually, open_widget, panel, panel_item, set_presence, start_chat, start_voice_call, stats,
     widget_message,
+    wait_js,
 )
 from media.ice import set_loopback_only
 
@@ -121,7 +122,7 @@ async def _scenario(segue: Any, new_page: Any) -> None:
     bob_before = (await stats(bob, agent_call(cid)))["audio"]["in"]
     await customer.reload()
     await expect(customer.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
-    await customer.wait_for_function(
+    await wait_js(customer, 
         f"() => {CUSTOMER_CALL} && {CUSTOMER_CALL}.pc && {CUSTOMER_CALL}.pc.connectionState === 'connected'",
         timeout=45_000,
     )

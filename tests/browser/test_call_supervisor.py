@@ -27,6 +27,7 @@ from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, chat_with_demo, agent_call, audio_grows, board_login, board_row, create_agent,
     customer_send, eventually, monitor_call, panel, panel_item, slot_grows, slot_stats, start_voice_call,
     widget_log,
+    wait_js,
 )
 from media.ice import set_loopback_only
 
@@ -200,7 +201,7 @@ async def test_monitoring_survives_a_reconnect_of_the_wallboard(segue: Any, new_
     await expect(panel_item(agent, cid, "stopped monitoring the call")).to_have_count(1, timeout=WAIT_MS)
     # ... and the wallboard takes it up again, in the same mode, on a new connection
     await expect(panel_item(agent, cid, "is whispering to the agent")).to_have_count(2, timeout=WAIT_MS)
-    await board.wait_for_function(f"() => {monitor}.pc && {monitor}.pc !== window.firstPc", timeout=WAIT_MS)
+    await wait_js(board, f"() => {monitor}.pc && {monitor}.pc !== window.firstPc", timeout=WAIT_MS)
     await slot_grows(board, monitor, "audio", "the supervisor hears the customer again")
     await slot_grows(board, monitor, "agent", "the supervisor hears the agent again")
     await slot_grows(agent, agent_call(cid), "supervisor", "the agent hears the whisper again")

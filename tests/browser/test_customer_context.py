@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from playwright.async_api import expect
 
-from chat_pages import WAIT_MS, accept_offer, agent_call, agent_login, panel, set_presence, slot_grows
+from chat_pages import WAIT_MS, accept_offer, agent_call, agent_login, panel, set_presence, slot_grows, wait_js
 
 pytestmark = pytest.mark.browser
 
@@ -123,5 +123,5 @@ async def test_video_call_from_the_web_starts_with_cameras_on(segue: Any, new_pa
         return camera.readyState;
     }""")
     assert ended == "ended"
-    await agent.wait_for_function("() => window.__camera && window.__camera.readyState === 'ended'", timeout=WAIT_MS)
+    await wait_js(agent, "() => window.__camera && window.__camera.readyState === 'ended'", timeout=WAIT_MS)
     assert customer.segue_errors == [] and agent.segue_errors == []

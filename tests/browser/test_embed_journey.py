@@ -33,6 +33,7 @@ from playwright.async_api import Page, expect
 from chat_pages import (
     WAIT_MS, accept_offer, agent_call, agent_login, agent_send, eventually, panel, set_presence, slot_grows,
     widget_message,
+    wait_js,
 )
 from media.ice import set_loopback_only
 from server.sdk import sdk_version
@@ -277,7 +278,7 @@ async def test_a_shop_embeds_the_documented_snippet_and_its_visitor_gets_chat_vi
         # Chat both ways; onMessage fires for both messages.
         await agent_send(agent, cid, "Yes, two left in your size")
         await expect(widget_message(customer, "Yes, two left in your size")).to_have_count(1, timeout=WAIT_MS)
-        await customer.wait_for_function("() => seen.messages.length >= 2", timeout=WAIT_MS)
+        await wait_js(customer, "() => seen.messages.length >= 2", timeout=WAIT_MS)
         assert await customer.evaluate("seen.messages") == [
             {"author": "customer", "text": "Is the Roadster in stock?", "conversation": cid},
             {"author": "agent", "text": "Yes, two left in your size", "conversation": cid},
@@ -306,7 +307,7 @@ async def test_a_shop_embeds_the_documented_snippet_and_its_visitor_gets_chat_vi
         # The visitor hangs up; onCallState saw the whole call, in order, for this conversation.
         await customer.locator("#segue-callbar .call-hangup").click()
         await expect(customer.locator("#segue-callbar")).to_have_attribute("data-state", "none", timeout=WAIT_MS)
-        await customer.wait_for_function("() => seen.callStates.length >= 3", timeout=WAIT_MS)
+        await wait_js(customer, "() => seen.callStates.length >= 3", timeout=WAIT_MS)
         states = await customer.evaluate("seen.callStates")
         assert [s["state"] for s in states] == ["requested", "active", "none"], states
         assert all(s["conversation"] == cid for s in states), states

@@ -11,7 +11,7 @@ from playwright.async_api import expect
 
 from server.sdk import SDK_DIR, sdk_version
 from server.sri import docs_block, integrity
-from chat_pages import WAIT_MS
+from chat_pages import WAIT_MS, wait_js
 from sdk_typecheck import declared_api
 from segue_clients import World
 
@@ -46,7 +46,7 @@ async def test_one_script_tag_mounts_the_widget_from_its_own_folder(segue, new_p
     page = await _blank(segue, new_page)
     await _add_embed(page, data={"segue-auto": "", "queue": "general", "title": "Ask Northwind"})
     assert await page.evaluate("window.__embedResult") == "load"
-    await page.wait_for_function("window.Segue && window.Segue.widget", timeout=WAIT_MS)
+    await wait_js(page, "window.Segue && window.Segue.widget", timeout=WAIT_MS)
     found = await page.evaluate("""async () => {
         const w = await Segue.init();            // again: the same widget
         return {
@@ -254,7 +254,7 @@ async def test_the_documented_snippets_work_on_another_site(segue, new_page, aio
 
     page = await _site_page(new_page)
     await page.goto(f"{site}/shop-tag-tampered.html")
-    await page.wait_for_function("typeof window.Segue === 'function'", timeout=WAIT_MS)
+    await wait_js(page, "typeof window.Segue === 'function'", timeout=WAIT_MS)
     error = await page.evaluate("Segue.init().then(() => 'mounted', (e) => String(e))")
     assert error != "mounted"
     assert await page.locator("segue-widget").count() == 0

@@ -17,6 +17,7 @@ from playwright.async_api import Page, expect
 from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, eventually, panel, set_presence,
     slot_grows, widget_message,
+    wait_js,
 )
 from media.ice import set_loopback_only
 from server.auth import sign_identity
@@ -83,7 +84,7 @@ async def _blank(page: Page, base_url: str, css: str | None = None) -> None:
 async def _mount(page: Page, **options: Any) -> None:
     await page.evaluate(MOUNT_JS, options)
     await expect(page.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
-    await page.wait_for_function("() => window.calls.ready.length === 1")
+    await wait_js(page, "() => window.calls.ready.length === 1")
 
 
 async def _start_chat(page: Page, text: str, name: str | None = None) -> str:
@@ -174,7 +175,7 @@ async def test_callbacks_open_close_destroy_and_mount_again(segue: Any, new_page
         await audio_grows(customer, CUSTOMER_CALL, "customer hears the agent")
         await bar.locator(".call-hangup").click()
         await expect(customer.locator("#segue-callbar")).to_have_attribute("data-state", "none", timeout=WAIT_MS)
-        await customer.wait_for_function("() => window.calls.callState.length >= 3")
+        await wait_js(customer, "() => window.calls.callState.length >= 3")
         states = await customer.evaluate("window.calls.callState")
         assert [s["state"] for s in states] == ["requested", "active", "none"], states
         assert all(s["conversation"] == cid for s in states)
@@ -185,7 +186,7 @@ async def test_callbacks_open_close_destroy_and_mount_again(segue: Any, new_page
         await agent.select_option("#close-disposition", "resolved")
         await agent.click("#close-submit")
         await expect(customer.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)
-        await customer.wait_for_function("() => window.calls.end.length === 1")
+        await wait_js(customer, "() => window.calls.end.length === 1")
         assert await customer.evaluate("window.calls.end") == [{"state": "closed", "id": cid, "same": True}]
 
         # destroy: the host element goes, the socket closes, the widget's listeners are gone
