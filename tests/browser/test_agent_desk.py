@@ -182,6 +182,8 @@ async def test_full_width_customer_panel_dialog_names_and_wrap_up_tags(segue: An
     assert aside["x"] >= log["x"] + log["width"] - 1 and aside["width"] >= 300, (log, aside)
     await expect(panel(demo, cid).locator(".conv-who-name")).to_have_text("Nora")
     await expect(panel(demo, cid).locator(".conv-who-kind")).to_have_text("Visitor (not signed in)")
+    # a visitor without an email: the parts that are missing are left out, not written as "null"
+    assert "null" not in await panel(demo, cid).locator(".conv-who").inner_text()
 
     # the dialogs have accessible names
     await panel(demo, cid).locator(".conv-transfer").click()

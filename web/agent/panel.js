@@ -5,7 +5,7 @@
  * canned replies. All text is rendered as text.
  */
 import { compareIds } from "../sdk/segue.js";
-import { h, clear, placeEvent, appendPending, markFailed, markReceipts } from "../sdk/dom.js";
+import { h, append, clear, placeEvent, appendPending, markFailed, markReceipts } from "../sdk/dom.js";
 import { describeEvent, formatTime, channelLabel, eventChannel } from "../sdk/format.js";
 import { SegueCall } from "../sdk/call.js";
 import { CallBar } from "../sdk/call-ui.js";
@@ -422,7 +422,7 @@ export class ConversationPanel {
     const t = this.t;
     const customer = this.conversation.summary?.customer ?? {};
     clear(this.who);
-    this.who.append(
+    append(this.who, [
       h("div", { class: "conv-who-name" }, customer.name || customer.email || customer.id || t("console.customer")),
       h(
         "div",
@@ -431,7 +431,7 @@ export class ConversationPanel {
       ),
       customer.email ? h("div", { class: "conv-who-email" }, h("span", { class: "muted" }, t("console.customer.email"), ": "), customer.email) : null,
       customer.id ? h("div", { class: "conv-who-id muted small" }, t("console.customer.id"), ": ", customer.id) : null,
-    );
+    ]); // dom.js append skips the missing parts (Element.append would write "null")
   }
 
   /** For a transferred conversation: who handled it before, how it was handed over, the note. */
