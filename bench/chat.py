@@ -78,6 +78,9 @@ except ImportError:  # pragma: no cover
 
     _loads = json.loads
 SETUP_TIMEOUT_S = 180.0
+# requests one side keeps unacknowledged at most (a chat client does not pipeline without bound;
+# past this the side waits, and the sends it would have made meanwhile are not made)
+MAX_INFLIGHT = 8
 DRAIN_S = 3.0
 
 
@@ -352,7 +355,7 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
                     if reply and reply.get("error", {}).get("code") == "rate_limited":
                         await asyncio.sleep(reply["error"].get("retry_after_ms", 500) / 1000)
                 except Exception:  # noqa: BLE001 - the node is busy or restarting: try again
-                    await asyncio.sleep(min(5.0, 0.2 * 2 ** attempt) * (0.5 + random.random()))
+                    await asyncio.sleep(min(5.0, 0.2 * 2**attempt) * (0.5 + random.random()))
             side.given_up = True
 
         async def sender(side: Side) -> None:
@@ -370,6 +373,10 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
                     continue
                 if side.sock is None or side.sock.closed:
                     await reconnect(side)
+                    next_at = max(next_at, time.monotonic())
+                    continue
+                if len(inflight) >= MAX_INFLIGHT:  # as a chat client: a few requests out at a time
+                    await asyncio.wait(inflight, return_when=asyncio.FIRST_COMPLETED)
                     next_at = max(next_at, time.monotonic())
                     continue
                 if side.pending:
@@ -510,7 +517,8 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def run(clients: int, seconds: float, rate: float, procs: int, server_kind: str = "segue") -> dict[str, Any]:
+def run(clients: int, seconds: float, rate: float, procs: int, server_kind: str = "segue",
+        settings: dict[str, str] | None = None) -> dict[str, Any]:
     """One measured run against a fresh server: ``server_kind`` "segue" (``python -m server serve``)
     or "floor" (``bench.chat_floor``: a bare python-socketio server that acks and forwards)."""
     sys.path.insert(0, str(ROOT))
@@ -535,6 +543,7 @@ def run(clients: int, seconds: float, rate: float, procs: int, server_kind: str 
         "SEGUE_LIMITS_IP_EVENTS_PER_S": "0", "SEGUE_LIMITS_CONNECTS_PER_IP_PER_S": "0",
         "SEGUE_LIMITS_IP_CONVERSATIONS_PER_S": "0", "SEGUE_LIMITS_MAX_CONNECTIONS_PER_IP": "0",
     })
+    env.update(settings or {})
     server_log = tmp / "server.log"
     profile = os.environ.get("BENCH_PROFILE")  # a file: run the server under cProfile (for finding hot spots)
     if server_kind == "floor":
@@ -689,10 +698,17 @@ def main(argv: list[str] | None = None) -> int:
 
     rate = args.rate
     if args.overload:
-        capacity = emit({"run": "capacity", **run(args.clients, args.seconds, 0.0, procs)})["messages_per_s"]
+        # capacity: closed loop with load shedding off (what the node does flat out, as issue 11
+        # measured it); the overload run then has Segue's protections as configured
+        capacity = emit({"run": "capacity (closed loop, no shedding)", **run(
+            args.clients, args.seconds, 0.0, procs, settings={"SEGUE_LIMITS_SHED_LAG_MS": "0"})})["messages_per_s"]
         offered = round(args.overload * capacity)
-        over = emit({"run": f"overload x{args.overload:g}", **run(args.clients, args.seconds, offered, procs)})
+        # the node configured as docs/config.md advises: limits.node_events_per_s just under capacity
+        cap = round(0.95 * capacity)
+        over = emit({"run": f"overload x{args.overload:g}", "node_events_per_s": cap, **run(
+            args.clients, args.seconds, offered, procs, settings={"SEGUE_LIMITS_NODE_EVENTS_PER_S": str(cap)})})
         emit({"run": "overload summary", "capacity_msgs_per_s": capacity, "offered_msgs_per_s": offered,
+              "node_events_per_s": cap,
               "goodput_msgs_per_s": over["messages_per_s"],
               "goodput_of_capacity": round(over["messages_per_s"] / max(capacity, 1e-9), 3),
               "latency_ms_p99": over["latency_ms_p99"], "latency_with_retries_ms_p99": over["latency_with_retries_ms_p99"],

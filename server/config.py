@@ -112,6 +112,8 @@ class LimitsConfig:
     disconnect_after_refusals: int = 200
     # the node sheds load (rate_limited) while its event loop runs later than this (0: never)
     shed_lag_ms: float = 250.0
+    # client events the node admits per second in all (its capacity: bench.chat --overload); 0: no cap
+    node_events_per_s: float = 0.0
     # packets / bytes waiting to be sent to one connection; a client that lets more pile up is disconnected
     send_queue_packets: int = 2000
     send_queue_bytes: int = 8_000_000

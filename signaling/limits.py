@@ -6,9 +6,10 @@ instead of saying "not now". Now every client event passes three gates before an
 
 - a token bucket per connection (``events_per_s`` sustained, ``events_burst`` at once) and one per
   client address on this node (``ip_events_*``: a NAT full of customers shares one);
-- when the node itself is overloaded — its event loop runs more than ``shed_lag_ms`` late — events
-  are refused before they cost a Redis round trip, so the work already admitted finishes quickly
-  and pings keep flowing;
+- the node as a whole admits at most ``node_events_per_s`` client events (its capacity, measured
+  with ``bench.chat --overload``; 0: no cap) and sheds load while its event loop runs more than
+  ``shed_lag_ms`` late (:class:`LoadMonitor`): the excess is refused before it costs a Redis
+  round trip, so the work admitted finishes quickly and pings keep flowing;
 - new connections (``connects_*`` per address) and new conversations (``conversations_*`` per
   connection and per address) have buckets of their own.
 
@@ -33,7 +34,6 @@ from typing import Any, Iterable
 log = logging.getLogger(__name__)
 
 LAG_PROBE_S = 0.05  # how often the load monitor looks at the event loop
-SHED_HOLD_S = 0.5  # shedding lasts at least this long once the loop is late
 PRUNE_EVERY = 4096  # takes between sweeps of idle buckets
 
 
@@ -100,25 +100,58 @@ class Buckets:
 
 
 class LoadMonitor:
-    """Measures how late this node's event loop runs (a timer every 50 ms) and says when to shed.
+    """Decides whether the node admits one more client event now: a fixed cap on the rate of
+    events (``limits.node_events_per_s``, the node's measured capacity; 0: none), and, as a safety
+    net, shedding while the event loop runs later than ``shed_lag_ms``.
 
     Why the loop's lateness: every socket of a node shares one event loop, so when it runs late
-    every client waits; it is the one figure that rises with overload whatever the work is (chat,
-    signalling, Redis replies), and it costs one timer."""
+    every client waits; it rises with overload whatever the work is, and costs one timer every
+    50 ms. It cannot tell the node's own load from a machine busy with other work, so it only
+    switches shedding on for a moment (at least half a second, twice the lag seen); the steady
+    guard is the cap, set to what ``python -m bench.chat --overload`` measures for the machine.
 
-    def __init__(self, shed_lag_s: float) -> None:
+    A refused client is told to wait in proportion to how overloaded the node is (refused per
+    admitted event in the last half second, 0.25-5 s, jittered), so the excess backs off instead
+    of coming straight back."""
+
+    WINDOW_S = 0.5
+
+    def __init__(self, shed_lag_s: float, node_rate: float = 0.0) -> None:
         self.shed_lag_s = shed_lag_s
+        self.node_rate = node_rate
         self.lag_s = 0.0
         self.shedding_until = 0.0
-        self.shed = 0  # events refused while overloaded
+        self.shed = 0  # events refused for load (total)
+        self._tokens = max(1.0, node_rate * 0.1)
+        self._stamp = time.monotonic()
+        self._admitted = 0
+        self._refused = 0
+        self._pressure = 1.0  # refused per admitted event, last window
         self._task: asyncio.Task[None] | None = None
 
     @property
     def overloaded(self) -> bool:
         return self.shed_lag_s > 0 and time.monotonic() < self.shedding_until
 
+    def admit(self, now: float) -> float:
+        """0.0 when this event may run; else the seconds its sender should wait."""
+        refused = now < self.shedding_until
+        if not refused and self.node_rate > 0:
+            self._tokens = min(max(1.0, self.node_rate * 0.1), self._tokens + (now - self._stamp) * self.node_rate)
+            self._stamp = now
+            if self._tokens >= 1.0:
+                self._tokens -= 1.0
+            else:
+                refused = True
+        if not refused:
+            self._admitted += 1
+            return 0.0
+        self._refused += 1
+        self.shed += 1
+        return min(5.0, max(0.25, self._pressure)) * random.uniform(0.5, 1.5)
+
     def start(self) -> None:
-        if self.shed_lag_s > 0 and self._task is None:
+        if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="segue-load-monitor")
 
     async def stop(self) -> None:
@@ -131,13 +164,18 @@ class LoadMonitor:
             self._task = None
 
     async def _run(self) -> None:
+        window_start = time.monotonic()
         while True:
             before = time.monotonic()
             await asyncio.sleep(LAG_PROBE_S)
             now = time.monotonic()
             self.lag_s = max(0.0, now - before - LAG_PROBE_S)
-            if self.lag_s > self.shed_lag_s:
-                self.shedding_until = now + max(SHED_HOLD_S, 2 * self.lag_s)
+            if self.shed_lag_s > 0 and self.lag_s > self.shed_lag_s:
+                self.shedding_until = max(self.shedding_until, now + max(self.WINDOW_S, 2 * self.lag_s))
+            if now - window_start >= self.WINDOW_S:
+                self._pressure = self._refused / max(1, self._admitted)
+                self._admitted = self._refused = 0
+                window_start = now
 
 
 @dataclass
@@ -162,7 +200,7 @@ class RateLimiter:
         self.connects = Buckets(limits.connects_per_ip_per_s, limits.connects_burst)
         self.conversations = Buckets(limits.conversations_per_s, limits.conversations_burst)
         self.ip_conversations = Buckets(limits.ip_conversations_per_s, limits.ip_conversations_burst)
-        self.load = LoadMonitor(limits.shed_lag_ms / 1000)
+        self.load = LoadMonitor(limits.shed_lag_ms / 1000, limits.node_events_per_s)
         self._refused_in_a_row: dict[str, int] = {}
 
     def event(self, sid: str, address: str, exempt: bool = False) -> Refusal | None:
@@ -177,11 +215,10 @@ class RateLimiter:
         if wait:
             return self._refused(sid, Refusal(f"more than {self.limits.ip_events_per_s:g} events a second from "
                                               "your address", wait))
-        if not exempt and self.load.overloaded:
-            self.load.shed += 1
-            # spread the retries so they do not come back as one wave
-            return self._refused(sid, Refusal("the server is busy", random.uniform(0.5, 1.5) * max(
-                0.5, self.load.shedding_until - now)))
+        if not exempt:
+            wait = self.load.admit(now)
+            if wait:
+                return self._refused(sid, Refusal("the server is busy", wait))
         self._refused_in_a_row.pop(sid, None)
         return None
 
