@@ -159,6 +159,9 @@ class SegueNamespace(socketio.AsyncNamespace):
             bad = fastjson.unreadable(args[1:])
             if bad is not None:  # e.g. a number of thousands of digits
                 raise ProtocolError("invalid", f"payload: not valid JSON for Segue: {bad.reason}", "payload")
+            if not isinstance(event, str):  # a packet's first item may be any JSON (a list is unhashable)
+                raise ProtocolError("unknown_event", f"an event name is text, got {fastjson.dumps(event)[:60]} "
+                                                     "(see docs/protocol.md for the events)")
             if event in RESERVED_EVENTS:  # only a client's own packet comes here (install_ack_hook)
                 raise ProtocolError("unknown_event", f"{event} is reserved: Socket.IO sends it itself when a "
                                                      "connection opens or closes; a client may not send it "

@@ -64,6 +64,19 @@ async def test_deep_json_is_refused_with_invalid_and_the_socket_stays(world: Wor
         await raw.close()
 
 
+async def test_event_names_that_are_not_text(world: World) -> None:
+    raw = await RawSocket(world.url).open()
+    try:
+        for name in ([1], {"a": 1}, 5, None, True, ["message.send"]):
+            reply, _ = await raw.call(name, {})  # type: ignore[arg-type]
+            assert reply["ok"] is False and reply["error"]["code"] == "unknown_event", (name, reply)
+        ok, _ = await raw.call("conversations.list", {})
+        assert ok["ok"] and raw.connected
+        report("event_names_not_text", 6, internal=0, crashes=0)
+    finally:
+        await raw.close()
+
+
 async def test_deep_json_in_the_handshake_and_rest_bodies(world: World) -> None:
     refused = RawSocket(world.url)
     try:
