@@ -1,13 +1,13 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run   - creates .venv, installs Segue, starts the server (embedded Redis, pages at the printed URL)
-#   make test  - creates .venv, installs the test extras and Debian's Chromium (when root), runs every test
+#   make test  - creates .venv, installs the test extras and Debian's Chromium, nginx and redis-sentinel (when root), runs every test
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: run test install install-test chromium vendor clean
+.PHONY: run test install install-test chromium cluster-parts vendor clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +36,18 @@ chromium:
 		|| { echo "could not install chromium with apt-get"; exit 1; }; \
 	else echo "chromium is missing: run 'sudo apt-get install -y chromium' (browser tests need /usr/bin/chromium)"; exit 1; fi
 
-test: $(TSTAMP) chromium
+# Debian's nginx, redis-server and redis-sentinel: the scale-out and failover tests run them as
+# subprocesses on loopback (tests/integration/test_cluster*.py, test_redis_faults.py).
+cluster-parts:
+	@if [ -x /usr/sbin/nginx ] && [ -x /usr/bin/redis-sentinel ] && [ -x /usr/bin/redis-server ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "installing Debian's nginx, redis-server and redis-sentinel..."; \
+		(apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+			install -y -qq nginx redis-server redis-sentinel >/dev/null) \
+		|| { echo "could not install nginx, redis-server and redis-sentinel with apt-get"; exit 1; }; \
+	else echo "nginx or redis-sentinel is missing: run 'sudo apt-get install -y nginx redis-server redis-sentinel'"; exit 1; fi
+
+test: $(TSTAMP) chromium cluster-parts
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
