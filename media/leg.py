@@ -47,7 +47,8 @@ MAX_SDP_CHARS = _LIMIT  # media.sdp_limits holds every limit of an offer
 
 #: what aiortc raises on an offer it does not expect (after media.sdp_limits let it through):
 #: the offer is refused, the server is fine
-_AIORTC_REFUSALS = (ValueError, KeyError, IndexError, AssertionError, TypeError, OverflowError, RuntimeError)
+_AIORTC_REFUSALS = (ValueError, KeyError, IndexError, AssertionError, TypeError, OverflowError, RuntimeError,
+                    AttributeError)
 
 
 class LegError(ValueError):

@@ -42,6 +42,10 @@ FINGERPRINT_BYTES = {"sha-256": 32, "sha-384": 48, "sha-512": 64}
 
 MEDIA_KINDS = ("audio", "video", "application")
 _DIGITS = re.compile(r"^[0-9]+$")
+#: attributes aiortc reads a value from (it fails on ``a=group`` without one, found by tests/fuzz)
+_NEEDS_VALUE = frozenset({"group", "msid-semantic", "ssrc-group", "ssrc", "fingerprint", "ice-ufrag", "ice-pwd",
+                          "setup", "mid", "extmap", "rtpmap", "fmtp", "rtcp-fb", "candidate", "rtcp", "sctpmap",
+                          "sctp-port", "max-message-size"})
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`{|}~]+$")
 _ICE_CHARS = re.compile(r"^[A-Za-z0-9+/]+$")
 _M_LINE = re.compile(r"^m=([a-z]+) ([0-9]{1,5})(?:/[0-9]{1,3})? ([A-Za-z/]+) (.+)$")
@@ -124,7 +128,9 @@ def check_offer(sdp: str) -> None:
             continue
         if not line.startswith("a="):
             continue
-        attr, _, value = line[2:].partition(":")
+        attr, colon, value = line[2:].partition(":")
+        if not colon and attr in _NEEDS_VALUE:
+            raise SdpRefused(f"a={attr}", f"needs a value (a={attr}:...)", number)
         if attr == "fingerprint":
             fingerprints += 1
             if fingerprints > MAX_FINGERPRINTS:
