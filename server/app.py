@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .config import Config
 from .embedded_redis import RedisUnavailable
-from .redis_client import make_redis
+from .redis_client import FanoutManager, make_redis
 from .security import setup_security_headers
 from .sdk import add_sdk_routes
 from .version import __version__
@@ -77,9 +77,8 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     manager_args: dict[str, Any] = {}
     if config.redis.fanout:
         # Several nodes: an emit to a room reaches sockets on every node through Redis pub/sub.
-        manager_args["client_manager"] = socketio.AsyncRedisManager(
-            redis_url, channel=f"{config.redis.key_prefix}socketio"
-        )
+        # (a blocking pool under python-socketio's manager: server/redis_client.py says why)
+        manager_args["client_manager"] = FanoutManager(redis_url, channel=f"{config.redis.key_prefix}socketio")
     sio = socketio.AsyncServer(
         **manager_args,
         async_mode="aiohttp",

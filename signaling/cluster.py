@@ -127,6 +127,11 @@ class Cluster:
         if self._leftover:
             await self._reap_agents(self.node_id, ReapReport(self.node_id))
         await self._beat()
+        others = [n for n in await self.live_nodes() if n != self.node_id]
+        if others and not self.config.redis.fanout:
+            log.warning("other nodes share this Redis (%s) but redis.fanout is off: pushes made on one node will not "
+                        "reach sockets on another; set redis.fanout: true (SEGUE_REDIS_FANOUT=true) on every node",
+                        ", ".join(sorted(others)[:5]))
         self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="segue-heartbeat"),
                        asyncio.create_task(self._bus_loop(), name="segue-bus")]
 

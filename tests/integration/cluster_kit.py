@@ -217,7 +217,7 @@ class ChatClient:
                                         randomization_factor=0.1)
         self.sessions: list[dict[str, Any]] = []
         self.pushed: list[tuple[str, Any]] = []
-        self.seen: dict[str, dict[str, Any]] = {}  # event id -> event (the SDK's de-duplication)
+        self.seen: dict[str, dict[str, Any]] = {}  # "<conversation>/<event id>" -> event (the SDK's de-duplication)
         self.repeats = 0  # events that arrived again (at-least-once on the wire), dropped by id
         self.last_id: dict[str, str] = {}  # conversation -> last event id seen
         self.conversations: set[str] = set()
@@ -242,10 +242,11 @@ class ChatClient:
 
     def _ingest(self, events: list[dict[str, Any]]) -> None:
         for e in events:
-            if e["id"] in self.seen:
+            key = f'{e["conversation_id"]}/{e["id"]}'  # an id is unique within its conversation's log
+            if key in self.seen:
                 self.repeats += 1
                 continue
-            self.seen[e["id"]] = e
+            self.seen[key] = e
             cid = e["conversation_id"]
             current = self.last_id.get(cid)
             if current is None or _id_key(e["id"]) > _id_key(current):
@@ -415,3 +416,8 @@ async def start_conversation(customer: ChatClient, agent: ChatClient, text: str 
     agent.conversations.add(cid)
     agent._ingest(accepted["events"])
     return cid
+
+
+def key(event: dict[str, Any]) -> str:
+    """How :attr:`ChatClient.seen` names an event."""
+    return f'{event["conversation_id"]}/{event["id"]}'

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from cluster_kit import ChatClient, running_cluster, start_conversation
+from cluster_kit import ChatClient, key, login, running_cluster, start_conversation
 
 
 async def node_of(url: str, cookie: str | None) -> tuple[str, str | None]:
@@ -47,9 +47,9 @@ async def test_sticky_cookie_and_chat_across_nodes(redis_url: str, tmp_path: Pat
         cid = await start_conversation(customer, agent)
         for i in range(5):
             sent = await customer.send(cid, f"from the customer {i}")
-            await agent.wait(lambda: sent["id"] in agent.seen)
+            await agent.wait(lambda: key(sent) in agent.seen)
             reply = await agent.send(cid, f"from the agent {i}")
-            await customer.wait(lambda: reply["id"] in customer.seen)
+            await customer.wait(lambda: key(reply) in customer.seen)
         # each side really is on its node (the answers of /metrics of each node count one socket)
         for node, ns in ((c.nodes[0], "/customer"), (c.nodes[1], "/agent")):
             async with aiohttp.ClientSession() as http:
@@ -92,8 +92,8 @@ async def test_node_killed_mid_chat_nothing_lost_or_shown_twice(redis_url: str, 
             ids = {e["id"] for e in events}
             lost += sum(1 for i in acked[cid] if i not in ids)
             duplicated += len(texts) - len(set(texts))
-            await agent.wait(lambda: all(i in agent.seen for i in acked[cid]))
-            await cu.wait(lambda: all(i in cu.seen for i in acked[cid]))
+            await agent.wait(lambda: all(f"{cid}/{i}" in agent.seen for i in acked[cid]))
+            await cu.wait(lambda: all(f"{cid}/{i}" in cu.seen for i in acked[cid]))
             assert len(cu.sessions) >= 2  # it reconnected (to the surviving node) and resumed
         assert lost == 0 and duplicated == 0
         resume_s = first_ack_after_kill[0] - killed_at[0]
@@ -140,3 +140,77 @@ async def test_dead_nodes_agents_go_offline_offers_move_and_conversations_return
         print(f"CLUSTER dead node's agent: offline_and_offer_moved_s={offer_moved_s:.2f} "
               f"(node_ttl_s=2, heartbeat_s=0.5) presence_checked_s={presence_s:.2f} "
               f"requeued_after_s={requeued_s:.2f} (reassign_after_s=3)")
+
+
+async def test_serve_workers_runs_nodes_on_one_embedded_redis_and_restarts_one_that_dies(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from cluster_kit import ROOT, free_port
+
+    base = free_port()
+    while True:  # two free ports in a row
+        try:
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", base + 1))
+            break
+        except OSError:
+            base = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
+    env.update({"SEGUE_HTTP_PORT": str(base), "SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning",
+                "SEGUE_CLUSTER_NODE_ID": "box", "SEGUE_WEBHOOKS_ENABLED": "false"})
+    parent = subprocess.Popen([sys.executable, "-m", "server", "serve", "--workers", "2"], cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=(tmp_path / "workers.log").open("w"),
+                              start_new_session=True)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def node_at(port: int) -> str | None:
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as resp:
+                        return (await resp.json())["node"] if resp.status == 200 else None
+                except aiohttp.ClientError:
+                    return None
+
+            async def both() -> list[str | None]:
+                for _ in range(300):
+                    names = [await node_at(base), await node_at(base + 1)]
+                    if all(names):
+                        return names
+                    await asyncio.sleep(0.1)
+                raise AssertionError((tmp_path / "workers.log").read_text()[-2000:])
+
+            assert await both() == ["box-1", "box-2"]
+            children = psutil.Process(parent.pid).children()
+            redis = [c for c in children if "redis-server" in " ".join(c.cmdline())]
+            nodes = [c for c in children if c not in redis and "serve" in c.cmdline()]
+            assert len(nodes) == 2 and len(redis) == 1  # one Redis for both
+            # a chat across the two nodes (fan-out on): a customer on one, the agent on the other
+            token = await login(f"http://127.0.0.1:{base}")
+            agent = ChatClient(f"http://127.0.0.1:{base + 1}", "/agent", {"v": 1, "token": token})
+            customer = ChatClient(f"http://127.0.0.1:{base}", "/customer", {"v": 1})
+            try:
+                await agent.connect()
+                await agent.ok("presence.set", {"status": "available"})
+                await customer.connect()
+                cid = await start_conversation(customer, agent)
+                sent = await customer.send(cid, "across workers")
+                await agent.wait(lambda: key(sent) in agent.seen)
+            finally:
+                await agent.close()
+                await customer.close()
+            # a node that dies is started again
+            os.kill(nodes[0].pid, signal.SIGKILL)
+            assert await both() == ["box-1", "box-2"]
+    finally:
+        parent.send_signal(signal.SIGTERM)  # passed on: each node drains, then the parent exits
+        try:
+            assert parent.wait(timeout=60) == 0
+        finally:
+            if parent.poll() is None:
+                parent.kill()

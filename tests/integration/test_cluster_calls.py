@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from cluster_kit import ChatClient, Cluster, running_cluster, start_conversation
+from cluster_kit import ChatClient, Cluster, key, running_cluster, start_conversation
 from media.ice import loopback_only
 from media.probe import ClientPeer
 
@@ -93,7 +93,7 @@ async def test_call_across_nodes_then_its_node_is_killed(redis_url: str, tmp_pat
             assert state["call"]["state"] == "active" and state["call"]["call"]["waiting_for"] == []
             # the chat goes on too, and nothing was lost
             sent = await customer.send(cid, "I can hear you again")
-            await agent.wait(lambda: sent["id"] in agent.seen)
+            await agent.wait(lambda: key(sent) in agent.seen)
             print(f"CLUSTER node kill mid-call: both_told_s={told_s:.2f} audio_again_s={audio_s:.2f} "
                   f"(node_ttl_s=2, heartbeat_s=0.5)")
             for p in peers.values():

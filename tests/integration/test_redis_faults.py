@@ -64,7 +64,7 @@ async def chat_through_fault(customer: ChatClient, agent: ChatClient, cid: str, 
             event = await customer.send(cid, f"message {i}", deadline_s=60)
         acked.append(event["id"])
         await asyncio.sleep(0.01)
-    await agent.wait(lambda: all(i in agent.seen for i in acked), timeout=60)
+    await agent.wait(lambda: all(f"{cid}/{i}" in agent.seen for i in acked), timeout=60)
     return acked, outage
 
 
