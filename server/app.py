@@ -79,6 +79,7 @@ def create_app(config: Config, redis_url: str) -> web.Application:
         # Several nodes: an emit to a room reaches sockets on every node through Redis pub/sub.
         # (a blocking pool under python-socketio's manager: server/redis_client.py says why)
         manager_args["client_manager"] = FanoutManager(redis_url, channel=f"{config.redis.key_prefix}socketio")
+        manager_args["client_manager"].resync_namespaces = ("/customer", "/agent")
     sio = socketio.AsyncServer(
         **manager_args,
         async_mode="aiohttp",

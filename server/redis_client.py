@@ -9,6 +9,8 @@ from one URL: ``redis+sentinel://host1:26379,host2:26379/<db>/<primary name>``, 
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -45,11 +47,32 @@ class FanoutManager(socketio.AsyncRedisManager):
     retried once and gave the emit up: pushes were lost (stored events, but not delivered live). A
     blocking pool makes a burst of emits wait for a free connection instead."""
 
+    #: namespaces told ``resync`` after a reconnection (set by the app: /customer, /agent)
+    resync_namespaces: tuple[str, ...] = ()
+
     def _redis_connect(self) -> None:
+        first = not getattr(self, "_connected_once", False)
+        self._connected_once = True
         # bytes, as the manager compares channel names with bytes
         self.redis = make_redis(self.redis_url, decode=False, max_connections=64, timeout=20)
         self.pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         self.connected = True
+        if not first and self.resync_namespaces:
+            # Redis pub/sub is at most once: while the connection was down, pushes made on other
+            # nodes (and ours, if a publish was given up) did not reach this node's sockets. They
+            # are stored; tell our clients to resume from their last event id (the SDK does).
+            task = asyncio.get_running_loop().create_task(self._resync())
+            self._resync_task = task
+
+    async def _resync(self) -> None:
+        await asyncio.sleep(0.5)  # once the subscription is back
+        for namespace in self.resync_namespaces:
+            try:
+                # this node's sockets only (the parent class's emit does not publish)
+                await socketio.AsyncManager.emit(self, "resync", {"reason": "fanout_reconnected"},
+                                                 namespace=namespace)
+            except Exception:  # noqa: BLE001
+                logging.getLogger(__name__).exception("resync of %s failed", namespace)
 
 
 def make_redis(url: str, decode: bool = True, **pool: Any) -> aioredis.Redis:

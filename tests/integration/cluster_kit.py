@@ -229,6 +229,8 @@ class ChatClient:
                      "call.requested", "call.accepted", "call.migrated", "call.ended"):
             self.sio.on(name, self._recorder(name), namespace=namespace)
         self.sio.on("session", self._on_session, namespace=namespace)
+        self.resyncs = 0
+        self.sio.on("resync", self._on_resync, namespace=namespace)
         self.sio.on("disconnect", self._on_disconnect, namespace=namespace)
 
     def _recorder(self, name: str) -> Callable[..., Any]:
@@ -263,6 +265,10 @@ class ChatClient:
         self.changed.set()
         if len(self.sessions) > 1:  # a reconnect: resume every conversation from the last id seen
             asyncio.ensure_future(self.resume_all())
+
+    async def _on_resync(self, data: Any = None) -> None:
+        self.resyncs += 1  # pushes may have been missed: resume, as the SDK does
+        asyncio.ensure_future(self.resume_all())
 
     async def resume_all(self) -> None:
         for cid in sorted(self.conversations):

@@ -585,6 +585,12 @@ class SegueClient extends Emitter {
       socket.on("error", (payload) => {
         this.emit("error", SegueError.from(payload, payload?.event));
       });
+      // The server's link to the other servers blinked: pushes may have been missed on a socket
+      // that stayed connected. Resume open conversations from their last event id, as after a
+      // reconnect (docs/protocol.md "resync").
+      socket.on("resync", () => {
+        this._resync().catch((error) => this.emit("error", error));
+      });
       this._listen(socket);
     });
     // Nobody may be awaiting connect() (the pages listen to events instead).
@@ -597,6 +603,9 @@ class SegueClient extends Emitter {
 
   /** Subclasses: after every `session` (the first one and each reconnect). */
   async _onSession(_session, { first: _first }) {}
+
+  /** Subclasses: resume the open conversations (a `resync` push). */
+  async _resync() {}
 
   /** Subclasses: the server refused the connection. */
   _onRefused(_error) {}
@@ -730,6 +739,12 @@ export class SegueCustomer extends SegueClient {
           else this.emit("error", error);
         }),
       ),
+    );
+  }
+
+  async _resync() {
+    await Promise.all(
+      this.#rememberedIds().map((id) => this._resume(this.conversation(id)).catch((error) => this.emit("error", error))),
     );
   }
 
@@ -1180,6 +1195,14 @@ export class SegueAgent extends SegueClient {
       for (const monitor of this.monitors.values()) monitor.resume().catch((error) => this.emit("error", error));
     }
     this.refreshQueues().catch(() => {});
+  }
+
+  async _resync() {
+    await Promise.all(
+      [...this.conversations.values()]
+        .filter((c) => !c.isClosed)
+        .map((c) => this._resume(c).catch((error) => this.emit("error", error))),
+    );
   }
 
   /** "available" | "away" | "offline". Resolves with the updated agent record. */
