@@ -52,6 +52,20 @@ ASSIGN_TIMEOUT_S = 30.0
 DRAIN_S = 3.0
 
 
+def _id_key(event_id: str) -> tuple[int, int]:
+    ms, _, seq = event_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far (/proc/stat)."""
+    with open("/proc/stat") as f:
+        parts = [float(x) for x in f.readline().split()[1:]]
+    idle = parts[3] + (parts[4] if len(parts) > 4 else 0.0)
+    tick = os.sysconf("SC_CLK_TCK")
+    return (sum(parts) - idle) / tick, sum(parts) / tick
+
+
 def _rss(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -74,6 +88,9 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
     offers: asyncio.Queue[tuple[LeanSocket, str]] = asyncio.Queue()
     socks: list[LeanSocket] = []
     last_rx = 0.0
+    resyncs = redelivered = 0
+    last_ids: dict[str, str] = {}
+    held: dict[int, set[str]] = {}  # agent socket -> its conversations
     try:
         def on_agent_event(sock: LeanSocket) -> Any:
             def handle(name: str, data: Any) -> None:
@@ -82,14 +99,22 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
                 except Exception as exc:  # noqa: BLE001 - the reader must live on
                     print(f"bench: agent event {name} not handled: {exc!r}", file=sys.stderr)
 
-            def handle_event(name: str, data: Any) -> None:
-                nonlocal dups, last_rx
+            def handle_event(name: str, data: Any, resumed: bool = False) -> None:
+                nonlocal dups, last_rx, redelivered
                 if name == "offer":
                     offers.put_nowait((sock, data["conversation"]["id"]))
+                elif name == "resync":  # as the SDK does: resume each conversation from its last id
+                    asyncio.ensure_future(resync(sock))
                 elif name == "event" and data.get("type") == "message" and data["author"]["kind"] == "customer":
-                    eid = f'{data["conversation_id"]}/{data["id"]}'  # stream ids are per conversation
+                    cid = data["conversation_id"]
+                    if _id_key(data["id"]) > _id_key(last_ids.get(cid, "0-0")):
+                        last_ids[cid] = data["id"]
+                    eid = f'{cid}/{data["id"]}'  # stream ids are per conversation
                     if eid in received:
-                        dups += 1
+                        if resumed:
+                            redelivered += 1  # at least once on the wire, dropped by id (not shown twice)
+                        else:
+                            dups += 1
                         return
                     received.add(eid)
                     now = time.monotonic()
@@ -97,7 +122,22 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
                     text = data["data"]["text"]
                     if text.startswith("b "):
                         latencies.append((now - float(text.split(" ", 3)[2])) * 1000.0)
+            handle.handle_event = handle_event  # type: ignore[attr-defined]
             return handle
+
+        async def resync(sock: LeanSocket) -> None:
+            nonlocal resyncs
+            resyncs += 1
+            for cid in list(held.get(id(sock), ())):
+                payload = {"conversation_id": cid}
+                if last_ids.get(cid):
+                    payload["after"] = last_ids[cid]
+                try:
+                    reply = await sock.call("conversation.open", payload)
+                except Exception:  # noqa: BLE001
+                    continue
+                for e in reply.get("events") or []:
+                    sock.on_event.handle_event("event", e, resumed=True)  # type: ignore[attr-defined]
 
         agent_socks = []
         for node_index, token in agents:
@@ -131,7 +171,9 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
 
         async def accept(sock: LeanSocket, cid: str) -> None:
             reply = await sock.call("offer.accept", {"conversation_id": cid})
-            if not reply.get("ok"):
+            if reply.get("ok"):
+                held.setdefault(id(sock), set()).add(cid)
+            else:
                 print(f"bench: offer.accept refused: {reply.get('error')}", file=sys.stderr)
 
         async def accept_offers() -> None:
@@ -183,7 +225,7 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
             await asyncio.sleep(0.25)
         held = sum(1 for s in socks if s.ws is not None and not s.ws.closed)
         acceptor.cancel()
-        conn.send(("result", {"unassigned": len(unassigned), "acked": acked, "received": sorted(received), "dups": dups, "latencies": latencies,
+        conn.send(("result", {"resyncs": resyncs, "redelivered": redelivered, "unassigned": len(unassigned), "acked": acked, "received": sorted(received), "dups": dups, "latencies": latencies,
                               "errors": errors, "sent": sent, "held": held, "last_rx": last_rx}))
     finally:
         for s in socks:
@@ -291,10 +333,12 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
         connections = customers + agents
         start_at = time.monotonic() + 0.5
         cpu0 = [_cpu_seconds(p.pid) for p, _ in nodes]
+        busy0 = _machine_busy()
         for _, parent in workers:
             parent.send(start_at)
         time.sleep(max(0.0, start_at + seconds - time.monotonic()))
         cpu1 = [_cpu_seconds(p.pid) for p, _ in nodes]
+        busy1 = _machine_busy()
         rss_busy = [_rss(p.pid) for p, _ in nodes]
         results = []
         for _, parent in workers:
@@ -329,10 +373,15 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
             "duplicated": sum(r["dups"] for r in results),
             # conversations whose offer never reached an agent in ASSIGN_TIMEOUT_S (they do not send)
             "unassigned": sum(r["unassigned"] for r in results),
+            # resync pushes (the fan-out's Redis link dropped) and events they brought again
+            "resyncs": sum(r["resyncs"] for r in results),
+            "redelivered": sum(r["redelivered"] for r in results),
             "errors": errors,
             "rss_mb_per_node": [round(x / 2**20, 1) for x in rss_busy],
             "memory_per_idle_connection_kb": round((sum(rss_idle) - sum(rss_before)) / max(1, connections) / 1024, 1),
             "cpu_pct_per_node": [round(100.0 * (b - a) / seconds, 1) for a, b in zip(cpu0, cpu1)],
+            # the whole machine (nodes, Redis, the client processes, anything else running), % of all cores
+            "machine_busy_pct": round(100.0 * (busy1[0] - busy0[0]) / max(1e-9, busy1[1] - busy0[1]), 1),
         }
     finally:
         for p, _ in workers:
@@ -365,6 +414,7 @@ def run(nodes: int, customers: int, agents: int, seconds: float, procs: int) -> 
             "customers": customers, "agents": agents, "seconds": seconds,
             "ratio_vs_1_node": round(many["messages_per_s"] / one["messages_per_s"], 2) if one["messages_per_s"] else None,
             "one_node": {k: one[k] for k in ("messages_per_s", "latency_ms_p50", "latency_ms_p99", "lost", "duplicated",
+                                              "resyncs", "machine_busy_pct",
                                               "rss_mb_per_node", "memory_per_idle_connection_kb", "cpu_pct_per_node",
                                               "connections_held")},
             "cpus": len(os.sched_getaffinity(0)), "client_procs": procs, "load_avg_1m": round(os.getloadavg()[0], 2),

@@ -85,6 +85,9 @@ class EmbeddedRedis:
             # (each write waits for the disk). docs/redis.md
             "--appendfsync", appendfsync,
             "--save", "",
+            # a node's fan-out subscriber that falls behind under load is cut off past Redis's
+            # default 8 MB for 60 s (its pushes lost until the SDK's resync): allow it more
+            "--client-output-buffer-limit", "pubsub", "256mb", "128mb", "60",
             "--daemonize", "no",
             "--protected-mode", "yes",
             "--loglevel", "warning",
