@@ -55,6 +55,10 @@ def make_config(redis_url: str, tmp_path: Path) -> Callable[..., Config]:
             "redis.key_prefix": f"test-{uuid.uuid4().hex[:10]}:",
             "data_dir": str(tmp_path / "data"),
             "log.level": "warning",
+            # Load shedding watches the event loop's lag; here the loop is shared with the tests' own
+            # clients and aiortc peers (and the machine with Chromium), so its lag says nothing about
+            # the node. Tests of shedding set it themselves (tests/integration/test_overload.py).
+            "limits.shed_lag_ms": 0,
         }
         base.update(overrides or {})
         return load_config(environ={}, overrides=base)
