@@ -26,6 +26,7 @@ import redis.asyncio as aioredis
 
 from signaling import WEBHOOK_EVENT_TYPES, ProtocolError, Webhooks
 
+from .redis_client import make_redis, sentinel_url
 from .cli import EXTRA_COMMANDS, UsageError
 from .config import Config
 from .embedded_redis import EmbeddedRedis
@@ -70,12 +71,14 @@ async def _redis(config: Config) -> AsyncIterator[aioredis.Redis]:
         logging.getLogger("server.embedded_redis").setLevel(logging.WARNING)
     embedded: EmbeddedRedis | None = None
     url = config.redis.url
+    if config.redis.sentinels:  # the primary the sentinels name (docs/redis.md)
+        url = sentinel_url(config.redis.sentinels, config.redis.sentinel_master)
     if not url:
         url = running_embedded_url(config.data_path / "redis")
         if url is None:
             embedded = await EmbeddedRedis.start(config.data_path, config.redis.startup_timeout_s)
             url = embedded.url
-    redis = aioredis.Redis.from_url(url, decode_responses=True)
+    redis = make_redis(url)
     try:
         try:
             await asyncio.wait_for(redis.ping(), timeout=config.redis.startup_timeout_s)
