@@ -220,7 +220,7 @@ class WebhooksConfig:
 class ClusterConfig:
     """Several nodes on one Redis (docs/deployment.md "Several nodes", "When a node dies")."""
 
-    # this node's name: the value of the sticky cookie it sets and of nginx's map; empty: <host name>-<port>
+    # this node's name: the value of the sticky cookie it sets and of nginx's map; empty: <host name>-<random>
     node_id: str = ""
     # name of the cookie each node sets to its node_id so a proxy sends a browser back to it ("": none)
     sticky_cookie: str = "segue_node"

@@ -43,11 +43,13 @@ class NodeUnavailable(Exception):
     """The node a request was sent to did not answer in time (it is dead or overloaded)."""
 
 
-def default_node_id(port: int) -> str:
-    """``<host name>-<port>``; a random suffix when the port is not known yet (0)."""
+def default_node_id(port: int = 0) -> str:
+    """``<host name>-<random>``: unique even for nodes of one machine started with the same settings
+    (the port a node finally listens on is not known when it is built). Deployments set
+    ``cluster.node_id`` to stable names (nginx's map uses them)."""
     host = socket.gethostname().split(".")[0] or "node"
     clean = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in host)
-    return f"{clean}-{port}" if port else f"{clean}-{secrets.token_hex(3)}"
+    return f"{clean}-{secrets.token_hex(3)}"
 
 
 @dataclass
