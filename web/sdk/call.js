@@ -360,6 +360,21 @@ export class SegueCall extends Emitter {
     }
   }
 
+  /** The leg this call holds on the server ("customer", "agent", "consult"; a monitor: "supervisor"). */
+  _legRole(call) {
+    if (this.client.namespace === "/customer") return "customer";
+    return call?.legs?.consult?.participant && call.legs.consult.participant === this.client.agent?.id ? "consult" : "agent";
+  }
+
+  /** Replace our connection if the server's call waits for our leg (see the reconnect listener). */
+  async _checkLeg() {
+    if (!this.pc || !this._shouldReplace()) return;
+    const result = await this.client.request("call.state", { conversation_id: this.conversationId });
+    const call = result?.call?.call;
+    if (!call || !(call.waiting_for || []).includes(this._legRole(call))) return;
+    if (this.pc && this._shouldReplace()) await this._replace();
+  }
+
   _teardown({ keepState = false } = {}) {
     clearTimeout(this._stallTimer);
     // the call is over: camera and screen stop too (a replaced connection keeps them for the new one)
@@ -411,6 +426,11 @@ export class SegueCall extends Emitter {
     });
     this._on("call.state", (p) => this._setState(p));
     this._on("call.renegotiate", () => this.negotiate());
+    // after a reconnect: if the server is waiting for our leg (the node holding the call died
+    // while this socket was away, so its call.migrated never reached us), offer a new connection
+    const onReconnect = () => setTimeout(() => this._checkLeg().catch(() => {}), 300);
+    this.client.socket.on("connect", onReconnect);
+    this._listeners.push(["connect", onReconnect]);
     // the server holding the call stopped; another took it over with no legs yet: offer a new
     // connection now instead of waiting for this one to fail (docs/calls.md "When a server dies")
     this._on("call.migrated", (p) => {
@@ -445,6 +465,10 @@ export const MONITOR_MODES = ["listen", "whisper", "barge"];
  * the microphone is not even opened until we whisper or barge.
  */
 export class SegueMonitor extends SegueCall {
+  _legRole() {
+    return "supervisor";
+  }
+
   constructor(client, conversationId, options = {}) {
     super(client, conversationId, { ...options, autoStart: false, autoResume: false });
     /** The current mode ("listen" / "whisper" / "barge"), null when not monitoring. */
