@@ -292,8 +292,8 @@ class ChatClient:
     async def call(self, event: str, payload: Any, timeout: float = 10) -> Any:
         return await self.sio.call(event, payload, namespace=self.ns, timeout=timeout)
 
-    async def ok(self, event: str, payload: Any) -> dict[str, Any]:
-        reply = await self.call(event, payload)
+    async def ok(self, event: str, payload: Any, timeout: float = 10) -> dict[str, Any]:
+        reply = await self.call(event, payload, timeout)
         assert reply.get("ok"), f"{event} failed: {reply}"
         return reply
 

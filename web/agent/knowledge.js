@@ -88,10 +88,11 @@ export class KnowledgeEditor {
   /** Open the dialog on the list; `ref` null: a new article; an id or slug: that article. */
   async open(ref) {
     if (!this.dialog.open) this.dialog.showModal();
-    await this.loadList();
-    if (ref === null) this.edit(null);
-    else if (ref) await this.edit(ref);
-    else if (!this.article) this.edit(null);
+    // a new article's empty form first: what the agent types while the list loads must stay
+    if (ref === null || (!ref && !this.article)) this.edit(null);
+    const list = this.loadList();
+    if (ref) await this.edit(ref);
+    await list;
   }
 
   async loadList() {
