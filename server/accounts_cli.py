@@ -19,7 +19,9 @@ import getpass
 import logging
 import os
 import sys
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import AsyncIterator
 
 import redis.asyncio as aioredis
 
@@ -107,14 +109,11 @@ def running_embedded_url(folder: Path) -> str | None:
     return None
 
 
-def _show(account: Account) -> str:
-    caps = ",".join(f"{k}={v}" for k, v in account.capacity.items()) or "-"
-    skills = ",".join(account.skills) or "-"
-    return f"{account.id:20} {account.role:10} capacity={caps:18} skills={skills:20} name={account.name}"
-
-
-async def _run(args: argparse.Namespace, config: Config) -> int:
-    if config.log.level.lower() != "debug":  # a command's output is its result, not our start-up chatter
+@asynccontextmanager
+async def command_redis(config: Config) -> AsyncIterator[aioredis.Redis]:
+    """Redis for a one-shot command (agent, apikey, webhook): the configured one, the running node's
+    embedded one, or an embedded one started for the command and stopped after it."""
+    if config.log.level.lower() != "debug":
         logging.getLogger("server.embedded_redis").setLevel(logging.WARNING)
     embedded: EmbeddedRedis | None = None
     url = config.redis.url
@@ -131,47 +130,62 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
             await asyncio.wait_for(redis.ping(), timeout=config.redis.startup_timeout_s)
         except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
             raise UsageError(f"cannot reach Redis at {url}: {exc or type(exc).__name__}") from None
-        directory = Directory(redis, config.redis.key_prefix)
-        action = args.agent_command
-        if action == "list":
-            accounts = await directory.list()
-            for account in accounts:
-                print(_show(account))
-            if not accounts:
-                print("no agents")
-            return 0
-        username = args.username.strip().lower()
-        if not USERNAME_RE.match(username):
-            raise UsageError(f"username {args.username!r}: use lower-case letters, digits, '.', '_' or '-' (up to 64)")
-        try:
-            if action == "remove":
-                await directory.delete((await directory.require(username)).id)  # its sockets end on every node
-                print(f"removed agent {username}")
-                return 0
-            capacity = None
-            if args.capacity is not None:
-                try:
-                    capacity = parse_capacity(args.capacity)
-                except ValueError as exc:
-                    raise UsageError(f"--capacity: {exc}") from None
-            skills = _names(args.skills, "skills")
-            channels = _names(args.channels, "channels")
-            if action == "add":
-                account = await directory.create(username, _password(args, True), args.name, args.role, skills,
-                                                 capacity, channels)
-                print(f"added {_show(account)}")
-            else:
-                account = await directory.update((await directory.require(username)).id,
-                                                 password=_password(args, False), name=args.name,
-                                                 role=args.role, skills=skills, capacity=capacity, channels=channels)
-                print(f"updated {_show(account)}")
-        except ProtocolError as exc:
-            raise UsageError(exc.message) from None
-        return 0
+        yield redis
     finally:
         await redis.aclose()
         if embedded is not None:
             await embedded.stop()
+
+
+def _show(account: Account) -> str:
+    caps = ",".join(f"{k}={v}" for k, v in account.capacity.items()) or "-"
+    skills = ",".join(account.skills) or "-"
+    return f"{account.id:20} {account.role:10} capacity={caps:18} skills={skills:20} name={account.name}"
+
+
+async def _run(args: argparse.Namespace, config: Config) -> int:
+    async with command_redis(config) as redis:
+        return await _agent_command(args, redis, config)
+
+
+async def _agent_command(args: argparse.Namespace, redis: aioredis.Redis, config: Config) -> int:
+    directory = Directory(redis, config.redis.key_prefix)
+    action = args.agent_command
+    if action == "list":
+        accounts = await directory.list()
+        for account in accounts:
+            print(_show(account))
+        if not accounts:
+            print("no agents")
+        return 0
+    username = args.username.strip().lower()
+    if not USERNAME_RE.match(username):
+        raise UsageError(f"username {args.username!r}: use lower-case letters, digits, '.', '_' or '-' (up to 64)")
+    try:
+        if action == "remove":
+            await directory.delete((await directory.require(username)).id)  # its sockets end on every node
+            print(f"removed agent {username}")
+            return 0
+        capacity = None
+        if args.capacity is not None:
+            try:
+                capacity = parse_capacity(args.capacity)
+            except ValueError as exc:
+                raise UsageError(f"--capacity: {exc}") from None
+        skills = _names(args.skills, "skills")
+        channels = _names(args.channels, "channels")
+        if action == "add":
+            account = await directory.create(username, _password(args, True), args.name, args.role, skills,
+                                             capacity, channels)
+            print(f"added {_show(account)}")
+        else:
+            account = await directory.update((await directory.require(username)).id,
+                                             password=_password(args, False), name=args.name,
+                                             role=args.role, skills=skills, capacity=capacity, channels=channels)
+            print(f"updated {_show(account)}")
+    except ProtocolError as exc:
+        raise UsageError(exc.message) from None
+    return 0
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -210,49 +224,33 @@ def _when(ms: int | None) -> str:
 
 
 async def _run_apikey(args: argparse.Namespace, config: Config) -> int:
+    async with command_redis(config) as redis:
+        return await _apikey_command(args, redis, config)
+
+
+async def _apikey_command(args: argparse.Namespace, redis: aioredis.Redis, config: Config) -> int:
     from signaling import ApiKeys
 
-    if config.log.level.lower() != "debug":
-        logging.getLogger("server.embedded_redis").setLevel(logging.WARNING)
-    embedded: EmbeddedRedis | None = None
-    url = config.redis.url
-    if config.redis.sentinels:  # the primary the sentinels name (docs/redis.md)
-        url = sentinel_url(config.redis.sentinels, config.redis.sentinel_master)
-    if not url:
-        url = running_embedded_url(config.data_path / "redis")
-        if url is None:
-            embedded = await EmbeddedRedis.start(config.data_path, config.redis.startup_timeout_s)
-            url = embedded.url
-    redis = make_redis(url)
+    keys = ApiKeys(redis, config.redis.key_prefix)
     try:
-        try:
-            await asyncio.wait_for(redis.ping(), timeout=config.redis.startup_timeout_s)
-        except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
-            raise UsageError(f"cannot reach Redis at {url}: {exc or type(exc).__name__}") from None
-        keys = ApiKeys(redis, config.redis.key_prefix)
-        try:
-            if args.apikey_command == "create":
-                key, token = await keys.create(args.name, args.scopes, "cli")
-                print(f"created API key {key.id} ({key.name}) with scopes {' '.join(key.scopes)}", file=sys.stderr)
-                print("the key is shown once; keep it secret:", file=sys.stderr)
-                print(token)
-            elif args.apikey_command == "list":
-                listed = await keys.list()
-                for key in listed:
-                    print(f"{key.id}  {key.name:20} created={_when(key.created_ts)} by={key.created_by:12} "
-                          f"last_used={_when(key.last_used_ts):20} scopes={','.join(key.scopes)}")
-                if not listed:
-                    print("no API keys")
-            else:
-                await keys.revoke(args.id)
-                print(f"revoked API key {args.id}")
-        except ProtocolError as exc:
-            raise UsageError(exc.message) from None
-        return 0
-    finally:
-        await redis.aclose()
-        if embedded is not None:
-            await embedded.stop()
+        if args.apikey_command == "create":
+            key, token = await keys.create(args.name, args.scopes, "cli")
+            print(f"created API key {key.id} ({key.name}) with scopes {' '.join(key.scopes)}", file=sys.stderr)
+            print("the key is shown once; keep it secret:", file=sys.stderr)
+            print(token)
+        elif args.apikey_command == "list":
+            listed = await keys.list()
+            for key in listed:
+                print(f"{key.id}  {key.name:20} created={_when(key.created_ts)} by={key.created_by:12} "
+                      f"last_used={_when(key.last_used_ts):20} scopes={','.join(key.scopes)}")
+            if not listed:
+                print("no API keys")
+        else:
+            await keys.revoke(args.id)
+            print(f"revoked API key {args.id}")
+    except ProtocolError as exc:
+        raise UsageError(exc.message) from None
+    return 0
 
 
 def run_apikey(args: argparse.Namespace, config: Config) -> int:

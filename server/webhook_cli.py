@@ -17,19 +17,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
-from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator
-
-import redis.asyncio as aioredis
+from typing import Any
 
 from signaling import WEBHOOK_EVENT_TYPES, ProtocolError, Webhooks
 
-from .redis_client import make_redis, sentinel_url
+from .accounts_cli import command_redis
 from .cli import EXTRA_COMMANDS, UsageError
 from .config import Config
-from .embedded_redis import EmbeddedRedis
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
@@ -63,34 +58,6 @@ def _configure(parser: argparse.ArgumentParser) -> None:
     dls.add_argument("--state", choices=("pending", "succeeded", "failed"), help="only deliveries in this state")
 
 
-@asynccontextmanager
-async def _redis(config: Config) -> AsyncIterator[aioredis.Redis]:
-    from .accounts_cli import running_embedded_url
-
-    if config.log.level.lower() != "debug":
-        logging.getLogger("server.embedded_redis").setLevel(logging.WARNING)
-    embedded: EmbeddedRedis | None = None
-    url = config.redis.url
-    if config.redis.sentinels:  # the primary the sentinels name (docs/redis.md)
-        url = sentinel_url(config.redis.sentinels, config.redis.sentinel_master)
-    if not url:
-        url = running_embedded_url(config.data_path / "redis")
-        if url is None:
-            embedded = await EmbeddedRedis.start(config.data_path, config.redis.startup_timeout_s)
-            url = embedded.url
-    redis = make_redis(url)
-    try:
-        try:
-            await asyncio.wait_for(redis.ping(), timeout=config.redis.startup_timeout_s)
-        except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
-            raise UsageError(f"cannot reach Redis at {url}: {exc or type(exc).__name__}") from None
-        yield redis
-    finally:
-        await redis.aclose()
-        if embedded is not None:
-            await embedded.stop()
-
-
 def _when(ms: int | None) -> str:
     if not ms:
         return "-"
@@ -112,7 +79,7 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
     async def no_payload(_cid: str, _eid: str) -> None:
         return None
 
-    async with _redis(config) as redis:
+    async with command_redis(config) as redis:
         engine = Webhooks(redis, config.redis.key_prefix, config, no_payload)
         action = args.webhook_command
         try:
