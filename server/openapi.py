@@ -30,7 +30,7 @@ ERRORS = {
     "400": "bad_json, or invalid: a field or parameter is missing, unknown or wrong (field names it)",
     "401": "unauthorized (no bearer token or key) or bad_token (malformed, expired, revoked)",
     "403": "forbidden: the caller lacks the scope, or may not read this conversation or customer",
-    "404": "not_found: no such conversation, customer, agent, reply or key",
+    "404": "not_found: no such conversation, customer, agent, reply, key or recording",
     "409": "conflict: e.g. the conversation is closed, or the name exists",
     "413": "too_large: the body is over the limit",
     "429": "rate_limited: too many attempts; retry later",
@@ -128,7 +128,7 @@ async def openapi_json(request: web.Request) -> web.Response:
 OPENAPI = Op("GET", PATH, openapi_json, "This document", "OpenApi", auth="none", tag="meta")
 _OPS: web.AppKey[list[Op]] = web.AppKey("segue_operations", list)
 
-# Operations other modules route themselves (server/webhooks_api.add_routes, signaling.calls),
+# Operations other modules route themselves (server/webhooks_api.add_routes),
 # described here so the document is complete; they are listed only when the app routes them.
 _WID = f"{API}/webhooks"
 _DELIVERIES = (Param("state", {"enum": ["pending", "succeeded", "failed"]}, "only deliveries in this state"),
@@ -156,9 +156,6 @@ ELSEWHERE: list[Op] = [
        "webhooks:manage", tag="webhooks", operation_id="get_webhook_delivery"),
     Op("POST", f"{_WID}/{{wid}}/deliveries/{{did}}/retry", None, "Deliver again now", "DeliveryAnswer",
        "webhooks:manage", status=202, tag="webhooks", operation_id="retry_webhook_delivery"),
-    Op("GET", f"{API}/recordings/{{name}}", None, "Download a call recording (WebM)", None, auth="agent",
-       tag="calls", operation_id="download_recording", media_type="audio/webm",
-       description="For agents who may read the recording's conversation, supervisors and admins."),
 ]
 
 

@@ -289,6 +289,24 @@ async def get_events(request: web.Request) -> web.Response:
     return web.json_response({"events": events[:limit], "more": more})
 
 
+async def download_recording(request: web.Request) -> web.StreamResponse:
+    """A call recording's WebM file: for API keys with ``conversations:read`` (a CRM, a QA tool)
+    and for agents who may read the recording's conversation (supervisors and admins: any)."""
+    who = await authorize(request, "conversations:read")
+    svc = _svc(request)
+    rid = request.match_info["rid"]
+    calls = getattr(svc, "calls", None)
+    if calls is None:  # media is not installed on this node: it never recorded anything
+        raise ProtocolError("not_found", f"recording {rid[:80]!r} does not exist (this node has no calls)")
+    cid, path = await calls.recording_file(rid)
+    try:
+        await svc.readable(who, cid)
+    except ProtocolError as exc:
+        raise ProtocolError(exc.code, f"recording {rid}: {exc.message}") from None
+    return web.FileResponse(path, headers={"Content-Type": "audio/webm", "Cache-Control": "private, no-store",
+                                           "Content-Disposition": f'attachment; filename="{rid}.webm"'})
+
+
 def _customer_id(request: web.Request) -> str:
     """The path's customer id, checked before any lookup (``v_...`` visitors, ``u_...`` identities;
     text like ``v_1:convs`` would name another key)."""
@@ -392,13 +410,14 @@ async def update_agent(request: web.Request) -> web.Response:
     target = await svc.directory.require(agent_id)  # a username or an account id
     if "agents:manage" not in who.scopes:
         if target.id != who.id:
-            raise ProtocolError("forbidden", "this needs the supervisor role (agents may change their own name and password)")
+            raise ProtocolError("forbidden", "this needs the supervisor role (agents may change their own name, password and language)")
         for name in ("role", "skills", "capacity", "channels"):
             if getattr(body, name) is not None:
                 raise ProtocolError("forbidden", f"changing {name} needs the supervisor role", name)
     _admin_only(who, body.role, target)
     account = await svc.directory.update(target.id, password=body.password, name=body.name, role=body.role,
-                                         skills=body.skills, capacity=body.capacity, channels=body.channels)
+                                         skills=body.skills, capacity=body.capacity, channels=body.channels,
+                                         locale=body.locale)
     await svc.agent_changed(account)
     return web.json_response({"agent": account.public()})
 
@@ -552,6 +571,10 @@ OPERATIONS: list[Op] = [
        "conversations:write", body=m.ClosePost),
     Op("PATCH", f"{_C}/{{cid}}/attributes", patch_attributes, "Set (null: delete) the customer's custom attributes",
        "Attributes", "conversations:write", body=m.AttributesPatch),
+    Op("GET", f"{API}/recordings/{{rid}}", download_recording, "Download a call recording (WebM audio, video if any)",
+       None, "conversations:read", tag="calls", media_type="audio/webm",
+       description="The id and url come from the conversation's recordings (and its call.recording event). "
+                   "Agents: only recordings of conversations they may read."),
     Op("GET", f"{API}/customers/{{customer}}", get_customer, "A customer", "CustomerAnswer", "customers:read",
        tag="customers"),
     Op("GET", f"{API}/customers/{{customer}}/conversations", customer_conversations,

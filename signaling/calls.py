@@ -208,7 +208,7 @@ class CallService:
 
     def install(self) -> None:
         """Register the ``call.*`` events on the namespaces' dispatch (size limit, schema,
-        errors in the ack) and the recordings download."""
+        errors in the ack); the REST API serves the recordings (``recording_file``)."""
         from . import SIGNALING
 
         signaling = self.app[SIGNALING]
@@ -224,7 +224,6 @@ class CallService:
             self.cluster.handle("call", self._forwarded)
             self.cluster.handle("call.socket_gone", self._forwarded_socket_gone)
             self.cluster.on_calls_orphaned = self.adopt
-        self.app.router.add_get("/api/v1/recordings/{name}", self.download_recording)
         self.app.on_startup.append(self._start)
         self.node.closers.append(self.close)
 
@@ -810,38 +809,19 @@ class CallService:
         configured = self.config.media.recordings_dir
         return Path(configured).expanduser().resolve() if configured else self.config.data_path / "recordings"
 
-    async def download_recording(self, request: web.Request) -> web.StreamResponse:
-        """``GET /api/v1/recordings/{id}`` with ``Authorization: Bearer <agent token>``: for agents who
-        may read the recording's conversation (docs/conversations.md "Access"), supervisors and admins."""
-        from . import SIGNALING
-        from .service import Principal
-
-        def error(status: int, code: str, message: str) -> web.Response:
-            return web.json_response({"error": {"code": code, "message": message}}, status=status)
-
-        rid = request.match_info["name"]
-        header = request.headers.get("Authorization", "")
-        token = header[7:] if header.startswith("Bearer ") else ""
-        service = self.app[SIGNALING]
-        try:
-            account = await service.agent_from_token(token)
-        except ProtocolError as exc:
-            return error(401, "unauthorized", f"send Authorization: Bearer <agent token> ({exc.message})")
-        missing = f"recording {rid[:80]!r} does not exist"
+    async def recording_file(self, rid: str) -> tuple[str, Path]:
+        """The conversation and the file of recording ``rid``, for ``GET /api/v1/recordings/{id}``
+        (server/rest.py checks the caller's scope and access to that conversation first), or
+        ``not_found``: an id that is not ours, or a file no longer on this node's disk."""
         if not RECORDING_ID_RE.match(rid):
-            return error(404, "not_found", missing)
+            raise not_found(f"recording {rid[:80]!r}")
         mapping = await self.node.redis.hgetall(self.store.keys.recording(rid))
         if not mapping:
-            return error(404, "not_found", missing)
-        try:
-            await service.readable(Principal("agent", account.id, account.name, account=account), mapping["conversation"])
-        except ProtocolError as exc:
-            return error(exc.http_status, exc.code, f"recording {rid}: {exc.message}")
+            raise not_found(f"recording {rid!r}")
         path = self.recordings_dir() / mapping["file"]
         if not path.is_file():
-            return error(404, "not_found", f"recording {rid} is no longer on this server")
-        return web.FileResponse(path, headers={"Content-Type": "audio/webm", "Cache-Control": "private, no-store",
-                                               "Content-Disposition": f'attachment; filename="{rid}.webm"'})
+            raise ProtocolError("not_found", f"recording {rid} is no longer on this server")
+        return mapping["conversation"], path
 
     def _on_call_event(self, call: Call, kind: str, data: dict[str, Any]) -> None:
         cid = call.conversation_id

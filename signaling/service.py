@@ -209,9 +209,12 @@ def wrap_up(h: dict[str, str], now_ms: int | None = None) -> dict[str, Any]:
     tags = _json_list(h.get("tags"))
     if tags:
         out["tags"] = tags
-    recordings = [c["recording"] for c in out["calls"] if isinstance(c, dict) and isinstance(c.get("recording"), dict)]
-    if recordings:
-        out["recording"] = recordings[-1]
+    recorded = [c for c in out["calls"] if isinstance(c, dict) and isinstance(c.get("recording"), dict)]
+    if recorded:
+        out["recording"] = recorded[-1]["recording"]
+        # for a back office (docs/rest.md "Recordings"): each with its call's start, length and channel
+        out["recordings"] = [{**c["recording"], "started_ts": c.get("started_ts", 0), "channel": c.get("media", "voice"),
+                              **({"duration_s": c["duration_s"]} if "duration_s" in c else {})} for c in recorded]
     return out
 
 
