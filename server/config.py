@@ -216,6 +216,8 @@ class WebhooksConfig:
     deliveries_kept: int = 1000  # listed per endpoint (the newest)
 
 
+    # endpoints on loopback, private, link-local addresses (refused by default: SSRF; docs/security.md)
+    allow_private_urls: bool = False
 @dataclass(frozen=True)
 class ClusterConfig:
     """Several nodes on one Redis (docs/deployment.md "Several nodes", "When a node dies")."""

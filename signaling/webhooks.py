@@ -57,6 +57,7 @@ from redis.exceptions import ResponseError
 from standardwebhooks import Webhook
 
 from . import fastjson
+from .destinations import HINT as PRIVATE_HINT, PrivateDestination, PublicOnlyResolver, check_public, refusal
 from .errors import ProtocolError, invalid, not_found
 from .store import decode_event
 
@@ -306,6 +307,7 @@ class Settings:
     refresh_s: float = 10.0
     keep_days: float = 7.0
     deliveries_kept: int = 1000
+    allow_private_urls: bool = False  # endpoints on loopback, private and link-local addresses (signaling/destinations.py)
 
     @classmethod
     def of(cls, config: Any) -> "Settings":
@@ -315,7 +317,8 @@ class Settings:
         return cls(enabled=w.enabled, retry_schedule_s=tuple(float(s) for s in w.retry_schedule_s), jitter=w.jitter,
                    timeout_s=w.timeout_s, concurrency=w.concurrency,
                    endpoint_concurrency=w.endpoint_concurrency, claim_idle_s=w.claim_idle_s,
-                   refresh_s=w.refresh_s, keep_days=w.keep_days, deliveries_kept=w.deliveries_kept)
+                   refresh_s=w.refresh_s, keep_days=w.keep_days, deliveries_kept=w.deliveries_kept,
+                   allow_private_urls=w.allow_private_urls)
 
 
 # (conversation id, event id, recording) -> payload ``data``: the conversation summary and the
@@ -400,7 +403,7 @@ class Webhooks:
     async def create(self, url: str, events: list[str] | None = None, description: str | None = None,
                      enabled: bool = True) -> Endpoint:
         now = _now_ms()
-        ep = Endpoint(id="ep_" + secrets.token_hex(8), url=check_url(url), events=check_events(events),
+        ep = Endpoint(id="ep_" + secrets.token_hex(8), url=await self.checked_url(url), events=check_events(events),
                       description=(description or "").strip(), enabled=enabled, secret=new_secret(),
                       created_ts=now, updated_ts=now)
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -414,7 +417,7 @@ class Webhooks:
                      description: str | None = None, enabled: bool | None = None) -> Endpoint:
         ep = await self.get(ep_id)
         if url is not None:
-            ep.url = check_url(url)
+            ep.url = await self.checked_url(url)
         if events is not None:
             ep.events = check_events(events)
         if description is not None:
@@ -425,6 +428,18 @@ class Webhooks:
         await self._save(ep)
         await self.changed()
         return ep
+
+    async def checked_url(self, url: str, where: str = "url") -> str:
+        """``check_url``, then (unless ``webhooks.allow_private_urls``) the host must be, and
+        resolve to, public addresses only: ``invalid`` naming ``where`` otherwise."""
+        url = check_url(url, where)
+        if not self.settings.allow_private_urls:
+            parts = urlsplit(url)
+            try:
+                await check_public(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+            except PrivateDestination as exc:
+                raise invalid(where, f"{exc}: {PRIVATE_HINT}") from None
+        return url
 
     async def rotate_secret(self, ep_id: str) -> Endpoint:
         """A new secret; the old one also signs for ``PREVIOUS_SECRET_S`` (two signatures in
@@ -542,7 +557,9 @@ class Webhooks:
         if not self.settings.enabled:
             return
         await self._ensure_group()
-        connector = aiohttp.TCPConnector(limit=self.settings.concurrency, ttl_dns_cache=60)
+        # DNS may change after the URL was checked: the resolver refuses non-public answers when connecting
+        resolver = None if self.settings.allow_private_urls else PublicOnlyResolver()
+        connector = aiohttp.TCPConnector(limit=self.settings.concurrency, ttl_dns_cache=60, resolver=resolver)
         self._http = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
             headers={"User-Agent": self.user_agent}, cookie_jar=aiohttp.DummyCookieJar())
@@ -777,6 +794,10 @@ class Webhooks:
         signatures = " ".join(w.sign(dl_id, now, body) for w in ep.signers(_now_ms()))
         headers = {"Content-Type": "application/json", "webhook-id": dl_id,
                    "webhook-timestamp": str(int(now.timestamp())), "webhook-signature": signatures}
+        if not self.settings.allow_private_urls:  # aiohttp connects to an IP literal without the resolver
+            reason = refusal(urlsplit(ep.url).hostname or "")
+            if reason is not None:
+                return None, f"refused: {reason}: {PRIVATE_HINT}", "", 0.0
         try:
             async with self._http.post(ep.url, data=body.encode(), headers=headers, allow_redirects=False) as resp:
                 raw = await resp.content.read(RESPONSE_KEPT)
@@ -787,6 +808,10 @@ class Webhooks:
                 return resp.status, "", raw.decode(errors="replace"), retry_after
         except asyncio.TimeoutError:
             return None, f"no answer within {self.settings.timeout_s:g} s (webhooks.timeout_s)", "", 0.0
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, PrivateDestination):
+                return None, f"refused: {exc.os_error}: {PRIVATE_HINT}", "", 0.0
+            return None, f"{type(exc).__name__}: {exc}"[:300], "", 0.0
         except aiohttp.ClientError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:300], "", 0.0
         except (OSError, ValueError) as exc:

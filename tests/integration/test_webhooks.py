@@ -24,7 +24,9 @@ from segue_clients import World, http
 from server import create_app
 from signaling import WEBHOOKS
 
-FAST = {"webhooks.retry_schedule_s": [0.2, 0.4, 0.8, 1.6], "webhooks.jitter": 0.1, "webhooks.timeout_s": 2.0}
+# the receivers listen on loopback: a private address, which webhooks.allow_private_urls must allow
+FAST = {"webhooks.retry_schedule_s": [0.2, 0.4, 0.8, 1.6], "webhooks.jitter": 0.1, "webhooks.timeout_s": 2.0,
+        "webhooks.allow_private_urls": True}
 
 
 class Receiver:
@@ -265,9 +267,21 @@ async def test_webhook_rest_needs_the_scope_and_checks_input(start_segue: Any) -
                        ({"url": "https://example.com/", "colour": "red"}, "colour")):
         status, body = await http("POST", base, admin, bad)
         assert status == 400 and body["error"]["code"] == "invalid" and body["error"]["field"] == field, (bad, body)
+    # private destinations (SSRF), refused by default (webhooks.allow_private_urls: false)
+    for url, address in (("http://127.0.0.1:6379/", "127.0.0.1 is a loopback address"),
+                         ("http://[::1]:8080/x", "::1 is a loopback address"),
+                         ("http://[::ffff:10.0.0.7]/x", "::ffff:10.0.0.7 is a private address"),
+                         ("http://169.254.169.254/latest/meta-data/", "169.254.169.254 is a link-local address"),
+                         ("https://192.168.1.20/hook", "192.168.1.20 is a private address"),
+                         ("http://localhost:8080/hook", "localhost resolves to 127.0.0.1, a loopback address")):
+        status, body = await http("POST", base, admin, {"url": url})
+        assert status == 400 and body["error"]["code"] == "invalid" and body["error"]["field"] == "url", (url, body)
+        assert address in body["error"]["message"] and "webhooks.allow_private_urls" in body["error"]["message"], body
     status, body = await http("POST", base, admin, {"url": "https://example.com/hook"})
     assert status == 201 and body["webhook"]["events"] == ["*"]
     wid = body["webhook"]["id"]
+    status, body = await http("PATCH", f"{base}/{wid}", admin, {"url": "http://10.1.2.3/hook"})
+    assert status == 400 and body["error"]["field"] == "url" and "10.1.2.3 is a private address" in body["error"]["message"]
     status, body = await http("PATCH", f"{base}/{wid}", admin, {"enabled": False, "events": ["call.started", "call.ended"]})
     assert status == 200 and body["webhook"]["enabled"] is False and body["webhook"]["events"] == ["call.started", "call.ended"]
     status, body = await http("GET", base, admin)
@@ -333,8 +347,13 @@ async def test_hanging_receiver_does_not_hold_up_chat(start_segue: Any, aiohttp_
             acks.append(await customer.ok("message.send", {"conversation_id": cid, "text": f"m{i}", "client_id": f"c{i}"}))
         assert len({a["event"]["id"] for a in acks}) == 50
         await rec.wait(lambda: len(rec.requests) >= 2, "the receiver to hold two requests")
-        status, body = await http("GET", f"{world.url}/api/v1/webhooks/{hook['id']}/deliveries?limit=100", admin)
-        assert status == 200 and len(body["deliveries"]) == 50
+
+        async def listed() -> Any:  # the fan-out runs behind the chat: the last messages may be on their way
+            status, body = await http("GET", f"{world.url}/api/v1/webhooks/{hook['id']}/deliveries?limit=100", admin)
+            assert status == 200, body
+            return body if len(body["deliveries"]) == 50 else None
+
+        body = await eventually(listed, "50 deliveries listed")
         assert all(d["state"] == "pending" for d in body["deliveries"]), "nothing was answered"
         # everything the customer sent is stored and readable while the deliveries wait
         status, events = await http("GET", f"{world.url}/api/v1/conversations/{cid}/events", admin)
@@ -478,6 +497,41 @@ async def test_events_a_dead_node_had_taken_are_taken_over(make_config: Any, aio
         await first.close()
 
 
+async def test_delivery_to_a_private_address_is_refused_when_it_connects(start_segue: Any, aiohttp_server: Any) -> None:
+    """Endpoints on loopback (an IP literal, and a name that resolves to it, as a name may do after
+    it was checked) stored while private URLs were allowed: a node that does not allow them refuses
+    to connect, says why in the attempts, and the receiver gets nothing."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    allowed = await start_segue({**FAST, "redis.key_prefix": prefix, "webhooks.enabled": False})
+    strict = await start_segue({**FAST, "redis.key_prefix": prefix, "webhooks.allow_private_urls": False,
+                                "webhooks.retry_schedule_s": [0.2]})
+    world, strict_world = World(allowed), World(strict)
+    literal, named = await receiver_at(aiohttp_server), await receiver_at(aiohttp_server)
+    named.url = named.url.replace("127.0.0.1", "localhost")
+    try:
+        admin = await world.add_agent("root", role="admin")
+        hooks = [await register(world, admin, rec, ["message.created"]) for rec in (literal, named)]
+        engine = strict.app[WEBHOOKS]
+        await engine.reload()  # (pub/sub tells it too; not waited for here)
+        customer = await strict_world.customer()
+        cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
+        await customer.ok("message.send", {"conversation_id": cid, "text": "to nobody inside"})
+
+        async def failed() -> Any:
+            found = [await engine.deliveries(h["id"], 10, "failed") for h in hooks]
+            return found if all(found) else None
+
+        results = await eventually(failed, "both deliveries failed")
+        errors = [d[0]["attempts"][-1]["error"] for d in results]
+        assert errors[0].startswith("refused: 127.0.0.1 is a loopback address"), errors
+        assert errors[1].startswith("refused: localhost resolves to 127.0.0.1, a loopback address"), errors
+        assert all("webhooks.allow_private_urls" in e and len(d[0]["attempts"]) == 2 for e, d in zip(errors, results))
+        assert literal.requests == [] and named.requests == []
+    finally:
+        await world.close()
+        await strict_world.close()
+
+
 def _segue(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
     base.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning"})
@@ -487,7 +541,7 @@ def _segue(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProces
 
 async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aiohttp_server: Any) -> None:
     prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    env = {"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix}
+    env = {"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix, "SEGUE_WEBHOOKS_ALLOW_PRIVATE_URLS": "true"}
     node = await start_segue({**FAST, "redis.key_prefix": prefix})
     rec = await receiver_at(aiohttp_server)
     world = World(node)
