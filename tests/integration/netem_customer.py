@@ -13,10 +13,9 @@ JSON lines on stdin/stdout:
   frequency of the last ones, decoded video frames, freeze time (the sum of gaps between decoded
   frames longer than max(3 x the mean interval, mean + 150 ms), as WebRTC's freeze statistics
   count them), the longest gap;
-- ``{"impair": {"loss": 0.05, "delay_ms": 50, "jitter_ms": 50}}`` -> ``{"impaired": true}``: netem
-  in user space, for kernels without ``sch_netem`` (this machine's): every datagram this peer
-  sends or receives is dropped with probability ``loss``, else delayed by ``delay_ms`` ±
-  ``jitter_ms``/2 (uniformly, so packets reorder as under netem's jitter); ``{}`` stops it;
+- ``{"audio_since": t}`` / ``{"video_since": t}`` (``time.monotonic()``, one clock in every
+  namespace) -> ``{"first": arrival of the first frame at or after t, or null, "frames": n}``;
+- ``{"rtp": true}`` -> the RTP packets this peer's stack counted (sent, received, lost by kind);
 - ``{"quit": true}``.
 """
 
@@ -24,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,6 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import aioice.ice  # noqa: E402
 from aiortc import MediaStreamTrack, RTCSessionDescription, VideoStreamTrack  # noqa: E402
 from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
@@ -68,55 +65,21 @@ def freeze_figures(times: list[float], start: float, end: float) -> dict[str, An
             "max_gap_ms": round(1000 * max(gaps))}
 
 
-class Impairment:
-    """Loss, delay and jitter on every UDP datagram of this process's ICE sockets (both ways)."""
-
-    def __init__(self) -> None:
-        self.loss = 0.0
-        self.delay = 0.0
-        self.jitter = 0.0
-        self.rnd = random.Random(7)
-        self.dropped = self.passed = 0
-
-    def set(self, loss: float = 0.0, delay_ms: float = 0.0, jitter_ms: float = 0.0) -> None:
-        self.loss, self.delay, self.jitter = loss, delay_ms / 1000, jitter_ms / 1000
-
-    def apply(self, deliver: Any, *args: Any) -> None:
-        if not (self.loss or self.delay or self.jitter):
-            deliver(*args)
-            return
-        if self.rnd.random() < self.loss:
-            self.dropped += 1
-            return
-        self.passed += 1
-        wait = max(0.0, self.delay + self.rnd.uniform(-self.jitter / 2, self.jitter / 2))
-        asyncio.get_running_loop().call_later(wait, deliver, *args)
-
-    def install(self) -> None:
-        """Wrap aioice's datagram protocol: what it receives and what its transport sends."""
-        impairment = self
-        received = aioice.ice.StunProtocol.datagram_received
-        made = aioice.ice.StunProtocol.connection_made
-
-        def datagram_received(protocol: Any, data: bytes, addr: Any) -> None:
-            impairment.apply(received, protocol, data, addr)
-
-        def connection_made(protocol: Any, transport: Any) -> None:
-            made(protocol, transport)
-            sendto = transport.sendto
-
-            def impaired_sendto(data: bytes, addr: Any = None) -> None:
-                impairment.apply(lambda d, a: None if transport.is_closing() else sendto(d, a), data, addr)
-
-            transport.sendto = impaired_sendto
-
-        aioice.ice.StunProtocol.datagram_received = datagram_received
-        aioice.ice.StunProtocol.connection_made = connection_made
+async def rtp_counts(pc: Any) -> dict[str, int]:
+    """What this peer's RTP stack counted (aiortc ``getStats``): packets sent and received per
+    kind, and the received ones' loss as the receiver computes it (expected - received; video
+    retransmissions count as received, so video loss is what NACK did not repair)."""
+    out: dict[str, int] = {}
+    for s in (await pc.getStats()).values():
+        if s.type == "outbound-rtp":
+            out[f"{s.kind}_sent"] = out.get(f"{s.kind}_sent", 0) + s.packetsSent
+        elif s.type == "inbound-rtp":
+            out[f"{s.kind}_received"] = out.get(f"{s.kind}_received", 0) + s.packetsReceived
+            out[f"{s.kind}_lost"] = out.get(f"{s.kind}_lost", 0) + s.packetsLost
+    return out
 
 
 async def main() -> None:
-    impairment = Impairment()
-    impairment.install()
     pc = new_peer([])
     mic = ToneTrack(440.0)
     pc.addTransceiver(mic, direction="sendrecv")
@@ -174,9 +137,14 @@ async def main() -> None:
             say({"audio_frames": len(audio), "audio_hz": [round(f) for _, f, _ in audio[-5:]],
                  "audio_max_gap_ms": round(1000 * meters[0].max_gap(start, end)) if meters else None,
                  "video": video, "state": pc.connectionState})
-        elif "impair" in cmd:
-            impairment.set(**cmd["impair"])
-            say({"impaired": True, "dropped": impairment.dropped, "passed": impairment.passed})
+        elif "audio_since" in cmd or "video_since" in cmd:
+            since = float(cmd.get("audio_since", cmd.get("video_since")))
+            times = ([t for m in meters[:1] for t, _, _ in m.frames] if "audio_since" in cmd
+                     else (clocks[0].times if clocks else []))
+            after = [t for t in times if t >= since]
+            say({"first": after[0] if after else None, "frames": len(after)})
+        elif cmd.get("rtp"):
+            say(await rtp_counts(pc))
         elif cmd.get("quit"):
             break
     for m in meters:

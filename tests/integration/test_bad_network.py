@@ -1,16 +1,22 @@
-"""Media under a bad network (issue 11): the customer's peer runs in its own network namespace,
-joined to the host by a veth pair shaped with ``tc netem``; the agent's peer and the node run on
-the host. Signalling for the customer goes over the test's own Socket.IO connection (only media
-crosses the shaped link). Needs root (``ip netns``, ``tc``), as the test machine has.
+"""Media under a bad network (issue 11): the customer's peer runs, unmodified, in its own network
+namespace; every packet between it and the host crosses a shaped path (tests/integration/netem_kit.py:
+``tc netem`` on a veth pair when the kernel has ``sch_netem``, else a user-space netem pumping IP
+packets between two TUN devices, as on this test machine). The agent's peer and the node run on the
+host. Signalling for the customer goes over the test's own Socket.IO connection (only media crosses
+the shaped path). Needs root (``ip netns``, TUN devices or ``tc``), as the test machine has.
 
-- 5% loss and 50 ms of jitter each way, with a 2.5 s blackout in the middle: audio and video keep
-  flowing through the forwarder both ways, NACKs are answered from the sinks' history or passed to
-  the source, keyframe requests (PLI) reach the source and video recovers after the blackout.
+- the path itself: numbered datagrams both ways lose what the setting says and are delayed and
+  reordered by the jitter;
+- 5% loss and 50 ms delay with 50 ms jitter each way (``netem loss 5% delay 50ms 50ms``), with a
+  2.5 s blackout in the middle: audio and video keep flowing through the forwarder both ways, NACKs
+  are answered from the sinks' history or passed to the source, keyframe requests (PLI) reach the
+  source and a keyframe brings the picture back after the blackout;
 - a 10 s outage (shorter than ``media.reconnect_grace_s`` and than ICE consent's 30 s): the call
   comes back by itself, no new offer.
 
-The figures (frames decoded, freeze time, NACK and PLI counts, recovery time) are printed as
-``NETEM`` lines (run with ``-s``); assertions are on what happened, never on how fast.
+The figures (frames decoded, freeze time, NACK and PLI counts, keyframes, loss measured at the
+receivers, recovery time) are printed as ``NETEM`` lines (run with ``-s``); assertions are on what
+happened, never on how fast.
 """
 
 from __future__ import annotations
@@ -18,82 +24,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from media.probe import ClientPeer
+from media.rtp import keyframe_start
+from netem_kit import CustomerLink, customer_link, probe_link
 from segue_clients import assigned_conversation
 from signaling.calls import CALLS, Participant
 from test_call_signaling import AGENT_A, CUSTOMER, Side, eventually
 
 HERE = Path(__file__).resolve().parent
-
-
-def sh(*args: str) -> None:
-    subprocess.run(args, check=True, capture_output=True, text=True)
-
-
-class Link:
-    """A network namespace for the customer, a veth pair to the host, netem on both ends."""
-
-    def __init__(self) -> None:
-        n = os.getpid() % 200 + 20
-        self.ns = f"segue-netem-{os.getpid()}"
-        self.host_if, self.ns_if = f"sgh{os.getpid() % 100000}", f"sgc{os.getpid() % 100000}"
-        self.host_ip, self.ns_ip = f"10.231.{n}.1", f"10.231.{n}.2"
-
-    def up(self) -> None:
-        self.down()
-        sh("ip", "netns", "add", self.ns)
-        sh("ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if)
-        sh("ip", "link", "set", self.ns_if, "netns", self.ns)
-        sh("ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if)
-        sh("ip", "link", "set", self.host_if, "up")
-        sh("ip", "netns", "exec", self.ns, "ip", "addr", "add", f"{self.ns_ip}/24", "dev", self.ns_if)
-        sh("ip", "netns", "exec", self.ns, "ip", "link", "set", self.ns_if, "up")
-        sh("ip", "netns", "exec", self.ns, "ip", "link", "set", "lo", "up")
-
-    @property
-    def has_netem(self) -> bool:
-        """Whether this kernel has ``sch_netem`` (this test machine's Firecracker kernel has not)."""
-        if not hasattr(self, "_netem"):
-            probe = subprocess.run(["tc", "qdisc", "add", "dev", self.host_if, "root", "netem", "delay", "1ms"],
-                                   capture_output=True, text=True)
-            subprocess.run(["tc", "qdisc", "del", "dev", self.host_if, "root"], capture_output=True)
-            self._netem = probe.returncode == 0
-        return self._netem
-
-    async def shape(self, remote: "RemoteCustomer", loss: float = 0.0, delay_ms: int = 0, jitter_ms: int = 0) -> None:
-        """Loss and delay ± jitter/2 on both directions: ``tc netem`` on both ends of the veth pair
-        when the kernel has it, else netem in the customer's process (netem_customer.py)."""
-        if self.has_netem:
-            spec = []
-            if delay_ms or jitter_ms:
-                spec += ["delay", f"{delay_ms}ms", f"{jitter_ms // 2}ms"]
-            if loss:
-                spec += ["loss", f"{100 * loss:g}%"]
-            for prefix in ([], ["ip", "netns", "exec", self.ns]):
-                dev = self.ns_if if prefix else self.host_if
-                subprocess.run([*prefix, "tc", "qdisc", "del", "dev", dev, "root"], capture_output=True)
-                if spec:
-                    sh(*prefix, "tc", "qdisc", "add", "dev", dev, "root", "netem", *spec)
-        else:
-            await remote.ask({"impair": {"loss": loss, "delay_ms": delay_ms, "jitter_ms": jitter_ms}})
-
-    @property
-    def shaper(self) -> str:
-        return "tc netem on the veth pair" if self.has_netem else "netem in the customer's process (no sch_netem)"
-
-    def down(self) -> None:
-        subprocess.run(["ip", "link", "del", self.host_if], capture_output=True)
-        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
 
 
 class RemoteCustomer:
@@ -137,17 +82,14 @@ class RemoteCustomer:
 @contextlib.asynccontextmanager
 async def video_call(segue: Any, cid: str) -> AsyncIterator[dict[str, Any]]:
     """A video call: the customer's media in a namespace behind ``link``, the agent's here."""
-    if os.geteuid() != 0:
-        pytest.fail("the bad-network tests need root (ip netns, tc netem)")
-    link = Link()
-    link.up()
+    link = await customer_link()
     service = segue.app[CALLS]
-    await assigned_conversation(segue, cid)
     url = segue.url.rstrip("/")
     customer = Side(url, "/customer", service, Participant("customer", "v_1", "Ada"), cid)
     agent = Side(url, "/agent", service, Participant("agent", "a_1", "Alan"), cid)
     remote = RemoteCustomer(link.ns)
     try:
+        await assigned_conversation(segue, cid)
         await customer.connect()
         await agent.connect()
         await agent.ok("call.state")
@@ -175,7 +117,7 @@ async def video_call(segue: Any, cid: str) -> AsyncIterator[dict[str, Any]]:
         await remote.stop()
         await customer.close()
         await agent.close()
-        link.down()
+        await link.down()
 
 
 class FrameSampler:
@@ -212,6 +154,7 @@ class FrameSampler:
 
 
 def stats(call: Any) -> dict[str, int]:
+    """The forwarder's counters for every stream of the call (``from_*``: sources, ``to_*``: sinks)."""
     out: dict[str, int] = {}
     for role in ("customer", "agent"):
         leg = call.leg(role)
@@ -225,6 +168,10 @@ def stats(call: Any) -> dict[str, int]:
                 out[f"{key}_nacks_forwarded"] = s.nacks_forwarded
                 out[f"{key}_retransmitted"] = s.retransmitted
                 out[f"{key}_keyframe_requests"] = s.keyframe_requests
+                if what == "from":
+                    # RTX (retransmissions the sender made on NACK) counts in ``packets``, not in the
+                    # reception statistics of the receiver reports
+                    out[f"{key}_rtx"] = s.packets - getattr(stream, "_received", s.packets)
     return out
 
 
@@ -232,46 +179,126 @@ def delta(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
     return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
 
+class KeyframeLog:
+    """When each keyframe a video source sent reached the forwarder (distinct RTP timestamps)."""
+
+    def __init__(self, source: Any) -> None:
+        self.times: list[float] = []
+        self._stamps: set[int] = set()
+        self._source = source
+        self.untap = source.tap(self._on_packet)
+
+    def _on_packet(self, info: Any) -> None:
+        codec = self._source.codecs.get(info.payload_type)
+        if codec is not None and info.timestamp not in self._stamps and keyframe_start(codec.name, info.payload):
+            self._stamps.add(info.timestamp)
+            self.times.append(info.arrival)
+
+    def between(self, start: float, end: float) -> list[float]:
+        return [t for t in self.times if start <= t <= end]
+
+
+def audio_loss(sent: int, received: int) -> float:
+    return round(100 * (1 - received / sent), 2) if sent else 0.0
+
+
+async def test_the_shaped_path_loses_delays_and_reorders_as_set() -> None:
+    """The path itself: what crosses it, and loss measured at the receivers against the setting."""
+    link: CustomerLink = await customer_link()
+    try:
+        clean = await probe_link(link, count=300)
+        before = await link.counters()
+        await link.shape(loss=0.05, delay_ms=50, jitter_ms=50)
+        shaped = await probe_link(link, count=2000)
+        counters = await link.counters()
+    finally:
+        await link.down()
+    print("NETEM " + json.dumps({"case": "the path: 2,000 numbered datagrams each way, 2 ms apart",
+                                 "shaper": link.shaper, "setting": "loss 5%, delay 50 ms, jitter 50 ms",
+                                 "clean": clean, "shaped": shaped, "pump": counters}), flush=True)
+    for way in ("up", "down"):
+        assert clean[way]["received"] == clean[way]["sent"], clean
+        assert 3.0 <= shaped[way]["loss_pct"] <= 7.0, shaped  # 5% of 2,000: 100 ± 10 (binomial)
+        assert shaped[way]["reordered"] > 0, shaped  # jitter wider than the spacing reorders
+    if counters is not None and before is not None:  # the TUN pump: what it saw is what the probes saw
+        for way in ("up", "down"):
+            c = counters[way]
+            assert c["packets"] - before[way]["packets"] == 2000, counters
+            assert c["delivered"] - before[way]["delivered"] == shaped[way]["received"], (counters, shaped)
+            assert c["lost"] == 2000 - shaped[way]["received"], (counters, shaped)
+
+
 async def test_loss_and_jitter_video_keeps_flowing_nack_and_pli_repair_it(segue: Any) -> None:
     async with video_call(segue, "c_netem1") as room:
         link, remote, apeer, ears, call = room["link"], room["remote"], room["apeer"], room["ears"], room["call"]
         sampler = FrameSampler(apeer.video_frames)
+        keyframes = {role: KeyframeLog(call.leg(role).source("video")) for role in ("customer", "agent")}
         try:
-            await link.shape(remote, loss=0.05, delay_ms=50, jitter_ms=50)
-            before = stats(call)
+            await link.shape(loss=0.05, delay_ms=50, jitter_ms=50)
+            await link.reset_counters()
+            before, rtp_before = stats(call), await remote.ask({"rtp": True})
             start = time.monotonic()
             await remote.ask({"measure_start": True})
-            await asyncio.sleep(6)
-            # a 2.2.5 s blackout: more video packets missing at once than retransmissions can bring
+            await asyncio.sleep(8)
+            steady, rtp_steady = stats(call), await remote.ask({"rtp": True})
+            steady_end = time.monotonic()
+            pump_steady = await link.counters()
+            # a 2.5 s blackout: more video packets missing at once than retransmissions can bring
             # back, so the forwarder asks the sender for a keyframe (PLI) and the picture recovers
-            await link.shape(remote, loss=1.0)
+            await link.outage(2.5)
             await asyncio.sleep(2.5)
-            await link.shape(remote, loss=0.05, delay_ms=50, jitter_ms=50)
             recovered_at = time.monotonic()
             await asyncio.sleep(6.5)
             customer_side = await remote.ask({"measure_stop": True})
             end = time.monotonic()
             changed = delta(stats(call), before)
+            pump = await link.counters()
         finally:
             sampler.stop()
-            await link.shape(remote)
+            for log in keyframes.values():
+                log.untap()
+            await link.shape()
+        steady_changed = delta(steady, before)
+        rtp = {k: v - rtp_before.get(k, 0) for k, v in rtp_steady.items()}
+        # audio is never retransmitted: its loss at each receiver is what the path dropped
+        loss = {"customer_to_node_audio_pct": audio_loss(rtp["audio_sent"],
+                                                         steady_changed.get("from_customer_audio_packets", 0)),
+                "node_to_customer_audio_pct": audio_loss(rtp["audio_received"] + rtp["audio_lost"],
+                                                         rtp["audio_received"]),
+                "customer_video_unrepaired_pct": audio_loss(rtp["video_received"] + rtp["video_lost"],
+                                                            rtp["video_received"])}
         agent_side = sampler.figures(start, end)
+        agent_steady = sampler.figures(start, steady_end)
         after_blackout = sampler.figures(recovered_at, end)
+        key_after = {role: [round(1000 * (t - recovered_at)) for t in log.between(recovered_at, end)][:3]
+                     for role, log in keyframes.items()}
         print("NETEM " + json.dumps({"case": "5% loss, 50 ms delay with 50 ms jitter, 2.5 s blackout",
                                      "shaper": link.shaper, "seconds": round(end - start, 1),
+                                     "steady_seconds": round(steady_end - start, 1),
+                                     "loss_at_receivers_steady": loss,
                                      "customer_receives": customer_side, "agent_receives_video": agent_side,
-                                     "agent_video_after_blackout": after_blackout,
+                                     "agent_video_steady": agent_steady, "agent_video_after_blackout": after_blackout,
+                                     "keyframes_ms_after_blackout": key_after,
                                      "agent_audio_frames": len([f for f in ears.frames if start <= f[0] <= end]),
-                                     "forwarder": changed}), flush=True)
-        # audio and video crossed the lossy link both ways through the forwarder
+                                     "forwarder_steady": steady_changed, "forwarder": changed,
+                                     "path_steady": pump_steady, "path": pump}), flush=True)
+        if pump is not None:  # the media really crossed the shaped path, and the blackout cut it
+            assert pump["up"]["delivered"] > 0 and pump["down"]["delivered"] > 0, pump
+            assert pump["up"]["lost"] > 0 and pump["up"]["outage"] > 0 and pump["down"]["outage"] > 0, pump
+        # the loss was on the media's path: each receiver missed some audio, but not most of it
+        assert 0 < loss["customer_to_node_audio_pct"] < 15 and 0 < loss["node_to_customer_audio_pct"] < 15, loss
+        # audio and video crossed the lossy path both ways through the forwarder
         assert customer_side["audio_frames"] > 0 and customer_side["video"]["frames"] > 0, customer_side
         assert agent_side["frames"] > 0 and after_blackout["frames"] > 0, (agent_side, after_blackout)
         assert ears.hears(CUSTOMER, last=3)
-        # NACK: lost packets asked for again (served from a sink's history, or passed to the source)
-        nacks = sum(v for k, v in changed.items() if k.endswith(("_retransmitted", "_nacks_forwarded")))
-        assert nacks > 0, changed
-        # PLI: keyframes asked of a video source after the losses
-        assert sum(v for k, v in changed.items() if k.endswith("_keyframe_requests")) > 0, changed
+        # NACK, both ways: the customer's losses served from the sink's history; the agent's (lost
+        # between the customer and the node) asked of the customer, who retransmitted (RTX)
+        assert steady_changed.get("to_customer_video_retransmitted", 0) > 0, steady_changed
+        assert steady_changed.get("to_agent_video_nacks_forwarded", 0) > 0, steady_changed
+        assert changed.get("from_customer_video_rtx", 0) > 0, changed
+        # PLI: keyframes asked of the customer's camera after the blackout, and one came
+        assert changed.get("from_customer_video_keyframe_requests", 0) > 0, changed
+        assert key_after["customer"], keyframes["customer"].times
         assert customer_side["state"] == "connected" and apeer.pc.connectionState == "connected"
 
 
@@ -280,21 +307,42 @@ async def test_a_ten_second_outage_heals_by_itself(segue: Any) -> None:
     async with video_call(segue, "c_netem2") as room:
         link, remote, apeer, ears, call = room["link"], room["remote"], room["apeer"], room["ears"], room["call"]
         negotiations = call.leg("customer").negotiations
-        await link.shape(remote, loss=1.0)
+        keyframes = {role: KeyframeLog(call.leg(role).source("video")) for role in ("customer", "agent")}
+        requests = stats(call)
+        await link.reset_counters()
+        await link.outage(10)
         cut = time.monotonic()
         await asyncio.sleep(10)
-        await link.shape(remote)
         back = time.monotonic()
         n = len(ears.frames)
         await ears.wait_until(lambda: len(ears.frames) > n + 10 and ears.hears(CUSTOMER, last=5), timeout=30)
         agent_hears_after = ears.first_time_hearing(CUSTOMER, after=back) or time.monotonic()
+        heard = await remote.ask({"audio_since": back})
         customer_side = await remote.ask({"measure": 3})
         frames_before = apeer.video_frames()
         await eventually(lambda: apeer.video_frames() > frames_before + 5, timeout=20)
+        agent_video_after = time.monotonic() - back
+        customer_video = await remote.ask({"video_since": back})
+        pump = await link.counters()
+        for log in keyframes.values():
+            log.untap()
+        key_after = {role: [round(1000 * (t - back)) for t in log.times if t >= cut][:6]
+                     for role, log in keyframes.items()}
+        changed = delta(stats(call), requests)
         print("NETEM " + json.dumps({"case": "10 s outage", "shaper": link.shaper, "outage_s": round(back - cut, 1),
                                      "agent_hears_customer_again_after_ms": round(1000 * (agent_hears_after - back)),
-                                     "customer_receives_3s_later": customer_side,
-                                     "renegotiated": call.leg("customer").negotiations - negotiations}), flush=True)
-        assert customer_side["audio_frames"] > 0, customer_side
+                                     "customer_hears_agent_again_after_ms":
+                                         round(1000 * (heard["first"] - back)) if heard["first"] else None,
+                                     "agent_video_frames_again_within_ms": round(1000 * agent_video_after),
+                                     "customer_video_again_after_ms":
+                                         round(1000 * (customer_video["first"] - back)) if customer_video["first"] else None,
+                                     "customer_receives_next_3s": customer_side,
+                                     "keyframes_ms_after_outage": key_after,
+                                     "forwarder": {k: v for k, v in changed.items() if "video" in k},
+                                     "renegotiated": call.leg("customer").negotiations - negotiations,
+                                     "path": pump}), flush=True)
+        if pump is not None:
+            assert pump["up"]["outage"] > 0 and pump["down"]["outage"] > 0, pump
+        assert heard["first"] is not None and customer_side["audio_frames"] > 0, (heard, customer_side)
         assert customer_side["state"] == "connected" and apeer.pc.connectionState == "connected"
         assert call.leg("customer").negotiations == negotiations  # it came back by itself
