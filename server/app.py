@@ -78,7 +78,9 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     if config.redis.fanout:
         # Several nodes: an emit to a room reaches sockets on every node through Redis pub/sub.
         # (a blocking pool under python-socketio's manager: server/redis_client.py says why)
-        manager_args["client_manager"] = FanoutManager(redis_url, channel=f"{config.redis.key_prefix}socketio")
+        # (an emit goes only to the nodes with sockets in its rooms: server/redis_client.py)
+        manager_args["client_manager"] = FanoutManager(redis_url, channel=f"{config.redis.key_prefix}socketio",
+                                                       prefix=config.redis.key_prefix)
         manager_args["client_manager"].resync_namespaces = ("/customer", "/agent")
     sio = socketio.AsyncServer(
         **manager_args,
@@ -119,6 +121,8 @@ def create_app(config: Config, redis_url: str) -> web.Application:
         from signaling.cluster import default_node_id
 
         node.node_id = config.cluster.node_id or default_node_id(config.http.port)
+    if isinstance(sio.manager, FanoutManager):
+        sio.manager.node_id = node.node_id  # its channel and its entries in the room registry
     app.router.add_get("/healthz", ops_healthz)  # alive; /readyz: taking work (server/ops.py)
     setup_ops(app)
     _add_pages(app)

@@ -177,6 +177,16 @@ class _NodeCollector:
         yield _gauge("segue_draining", "1 while the node drains", me, 1 if cluster is not None and cluster.draining else 0)
         yield _counter("segue_nodes_reaped", "Dead nodes this node took over", me,
                        len(cluster.reaped) if cluster is not None else 0)
+        stats = getattr(node.sio.manager, "stats", None)  # the Redis fan-out (server/redis_client.py)
+        if isinstance(stats, dict):
+            fanout = CounterMetricFamily(
+                "segue_fanout_messages", "Fan-out of emits between nodes: published_to_nodes (one per other node "
+                "with sockets in the rooms), published_to_all (rooms every node may have), kept_local (no other "
+                "node in the rooms: not published), received (from other nodes), delivered (to sockets here), "
+                "registry_reads (room members read from Redis: cache misses)", labels=labels + ["kind"])
+            for kind, value in stats.items():
+                fanout.add_metric(me + [kind], value)
+            yield fanout
 
 
 def _gauge(name: str, doc: str, node: list[str], value: float) -> GaugeMetricFamily:

@@ -23,6 +23,7 @@ from aiohttp import web
 from .agents import ROLES, Account, Directory, parse_capacity
 from .apikeys import MANAGE_KEYS, SCOPES, ApiKey, ApiKeys, scopes_for_role
 from . import listing, outreach  # the REST API's listing and server-written conversations
+from . import fanout  # pushes to this node's sockets and the room registry (server/redis_client.py)
 from .errors import ProtocolError, log_unexpected
 from .identity import IdentityError, sign_identity, verify_identity
 from .passwords import hash_password, verify_password
@@ -42,7 +43,7 @@ __all__ = [
     "setup", "Host", "HOST", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
     "EVENT_ID_RE", "validate", "Directory", "summary",
     "WEBHOOKS", "Webhooks", "WEBHOOK_EVENT_TYPES",
-    "SCOPES", "MANAGE_KEYS", "ApiKey", "ApiKeys", "scopes_for_role", "listing", "outreach", "ID_RE", "json_schema",
+    "SCOPES", "MANAGE_KEYS", "ApiKey", "ApiKeys", "scopes_for_role", "listing", "outreach", "fanout", "ID_RE", "json_schema",
     "Signer", "TokenClaims", "TokenError", "hash_password", "verify_password", "IdentityError", "sign_identity",
     "verify_identity",
     "LoginThrottle", "log_unexpected", "ROLES", "Account", "parse_capacity", "CHANNEL_RE", "USERNAME_RE",

@@ -12,6 +12,8 @@ gone, so every node writes a heartbeat into Redis and every node watches the oth
   anchored to the calls layer, which re-creates them on this node (clients re-offer).
 - ``<prefix>node:<id>:agents`` (set of ``agent\\tsid``) and ``<prefix>node:<id>:calls`` (set of
   conversation ids): what each node holds, written as it happens.
+- ``<prefix>node:<id>:rooms``: the Socket.IO rooms it has sockets in (signaling/fanout.py), removed
+  with it so that the fan-out stops publishing to it.
 - ``<prefix>node:<id>:rpc`` (pub/sub channel): requests to one node (a ``call.*`` event for a
   call that lives there) and their replies.
 
@@ -30,6 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
+
+from .fanout import RoomRegistry
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +250,7 @@ class Cluster:
         report = ReapReport(node, silent_s=round(silent_s, 3))
         await self._reap_agents(node, report)
         await self._reap_calls(node, report)
+        await RoomRegistry(self.redis, self.keys.p).forget(node)  # the fan-out stops publishing to it
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self.keys.nodes, node)
             pipe.delete(self.keys.agents(node), self.keys.calls(node), self.keys.node(node))

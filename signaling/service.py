@@ -28,11 +28,10 @@ from typing import Any, Awaitable, Iterable
 
 import redis.asyncio as aioredis
 import socketio
-from engineio import packet as eio_packets
 
 from .agents import Account, Canned, Directory, render
 from .apikeys import ApiKeys
-from . import fastjson
+from . import fanout, fastjson
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
 from .schema import MAX_ATTRIBUTES, check_attributes
 from .locks import KeyedLocks
@@ -284,33 +283,17 @@ class Signaling:
 
     async def emit(self, event: str, data: Any, namespace: str, rooms: str | list[str],
                    skip_sid: str | None = None, local: bool = False) -> None:
-        """Emit to rooms. With the in-memory manager, encode once and queue on each socket directly
-        (python-socketio's ``emit`` makes a task per recipient); with Redis fan-out, its ``emit``.
+        """Emit to rooms: encoded once and queued on each of this node's sockets directly
+        (python-socketio's ``emit`` makes a task per recipient; signaling/fanout.py); with Redis
+        fan-out, also published to the other nodes with sockets in the rooms (the manager's ``emit``).
         ``local``: only this node's sockets (what every node sends anyway, e.g. queue stats)."""
-        if not self._fast_emit:
-            if local:  # the pub/sub manager's parent class emits to this node's sockets only
-                await socketio.AsyncManager.emit(self.sio.manager, event, data, namespace, room=rooms,
-                                                 skip_sid=skip_sid)
-            else:
-                await self.sio.emit(event, data, to=rooms, namespace=namespace, skip_sid=skip_sid)
-            return
         manager = self.sio.manager
-        if namespace not in manager.rooms:
+        if self._fast_emit or local:
+            if namespace in manager.rooms:
+                await fanout.send_local(manager, fanout.event_packet(namespace, event, data), namespace, rooms,
+                                        skip_sid)
             return
-        eio_packet = None
-        eio = self.sio.eio
-        for sid, eio_sid in manager.get_participants(namespace, rooms):
-            if sid == skip_sid:
-                continue
-            if eio_packet is None:
-                # what socketio.Packet.encode makes for a non-binary EVENT, without its per-call
-                # recursive scan for binary data
-                text = fastjson.dumps([event, data])
-                eio_packet = eio_packets.Packet(eio_packets.MESSAGE, f"2{namespace},{text}")
-            try:
-                await eio.send_packet(eio_sid, eio_packet)
-            except Exception:  # noqa: BLE001 - one broken socket must not stop the others
-                log.debug("send to %s failed", sid, exc_info=True)
+        await manager.emit(event, data, namespace, room=rooms, skip_sid=skip_sid)
 
     async def push_event(self, event: dict[str, Any], customer: str | None, agents: Iterable[str],
                          skip_sid: str | None = None) -> None:

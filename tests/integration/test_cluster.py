@@ -214,3 +214,67 @@ async def test_serve_workers_runs_nodes_on_one_embedded_redis_and_restarts_one_t
         finally:
             if parent.poll() is None:
                 parent.kill()
+
+
+async def fanout_stats(node: Any) -> dict[str, float]:
+    """The node's ``segue_fanout_messages`` counters from its /metrics, by kind."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{node.url}/metrics") as resp:
+            text = await resp.text()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "segue_fanout_messages":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    out[sample.labels["kind"]] = sample.value
+    assert "received" in out, text
+    return out
+
+
+async def test_an_emit_reaches_only_the_nodes_with_sockets_in_its_rooms(redis_url: str, tmp_path: Path) -> None:
+    async with running_cluster(redis_url, tmp_path) as c:
+        n1, n2 = (n.node_id for n in c.nodes)
+        alice = await c.agent("alice", node=n1, capacity=2)
+        local = await c.client("/customer", {"v": 1}, node=n1).connect()
+        cid_local = await start_conversation(local, alice, "all of us on node 1")
+        remote = await c.client("/customer", {"v": 1}, node=n2).connect()
+        cid_remote = await start_conversation(remote, alice, "me on node 2, my agent on node 1")
+
+        # a conversation whose customer and agent are both on node 1: node 2 gets none of its pushes
+        before = [await fanout_stats(n) for n in c.nodes]
+        for i in range(20):
+            sent = await local.send(cid_local, f"local {i}")
+            await alice.wait(lambda: key(sent) in alice.seen)
+            reply = await alice.send(cid_local, f"reply {i}")
+            await local.wait(lambda: key(reply) in local.seen)
+        after = [await fanout_stats(n) for n in c.nodes]
+        assert after[1]["received"] == before[1]["received"], (before, after)
+        assert after[0]["published_to_nodes"] == before[0]["published_to_nodes"], (before, after)
+        assert after[0]["kept_local"] - before[0]["kept_local"] >= 40, (before, after)
+
+        # across nodes: each message is published to the other node, and only there
+        for i in range(10):
+            sent = await remote.send(cid_remote, f"remote {i}")
+            await alice.wait(lambda: key(sent) in alice.seen)
+        across = [await fanout_stats(n) for n in c.nodes]
+        assert across[0]["received"] - after[0]["received"] >= 10, (after, across)
+        assert across[1]["published_to_nodes"] - after[1]["published_to_nodes"] >= 10, (after, across)
+
+        # alice opens a second console on node 2: node 2 now has her room, so what the customer
+        # on node 1 sends reaches both of her consoles (the join told node 1 before it completed)
+        token = await login(c.url, "alice", "pw-secret-1")
+        second = await c.client("/agent", {"v": 1, "token": token}, node=n2).connect()
+        second.conversations.add(cid_local)
+        sent = await local.send(cid_local, "to both consoles")
+        await alice.wait(lambda: key(sent) in alice.seen)
+        await second.wait(lambda: key(sent) in second.seen)
+        members = f"{c.prefix}room:/agent|agent:{alice.sessions[0]['agent']['id']}"
+        assert await c.redis.smembers(members) == {n1, n2}
+        # once that console is gone, the registry no longer names node 2 for her room
+        await second.close()
+        deadline = time.monotonic() + 30
+        while await c.redis.smembers(members) != {n1}:
+            assert time.monotonic() < deadline, await c.redis.smembers(members)
+            await asyncio.sleep(0.05)
