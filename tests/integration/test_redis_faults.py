@@ -16,6 +16,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Awaitable, Callable
 
 import psutil
 import redis.asyncio as aioredis
@@ -48,15 +49,33 @@ def port_of(proc: psutil.Process) -> int:
     return int(found.group(1))
 
 
-async def chat_through_fault(customer: ChatClient, agent: ChatClient, cid: str, fault: "asyncio.Future[None] | None",
+async def chatting_pair(url: str, redis: aioredis.Redis, prefix: str, clients: list[ChatClient],
+                        customer_node: str | None = None, agent_node: str | None = None) -> tuple[ChatClient, ChatClient, str]:
+    """Agent alice (created in ``redis``, available) and a customer, both on ``url`` (through nginx:
+    pinned to the nodes named), in one conversation: (customer, agent, conversation id). Both are
+    added to ``clients``, which the test closes."""
+    await Directory(redis, prefix).create("alice", "pw-secret-1", "Alice", "agent", [], {"chat": 3})
+    agent = ChatClient(url, "/agent", {"v": 1, "token": await login(url, "alice", "pw-secret-1")}, node=agent_node)
+    customer = ChatClient(url, "/customer", {"v": 1}, node=customer_node)
+    clients += [agent, customer]
+    await agent.connect()
+    await agent.ok("presence.set", {"status": "available"})
+    await customer.connect()
+    return customer, agent, await start_conversation(customer, agent)
+
+
+async def chat_through_fault(customer: ChatClient, agent: ChatClient, cid: str, fault: Callable[[], Awaitable[None]],
                              before: int, total: int) -> tuple[list[str], float]:
-    """Send ``total`` messages; the fault is let loose after ``before`` acks. Returns the acked ids
-    and how long the first message after the fault took to be acknowledged."""
+    """Send ``total`` messages; ``fault()`` starts after ``before`` acks and has finished when this
+    returns. Returns the acked ids and how long the first message after the fault took to be
+    acknowledged."""
     acked: list[str] = []
     outage = 0.0
+    running: asyncio.Future[None] | None = None
     for i in range(total):
-        if i == before and fault is not None:
-            fault.set_result(None)
+        if i == before:
+            running = asyncio.ensure_future(fault())
+            await asyncio.sleep(0)  # the fault has started
             t0 = time.monotonic()
             event = await customer.send(cid, f"message {i}", deadline_s=60)
             outage = time.monotonic() - t0
@@ -64,6 +83,8 @@ async def chat_through_fault(customer: ChatClient, agent: ChatClient, cid: str, 
             event = await customer.send(cid, f"message {i}", deadline_s=60)
         acked.append(event["id"])
         await asyncio.sleep(0.01)
+    if running is not None:
+        await running
     await agent.wait(lambda: all(f"{cid}/{i}" in agent.seen for i in acked), timeout=60)
     return acked, outage
 
@@ -86,24 +107,12 @@ async def test_embedded_redis_killed_with_appendfsync_always_loses_nothing(tmp_p
         child = embedded_redis_of(node)
         port = port_of(child)
         redis = aioredis.Redis(host="127.0.0.1", port=port, decode_responses=True)
-        await Directory(redis, prefix).create("alice", "pw-secret-1", "Alice", "agent", [], {"chat": 3})
-        agent = ChatClient(node.url, "/agent", {"v": 1, "token": await login(node.url, "alice", "pw-secret-1")})
-        customer = ChatClient(node.url, "/customer", {"v": 1})
-        clients += [agent, customer]
-        await agent.connect()
-        await agent.ok("presence.set", {"status": "available"})
-        await customer.connect()
-        cid = await start_conversation(customer, agent)
-
-        fault: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        customer, agent, cid = await chatting_pair(node.url, redis, prefix, clients)
 
         async def kill_redis() -> None:
-            await fault
             os.kill(child.pid, signal.SIGKILL)
 
-        killer = asyncio.ensure_future(kill_redis())
-        acked, outage = await chat_through_fault(customer, agent, cid, fault, before=60, total=120)
-        await killer
+        acked, outage = await chat_through_fault(customer, agent, cid, kill_redis, before=60, total=120)
         again = embedded_redis_of(node)
         assert again.pid != child.pid and port_of(again) == port  # restarted on the same port
         lost, duplicated = await count_loss(Store(redis, prefix), cid, acked)
@@ -134,9 +143,14 @@ class RedisProcess:
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.folder = folder
-        self.proc = subprocess.Popen([binary, *args, "--port", str(self.port), "--bind", "127.0.0.1",
-                                      "--dir", str(folder), "--logfile", str(folder / "log")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.args, self.binary = args, binary
+        self.proc = self.spawn()
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """Start the server on its port and folder (again, after ``stop``: on its data)."""
+        return subprocess.Popen([self.binary, *self.args, "--port", str(self.port), "--bind", "127.0.0.1",
+                                 "--dir", str(self.folder), "--logfile", str(self.folder / "log")],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
     async def ready(self) -> None:
         client = aioredis.Redis(host="127.0.0.1", port=self.port)
@@ -186,25 +200,13 @@ async def test_sentinel_failover_during_chat(tmp_path: Path) -> None:
             await asyncio.sleep(0.05)
         await node.ready()
         first = aioredis.Redis(host="127.0.0.1", port=primary.port, decode_responses=True)
-        await Directory(first, prefix).create("alice", "pw-secret-1", "Alice", "agent", [], {"chat": 3})
+        customer, agent, cid = await chatting_pair(node.url, first, prefix, clients)
         await first.aclose()
-        agent = ChatClient(node.url, "/agent", {"v": 1, "token": await login(node.url, "alice", "pw-secret-1")})
-        customer = ChatClient(node.url, "/customer", {"v": 1})
-        clients += [agent, customer]
-        await agent.connect()
-        await agent.ok("presence.set", {"status": "available"})
-        await customer.connect()
-        cid = await start_conversation(customer, agent)
-
-        fault: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         async def kill_primary() -> None:
-            await fault
             primary.stop()  # SIGKILL
 
-        killer = asyncio.ensure_future(kill_primary())
-        acked, outage = await chat_through_fault(customer, agent, cid, fault, before=40, total=80)
-        await killer
+        acked, outage = await chat_through_fault(customer, agent, cid, kill_primary, before=40, total=80)
         promoted = aioredis.Redis(host="127.0.0.1", port=replica.port, decode_responses=True)
         assert (await promoted.info("replication"))["role"] == "master"
         lost, duplicated = await count_loss(Store(promoted, prefix), cid, acked)
@@ -243,32 +245,15 @@ async def test_shared_redis_restarted_under_two_nodes_clients_carry_on(tmp_path:
             await node.ready()
         nginx = Nginx(tmp_path / "nginx", nodes).start()
         redis = aioredis.Redis.from_url(url, decode_responses=True)
-        await Directory(redis, prefix).create("alice", "pw-secret-1", "Alice", "agent", [], {"chat": 3})
+        customer, agent, cid = await chatting_pair(nginx.url, redis, prefix, clients, customer_node="r1", agent_node="r2")
         await redis.aclose()
-        agent = ChatClient(nginx.url, "/agent", {"v": 1, "token": await login(nginx.url, "alice", "pw-secret-1")},
-                           node="r2")
-        customer = ChatClient(nginx.url, "/customer", {"v": 1}, node="r1")
-        clients += [agent, customer]
-        await agent.connect()
-        await agent.ok("presence.set", {"status": "available"})
-        await customer.connect()
-        cid = await start_conversation(customer, agent)
-
-        fault: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
         async def restart_redis() -> None:
-            await fault
-            redis_proc.proc.kill()
-            redis_proc.proc.wait()
+            redis_proc.stop()  # SIGKILL
             await asyncio.sleep(1.0)  # down for a second
-            redis_proc.proc = subprocess.Popen(
-                [REDIS_SERVER, *persist, "--port", str(redis_proc.port), "--bind", "127.0.0.1", "--dir",
-                 str(redis_proc.folder), "--logfile", str(redis_proc.folder / "log")],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            redis_proc.proc = redis_proc.spawn()
 
-        restarter = asyncio.ensure_future(restart_redis())
-        acked, outage = await chat_through_fault(customer, agent, cid, fault, before=40, total=100)
-        await restarter
+        acked, outage = await chat_through_fault(customer, agent, cid, restart_redis, before=40, total=100)
         redis = aioredis.Redis.from_url(url, decode_responses=True)
         lost, duplicated = await count_loss(Store(redis, prefix), cid, acked)
         await redis.aclose()
