@@ -7,9 +7,11 @@ assertions): a step that never happens fails with Playwright's timeout and a cle
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+import contextlib
+from typing import Any, AsyncIterator, Callable
 
 import aiohttp
+from aiohttp import web
 from playwright.async_api import Page, expect
 
 WAIT_MS = 20_000
@@ -274,3 +276,22 @@ async def create_canned(base_url: str, title: str, text: str) -> dict[str, Any]:
             data = await r.json()
             assert r.status in (200, 201), data
             return data.get("reply", data)
+
+
+# --- another site ---------------------------------------------------------------------------------
+
+@contextlib.asynccontextmanager
+async def other_origin(add_routes: Callable[[web.UrlDispatcher], Any]) -> AsyncIterator[str]:
+    """Another site on this machine, for embedding tests: a small aiohttp server whose routes
+    ``add_routes`` adds, reached as ``http://localhost:<its port>`` (the node is
+    ``http://127.0.0.1:<port>``: another origin). Yields that origin."""
+    app = web.Application()
+    add_routes(app.router)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield f"http://localhost:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()

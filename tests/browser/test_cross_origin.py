@@ -9,6 +9,7 @@ from typing import Any, AsyncIterator
 import pytest
 from aiohttp import web
 
+from chat_pages import other_origin
 from segue_clients import World
 
 pytestmark = pytest.mark.browser
@@ -22,21 +23,12 @@ PAGE = """<!doctype html>
 @pytest.fixture
 async def other_site() -> AsyncIterator[str]:
     """Another origin: the same machine, named ``localhost`` and on its own port."""
-    app = web.Application()
 
     async def page(_request: web.Request) -> web.Response:
         return web.Response(text=PAGE, content_type="text/html")
 
-    app.router.add_get("/", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://localhost:{port}"
-    finally:
-        await runner.cleanup()
+    async with other_origin(lambda router: router.add_get("/", page)) as origin:
+        yield origin
 
 
 async def test_a_page_on_another_origin_embeds_the_customer_sdk_but_not_the_agent_surface(

@@ -32,7 +32,7 @@ from playwright.async_api import Page, expect
 
 from chat_pages import (
     WAIT_MS, accept_offer, agent_call, agent_login, agent_send, eventually, panel, set_presence, slot_grows,
-    widget_message,
+    other_origin, widget_message,
     wait_js,
 )
 from media.ice import set_loopback_only
@@ -156,18 +156,12 @@ async def shop(segue: Any) -> AsyncIterator[str]:
     async def css(_request: web.Request) -> web.Response:
         return web.Response(text=SITE_CSS, content_type="text/css")
 
-    app = web.Application()
-    app.router.add_get("/site.css", css)
-    app.router.add_get("/{tail:.*}", page)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
-    try:
-        yield f"http://localhost:{port}"
-    finally:
-        await runner.cleanup()
+    def routes(router: web.UrlDispatcher) -> None:
+        router.add_get("/site.css", css)
+        router.add_get("/{tail:.*}", page)
+
+    async with other_origin(routes) as origin:
+        yield origin
 
 
 async def _shop_page(new_page: Any) -> Page:
