@@ -43,6 +43,7 @@ BATCH = 200               # conversations read per Redis round trip
 SCAN_HITS = 2000          # hits looked at per request, at most (access filtering happens after ranking)
 MAX_LIMIT = 100
 MAX_QUERY_CHARS = 200
+YIELD_EVERY = 50          # events indexed between two yields to the event loop (a catch-up never blocks it long)
 
 FIELDS = [Field("key", "key"), Field("conversation_id", "key"), Field("customer", "key"), Field("event_id", "key"),
           Field("type", "key"), Field("author_kind", "key"), Field("author_name", "key"), Field("text", "text"),
@@ -142,7 +143,8 @@ class ConversationSearch:
                 read += len(rows)
                 if len(rows) < BATCH:
                     break
-            self.index.commit()
+            # tantivy writes the segment without holding the GIL: in a thread, the loop runs on
+            await asyncio.to_thread(self.index.commit)
             self._cursor_ms = now_ms
             self.ready = True
             return read
@@ -168,9 +170,16 @@ class ConversationSearch:
             logs = await pipe.execute()
         from .store import decode_event
 
+        done = 0
         for cid, cust, entries in zip(cids, customers, logs):
             last = self._seen[cid][1]
             for eid, fields in entries:
+                done += 1
+                if done % YIELD_EVERY == 0:
+                    # a second of a busy node's messages is thousands of events: in slices, so chat
+                    # messages go on meanwhile (only this task changes the index and _seen: its lock)
+                    self._seen[cid] = (cust or "", last)
+                    await asyncio.sleep(0)
                 event = decode_event(cid, eid, fields)
                 last = eid
                 text = words_of(event)
