@@ -66,3 +66,9 @@ from .sdp_limits import SdpRefused, check_offer  # noqa: E402
 
 __all__ += ["SdpRefused", "check_offer"]
 __all__ += ["announce", "set_host_addresses"]  # media.host_addresses / media.public_address (several nodes)
+
+# --- the event loop's clock: periodic ticks that say how late the loop ran them (the forwarder's
+# report clock; signaling's load monitor measures the node's queueing delay with it)
+from .loopclock import Tick, ticks  # noqa: E402
+
+__all__ += ["Tick", "ticks"]

@@ -34,6 +34,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from . import _sdp, aiortc_hooks
+from .loopclock import ticks
 from .rtp import (
     RTP_HEADER,
     SEQ_TS,
@@ -1076,11 +1077,9 @@ class Forwarder:
     async def _report_loop(self) -> None:
         """Each leg reports once per interval at its own phase: a slice of the legs every tick,
         so a thousand legs never stall the loop for one long burst of RTCP."""
-        tick = 0.05
         due: dict[Leg, float] = {}
-        while True:
-            await asyncio.sleep(tick)
-            now, wallclock = time.monotonic(), time.time()
+        async for tick in ticks(0.05):
+            now, wallclock = tick.now, time.time()
             for leg in list(self._legs):
                 when = due.get(leg)
                 if when is None:

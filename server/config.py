@@ -110,9 +110,11 @@ class LimitsConfig:
     ip_conversations_burst: int = 100
     # a connection that goes on sending through this many refusals in a row is disconnected (0: never)
     disconnect_after_refusals: int = 200
-    # the node sheds load (rate_limited) while its event loop runs later than this (0: never)
-    shed_lag_ms: float = 250.0
-    # client events the node admits per second in all (its capacity: bench.chat --overload); 0: no cap
+    # target queueing delay: while the node's event loop runs later than this for 100 ms, it lowers
+    # the rate of client events it admits (the rest: rate_limited) until it is on time (0: never shed)
+    shed_lag_ms: float = 20.0
+    # a fixed ceiling on client events the node admits per second in all, on top of the adaptive
+    # budget; 0: none (the adaptive budget finds the node's capacity by itself)
     node_events_per_s: float = 0.0
     # packets / bytes waiting to be sent to one connection; a client that lets more pile up is disconnected
     send_queue_packets: int = 2000
@@ -214,10 +216,10 @@ class WebhooksConfig:
     refresh_s: float = 10.0  # subscriptions are re-read this often (and at once on a change)
     keep_days: float = 7.0  # finished deliveries stay readable this long
     deliveries_kept: int = 1000  # listed per endpoint (the newest)
-
-
     # endpoints on loopback, private, link-local addresses (refused by default: SSRF; docs/security.md)
     allow_private_urls: bool = False
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     """Several nodes on one Redis (docs/deployment.md "Several nodes", "When a node dies")."""

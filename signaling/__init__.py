@@ -91,6 +91,10 @@ def setup(app: web.Application, host: Host) -> None:
     service.agent_ns = AgentNamespace(service)  # type: ignore[attr-defined]
     node.sio.register_namespace(service.customer_ns)  # type: ignore[attr-defined]
     node.sio.register_namespace(service.agent_ns)  # type: ignore[attr-defined]
+    # rate limits and load shedding on every client event, before it is decoded (signaling/limits.py)
+    from .limits import install_gate
+
+    install_gate(node.sio, service.limiter, {ns.namespace: ns for ns in (service.customer_ns, service.agent_ns)})  # type: ignore[attr-defined]
     app[SIGNALING] = service
     try:  # the calls layer (call.* events) rides on these namespaces when media is installed
         from .calls import register as register_calls

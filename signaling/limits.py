@@ -25,15 +25,23 @@ idle bucket is full, and full buckets are dropped, so memory follows the active 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
+import math
 import random
+import re
 import time
+from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
+
+from media import ticks
+
+from . import fastjson
 
 log = logging.getLogger(__name__)
 
-LAG_PROBE_S = 0.05  # how often the load monitor looks at the event loop
+LAG_PROBE_S = 0.01  # how often the load monitor looks at the event loop
 PRUNE_EVERY = 4096  # takes between sweeps of idle buckets
 
 
@@ -100,55 +108,131 @@ class Buckets:
 
 
 class LoadMonitor:
-    """Decides whether the node admits one more client event now: a fixed cap on the rate of
-    events (``limits.node_events_per_s``, the node's measured capacity; 0: none), and, as a safety
-    net, shedding while the event loop runs later than ``shed_lag_ms``.
+    """The node's admission budget: how many client events a second it takes now, found from its
+    own queueing delay instead of set by hand (``limits.shed_lag_ms``; ``node_events_per_s`` is
+    an optional fixed ceiling on top).
 
-    Why the loop's lateness: every socket of a node shares one event loop, so when it runs late
-    every client waits; it rises with overload whatever the work is, and costs one timer every
-    50 ms. It cannot tell the node's own load from a machine busy with other work, so it only
-    switches shedding on for a moment (at least half a second, twice the lag seen); the steady
-    guard is the cap, set to what ``python -m bench.chat --overload`` measures for the machine.
+    Why the event loop's lateness: every socket of a node shares one event loop, so the time a
+    tick runs late is the time any ready work — a frame just read, a Redis reply — waits its turn.
+    Like CoDel, only a lateness that lasts a whole interval (its smallest sample over 100 ms is
+    above the target) counts as a queue; a burst or one slow callback does not. Then the budget
+    drops to what the node admitted over the last second, scaled down by how late the loop ran
+    (target / lag, 0.5-0.9), so the queue drains; while the loop is on time and events are still
+    being refused the budget grows 10 % an interval, probing for room; after a second on time with
+    nothing refused it is lifted. Below ``MIN_RATE`` admitted events a second the node is not what
+    makes the loop late (another process, a slow disk), so it never sheds there.
 
-    A refused client is told to wait in proportion to how overloaded the node is (refused per
-    admitted event in the last half second, 0.25-5 s, jittered), so the excess backs off instead
-    of coming straight back."""
+    A refused connection is given a time to come back (``retry_after``) from a calendar: each
+    refused connection gets the next free slot, and slots are ``1 / (RETRY_SHARE x budget)``
+    apart, so refused clients return spread out at about a quarter of the budget a second instead
+    of all at once. The calendar grows while refusals come faster than that (the excess waits
+    longer) and shrinks as time passes. A connection that already holds a slot is given the same
+    one again (its other in-flight requests do not push everyone else back)."""
 
-    WINDOW_S = 0.5
+    INTERVAL_S = 0.1  # a lateness that lasts this long is a queue, not a burst
+    HISTORY = 10  # intervals of admitted counts kept: the rate of the last second
+    MIN_RATE = 100.0  # events/s: below this the node never sheds (its own work is not the cause)
+    GROW = 1.1  # on time but still refusing: the budget grows this much an interval
+    HOLD_S = 0.3  # after a cut, the next one waits this long (the queue drains first)
+    LIFT_AFTER = 10  # intervals on time with nothing refused: the budget is lifted
+    RETRY_SHARE = 0.25  # refused connections come back at most at this share of the budget a second
+    MIN_RETRY_S = 0.05
+    MAX_RETRY_S = 2.0  # past this, refused connections are spread over its second half at random
 
-    def __init__(self, shed_lag_s: float, node_rate: float = 0.0) -> None:
-        self.shed_lag_s = shed_lag_s
-        self.node_rate = node_rate
-        self.lag_s = 0.0
-        self.shedding_until = 0.0
+    def __init__(self, target_lag_s: float, ceiling: float = 0.0) -> None:
+        self.target_lag_s = target_lag_s
+        self.ceiling = ceiling if ceiling > 0 else math.inf  # limits.node_events_per_s
+        self.rate = math.inf  # the adaptive budget (events/s); inf: none in force
+        self.lag_s = 0.0  # the last lateness seen (for /metrics)
         self.shed = 0  # events refused for load (total)
-        self._tokens = max(1.0, node_rate * 0.1)
-        self._stamp = time.monotonic()
-        self._admitted = 0
+        now = time.monotonic()
+        self._tokens = self._burst(self.budget)
+        self._stamp = now
+        self._admitted = 0  # this interval
         self._refused = 0
-        self._pressure = 1.0  # refused per admitted event, last window
+        self._min_lag = math.inf
+        self._interval_start = now
+        self._history: deque[int] = deque(maxlen=self.HISTORY)
+        self._quiet = 0
+        self._hold_until = 0.0
+        self._next_slot = 0.0  # the retry calendar's end
+        self._slots: dict[str, float] = {}  # connection -> when it may send again
         self._task: asyncio.Task[None] | None = None
+
+    @staticmethod
+    def _burst(rate: float) -> float:
+        return max(1.0, rate * 0.1) if rate < math.inf else 1.0
+
+    @property
+    def budget(self) -> float:
+        """Client events a second the node admits now (``math.inf``: no limit in force)."""
+        return min(self.rate, self.ceiling)
 
     @property
     def overloaded(self) -> bool:
-        return self.shed_lag_s > 0 and time.monotonic() < self.shedding_until
+        """Whether the adaptive budget is in force (the node found itself overloaded)."""
+        return self.rate < math.inf
 
-    def admit(self, now: float) -> float:
-        """0.0 when this event may run; else the seconds its sender should wait."""
-        refused = now < self.shedding_until
-        if not refused and self.node_rate > 0:
-            self._tokens = min(max(1.0, self.node_rate * 0.1), self._tokens + (now - self._stamp) * self.node_rate)
-            self._stamp = now
-            if self._tokens >= 1.0:
-                self._tokens -= 1.0
-            else:
-                refused = True
-        if not refused:
+    def admit(self, now: float, key: str = "") -> float:
+        """0.0 when one more event (of connection ``key``) may run now; else the seconds its sender
+        should wait."""
+        rate = self.budget
+        if rate == math.inf:
+            self._admitted += 1
+            return 0.0
+        self._tokens = min(self._burst(rate), self._tokens + (now - self._stamp) * rate)
+        self._stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
             self._admitted += 1
             return 0.0
         self._refused += 1
         self.shed += 1
-        return min(5.0, max(0.25, self._pressure)) * random.uniform(0.5, 1.5)
+        slot = self._slots.get(key, 0.0) if key else 0.0
+        if slot <= now:
+            slot = max(self._next_slot, now + self.MIN_RETRY_S) + 1.0 / max(1.0, self.RETRY_SHARE * rate)
+            if slot - now <= self.MAX_RETRY_S:
+                self._next_slot = slot
+            else:  # the calendar is full: somewhere in its second half
+                slot = now + self.MAX_RETRY_S * random.uniform(0.5, 1.0)
+            if key:
+                self._slots[key] = slot
+        return slot - now
+
+    def forget(self, key: str) -> None:
+        self._slots.pop(key, None)
+
+    def observe(self, now: float, lag: float) -> None:
+        """One look at the event loop: it ran ``lag`` seconds late at ``now``."""
+        self.lag_s = lag
+        self._min_lag = min(self._min_lag, lag)
+        if now - self._interval_start < self.INTERVAL_S:
+            return
+        self._history.append(self._admitted)
+        recent = list(self._history)[-3:]
+        admitted_rate = sum(recent) / (len(recent) * self.INTERVAL_S)  # what the node has just been doing
+        queue = self.target_lag_s > 0 and self._min_lag > self.target_lag_s
+        if queue and admitted_rate >= self.MIN_RATE and now >= self._hold_until:
+            factor = min(0.9, max(0.5, self.target_lag_s / self._min_lag))
+            base = admitted_rate if self.rate == math.inf else self.rate
+            self.rate = max(self.MIN_RATE, base * factor)
+            self._hold_until = now + self.HOLD_S  # the queue drains before the cut is judged
+            self._quiet = 0
+        elif self.rate < math.inf and not queue:
+            self.rate *= self.GROW  # on time: probe for room
+            if self._refused:
+                self._quiet = 0
+            else:
+                self._quiet += 1
+                if self._quiet >= self.LIFT_AFTER:
+                    self.rate = math.inf
+            if self.rate >= self.ceiling:
+                self.rate = math.inf  # the fixed ceiling governs from here
+        if self._slots and self._next_slot < now:  # every slot handed out has passed
+            self._slots.clear()
+        self._admitted = self._refused = 0
+        self._min_lag = math.inf
+        self._interval_start = now
 
     def start(self) -> None:
         if self._task is None:
@@ -164,18 +248,8 @@ class LoadMonitor:
             self._task = None
 
     async def _run(self) -> None:
-        window_start = time.monotonic()
-        while True:
-            before = time.monotonic()
-            await asyncio.sleep(LAG_PROBE_S)
-            now = time.monotonic()
-            self.lag_s = max(0.0, now - before - LAG_PROBE_S)
-            if self.shed_lag_s > 0 and self.lag_s > self.shed_lag_s:
-                self.shedding_until = max(self.shedding_until, now + max(self.WINDOW_S, 2 * self.lag_s))
-            if now - window_start >= self.WINDOW_S:
-                self._pressure = self._refused / max(1, self._admitted)
-                self._admitted = self._refused = 0
-                window_start = now
+        async for tick in ticks(LAG_PROBE_S):
+            self.observe(tick.now, tick.lag)
 
 
 @dataclass
@@ -216,7 +290,7 @@ class RateLimiter:
             return self._refused(sid, Refusal(f"more than {self.limits.ip_events_per_s:g} events a second from "
                                               "your address", wait))
         if not exempt:
-            wait = self.load.admit(now)
+            wait = self.load.admit(now, sid)
             if wait:
                 return self._refused(sid, Refusal("the server is busy", wait))
         self._refused_in_a_row.pop(sid, None)
@@ -253,7 +327,100 @@ class RateLimiter:
         """A connection closed: its buckets go (its address's stay until they refill)."""
         self.events.forget(sid)
         self.conversations.forget(sid)
+        self.load.forget(sid)
         self._refused_in_a_row.pop(sid, None)
+
+
+# --- the gate: refusals before the event is decoded ------------------------------------------------
+#
+# A refusal must cost a tiny fraction of what an admitted message costs, or an overloaded node spends
+# its time saying no. python-socketio decodes a whole packet (the JSON payload too), finds the
+# namespace, then runs the handler; the gate sits before all that, on the Engine.IO message: it reads
+# only the packet's head (type, namespace, ack id, event name), asks the limiter, and answers a
+# refusal with a ready-made ack — no JSON decoded, no validation, no handler, no Redis.
+
+# an EVENT packet's head: 2[/namespace,][ack id], then maybe ["event name"
+_EVENT_HEAD = re.compile(r'2(?:(/[^,]{0,200}),)?(\d{0,20})(?:\["([^"\\]{0,200})")?')
+# set while python-socketio handles a packet the gate has already let through
+_GATED: contextvars.ContextVar[bool] = contextvars.ContextVar("segue_gated", default=False)
+
+
+def rate_limited_error(refusal: Refusal) -> dict[str, Any]:
+    """The ``rate_limited`` error of a refusal, as ``ProtocolError.as_dict`` writes it."""
+    ms = refusal.retry_after_ms
+    return {"code": "rate_limited", "message": f"{refusal.what}: try again in {ms} ms",
+            "retry_after_s": max(1, -(-ms // 1000)), "retry_after_ms": ms}
+
+
+def install_gate(sio: Any, limiter: RateLimiter, namespaces: Mapping[str, Any],
+                 exempt_prefix: str = "call.") -> None:
+    """Gate every client event of ``sio`` (python-socketio's AsyncServer) through ``limiter``
+    before python-socketio decodes it. ``namespaces``: namespace name -> its handler, which keeps
+    ``addresses`` (sid -> client address). Events named ``exempt_prefix...`` (call signalling) are
+    never refused for load. A refused event with an ack id gets ``{ok: false, error}`` as its ack,
+    one without gets an ``error`` event (as the namespaces answer any error); a connection that
+    sends through ``limits.disconnect_after_refusals`` refusals in a row is dropped.
+
+    Binary events (Socket.IO sends their attachments separately; Segue never uses them, they are
+    refused as ``invalid``) are gated once decoded, by the same limiter."""
+    eio = sio.eio
+    original = eio.handlers["message"]
+    original_event = sio._handle_event
+    manager = sio.manager
+
+    def check(eio_sid: str, ns: str, event: str) -> tuple[str, Refusal] | None:
+        handler = namespaces.get(ns)
+        sid = manager.sid_from_eio_sid(eio_sid, ns) if handler is not None else None
+        if sid is None:  # not a connection of a Segue namespace: python-socketio ignores the event
+            return None
+        refusal = limiter.event(sid, handler.addresses.get(sid, "unknown"), exempt=event.startswith(exempt_prefix))
+        return None if refusal is None else (sid, refusal)
+
+    async def on_message(eio_sid: str, data: Any) -> Any:
+        if isinstance(data, str) and data[:1] == "2":
+            head = _EVENT_HEAD.match(data)
+            ns = head.group(1) or "/"
+            event = head.group(3) or ""
+            refused = check(eio_sid, ns, event)
+            if refused is not None:
+                await refuse(eio_sid, *refused, ns, head.group(2), event)
+                return None
+            token = _GATED.set(True)
+            try:
+                return await original(eio_sid, data)
+            finally:
+                _GATED.reset(token)
+        return await original(eio_sid, data)
+
+    async def on_event(eio_sid: str, namespace: Any, id: Any, data: Any) -> Any:
+        if not _GATED.get():  # a binary event, decoded only now
+            ns = namespace or "/"
+            event = data[0] if data and isinstance(data[0], str) else ""
+            refused = check(eio_sid, ns, event)
+            if refused is not None:
+                await refuse(eio_sid, *refused, ns, "" if id is None else str(id), event)
+                return None
+        return await original_event(eio_sid, namespace, id, data)
+
+    async def refuse(eio_sid: str, sid: str, refusal: Refusal, ns: str, ack: str, event: str) -> None:
+        error = rate_limited_error(refusal)
+        prefix = "" if ns == "/" else f"{ns},"
+        if ack:
+            text = f"3{prefix}{ack}{fastjson.dumps([{'ok': False, 'error': error}])}"
+        else:
+            error["event"] = event[:100]
+            text = f"2{prefix}{fastjson.dumps(['error', error])}"
+        await eio.send(eio_sid, text)
+        if limiter.persistent(sid):
+            log.info("disconnecting %s on %s: it kept sending through %d refusals", sid, ns,
+                     limiter.limits.disconnect_after_refusals)
+            limiter.forget(sid)
+            # the whole Engine.IO connection, not only this namespace: the client reconnects (at
+            # limits.connects_* from its address) or not at all
+            drop_connection(sio, eio_sid)
+
+    eio.handlers["message"] = on_message
+    sio._handle_event = on_event
 
 
 def client_address(remote: str | None, forwarded_for: str | None, trusted: Iterable[str]) -> str:

@@ -23,7 +23,7 @@ from socketio import packet as sio_packet
 from . import fastjson
 from . import messages as m
 from .errors import ProtocolError, log_unexpected
-from .limits import Refusal, drop_connection, environ_address
+from .limits import environ_address
 from .origins import OriginPolicy, Surface, environ_own_origins
 from .routing import RoutingError
 from .schema import validate
@@ -149,10 +149,7 @@ class SegueNamespace(socketio.AsyncNamespace):
         sid = args[0]
         self.events_handled += 1
         try:
-            refusal = self.limiter.event(sid, self.addresses.get(sid, "unknown"),
-                                         exempt=isinstance(event, str) and event.startswith("call."))
-            if refusal is not None:
-                self._rate_limited(sid, refusal)
+            # rate limits and load shedding: already applied, before decoding (limits.install_gate)
             if isinstance(event, fastjson.TooDeep) or any(map(fastjson.is_too_deep, args[1:])):  # the decoder's mark
                 raise ProtocolError("invalid", f"payload: nested more than {fastjson.MAX_DEPTH} levels deep "
                                                "(Segue's payloads are a few levels deep)", "payload")
@@ -231,22 +228,6 @@ class SegueNamespace(socketio.AsyncNamespace):
             raise socketio.exceptions.ConnectionRefusedError(
                 message, {"code": "rate_limited", "message": message, "retry_after_ms": refusal.retry_after_ms})
         self.addresses[sid] = address
-
-    def _rate_limited(self, sid: str, refusal: Refusal) -> None:
-        """Raise ``rate_limited``; a connection that keeps sending through refusals is closed."""
-        if self.limiter.persistent(sid):
-            log.info("disconnecting %s on %s: it kept sending through %d refusals", sid, self.namespace,
-                     self.service.config.limits.disconnect_after_refusals)
-            self.limiter.forget(sid)
-            # the whole Engine.IO connection, not only this namespace: the client reconnects (at
-            # limits.connects_* from its address) or not at all
-            eio_sid = self.server.manager.eio_sid_from_sid(sid, self.namespace)
-            if eio_sid is not None:
-                drop_connection(self.server, eio_sid)
-            else:
-                self.server.start_background_task(self.disconnect, sid)
-        raise ProtocolError("rate_limited", f"{refusal.what}: try again in {refusal.retry_after_ms} ms",
-                            retry_after_ms=refusal.retry_after_ms)
 
     def _check_auth(self, schema: type, auth: Any) -> Any:
         if fastjson.is_too_deep(auth):

@@ -1,0 +1,124 @@
+"""The node's adaptive admission budget (signaling.limits.LoadMonitor), driven by hand.
+
+The monitor is fed what its loop-lag probe would see (``observe(now, lag)``) and asked to admit
+events at chosen times (from the monotonic clock's present on), so each decision is checked on its
+own: no waiting, no load.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from signaling.limits import LoadMonitor
+
+TARGET = 0.02  # limits.shed_lag_ms = 20
+
+
+def run(monitor: LoadMonitor, start: float, seconds: float, events_per_s: float, lag: float,
+        key: str = "") -> tuple[float, int, int]:
+    """``events_per_s`` events offered evenly from ``start`` for ``seconds`` while the loop runs
+    ``lag`` late (a probe every 10 ms); returns (end, admitted, refused)."""
+    admitted = refused = 0
+    now = start
+    step = 0.01
+    per_step = events_per_s * step
+    owed = 0.0
+    while now < start + seconds - 1e-9:
+        now += step
+        owed += per_step
+        while owed >= 1:
+            owed -= 1
+            if monitor.admit(now, key):
+                refused += 1
+            else:
+                admitted += 1
+        monitor.observe(now, lag)
+    return now, admitted, refused
+
+
+def test_on_time_everything_is_admitted() -> None:
+    monitor = LoadMonitor(TARGET)
+    _, admitted, refused = run(monitor, time.monotonic(), 2.0, 5000, lag=0.002)
+    assert refused == 0 and admitted == 10000
+    assert not monitor.overloaded and monitor.budget == math.inf
+
+
+def test_a_queue_that_lasts_sets_a_budget_below_what_the_node_did() -> None:
+    monitor = LoadMonitor(TARGET)
+    now, _, _ = run(monitor, time.monotonic(), 0.5, 3000, lag=0.002)
+    assert not monitor.overloaded
+    run(monitor, now, 0.1, 3000, lag=0.08)  # late for a whole interval: a standing queue
+    assert monitor.overloaded
+    assert 1499 <= monitor.rate < 3000  # cut from what it admitted, by target / lag (at most by half)
+
+
+def test_one_late_tick_is_a_burst_not_a_queue() -> None:
+    monitor = LoadMonitor(TARGET)
+    now, _, _ = run(monitor, time.monotonic(), 0.5, 3000, lag=0.002)
+    monitor.observe(now + 0.005, 0.3)  # one slow callback ...
+    run(monitor, now + 0.005, 0.2, 3000, lag=0.002)  # ... in an interval that was otherwise on time
+    assert not monitor.overloaded
+
+
+def test_a_late_loop_with_little_work_is_not_the_nodes_doing() -> None:
+    # the machine is busy with something else: refusing the node's few events would not help
+    monitor = LoadMonitor(TARGET)
+    run(monitor, time.monotonic(), 2.0, LoadMonitor.MIN_RATE / 2, lag=0.2)
+    assert not monitor.overloaded
+
+
+def test_refusals_past_the_budget_then_the_budget_grows_back_and_is_lifted() -> None:
+    monitor = LoadMonitor(TARGET)
+    now, _, _ = run(monitor, time.monotonic(), 0.5, 3000, lag=0.002)
+    now, _, _ = run(monitor, now, 0.1, 3000, lag=0.1)
+    budget = monitor.rate
+    now, admitted, refused = run(monitor, now, 0.05, 6000, lag=0.1)  # over budget: refused
+    assert refused > 0 and admitted <= budget * 0.05 + budget * 0.1 + 1  # the budget (and its 100 ms burst)
+    assert monitor.shed >= refused
+    now, _, refused = run(monitor, now, 0.5, 6000, lag=0.002)  # on time again: probing for room
+    assert monitor.rate > budget and refused > 0
+    now, _, refused = run(monitor, now, 1.5, 100, lag=0.002)  # demand falls, nothing refused for a second
+    assert refused == 0 and not monitor.overloaded
+
+
+def test_cuts_wait_for_the_last_one_to_take_effect() -> None:
+    monitor = LoadMonitor(TARGET)
+    now, _, _ = run(monitor, time.monotonic(), 0.5, 3000, lag=0.002)
+    now, _, _ = run(monitor, now, 0.1, 3000, lag=1.0)
+    first = monitor.rate
+    run(monitor, now, LoadMonitor.HOLD_S - 0.1, 3000, lag=1.0)  # still late, but the queue is draining
+    assert monitor.rate == first
+
+
+def test_the_fixed_ceiling_holds_without_any_lag() -> None:
+    monitor = LoadMonitor(TARGET, ceiling=1000)
+    _, admitted, refused = run(monitor, time.monotonic(), 2.0, 3000, lag=0.0)
+    assert refused > 0 and admitted <= 1000 * 2 + 100 + 1
+    assert monitor.budget == 1000
+
+
+def test_refused_connections_are_told_distinct_times_spread_by_the_budget() -> None:
+    monitor = LoadMonitor(TARGET, ceiling=400)  # slots 1 / (RETRY_SHARE x 400) = 10 ms apart
+    now = time.monotonic()
+    while not monitor.admit(now, "warm-up"):  # spend the burst
+        pass
+    waits = [monitor.admit(now, f"c{i}") for i in range(20)]
+    assert all(w >= LoadMonitor.MIN_RETRY_S for w in waits)
+    times = sorted(now + w for w in waits)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    spacing = 1 / (LoadMonitor.RETRY_SHARE * 400)
+    assert min(gaps) >= spacing * 0.999  # one slot each: they come back one after another
+
+
+def test_a_connection_keeps_its_slot_and_the_calendar_is_bounded() -> None:
+    monitor = LoadMonitor(TARGET, ceiling=100)
+    now = time.monotonic()
+    while not monitor.admit(now, "warm-up"):
+        pass
+    first = monitor.admit(now, "a")
+    again = monitor.admit(now, "a")  # its next request, before its slot
+    assert again == first  # the same time: its other requests do not push everyone else back
+    assert monitor.admit(now, "b") > first
+    waits = [monitor.admit(now + 0.02, f"x{i}") for i in range(5000)]  # a crowd
+    assert max(waits) <= LoadMonitor.MAX_RETRY_S
