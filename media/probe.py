@@ -200,6 +200,17 @@ class ClientPeer:
         answer = await answerer(self.pc.localDescription.sdp)
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
 
+    @classmethod
+    async def unanswered_offer(cls, frequency: float = 440.0) -> str:
+        """A real offer of a fresh peer (audio, camera, screen share: shaped like web/sdk/call.js's),
+        never answered: the seed that SDP tests mutate. The peer is closed again."""
+        peer = cls(frequency)
+        try:
+            await peer.pc.setLocalDescription(await peer.pc.createOffer())
+            return peer.pc.localDescription.sdp
+        finally:
+            await peer.close()
+
     async def audio(self) -> AudioMeter:
         await asyncio.wait_for(self._meter_ready.wait(), 10)
         assert self.meter is not None

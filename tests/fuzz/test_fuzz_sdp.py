@@ -69,20 +69,7 @@ def mutate(offer: str, mutations: list[tuple[Any, ...]]) -> str:
 def offer() -> str:
     async def make() -> str:
         with loopback_only():
-            peer = ClientPeer(440.0)
-            captured: list[str] = []
-
-            async def capture(sdp: str) -> str:
-                captured.append(sdp)
-                raise LookupError
-
-            try:
-                await peer.negotiate(capture)
-            except LookupError:
-                pass
-            finally:
-                await peer.close()
-            return captured[0]
+            return await ClientPeer.unanswered_offer()
 
     text = asyncio.run(make())
     CORPUS.mkdir(parents=True, exist_ok=True)

@@ -105,28 +105,6 @@ async def test_deep_json_in_the_handshake_and_rest_bodies(world: World) -> None:
 # --- SDP ---------------------------------------------------------------------------------------
 
 
-async def real_offer() -> str:
-    """A real aiortc offer shaped like call.js's (audio, camera, screen share), never answered."""
-    peer = ClientPeer(CUSTOMER)
-    captured: list[str] = []
-
-    async def capture(sdp: str) -> str:
-        captured.append(sdp)
-        raise _Captured
-
-    try:
-        await peer.negotiate(capture)
-    except _Captured:
-        pass
-    finally:
-        await peer.close()
-    return captured[0]
-
-
-class _Captured(Exception):
-    pass
-
-
 def _sections(sdp: str) -> tuple[str, list[str]]:
     head, *rest = re.split(r"(?=^m=)", sdp, flags=re.M)
     return head, rest
@@ -175,7 +153,7 @@ def bad_offers(offer: str) -> list[tuple[str, str, str]]:
 
 async def test_sdp_outside_segues_limits_is_refused_and_the_call_goes_on(segue: Any) -> None:
     with loopback_only():
-        offer = await real_offer()
+        offer = await ClientPeer.unanswered_offer(CUSTOMER)
     world = World(segue)
     async with call_room(segue, "c_sdp1") as room, Healthy(world) as healthy:
         customer, agent = room["customer"], room["agent"]
