@@ -495,6 +495,8 @@ class SegueClient extends Emitter {
 
   #sessions;
   #ready;
+  /** `rate_limited`: no request (but call signalling) goes out before this time (Date.now() ms). */
+  #pausedUntil = 0;
 
   get connected() {
     return Boolean(this.socket?.connected);
@@ -622,15 +624,24 @@ class SegueClient extends Emitter {
    * Send a request and resolve with the ack's result (`{ok: true, ...}` minus `ok`);
    * reject with a SegueError (`invalid`, `forbidden`, `timeout`, ...). A `rate_limited` answer
    * (the server is busy, or this page sends faster than a person can) is retried after the
-   * `retry_after_ms` it names, a few times, before it is passed on.
+   * `retry_after_ms` it names, a few times, before it is passed on. Meanwhile the client's other
+   * requests wait too (the server told this connection when to come back, not one request), so a
+   * busy server sees this client again once, at the time it chose; call signalling (`call.*`),
+   * which the server never refuses for load, does not wait.
    */
   async request(event, payload = {}) {
+    const waits = !String(event).startsWith("call.");
     for (let attempt = 0; ; attempt++) {
+      while (waits && this.#pausedUntil > Date.now()) {
+        await new Promise((r) => setTimeout(r, this.#pausedUntil - Date.now()));
+      }
       try {
         return await this.#requestOnce(event, payload);
       } catch (err) {
         if (err?.code !== "rate_limited" || attempt >= RATE_LIMITED_RETRIES) throw err;
-        await new Promise((r) => setTimeout(r, Math.min(30000, Math.max(50, err.retryAfterMs ?? 1000))));
+        const wait = Math.min(30000, Math.max(50, err.retryAfterMs ?? 1000));
+        if (waits) this.#pausedUntil = Math.max(this.#pausedUntil, Date.now() + wait);
+        else await new Promise((r) => setTimeout(r, wait));
       }
     }
   }
