@@ -16,6 +16,7 @@ and raises :class:`SdpRefused` (a :class:`media.leg.LegError`) with the SDP attr
 from __future__ import annotations
 
 import re
+from typing import Callable
 
 #: an offer longer than this is refused (a browser's offer with four m-sections is ~13 kB)
 MAX_SDP_CHARS = 64_000
@@ -67,8 +68,7 @@ class SdpRefused(ValueError):
 
 
 class _Section:
-    __slots__ = ("kind", "line", "mid", "extmaps", "fingerprints", "ufrag", "pwd", "ssrc_lines", "port",
-                 "direction", "rtpmaps", "fmtps", "setup")
+    __slots__ = ("kind", "line", "mid", "extmaps", "transport", "ssrc_lines", "port", "direction", "rtpmaps", "fmtps")
 
     def __init__(self, kind: str, line: int, port: int) -> None:
         self.kind = kind
@@ -76,12 +76,9 @@ class _Section:
         self.port = port
         self.mid: str | None = None
         self.extmaps: dict[int, str] = {}
-        self.fingerprints = 0
-        self.ufrag = False
-        self.pwd = False
+        self.transport: set[str] = set()  # the _TRANSPORT attributes it has
         self.ssrc_lines = 0
         self.direction = False
-        self.setup = False
         self.rtpmaps: set[str] = set()
         self.fmtps: list[tuple[str, int]] = []  # (payload type, line)
 
@@ -107,8 +104,7 @@ def check_offer(sdp: str) -> None:
         raise SdpRefused("v=", "an SDP offer starts with the line v=0", 1)
 
     sections: list[_Section] = []
-    session_fingerprints = 0
-    session_ufrag = session_pwd = session_setup = False
+    session_transport: set[str] = set()  # _TRANSPORT attributes above the first m-line: for every m-section
     bundles: list[tuple[int, list[str]]] = []
     candidates = fingerprints = 0
     current: _Section | None = None
@@ -131,38 +127,17 @@ def check_offer(sdp: str) -> None:
         attr, colon, value = line[2:].partition(":")
         if not colon and attr in _NEEDS_VALUE:
             raise SdpRefused(f"a={attr}", f"needs a value (a={attr}:...)", number)
-        if attr == "fingerprint":
-            fingerprints += 1
-            if fingerprints > MAX_FINGERPRINTS:
-                raise SdpRefused("a=fingerprint", f"more than {MAX_FINGERPRINTS} fingerprints", number)
-            _fingerprint(value, number)
-            if current is None:
-                session_fingerprints += 1
-            else:
-                current.fingerprints += 1
-        elif attr == "ice-ufrag":
-            _ice_credential("a=ice-ufrag", value, 4, number)
-            if current is None:
-                session_ufrag = True
-            else:
-                current.ufrag = True
-        elif attr == "ice-pwd":
-            _ice_credential("a=ice-pwd", value, 22, number)
-            if current is None:
-                session_pwd = True
-            else:
-                current.pwd = True
+        if attr in _TRANSPORT:
+            if attr == "fingerprint":
+                fingerprints += 1
+                if fingerprints > MAX_FINGERPRINTS:
+                    raise SdpRefused("a=fingerprint", f"more than {MAX_FINGERPRINTS} fingerprints", number)
+            _TRANSPORT[attr][0](value, number)
+            (session_transport if current is None else current.transport).add(attr)
         elif attr == "group":
             semantics, _, ids = value.partition(" ")
             if semantics == "BUNDLE":
                 bundles.append((number, ids.split()))
-        elif attr == "setup":
-            if value not in ("actpass", "active", "passive"):
-                raise SdpRefused("a=setup", f"must be actpass, active or passive, got {value[:20]!r}", number)
-            if current is None:
-                session_setup = True
-            else:
-                current.setup = True
         elif current is None:
             continue
         elif attr == "mid":
@@ -225,14 +200,9 @@ def check_offer(sdp: str) -> None:
                 raise SdpRefused("a=fmtp", f"payload type {pt} has no a=rtpmap in its m-section", line)
         if s.port == 0:
             continue  # a rejected m-section: no transport of its own
-        if not (s.fingerprints or session_fingerprints):
-            raise SdpRefused("a=fingerprint", f"{where} has no DTLS fingerprint (a=fingerprint:sha-256 "
-                                              "<32 hex bytes>): media must be encrypted", s.line)
-        if not (s.setup or session_setup):
-            raise SdpRefused("a=setup", f"{where} has no DTLS role (a=setup:actpass)", s.line)
-        for name, present in (("a=ice-ufrag", s.ufrag or session_ufrag), ("a=ice-pwd", s.pwd or session_pwd)):
-            if not present:
-                raise SdpRefused(name, f"{where} has no ICE credentials (a=ice-ufrag and a=ice-pwd)", s.line)
+        for attr, (_check, lacking) in _TRANSPORT.items():
+            if attr not in s.transport and attr not in session_transport:
+                raise SdpRefused(f"a={attr}", f"{where} has no {lacking}", s.line)
     mids = {s.mid for s in sections}
     for number, ids in bundles:
         if not ids:
@@ -278,9 +248,19 @@ def _fingerprint(value: str, number: int) -> None:
         raise SdpRefused("a=fingerprint", f"a {algorithm} fingerprint is {size} hex bytes separated by ':'", number)
 
 
-def _ice_credential(name: str, value: str, shortest: int, number: int) -> None:
-    if not shortest <= len(value) <= 256 or not _ICE_CHARS.match(value):
-        raise SdpRefused(name, f"must be {shortest}-256 characters of letters, digits, + and /", number)
+def _ice_credential(name: str, shortest: int) -> Callable[[str, int], None]:
+    """The check of ``a=ice-ufrag`` or ``a=ice-pwd`` (RFC 8839: ``shortest``-256 ice-chars)."""
+
+    def check(value: str, number: int) -> None:
+        if not shortest <= len(value) <= 256 or not _ICE_CHARS.match(value):
+            raise SdpRefused(name, f"must be {shortest}-256 characters of letters, digits, + and /", number)
+
+    return check
+
+
+def _setup(value: str, number: int) -> None:
+    if value not in ("actpass", "active", "passive"):
+        raise SdpRefused("a=setup", f"must be actpass, active or passive, got {value[:20]!r}", number)
 
 
 def _extmap(section: _Section, value: str, number: int) -> None:
@@ -299,3 +279,13 @@ def _extmap(section: _Section, value: str, number: int) -> None:
 def _u32(name: str, text: str, number: int) -> None:
     if not _DIGITS.match(text) or len(text) > 10 or int(text) > 0xFFFFFFFF:
         raise SdpRefused(name, f"an SSRC is a whole number 0-4294967295, got {text[:20]!r}", number)
+
+
+#: the transport attributes: at session level (for every m-section) or in an m-section, each value
+#: checked; every m-section with a port needs each one (in the order given), else it has no ...
+_TRANSPORT: dict[str, tuple[Callable[[str, int], None], str]] = {
+    "fingerprint": (_fingerprint, "DTLS fingerprint (a=fingerprint:sha-256 <32 hex bytes>): media must be encrypted"),
+    "setup": (_setup, "DTLS role (a=setup:actpass)"),
+    "ice-ufrag": (_ice_credential("a=ice-ufrag", 4), "ICE credentials (a=ice-ufrag and a=ice-pwd)"),
+    "ice-pwd": (_ice_credential("a=ice-pwd", 22), "ICE credentials (a=ice-ufrag and a=ice-pwd)"),
+}
