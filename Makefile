@@ -28,13 +28,16 @@ run: $(STAMP)
 	$(PY) -m server serve
 
 # Debian's Chromium: Playwright's own browser download does not work on a closed network.
+# With it a CJK font (fonts-noto-cjk): zh-CN pages and their screenshots show characters, not boxes.
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
 chromium:
-	@if [ -x /usr/bin/chromium ]; then :; \
+	@if [ -x /usr/bin/chromium ] && [ -f $(CJK_FONT) ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
-		echo "installing Debian's chromium..."; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-		|| { echo "could not install chromium with apt-get"; exit 1; }; \
-	else echo "chromium is missing: run 'sudo apt-get install -y chromium' (browser tests need /usr/bin/chromium)"; exit 1; fi
+		echo "installing Debian's chromium and fonts-noto-cjk..."; \
+		(apt-get -o DPkg::Lock::Timeout=300 update -qq && DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 \
+			install -y -qq chromium fonts-noto-cjk >/dev/null) \
+		|| { echo "could not install chromium and fonts-noto-cjk with apt-get"; exit 1; }; \
+	else echo "chromium or fonts-noto-cjk is missing: run 'sudo apt-get install -y chromium fonts-noto-cjk' (browser tests need /usr/bin/chromium)"; exit 1; fi
 
 # Debian's nginx, redis-server and redis-sentinel: the scale-out and failover tests run them as
 # subprocesses on loopback (tests/integration/test_cluster*.py, test_redis_faults.py).

@@ -55,6 +55,7 @@ class Account:
     password_hash: str = ""
     created_ts: int = 0
     username: str = ""  # what the person logs in with ("" in old records: the id)
+    locale: str = ""  # the language the person chose for the console and wallboard ("": their browser's)
 
     def __post_init__(self) -> None:
         if not self.username:
@@ -84,6 +85,7 @@ class Account:
             "capacity": dict(self.capacity),
             "channels": self.effective_channels,
             "presence": presence or self.presence,
+            "locale": self.locale or None,
         }
 
     def brief(self) -> dict[str, str]:
@@ -103,6 +105,7 @@ class Account:
             password_hash=h.get("password") or "",
             created_ts=int(h.get("created_ts") or 0),
             username=h.get("username") or "",
+            locale=h.get("locale") or "",
         )
 
     def to_hash(self) -> dict[str, str]:
@@ -117,6 +120,7 @@ class Account:
             "password": self.password_hash,
             "created_ts": str(self.created_ts),
             "username": self.username,
+            "locale": self.locale,
         }
 
 
@@ -232,7 +236,7 @@ class Directory:
     async def update(self, agent_id: str, *, password: str | None = None, name: str | None = None,
                      role: str | None = None, skills: list[str] | None = None,
                      capacity: dict[str, int] | None = None, channels: list[str] | None = None,
-                     presence: str | None = None) -> Account:
+                     presence: str | None = None, locale: str | None = None) -> Account:
         account = await self.get(agent_id)
         if account is None:
             raise not_found(f"agent {agent_id!r}")
@@ -261,6 +265,8 @@ class Directory:
             fields["channels"] = json.dumps(account.channels)
         if presence is not None:
             account.presence = fields["presence"] = presence
+        if locale is not None:
+            account.locale = fields["locale"] = locale  # "" forgets the choice
         if channels is not None or capacity is not None:
             check_channels(account.channels, account.capacity)
         if fields:

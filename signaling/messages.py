@@ -12,7 +12,7 @@ from typing import Literal
 
 from .apikeys import NAME_RE as KEY_NAME_RE, SCOPES
 from .schema import (
-    CHANNEL_RE, MESSAGE, USERNAME_RE, attributes, chars, counts, event_id, ident, number, strings,
+    CHANNEL_RE, LOCALE_RE, MESSAGE, USERNAME_RE, attributes, chars, counts, event_id, ident, number, strings,
 )
 
 # "video": a call from the web with the camera on (routed like a voice call: docs/routing.md)
@@ -203,6 +203,9 @@ class AgentUpdate:
     skills: list[str] | None = strings(max_len=64, pattern=CHANNEL_RE, describe="a skill name like billing", default=None)
     capacity: dict[str, int] | None = counts(default=None)
     channels: list[str] | None = strings(max_items=8, pattern=CHANNEL_RE, describe="a channel name", default=None)
+    # the console's language (docs/sdk.md "Languages of the console and the wallboard"); "": the browser's
+    locale: str | None = chars(max_len=35, pattern=LOCALE_RE, default=None,
+                               describe='a language tag like "zh-CN", or "" for the browser\'s')
 
 
 @dataclass(frozen=True)

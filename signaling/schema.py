@@ -28,6 +28,7 @@ ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 EVENT_ID_RE = re.compile(r"^\d{1,20}-\d{1,20}$")
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 CHANNEL_RE = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+LOCALE_RE = re.compile(r"^$|^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,4}$")  # a BCP 47 language tag ("" for none)
 
 
 @dataclass(frozen=True)

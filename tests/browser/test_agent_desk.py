@@ -27,8 +27,9 @@ import pytest
 from playwright.async_api import expect
 
 from chat_pages import (
-    CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, board_login, board_row,
-    chat_with_demo, create_agent, customer_send, open_widget, panel, panel_item, set_presence, start_chat,
+    CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, available_agent, board_login,
+    board_row, mount_identified_widget,
+    chat_with_demo, create_agent, customer_send, open_widget, panel, panel_item, set_presence,
     start_voice_call, widget_message,
 )
 from media.ice import set_loopback_only
@@ -56,9 +57,7 @@ async def _cold_transfer(page: Any, cid: str, agent_id: str, note: str) -> None:
 async def test_the_first_agent_sees_a_cold_transfer_as_transferred_away(segue: Any, new_page: Any) -> None:
     await create_agent(segue.url, "bob", "bob-secret", "Bob Builder")
     customer, demo, cid = await chat_with_demo(segue, new_page, "my bike squeaks", name="Grace")
-    bob = await new_page()
-    await agent_login(bob, segue.url, "bob", "bob-secret")
-    await set_presence(bob, "available")
+    bob = await available_agent(new_page, segue.url, "bob", "bob-secret")
 
     await _cold_transfer(demo, cid, "bob", "squeaky bike")
     p = panel(demo, cid)
@@ -164,13 +163,7 @@ async def test_channel_labels_follow_an_escalation_to_voice(segue: Any, new_page
 
 
 async def test_full_width_customer_panel_dialog_names_and_wrap_up_tags(segue: Any, new_page: Any) -> None:
-    customer = await new_page()
-    await open_widget(customer, segue.url)
-    cid = await start_chat(customer, "hello there", name="Nora")
-    demo = await new_page(**WIDE)
-    await agent_login(demo, segue.url)
-    await set_presence(demo, "available")
-    await accept_offer(demo, cid)
+    customer, demo, cid = await chat_with_demo(segue, new_page, "hello there", name="Nora", agent_page=WIDE)
 
     # one conversation: it takes the width beside the sidebar, the customer panel beside the log
     main = await demo.locator("#panels").bounding_box()
@@ -205,20 +198,10 @@ async def test_full_width_customer_panel_dialog_names_and_wrap_up_tags(segue: An
     assert customer.segue_errors == [] and demo.segue_errors == []
 
 
-async def _mount(page: Any, base_url: str, identity: dict[str, Any]) -> None:
-    """The shop's page with the widget and a verified identity."""
-    await page.goto(base_url + "widget/blank.html")
-    await page.evaluate("""async (identity) => {
-        const { mountChatWidget } = await import("/widget/widget.js");
-        window.segueWidget = mountChatWidget({ site: "shop", identity, queue: "general" });
-    }""", identity)
-    await expect(page.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
-
-
 async def _first_visit(segue: Any, new_page: Any, identity: dict[str, Any], demo: Any) -> str:
     """Ada looks at the pricing page, chats, talks to the agent (recorded), is wrapped up and rates."""
     ada = await new_page()
-    await _mount(ada, segue.url, identity)
+    await mount_identified_widget(ada, segue.url, identity)
     await ada.evaluate("() => window.segueWidget.customer.pageView({url: 'https://shop.example/pricing', title: 'Pricing'})")
     await ada.click("#segue-launcher")
     await ada.fill("#segue-start-text", "my order 1234 is late")
@@ -250,14 +233,12 @@ async def test_a_returning_verified_customer_brings_their_whole_story(start_segu
     identity = sign_identity(SECRET, id="u-1815", name="Ada Lovelace", email="ada@example.com")
     set_loopback_only(True)
     try:
-        demo = await new_page(**WIDE)
-        await agent_login(demo, segue.url)
-        await set_presence(demo, "available")
+        demo = await available_agent(new_page, segue.url, **WIDE)
         first = await _first_visit(segue, new_page, identity, demo)
 
         # a second visit, on another device: the agent's panel holds the first one
         ada = await new_page()
-        await _mount(ada, segue.url, identity)
+        await mount_identified_widget(ada, segue.url, identity)
         await ada.click("#segue-launcher")
         await ada.fill("#segue-start-text", "it is late again")
         await ada.click("#segue-start-btn")
@@ -275,7 +256,7 @@ async def test_a_returning_verified_customer_brings_their_whole_story(start_segu
         await expect(item).to_be_visible(timeout=WAIT_MS)
         await expect(item.locator(".history-csat")).to_have_text("CSAT 5/5: “quick and kind”", timeout=WAIT_MS)
         await expect(item.locator(".history-tags")).to_have_text("Tags: shipping, refund")
-        await expect(item.locator(".history-disposition")).to_have_text("Disposition: resolved")
+        await expect(item.locator(".history-disposition")).to_have_text("Disposition: Resolved")
         await expect(item.locator(".history-toggle")).to_contain_text("Voice")
         # the transcript, loaded on demand, with the internal note
         await item.locator(".history-toggle").click()

@@ -25,8 +25,9 @@ import pytest
 from playwright.async_api import expect
 
 from chat_pages import (
-    WAIT_MS, accept_offer, agent_login, agent_send, board_login, create_canned, open_widget, panel, rest_login,
-    set_presence, start_chat, widget_message,
+    WAIT_MS, accept_offer, agent_login, agent_send, available_agent, board_login, chat_with_demo, create_canned,
+    mount_identified_widget, open_widget, panel, rest_login,
+    start_chat, widget_message,
 )
 from server.auth import sign_identity
 
@@ -88,13 +89,8 @@ async def test_customer_finds_an_article_and_the_agent_sends_its_link(segue: Any
     await expect(hit).to_be_visible()
 
     # in another conversation the console suggests it; one click inserts the link, Enter sends it
-    asker = await new_page()
-    await open_widget(asker, segue.url)
-    cid = await start_chat(asker, "Hello, I can't log in. How do I reset my password?", name="Kim")
-    agent = await new_page(**WIDE)
-    await agent_login(agent, segue.url)
-    await set_presence(agent, "available")
-    await accept_offer(agent, cid)
+    asker, agent, cid = await chat_with_demo(segue, new_page, "Hello, I can't log in. How do I reset my password?",
+                                             name="Kim", agent_page=WIDE)
     p = panel(agent, cid)
     suggested = p.locator(f'.suggest-item[data-kind="article"][data-article-id="{article["id"]}"]')
     await expect(suggested).to_be_visible(timeout=WAIT_MS)
@@ -154,24 +150,13 @@ async def test_console_writes_edits_and_shows_versions(segue: Any, new_page: Any
     assert agent.segue_errors == []
 
 
-async def _mount(page: Any, base_url: str, identity: dict[str, Any]) -> None:
-    await page.goto(base_url + "widget/blank.html")
-    await page.evaluate("""async (identity) => {
-        const { mountChatWidget } = await import("/widget/widget.js");
-        window.segueWidget = mountChatWidget({ site: "shop", identity, queue: "general" });
-    }""", identity)
-    await expect(page.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
-
-
 async def test_a_returning_customers_first_visit_is_found_by_search(start_segue: Any, new_page: Any) -> None:
     segue = await start_segue({"auth.sites": {"shop": SECRET}})
     identity = sign_identity(SECRET, id="u-77", name="Ada Lovelace", email="ada@example.com")
-    agent = await new_page()
-    await agent_login(agent, segue.url)
-    await set_presence(agent, "available")
+    agent = await available_agent(new_page, segue.url)
     # the first visit: a word to find later, then closed
     ada = await new_page()
-    await _mount(ada, segue.url, identity)
+    await mount_identified_widget(ada, segue.url, identity)
     await ada.click("#segue-launcher")
     first = await start_chat(ada, "the marzipan order never came")
     await accept_offer(agent, first)
@@ -188,7 +173,7 @@ async def test_a_returning_customers_first_visit_is_found_by_search(start_segue:
 
     # a second visit on another device
     again = await new_page()
-    await _mount(again, segue.url, identity)
+    await mount_identified_widget(again, segue.url, identity)
     await again.click("#segue-launcher")
     second = await start_chat(again, "hello again")
     await accept_offer(agent, second)
@@ -221,6 +206,6 @@ async def test_the_wallboard_shows_the_self_service_rate(start_segue: Any, new_p
     board = await new_page()
     await board_login(board, segue.url)
     tile = board.locator("#self-service-tiles")
-    await expect(tile.locator('[data-stat="rate"] .tile-value')).to_have_text("100 %", timeout=WAIT_MS)
+    await expect(tile.locator('[data-stat="rate"] .tile-value')).to_have_text("100%", timeout=WAIT_MS)
     await expect(tile.locator('[data-stat="helped"] .tile-value')).to_have_text("1")
     assert board.segue_errors == []

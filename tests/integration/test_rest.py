@@ -52,7 +52,7 @@ async def test_manage_agents(world: World) -> None:
     assert status == 201, body
     assert body["agent"] == {"id": "nia", "username": "nia", "name": "Nia N", "role": "agent", "skills": ["billing"],
                              "capacity": {"chat": 2, "voice": 1}, "channels": ["chat", "voice"],
-                             "presence": "available"}
+                             "presence": "available", "locale": None}
     status, body = await http("POST", f"{api}/agents", token=sup, json_body={"username": "nia", "password": "pass-word"})
     assert status == 409 and body["error"]["code"] == "conflict"
     status, body = await http("GET", f"{api}/agents", token=sup)

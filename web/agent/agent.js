@@ -6,20 +6,28 @@
 import { SegueAgent } from "../sdk/segue.js";
 import { h, clear } from "../sdk/dom.js";
 import { formatDuration, channelLabel } from "../sdk/format.js";
-import { english } from "../sdk/i18n.js";
-import { agentView, offerView } from "../sdk/view-state.js";
+import { agentView, offerView, callPhase } from "../sdk/view-state.js";
 import { ConversationPanel, customerLabel, agentId } from "./panel.js";
 import { ConsoleSearch } from "./search.js";
 import { KnowledgeEditor } from "./knowledge.js";
 import { showDemoLogin } from "./demo-login.js";
+import { PageLocale } from "./locale.js";
+
+/** The presence menu's marks (its words come from the catalogue). */
+const PRESENCE_MARKS = { available: "●", away: "◐", offline: "○" };
 
 const $ = (selector) => document.querySelector(selector);
 
 class Console {
   constructor() {
-    /** Words of the console (web/sdk/i18n.js). */
-    this.t = english;
     this.agent = new SegueAgent();
+    /** The console's language (locale.js): the agent's choice, else the browser's; words from web/sdk/i18n.js. */
+    this.locale = new PageLocale(this.agent, {
+      busy: () => [...this.panels.values()].some((panel) => callPhase(panel.call?.state) !== "none"),
+      notify: (text) => this.toast(text),
+    });
+    this.t = this.locale.t;
+    for (const option of $("#presence").options) option.textContent = `${PRESENCE_MARKS[option.value]} ${this.t(`presence.${option.value}`)}`;
     /** conversation id → ConversationPanel */
     this.panels = new Map();
     this.offerCards = new Map();
@@ -51,11 +59,11 @@ class Console {
     $("#login").hidden = true;
     $("#console").hidden = false;
     $("#me").hidden = false;
-    this.setConnection("Connecting…", "connecting");
+    this.setConnection(this.t("console.connection.connecting"), "connecting");
     try {
       await this.agent.connect();
     } catch (error) {
-      this.showLogin(error.message);
+      this.showLogin(this.errorText(error));
     }
   }
 
@@ -69,7 +77,7 @@ class Console {
         $("#login-password").value = "";
         await this.start();
       } catch (error) {
-        this.showLogin(error.message);
+        this.showLogin(this.errorText(error));
       } finally {
         button.disabled = false;
       }
@@ -86,7 +94,7 @@ class Console {
       try {
         await this.agent.setPresence(e.target.value);
       } catch (error) {
-        this.toast(error.message);
+        this.toast(this.errorText(error));
         this.renderMe();
       }
     });
@@ -100,9 +108,7 @@ class Console {
       this.submitTransfer();
     });
 
-    // Close dialog (its wrap-up words from the catalogue)
-    $("#close-tags-label").textContent = this.t("console.wrapup.tags");
-    $("#close-tags").placeholder = this.t("console.wrapup.tags_placeholder");
+    // Close dialog
     const close = $("#close-dialog");
     $("#close-cancel").addEventListener("click", () => close.close());
     $("#close-form").addEventListener("submit", (e) => {
@@ -114,25 +120,25 @@ class Console {
   listen() {
     const a = this.agent;
     a.on("session", () => {
-      this.setConnection("Online", "online");
+      this.setConnection(this.t("console.connection.online"), "online");
       this.renderMe();
       // after a reconnect: running calls keep (or get back) their connection
       for (const panel of this.panels.values()) panel.refreshCall();
     });
     a.on("agent", (me) => {
       this.renderMe();
-      if (me?.presence_reason === "missed") this.toast("You missed an offer, so you were set to Away.");
+      if (me?.presence_reason === "missed") this.toast(this.t("console.presence.missed"));
     });
-    a.on("disconnect", () => this.setConnection("Reconnecting…", "offline"));
-    a.on("connect_error", (error) => this.setConnection(error.message, "offline"));
+    a.on("disconnect", () => this.setConnection(this.t("console.connection.reconnecting"), "offline"));
+    a.on("connect_error", (error) => this.setConnection(this.errorText(error), "offline"));
     a.on("logout", (reason) => {
       for (const id of [...this.panels.keys()]) this.removePanel(id);
       for (const card of this.offerCards.values()) card.remove();
       this.offerCards.clear();
       this.renderOfferCount();
-      this.showLogin(reason === "logged out" ? "" : reason);
+      this.showLogin(reason === "logged out" ? "" : this.endedText(reason));
     });
-    a.on("error", (error) => this.toast(error.message));
+    a.on("error", (error) => this.toast(this.errorText(error)));
     a.on("queues", (queues) => this.renderQueues(queues));
     a.on("offer", (offer) => this.addOffer(offer));
     a.on("offer.revoked", ({ conversation_id: id }) => this.removeOffer(id));
@@ -159,9 +165,20 @@ class Console {
   renderMe() {
     const me = this.agent.agent;
     if (!me) return;
-    $("#agent-name").textContent = `${me.name || me.id}${me.role === "supervisor" ? " (supervisor)" : ""}`;
+    const name = me.name || me.id;
+    $("#agent-name").textContent = me.role === "supervisor" ? this.t("console.me.supervisor", { name }) : name;
     if (me.presence) $("#presence").value = me.presence;
     document.body.dataset.presence = me.presence ?? "";
+  }
+
+  /** An error in the agent's language (by its code: web/sdk/i18n.js `console.error.*`, `error.*`), else the server's words. */
+  errorText(error) {
+    return this.t.error(error, "console");
+  }
+
+  /** Why the session ended (the SDK's `logout` reason), in the agent's language. */
+  endedText(reason) {
+    return this.t.locale === "en" ? reason : this.t("login.ended");
   }
 
   toast(message) {
@@ -182,7 +199,7 @@ class Console {
           { dataset: { queue: q.name }, class: q.waiting > 0 ? "queue--waiting" : "" },
           h("td", {}, q.name),
           h("td", { class: "queue-waiting" }, String(q.waiting ?? 0)),
-          h("td", {}, q.waiting ? formatDuration(q.longest_wait_s) : "–"),
+          h("td", {}, q.waiting ? formatDuration(q.longest_wait_s, this.t) : "–"),
           h("td", {}, String(q.agents_available ?? 0)),
         ),
       );
@@ -208,7 +225,7 @@ class Console {
       h(
         "div",
         { class: "offer-head" },
-        h("strong", { class: "offer-name" }, customerLabel(s)),
+        h("strong", { class: "offer-name" }, customerLabel(s, t)),
         h(
           "span",
           { class: "offer-tags" },
@@ -220,11 +237,16 @@ class Console {
       h(
         "div",
         { class: "offer-meta" },
-        offer.kind === "transfer" ? `${offer.payload.mode === "warm" || offer.conversation.transfer?.mode === "warm" ? "Warm transfer" : "Transfer"} from ${offer.fromAgent?.name ?? offer.fromAgent ?? "an agent"} · ` : "",
-        `Queue ${s.queue ?? "?"}`,
-        offer.history?.length ? ` · ${offer.history.length} earlier` : "",
+        [
+          offer.kind === "transfer" &&
+            t(offer.payload.mode === "warm" || offer.conversation.transfer?.mode === "warm" ? "console.offer.transfer.warm" : "console.offer.transfer", {
+              agent: offer.fromAgent?.name ?? offer.fromAgent ?? t("who.an_agent"),
+            }),
+          t("console.queue", { queue: s.queue ?? "?" }),
+          offer.history?.length && t("console.offer.earlier", { count: offer.history.length }),
+        ].filter(Boolean).join(" · "),
       ),
-      offer.payload.note && h("div", { class: "offer-note" }, `Note: ${offer.payload.note}`),
+      offer.payload.note && h("div", { class: "offer-note" }, t("console.handled.note", { note: offer.payload.note })),
       lastMessage && h("div", { class: "offer-preview" }, lastMessage.data?.text ?? ""),
       h("div", { class: "offer-actions" }, accept, decline),
     );
@@ -236,7 +258,7 @@ class Console {
         // accepting a call from the web answers it as well (no second Accept in the call bar)
         this.addPanel(conversation, { focus: true, answerCall: view.call });
       } catch (error) {
-        this.toast(`Could not accept: ${error.message}`);
+        this.toast(t("console.offer.failed", { message: this.errorText(error) }));
       } finally {
         this.removeOffer(offer.conversationId);
       }
@@ -247,7 +269,7 @@ class Console {
       try {
         await offer.decline();
       } catch (error) {
-        this.toast(error.message);
+        this.toast(this.errorText(error));
       }
     });
     this.offerCards.set(offer.conversationId, card);
@@ -265,7 +287,7 @@ class Console {
   renderOfferCount() {
     $("#offer-count").textContent = String(this.offerCards.size);
     $("#no-offers").hidden = this.offerCards.size > 0;
-    document.title = this.offerCards.size ? `(${this.offerCards.size}) Segue — agent console` : "Segue — agent console";
+    document.title = this.offerCards.size ? this.t("console.page_title.offers", { count: this.offerCards.size }) : this.t("console.page_title");
   }
 
   tick() {
@@ -314,7 +336,7 @@ class Console {
       const conversation = await this.agent.openConversation(id);
       this.addPanel(conversation, { focus: false }).element.scrollIntoView({ behavior: "smooth", inline: "nearest" });
     } catch (error) {
-      this.toast(`Could not open that conversation: ${error.message}`);
+      this.toast(this.t("console.history.open_failed", { message: this.errorText(error) }));
     }
   }
 
@@ -344,7 +366,7 @@ class Console {
                 if (!panel.composer.hidden) panel.input.focus();
               },
             },
-            h("span", { class: "conv-tab-name" }, customerLabel(s)),
+            h("span", { class: "conv-tab-name" }, customerLabel(s, this.t)),
             h("span", { class: "conv-tab-state" }, this.t(view.badge.key)),
             panel.unread ? h("span", { class: "count count--alert" }, String(panel.unread)) : null,
           ),
@@ -367,7 +389,7 @@ class Console {
     // Queues from the latest stats.
     const queueSelect = $("#transfer-queue");
     clear(queueSelect);
-    for (const q of this.agent.queues) queueSelect.append(h("option", { value: q.name }, `${q.name} (${q.agents_available ?? 0} available)`));
+    for (const q of this.agent.queues) queueSelect.append(h("option", { value: q.name }, this.t("console.transfer.queue_option", { queue: q.name, count: q.agents_available ?? 0 })));
     // Agents, if the server lists them (REST); otherwise an id field.
     const agentSelect = $("#transfer-agent");
     clear(agentSelect);
@@ -380,7 +402,9 @@ class Console {
     }
     for (const a of agents) {
       const presence = a.online === false ? "offline" : a.routing?.presence ?? a.presence ?? "";
-      agentSelect.append(h("option", { value: a.id }, `${a.name || a.username || a.id}${presence ? ` — ${presence}` : ""}`));
+      const name = a.name || a.username || a.id;
+      const label = presence ? this.t("console.transfer.agent_option", { name, presence: this.t.has(`presence.${presence}`) ? this.t(`presence.${presence}`) : presence }) : name;
+      agentSelect.append(h("option", { value: a.id }, label));
     }
     agentSelect.hidden = !agents.length;
     $("#transfer-agent-id").hidden = agents.length > 0;
@@ -406,11 +430,11 @@ class Console {
     let to;
     if (target === "agent") {
       const id = $("#transfer-agent").hidden ? $("#transfer-agent-id").value.trim() : $("#transfer-agent").value;
-      if (!id) return this.dialogError("#transfer-error", "Choose an agent.");
+      if (!id) return this.dialogError("#transfer-error", this.t("console.transfer.choose_agent"));
       to = { agent: id };
     } else {
       const queue = $("#transfer-queue").value;
-      if (!queue) return this.dialogError("#transfer-error", "Choose a queue.");
+      if (!queue) return this.dialogError("#transfer-error", this.t("console.transfer.choose_queue"));
       to = { queue };
     }
     const submit = $("#transfer-submit");
@@ -420,7 +444,7 @@ class Console {
       $("#transfer-dialog").close();
       if (mode === "warm") panel.setMode("consult");
     } catch (error) {
-      this.dialogError("#transfer-error", error.message);
+      this.dialogError("#transfer-error", this.errorText(error));
     } finally {
       submit.disabled = false;
     }
@@ -455,7 +479,7 @@ class Console {
       await panel.conversation.close($("#close-disposition").value, { tags });
       $("#close-dialog").close();
     } catch (error) {
-      this.dialogError("#close-error", error.message);
+      this.dialogError("#close-error", this.errorText(error));
     } finally {
       submit.disabled = false;
     }

@@ -12,7 +12,7 @@
  * Every text through the translator `t` (web/sdk/i18n.js); all content rendered as text.
  */
 import { h, clear } from "../sdk/dom.js";
-import { describeEvent, channelLabel } from "../sdk/format.js";
+import { describeEvent, channelLabel, dispositionLabel } from "../sdk/format.js";
 import { agentName, channelsUsed } from "../sdk/view-state.js";
 
 export class CustomerHistory {
@@ -103,7 +103,7 @@ export class CustomerHistory {
     clear(item.meta);
     const parts = [];
     if (s.agent) parts.push(h("span", { class: "history-agent" }, t("console.history.agent", { agent: agentName(s.agent) })));
-    if (s.disposition) parts.push(h("span", { class: "history-disposition" }, t("console.history.disposition", { disposition: s.disposition })));
+    if (s.disposition) parts.push(h("span", { class: "history-disposition" }, t("console.history.disposition", { disposition: dispositionLabel(s.disposition, t) })));
     if (s.tags?.length) parts.push(h("span", { class: "history-tags" }, t("console.history.tags", { tags: s.tags.join(", ") })));
     if (s.csat) {
       parts.push(
@@ -190,7 +190,7 @@ export class CustomerHistory {
       item.status.hidden = true;
       item.state = "open";
     } catch (error) {
-      item.status.textContent = t("console.history.failed", { message: error.message });
+      item.status.textContent = t("console.history.failed", { message: t.error(error, "console") });
       item.state = "closed";
     }
   }
@@ -221,7 +221,7 @@ export class CustomerHistory {
       status.remove();
       button.replaceWith(audio);
     } catch (error) {
-      status.textContent = t("console.call.failed", { message: error.message });
+      status.textContent = t("console.call.failed", { message: t.error(error, "console") });
       button.disabled = false;
     }
   }

@@ -152,7 +152,7 @@ export class KnowledgeEditor {
     this.titleInput.value = article.title;
     this.bodyInput.value = article.body;
     this.statusInput.value = article.status;
-    this.info.textContent = `/kb/${article.slug} · v${article.version}`;
+    this.info.textContent = this.t("console.kb.info", { path: `/kb/${article.slug}`, version: article.version });
     clear(this.preview);
     this.preview.append(articleFragment(article.html));
   }
@@ -219,7 +219,7 @@ export class KnowledgeEditor {
   }
 
   showError(error) {
-    this.error.textContent = error?.message ?? String(error);
+    this.error.textContent = this.t.error(error, "console");
     this.error.hidden = false;
   }
 }

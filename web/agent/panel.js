@@ -35,9 +35,9 @@ export function pageTrail(conversation, limit = 50) {
 export { agentId } from "../sdk/view-state.js";
 import { agentId, agentName as agentLabel } from "../sdk/view-state.js";
 
-export function customerLabel(summary) {
+export function customerLabel(summary, t = english) {
   const customer = summary?.customer;
-  return customer?.name || customer?.email || customer?.id || "Customer";
+  return customer?.name || customer?.email || customer?.id || t("console.customer");
 }
 
 export class ConversationPanel {
@@ -92,22 +92,22 @@ export class ConversationPanel {
   /* ---- building ------------------------------------------------------------------------ */
 
   build() {
+    const t = this.t;
     this.title = h("h3", { class: "conv-title" });
     this.stateBadge = h("span", { class: "conv-state" });
     this.channels = h("span", { class: "conv-channels" });
     this.meta = h("div", { class: "conv-meta" });
-    this.transferButton = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small conv-transfer", onclick: () => this.app.openTransfer(this) }, "Transfer");
-    this.closeButton = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small conv-close", onclick: () => this.app.openClose(this) }, "Close");
+    this.transferButton = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small conv-transfer", onclick: () => this.app.openTransfer(this) }, t("console.panel.transfer"));
+    this.closeButton = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small conv-close", onclick: () => this.app.openClose(this) }, t("console.panel.close"));
     this.dismissButton = h(
       "button",
-      { type: "button", class: "segue-icon-btn conv-dismiss", "aria-label": "Hide this conversation", title: "Hide", onclick: () => this.app.removePanel(this.id) },
+      { type: "button", class: "segue-icon-btn conv-dismiss", "aria-label": t("console.panel.hide.label"), title: t("console.panel.hide"), onclick: () => this.app.removePanel(this.id) },
       "×",
     );
 
     this.context = h("div", { class: "conv-context" });
     this.banner = h("div", { class: "conv-banner", hidden: true });
     this.callSlot = h("div", { class: "conv-call" });
-    const t = this.t;
     // the customer panel beside the conversation (issue 12): who they are, what they set and
     // viewed, who handled this conversation before, and every earlier conversation with its
     // transcript, calls (length, recording), wrap-up and CSAT
@@ -148,19 +148,19 @@ export class ConversationPanel {
       h(
         "button",
         { type: "button", class: "mode-btn", dataset: { mode }, onclick: () => this.setMode(mode) },
-        { reply: "Reply", note: "Internal note", consult: "Consult" }[mode],
+        t(`console.mode.${mode}`),
       ),
     );
-    this.cannedButton = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small canned-btn", onclick: () => this.toggleCanned() }, "Canned replies ▾");
-    this.cannedFilter = h("input", { type: "text", class: "canned-filter", placeholder: "Filter…", oninput: () => this.renderCanned() });
+    this.cannedButton = h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small canned-btn", onclick: () => this.toggleCanned() }, t("console.canned"));
+    this.cannedFilter = h("input", { type: "text", class: "canned-filter", placeholder: t("console.canned.filter"), "aria-label": t("console.canned.filter"), oninput: () => this.renderCanned() });
     this.cannedList = h("ul", { class: "canned-list" });
     this.cannedPicker = h("div", { class: "canned-picker", hidden: true }, this.cannedFilter, this.cannedList);
     this.input = h("textarea", {
       class: "conv-input",
       rows: 2,
       maxlength: 4000,
-      placeholder: "Reply to the customer… (Enter sends, Shift+Enter: new line)",
-      "aria-label": "Message",
+      placeholder: t("console.placeholder.reply"),
+      "aria-label": t("console.message.label"),
       oninput: () => {
         if (this.mode === "reply") this.conversation.noteTyping();
       },
@@ -171,7 +171,7 @@ export class ConversationPanel {
         } else if (e.key === "Escape") this.cannedPicker.hidden = true;
       },
     });
-    this.sendButton = h("button", { type: "submit", class: "segue-btn conv-send" }, "Send");
+    this.sendButton = h("button", { type: "submit", class: "segue-btn conv-send" }, t("console.send.reply"));
     this.composer = h(
       "form",
       { class: "conv-composer", dataset: { mode: "reply" }, onsubmit: (e) => (e.preventDefault(), this.submit()) },
@@ -238,11 +238,11 @@ export class ConversationPanel {
     const s = c.summary ?? {};
     const t = this.t;
     const view = this.view;
-    this.title.textContent = customerLabel(s);
+    this.title.textContent = customerLabel(s, t);
     this.stateBadge.textContent = t(view.badge.key);
     this.stateBadge.dataset.state = view.badge.state;
     this.element.dataset.role = view.role;
-    this.meta.textContent = [s.queue && `Queue ${s.queue}`, s.agent && `Agent ${agentLabel(s.agent)}`, s.customer?.email].filter(Boolean).join(" · ");
+    this.meta.textContent = [s.queue && t("console.queue", { queue: s.queue }), s.agent && t("console.agent", { agent: agentLabel(s.agent) }), s.customer?.email].filter(Boolean).join(" · ");
     clear(this.channels);
     for (const channel of channelsNow(s)) {
       this.channels.append(h("span", { class: "chan", dataset: { channel } }, channelLabel(channel, t)));
@@ -281,7 +281,7 @@ export class ConversationPanel {
   syncCall(writable) {
     if (writable && !this.call && this.app.agent.socket) {
       this.call = new SegueCall(this.app.agent, this.id);
-      this.callBar = new CallBar(this.call, { kind: "agent", onError: (error) => this.showError(error) });
+      this.callBar = new CallBar(this.call, { kind: "agent", onError: (error) => this.showError(error), t: this.t });
       this.callSlot.append(this.callBar.element);
       this.offCall = this.call.on("state", () => this.answerWhenRinging());
       this.refreshCall();
@@ -321,7 +321,7 @@ export class ConversationPanel {
     const parts = [];
     if (context.page_title) parts.push(context.page_title);
     if (context.page_url) parts.push(context.page_url);
-    this.context.textContent = parts.length ? `From: ${parts.join(" — ")}` : "";
+    this.context.textContent = parts.length ? this.t("console.panel.from", { where: parts.join(" — ") }) : "";
     this.context.hidden = !parts.length;
   }
 
@@ -336,30 +336,29 @@ export class ConversationPanel {
       this.banner.hidden = true;
       return;
     }
+    const t = this.t;
     const me = this.me?.id;
     const to = pending.to ?? {};
-    const toText = to.agent ? agentLabel(to.agent) : `queue ${to.queue}`;
+    const toText = to.agent ? agentLabel(to.agent) : t("who.queue", { queue: to.queue });
     if (agentId(to.agent) === me) {
-      this.banner.append(
-        h("span", {}, `Warm transfer from ${agentLabel(pending.from_agent) || "an agent"}: use Consult to talk to them; they hand over when ready.`),
-      );
+      this.banner.append(h("span", {}, t("console.banner.warm_to_me", { agent: agentLabel(pending.from_agent) || t("who.an_agent") })));
     } else if (warm) {
       this.banner.append(
-        h("span", {}, pending.accepted ? `${toText} accepted: consult, then hand over.` : `Waiting for ${toText} to accept…`),
+        h("span", {}, t(pending.accepted ? "console.banner.accepted" : "console.banner.waiting", { target: toText })),
         h(
           "button",
           { type: "button", class: "segue-btn segue-btn--small transfer-complete", disabled: !pending.accepted, onclick: () => this.completeTransfer() },
-          "Complete transfer",
+          t("console.banner.complete"),
         ),
-        h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small transfer-cancel", onclick: () => this.cancelTransfer() }, "Cancel transfer"),
+        h("button", { type: "button", class: "segue-btn segue-btn--ghost segue-btn--small transfer-cancel", onclick: () => this.cancelTransfer() }, t("console.banner.cancel")),
       );
     } else {
-      this.banner.append(h("span", {}, `Transfer to ${toText} pending.`));
+      this.banner.append(h("span", {}, t("console.banner.pending", { target: toText })));
     }
     this.banner.hidden = false;
   }
 
-  /** Words of the console (i18n.js; English until the console picks a locale). */
+  /** Words of the console (i18n.js, in the locale the console picked: locale.js). */
   get t() {
     return this.app.t ?? english;
   }
@@ -473,12 +472,8 @@ export class ConversationPanel {
     this.mode = mode;
     this.composer.dataset.mode = mode;
     for (const button of this.modeButtons) button.classList.toggle("mode-btn--on", button.dataset.mode === mode);
-    this.input.placeholder = {
-      reply: "Reply to the customer… (Enter sends, Shift+Enter: new line)",
-      note: "Internal note — only agents see it",
-      consult: "Message to the other agent — the customer does not see it",
-    }[mode];
-    this.sendButton.textContent = { reply: "Send", note: "Add note", consult: "Consult" }[mode];
+    this.input.placeholder = this.t(`console.placeholder.${mode}`);
+    this.sendButton.textContent = this.t(`console.send.${mode}`);
     if (mode !== "reply") this.conversation.setTyping(false);
   }
 
@@ -537,7 +532,7 @@ export class ConversationPanel {
     const filter = this.cannedFilter.value.trim().toLowerCase();
     clear(this.cannedList);
     const replies = (this.canned ?? []).filter((r) => !filter || `${r.title} ${r.text}`.toLowerCase().includes(filter));
-    if (!replies.length) this.cannedList.append(h("li", { class: "muted small" }, "No canned replies."));
+    if (!replies.length) this.cannedList.append(h("li", { class: "muted small" }, this.t("console.canned.none")));
     for (const reply of replies) {
       this.cannedList.append(
         h(
@@ -580,7 +575,7 @@ export class ConversationPanel {
   }
 
   showError(error) {
-    this.error.textContent = error?.message ?? String(error);
+    this.error.textContent = this.t.error(error, "console");
     this.error.hidden = false;
     clearTimeout(this.errorTimer);
     this.errorTimer = setTimeout(() => (this.error.hidden = true), 8000);
@@ -608,10 +603,11 @@ export class ConversationPanel {
   }
 
   eventElement(event) {
-    const { kind, text } = describeEvent(event, { viewer: "agent", customerName: this.conversation.summary?.customer?.name });
+    const t = this.t;
+    const { kind, text } = describeEvent(event, { viewer: "agent", customerName: this.conversation.summary?.customer?.name, t });
     const channel = eventChannel(event);
-    const chan = channel ? h("span", { class: "chan chan--small", dataset: { channel } }, channelLabel(channel)) : null;
-    const time = h("time", { datetime: new Date(event.ts ?? Date.now()).toISOString() }, formatTime(event.ts));
+    const chan = channel ? h("span", { class: "chan chan--small", dataset: { channel } }, channelLabel(channel, t)) : null;
+    const time = h("time", { datetime: new Date(event.ts ?? Date.now()).toISOString() }, formatTime(event.ts, t));
     const internal = event.visibility === "agents";
     if (kind === "system") {
       return h(
@@ -629,7 +625,7 @@ export class ConversationPanel {
       return h(
         "li",
         { class: `ev-internal ev-${kind}`, dataset: { eventId: event.id, type: event.type } },
-        h("div", { class: "ev-internal-head" }, kind === "note" ? "Internal note" : "Consult", " · ", author.name || author.id || "agent", " · ", time),
+        h("div", { class: "ev-internal-head" }, t(`console.mode.${kind}`), " · ", author.name || author.id || t("console.transfer.agent"), " · ", time),
         h("div", { class: "ev-internal-text" }, text),
       );
     }
@@ -641,24 +637,24 @@ export class ConversationPanel {
         class: `segue-msg ${fromCustomer ? "segue-msg--theirs" : mine ? "segue-msg--mine" : "segue-msg--colleague"}`,
         dataset: { eventId: event.id, clientId: event.data?.client_id ?? "", author: author.kind ?? "" },
       },
-      !mine && h("div", { class: "segue-msg-author" }, author.name || (fromCustomer ? "Customer" : author.id) || ""),
+      !mine && h("div", { class: "segue-msg-author" }, author.name || (fromCustomer ? t("console.customer") : author.id) || ""),
       h("div", { class: "segue-msg-text" }, text),
-      h("div", { class: "segue-msg-meta" }, time, !fromCustomer && h("span", { class: "segue-receipt" }, "Sent")),
+      h("div", { class: "segue-msg-meta" }, time, !fromCustomer && h("span", { class: "segue-receipt" }, t("receipt.sent"))),
     );
   }
 
   renderPending(clientId, text) {
-    appendPending(this.log, clientId, text);
+    appendPending(this.log, clientId, text, this.t);
   }
 
   renderFailed(clientId, error) {
     markFailed(this.log, clientId, error, (text) =>
       this.conversation.send(text, { clientId }).catch((e) => this.showError(e)),
-    );
+    this.t);
   }
 
   renderReceipts() {
-    markReceipts(this.log, ".segue-msg[data-author=agent]", this.conversation.readUpTo("customer"), compareIds);
+    markReceipts(this.log, ".segue-msg[data-author=agent]", this.conversation.readUpTo("customer"), compareIds, this.t);
   }
 
   renderTyping({ author, typing }) {
@@ -668,7 +664,8 @@ export class ConversationPanel {
       this.typing.hidden = true;
       return;
     }
-    this.typing.textContent = `${author?.name || (author?.kind === "customer" ? "The customer" : "An agent")} is typing…`;
+    const name = author?.name || this.t(author?.kind === "customer" ? "who.customer" : "who.agent");
+    this.typing.textContent = this.t("widget.typing", { name });
     this.typing.hidden = false;
     this.typingTimer = setTimeout(() => (this.typing.hidden = true), 8000);
   }

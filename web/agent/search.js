@@ -66,7 +66,7 @@ export class ConsoleSearch {
       const id = s?.customer?.id;
       if (!id || seen.has(id)) continue;
       seen.add(id);
-      this.customer.append(h("option", { value: id }, customerLabel(s)));
+      this.customer.append(h("option", { value: id }, customerLabel(s, this.t)));
     }
     if (chosen && seen.has(chosen)) this.customer.value = chosen;
   }
@@ -88,7 +88,7 @@ export class ConsoleSearch {
     try {
       answer = await this.app.agent.search({ q: this.q.value.trim(), customer: this.customer.value, from: this.from.value, to: this.to.value });
     } catch (error) {
-      this.setStatus(error.message);
+      this.setStatus(t.error(error, "console"));
       return;
     }
     this.setStatus(answer.results.length ? (answer.more ? t("console.search.more") : "") : t("console.search.none"));
@@ -106,7 +106,7 @@ export class ConsoleSearch {
               dataset: { conversationId: s.id, eventId: result.event.id, type: result.event.type },
               onclick: () => this.app.openHistory(s.id),
             },
-            h("span", { class: "search-hit-head" }, h("strong", {}, customerLabel(s)), " · ", t.time(result.event.ts), " · ", result.event.author?.name ?? ""),
+            h("span", { class: "search-hit-head" }, h("strong", {}, customerLabel(s, t)), " · ", t.time(result.event.ts), " · ", result.event.author?.name ?? ""),
             h("span", { class: "search-hit-text" }, highlighted(result.snippet)),
           ),
         ),

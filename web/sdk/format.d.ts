@@ -10,6 +10,8 @@ import type { Translator } from "./i18n.js";
 export declare const CHANNEL_LABELS: Readonly<Record<Channel, string>>;
 /** "video" → "Video" in the translator's language; unknown channels as they are. */
 export declare function channelLabel(channel: Channel | (string & {}), t?: Translator): string;
+/** A wrap-up disposition in words ("follow_up" → "Needs follow-up"); unknown values as they are. */
+export declare function dispositionLabel(disposition: string, t?: Translator): string;
 
 export interface EventDescription {
   /** How to show it: a chat bubble, an internal note, a consultation, or a system line. */

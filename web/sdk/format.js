@@ -13,6 +13,11 @@ export function channelLabel(channel, t = english) {
   return t.has(`channel.${channel}`) ? t(`channel.${channel}`) : String(channel ?? "");
 }
 
+/** "follow_up" → "Needs follow-up" (a wrap-up disposition); other values are shown as they are. */
+export function dispositionLabel(disposition, t = english) {
+  return t.has(`disposition.${disposition}`) ? t(`disposition.${disposition}`) : String(disposition ?? "");
+}
+
 /** A channel in the middle of a sentence ("the video request"). */
 function mediaWord(channel, t) {
   return t.has(`media.${channel}`) ? t(`media.${channel}`) : String(channel ?? "");
@@ -100,7 +105,7 @@ function describe(event, customer, customerName, t) {
       if (kind === "customer") text = t(customer ? "event.closed.you" : "event.closed.customer");
       else if (kind === "system" || !by) text = t("event.closed.system");
       else text = t("event.closed.agent", { agent: agentName(by, t, t("who.agent")) });
-      return system(!customer && data.disposition ? t("event.with_disposition", { text, disposition: data.disposition }) : text);
+      return system(!customer && data.disposition ? t("event.with_disposition", { text, disposition: dispositionLabel(data.disposition, t) }) : text);
     }
     case "conversation.rated":
       return system(t(data.comment ? "event.rated.comment" : "event.rated", { score: data.score, comment: data.comment }));

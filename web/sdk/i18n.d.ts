@@ -8,7 +8,7 @@ export type ShippedLocale = "en" | "zh-CN";
 export type Locale = ShippedLocale | (string & {});
 
 /** A catalogue key, e.g. "widget.title" (MESSAGE_KEYS lists them all). */
-export type MessageKey = `${"widget" | "error" | "receipt" | "channel" | "media" | "who" | "event" | "call" | "callbar" | "reason" | "transfer"}.${string}`;
+export type MessageKey = `${"widget" | "error" | "receipt" | "channel" | "media" | "who" | "event" | "call" | "callbar" | "reason" | "transfer" | "console" | "board" | "login" | "presence" | "disposition" | "state" | "language"}.${string}`;
 
 /** Text for some keys, with `{name}` placeholders; keys left out fall back to English. */
 export type Messages = Partial<Record<MessageKey, string>>;
@@ -23,6 +23,10 @@ export interface Translator {
   time(ts: number | null | undefined): string;
   /** A duration in seconds ("1 min, 15 sec"). */
   duration(seconds: number): string;
+  /** A ratio as a percentage in the locale's form (0.8 → "80%"). */
+  percent(ratio: number): string;
+  /** An error's text by its `code` (`<scope>.error.<code>`, then `error.<code>`), else its message. */
+  error(error: { code?: string; message?: string } | unknown, scope?: string): string;
 }
 
 /** Every key of the (English) reference catalogue. */

@@ -601,8 +601,7 @@ export class ChatWidget {
     if (["NotAllowedError", "NotFoundError", "NotReadableError", "OverconstrainedError"].includes(error?.name)) {
       return t("error.media", { message: error.message });
     }
-    const code = error?.code;
-    if (code && t.has(`error.${code}`)) return t(`error.${code}`);
+    if (error?.code && t.has(`error.${error.code}`)) return t.error(error);
     const message = error?.message ?? String(error);
     return t.locale === "en" ? message : t("error.other", { message });
   }

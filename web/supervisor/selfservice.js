@@ -28,7 +28,7 @@ export async function refreshSelfService(client, t) {
   if (!section) build(t);
   const { self_service: s } = await client.api("GET", "/api/v1/kb/self-service?days=1");
   const decided = s.helped + s.escalated;
-  const rate = s.rate == null ? "–" : `${Math.round(s.rate * 100)} %`;
+  const rate = s.rate == null ? "–" : t.percent(s.rate);
   const box = section.querySelector("#self-service-tiles");
   clear(box);
   box.append(
@@ -39,10 +39,10 @@ export async function refreshSelfService(client, t) {
       h(
         "div",
         { class: "tile-stats" },
-        stat("self-service rate", rate, "rate"),
-        stat("helped", String(s.helped), "helped"),
-        stat("then asked an agent", String(s.escalated), "escalated"),
-        stat("still deciding", String(Math.max(0, s.pending)), "pending"),
+        stat(t("board.selfservice.rate"), rate, "rate"),
+        stat(t("board.selfservice.helped"), String(s.helped), "helped"),
+        stat(t("board.selfservice.escalated"), String(s.escalated), "escalated"),
+        stat(t("board.selfservice.pending"), String(Math.max(0, s.pending)), "pending"),
       ),
     ),
   );

@@ -11,13 +11,10 @@ import { SegueAgent } from "../sdk/segue.js";
 import { h, clear, append } from "../sdk/dom.js";
 import { channelLabel, formatDuration } from "../sdk/format.js";
 import { clock } from "../sdk/call-ui.js";
-import { english } from "../sdk/i18n.js";
 import { agentName as agentLabel, channelsNow, loadEntries } from "../sdk/view-state.js";
 import { showDemoLogin } from "../agent/demo-login.js";
+import { PageLocale } from "../agent/locale.js";
 import { refreshSelfService } from "./selfservice.js";
-
-/** Words of the wallboard (web/sdk/i18n.js). */
-const t = english;
 
 const REFRESH_MS = 3000;
 const $ = (selector) => document.querySelector(selector);
@@ -25,11 +22,12 @@ const $ = (selector) => document.querySelector(selector);
 const client = new SegueAgent({ autoOpen: false, watch: true });
 let timer = null;
 
-const MODES = [
-  { mode: "listen", label: "Listen" },
-  { mode: "whisper", label: "Whisper" },
-  { mode: "barge", label: "Barge" },
-];
+/** The wallboard's language (the supervisor's choice, else the browser's: ../agent/locale.js). */
+const pageLocale = new PageLocale(client, { busy: () => Boolean(monitoring), notify: (text) => showBoardError(text) });
+/** Words of the wallboard (web/sdk/i18n.js). */
+const t = pageLocale.t;
+
+const MODES = ["listen", "whisper", "barge"].map((mode) => ({ mode, label: t(`board.mode.${mode}`) }));
 
 /** conversation id → the latest call.state (from `call.state` answers and pushes) */
 const callStates = new Map();
@@ -56,7 +54,7 @@ async function start() {
   try {
     await client.connect();
   } catch (error) {
-    showLogin(error.message);
+    showLogin(t.error(error, "console"));
     return;
   }
   $("#board").hidden = false;
@@ -76,9 +74,14 @@ async function refresh() {
     refreshSelfService(client, t).catch(() => {}); // the knowledge base's self-service rate (docs/knowledge.md)
     error.hidden = true;
   } catch (e) {
-    error.textContent = e.message;
-    error.hidden = false;
+    showBoardError(t.error(e, "console"));
   }
+}
+
+function showBoardError(text) {
+  const error = $("#board-error");
+  error.textContent = text;
+  error.hidden = false;
 }
 
 function tile(label, value, { warn = false, id } = {}) {
@@ -90,20 +93,20 @@ function renderQueues(queues) {
   clear(box);
   for (const q of queues) {
     const late = q.waiting > 0 && q.longest_wait_s > q.answer_target_s;
-    const level = q.answered ? `${Math.round((100 * (q.answered_in_target ?? 0)) / q.answered)} %` : "–";
+    const level = q.answered ? t.percent((q.answered_in_target ?? 0) / q.answered) : "–";
     box.append(
       h(
         "article",
         { class: `tile${late ? " tile--late" : ""}`, dataset: { queue: q.name } },
-        h("h3", {}, q.name, h("span", { class: "muted small" }, ` · target ${formatDuration(q.answer_target_s)}`)),
+        h("h3", {}, q.name, h("span", { class: "muted small" }, ` · ${t("board.queue.target", { duration: formatDuration(q.answer_target_s, t) })}`)),
         h(
           "div",
           { class: "tile-stats" },
-          tile("waiting", String(q.waiting ?? 0), { warn: q.waiting > 0, id: "waiting" }),
-          tile("longest wait", q.waiting ? formatDuration(q.longest_wait_s) : "–", { warn: late, id: "longest" }),
-          tile("agents available", String(q.agents_available ?? 0), { warn: q.waiting > 0 && !q.agents_available, id: "available" }),
-          tile("answered in target", level, { id: "level" }),
-          tile("avg answer", q.avg_answer_s != null && q.answered ? formatDuration(q.avg_answer_s) : "–", { id: "avg" }),
+          tile(t("board.stat.waiting"), String(q.waiting ?? 0), { warn: q.waiting > 0, id: "waiting" }),
+          tile(t("board.stat.longest"), q.waiting ? formatDuration(q.longest_wait_s, t) : "–", { warn: late, id: "longest" }),
+          tile(t("board.stat.available"), String(q.agents_available ?? 0), { warn: q.waiting > 0 && !q.agents_available, id: "available" }),
+          tile(t("board.stat.level"), level, { id: "level" }),
+          tile(t("board.stat.avg"), q.avg_answer_s != null && q.answered ? formatDuration(q.avg_answer_s, t) : "–", { id: "avg" }),
         ),
       ),
     );
@@ -119,8 +122,8 @@ function renderAgents(agents) {
       h(
         "tr",
         { dataset: { agent: a.id } },
-        h("td", {}, a.name || a.id, a.role === "supervisor" ? h("span", { class: "muted small" }, " (supervisor)") : null),
-        h("td", {}, h("span", { class: "presence", dataset: { presence } }, presence)),
+        h("td", {}, a.name || a.id, a.role === "supervisor" ? h("span", { class: "muted small agent-role" }, t("board.supervisor")) : null),
+        h("td", {}, h("span", { class: "presence", dataset: { presence } }, t.has(`presence.${presence}`) ? t(`presence.${presence}`) : presence)),
         h("td", { class: "agent-load" }, loadText(a.routing?.load)),
         h("td", {}, String(a.routing?.conversations?.length ?? 0)),
       ),
@@ -136,7 +139,7 @@ function loadText(load) {
 }
 
 function customerName(summary) {
-  return summary?.customer?.name || summary?.customer?.id || "the customer";
+  return summary?.customer?.name || summary?.customer?.id || t("board.the_customer");
 }
 
 function agentName(summary) {
@@ -166,11 +169,11 @@ function renderConversations(conversations) {
     const cells = row.cells;
     cells[0].textContent = customerName(c);
     cells[1].textContent = c.queue ?? "";
-    clear(cells[2]).append(h("span", { class: "conv-state", dataset: { state: c.state } }, c.state));
+    clear(cells[2]).append(h("span", { class: "conv-state", dataset: { state: c.state } }, t.has(`state.${c.state}`) ? t(`state.${c.state}`) : c.state));
     cells[3].textContent = agentName(c) ?? "–";
     cells[4].textContent = channelsNow(c).map((channel) => channelLabel(channel, t)).join(", ");
     row.dataset.channels = channelsNow(c).join(",");
-    cells[5].textContent = c.created_ts ? formatDuration((Date.now() - c.created_ts) / 1000) : "";
+    cells[5].textContent = c.created_ts ? formatDuration((Date.now() - c.created_ts) / 1000, t) : "";
     // a conversation someone works on may carry a call: ask once (this also subscribes to its pushes)
     if (c.agent && !asked.has(c.id)) askCallState(c.id);
     renderCallCell(c.id);
@@ -218,7 +221,7 @@ function callCell(id) {
       label,
     ),
   );
-  const stop = h("button", { type: "button", class: "segue-btn segue-btn--danger segue-btn--small monitor-stop", onclick: () => stopMonitoring() }, "Stop");
+  const stop = h("button", { type: "button", class: "segue-btn segue-btn--danger segue-btn--small monitor-stop", onclick: () => stopMonitoring() }, t("board.mode.stop"));
   return h(
     "div",
     { class: "call-cell" },
@@ -237,8 +240,8 @@ function renderCallCell(id) {
   const cell = row.querySelector(".call-cell");
   const label = cell.querySelector(".call-cell-state");
   label.dataset.state = state?.state ?? "none";
-  if (state?.state === "active") label.textContent = `In call ${clock(Date.now() - (state.call?.started_ts ?? Date.now()))}${state.call?.held ? " · on hold" : ""}`;
-  else if (state?.state === "requested") label.textContent = "Call ringing";
+  if (state?.state === "active") label.textContent = t(state.call?.held ? "board.call.active_held" : "board.call.active", { time: clock(Date.now() - (state.call?.started_ts ?? Date.now())) });
+  else if (state?.state === "requested") label.textContent = t("board.call.ringing");
   else label.textContent = "–";
   for (const button of cell.querySelectorAll(".monitor-mode")) {
     button.hidden = !live && !mine;
@@ -306,17 +309,15 @@ function forgetMonitor(m) {
 
 function showMonitorError(e) {
   const error = $("#monitor-error");
-  error.textContent = e?.message ?? String(e);
+  error.textContent = t.error(e, "console");
   error.hidden = false;
   $("#monitor").hidden = false;
 }
 
 function monitorText(mode, summary) {
   const customer = customerName(summary);
-  const agent = agentName(summary) ?? "the agent";
-  if (mode === "whisper") return `Whispering to ${agent} (call with ${customer})`;
-  if (mode === "barge") return `Barged into the call: ${customer} and ${agent} hear you`;
-  return `Listening to ${customer} and ${agent}`;
+  const agent = agentName(summary) ?? t("board.the_agent");
+  return t(`board.monitor.${mode === "whisper" || mode === "barge" ? mode : "listen"}`, { customer, agent });
 }
 
 function renderMonitor() {
@@ -336,9 +337,10 @@ function renderMonitor() {
   modes.hidden = false;
   box.dataset.conversationId = id;
   if (m.mode) box.dataset.mode = m.mode;
-  $("#monitor-status").textContent = m.mode ? monitorText(m.mode, summaries.get(id)) : "Starting…";
+  $("#monitor-status").textContent = m.mode ? monitorText(m.mode, summaries.get(id)) : t("board.monitor.starting");
   const pc = m.pc?.connectionState;
-  $("#monitor-connection").textContent = pc === "connected" ? "· audio connected" : pc ? `· ${pc}…` : "";
+  const pcText = pc && t.has(`board.pc.${pc}`) ? t(`board.pc.${pc}`) : pc;
+  $("#monitor-connection").textContent = pc === "connected" ? t("board.monitor.connected") : pc ? t("board.monitor.connection", { state: pcText }) : "";
   for (const button of modes.querySelectorAll(".monitor-mode")) button.setAttribute("aria-pressed", String(m.mode === button.dataset.mode));
 }
 
@@ -353,7 +355,7 @@ function buildMonitorButtons() {
         label,
       ),
     ),
-    h("button", { type: "button", class: "segue-btn segue-btn--danger segue-btn--small monitor-stop", onclick: () => stopMonitoring() }, "Stop"),
+    h("button", { type: "button", class: "segue-btn segue-btn--danger segue-btn--small monitor-stop", onclick: () => stopMonitoring() }, t("board.mode.stop")),
   ]);
 }
 
@@ -362,12 +364,12 @@ client.on("session", () => {
   asked.clear();
   followCalls();
   const me = client.agent;
-  $("#connection").textContent = "Online";
+  $("#connection").textContent = t("console.connection.online");
   $("#connection").dataset.state = "online";
-  $("#agent-name").textContent = `${me?.name ?? ""}${me?.role === "supervisor" ? "" : " (agent: your conversations only)"}`;
+  $("#agent-name").textContent = me?.role === "supervisor" ? me?.name ?? "" : t("board.me.agent", { name: me?.name ?? "" });
 });
 client.on("disconnect", () => {
-  $("#connection").textContent = "Reconnecting…";
+  $("#connection").textContent = t("console.connection.reconnecting");
   $("#connection").dataset.state = "offline";
 });
 client.on("queues", renderQueues);
@@ -378,7 +380,7 @@ client.on("logout", (reason) => {
   client.monitors.clear();
   callStates.clear();
   asked.clear();
-  showLogin(reason === "logged out" ? "" : reason);
+  showLogin(reason === "logged out" ? "" : t.locale === "en" ? reason : t("login.ended"));
 });
 
 $("#login-form").addEventListener("submit", async (e) => {
@@ -388,7 +390,7 @@ $("#login-form").addEventListener("submit", async (e) => {
     $("#login-password").value = "";
     await start();
   } catch (error) {
-    showLogin(error.message);
+    showLogin(t.error(error, "console"));
   }
 });
 $("#logout").addEventListener("click", () => client.logout());
