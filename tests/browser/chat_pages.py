@@ -38,6 +38,17 @@ async def start_chat(page: Page, text: str, name: str | None = None) -> str:
     return await page.evaluate("window.segueWidget.conversation.id")
 
 
+async def mount_identified_widget(page: Page, base_url: str, identity: dict[str, Any]) -> None:
+    """The embedding snippet as a shop page runs it, with an identity its server signed
+    (``auth.sites`` names the site ``shop``); returns once the widget is connected."""
+    await page.goto(base_url + "widget/blank.html")
+    await page.evaluate("""async (identity) => {
+        const { mountChatWidget } = await import("/widget/widget.js");
+        window.segueWidget = mountChatWidget({ site: "shop", identity, queue: "general" });
+    }""", identity)
+    await expect(page.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
+
+
 async def customer_send(page: Page, text: str) -> None:
     await page.fill("#segue-input", text)
     await page.press("#segue-input", "Enter")
@@ -109,14 +120,24 @@ async def agent_send(page: Page, conversation_id: str, text: str, mode: str = "r
     await expect(p.locator(".conv-log > li[data-event-id]").filter(has_text=text).first).to_be_visible(timeout=WAIT_MS)
 
 
-async def chat_with_demo(segue: Any, new_page: Any, text: str, name: str | None = None) -> tuple[Page, Page, str]:
+async def available_agent(new_page: Any, base_url: str, username: str = "demo", password: str = "demo",
+                          **page_options: Any) -> Page:
+    """A new page (``page_options``: e.g. a viewport) with the agent signed in to the console and available."""
+    page = await new_page(**page_options)
+    await agent_login(page, base_url, username, password)
+    await set_presence(page, "available")
+    return page
+
+
+async def chat_with_demo(segue: Any, new_page: Any, text: str, name: str | None = None,
+                         agent_page: dict[str, Any] | None = None) -> tuple[Page, Page, str]:
     """A customer starts a chat on the widget (``text``, pre-chat ``name``), the demo agent signs
-    in, goes available and accepts: (customer page, agent page, conversation id)."""
-    customer, agent = await new_page(), await new_page()
+    in (on a page made with ``agent_page`` options), goes available and accepts: (customer page,
+    agent page, conversation id)."""
+    customer = await new_page()
     await open_widget(customer, segue.url)
     cid = await start_chat(customer, text, name=name)
-    await agent_login(agent, segue.url)
-    await set_presence(agent, "available")
+    agent = await available_agent(new_page, segue.url, **(agent_page or {}))
     await accept_offer(agent, cid)
     return customer, agent, cid
 

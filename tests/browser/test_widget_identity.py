@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from playwright.async_api import expect
 
-from chat_pages import WAIT_MS, widget_message
+from chat_pages import WAIT_MS, mount_identified_widget, widget_message
 from server.auth import sign_identity
 
 pytestmark = pytest.mark.browser
@@ -13,22 +13,12 @@ pytestmark = pytest.mark.browser
 SECRET = "shop-secret-for-tests"
 
 
-async def _mount(page, base_url: str, identity: dict) -> None:
-    """The embedding snippet, as a shop page would run it with an identity signed by its server."""
-    await page.goto(base_url + "widget/blank.html")
-    await page.evaluate("""async (identity) => {
-        const { mountChatWidget } = await import("/widget/widget.js");
-        window.segueWidget = mountChatWidget({ site: "shop", identity, queue: "general" });
-    }""", identity)
-    await expect(page.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)
-
-
 async def test_verified_customer_finds_their_conversation_on_another_device(start_segue, new_page) -> None:
     segue = await start_segue({"auth.sites": {"shop": SECRET}})
     identity = sign_identity(SECRET, id="u-42", name="Ada Lovelace", email="ada@example.com")
 
     laptop = await new_page()
-    await _mount(laptop, segue.url, identity)
+    await mount_identified_widget(laptop, segue.url, identity)
     session = await laptop.evaluate("window.segueWidget.customer.session")
     assert session["verified"] is True and session["name"] == "Ada Lovelace"
     await laptop.click("#segue-launcher")
@@ -40,7 +30,7 @@ async def test_verified_customer_finds_their_conversation_on_another_device(star
     cid = await laptop.evaluate("window.segueWidget.conversation.id")
 
     phone = await new_page()  # another context: no shared storage, a different visitor token
-    await _mount(phone, segue.url, identity)
+    await mount_identified_widget(phone, segue.url, identity)
     found = await phone.evaluate("""async (cid) => {
         const customer = window.segueWidget.customer;
         const list = await customer.listConversations();
