@@ -240,6 +240,18 @@ async def test_theme_launcher_and_bad_options(segue: Any, new_page: Any) -> None
         return [getComputedStyle(root.querySelector(".segue-panel")).backgroundColor, box.left > innerWidth / 2];
     }""")
     assert card == ["rgb(255, 255, 255)", True]
+    # dark mode is dark under a light preference, and auto follows it (one palette, two switches)
+    for mode, expected in (("dark", "rgb(28, 33, 43)"), ("auto", "rgb(255, 255, 255)")):
+        other = await new_page(color_scheme="light")
+        await _blank(other, segue.url)
+        await _mount(other, theme={"mode": mode})
+        await other.click("#segue-launcher")
+        colours = await other.evaluate("""() => {
+            const root = document.querySelector("segue-widget").shadowRoot;
+            const cs = (sel) => getComputedStyle(root.querySelector(sel));
+            return [cs(".segue-panel").backgroundColor, cs(".segue-panel").color];
+        }""")
+        assert colours == [expected, "rgb(230, 233, 240)" if mode == "dark" else "rgb(29, 36, 51)"], (mode, colours)
 
     # bad options are refused with the option named
     errors = await page.evaluate("""async () => {
