@@ -101,7 +101,15 @@ class DirectionCounters:
     delivered: int = 0
     reordered: int = 0  # delivered after a packet that arrived later
     write_errors: int = 0
+    by_protocol: dict[str, int] = field(default_factory=dict)  # packets seen: udp, tcp, icmp, ipv6, ...
+    lost_udp: int = 0
     delays_ms: list[float] = field(default_factory=list, repr=False)
+
+
+def protocol_name(packet: bytes) -> str:
+    if not packet or packet[0] >> 4 != 4:
+        return f"ipv{packet[0] >> 4}" if packet else "empty"
+    return {1: "icmp", 6: "tcp", 17: "udp"}.get(packet[9], str(packet[9])) if len(packet) > 9 else "short"
 
 
 class Direction:
@@ -137,11 +145,14 @@ class Direction:
         c, imp = self.counters, self.impairment
         c.packets += 1
         c.octets += len(packet)
+        protocol = protocol_name(packet)
+        c.by_protocol[protocol] = c.by_protocol.get(protocol, 0) + 1
         if now < self.outage_until:
             c.outage += 1
             return
         if imp.loss and self.rnd.random() < imp.loss:
             c.lost += 1
+            c.lost_udp += protocol == "udp"
             return
         delay = imp.delay_ms
         if imp.jitter_ms:
@@ -199,6 +210,10 @@ async def pump(host_if: str, ns_if: str, seed: int) -> None:
     ``{"set": {"loss", "delay_ms", "jitter_ms", "reorder"}}`` (both directions),
     ``{"outage": seconds}`` (drop everything both ways from now on, for that long),
     ``{"counters": true}``, ``{"reset": true}`` (counters to zero), ``{"quit": true}``."""
+    with contextlib.suppress(OSError):
+        # kernel netem runs in softirq context; on a busy machine a normal-priority pump would add
+        # its own scheduling delay to the one it was asked for
+        os.setpriority(os.PRIO_PROCESS, 0, -10)
     host_fd, ns_fd = open_tun(host_if), open_tun(ns_if)
     up = Direction(ns_fd, host_fd, seed)  # customer -> host
     down = Direction(host_fd, ns_fd, seed + 1)  # host -> customer

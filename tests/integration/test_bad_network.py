@@ -223,9 +223,9 @@ async def test_the_shaped_path_loses_delays_and_reorders_as_set() -> None:
     if counters is not None and before is not None:  # the TUN pump: what it saw is what the probes saw
         for way in ("up", "down"):
             c = counters[way]
-            assert c["packets"] - before[way]["packets"] == 2000, counters
-            assert c["delivered"] - before[way]["delivered"] == shaped[way]["received"], (counters, shaped)
-            assert c["lost"] == 2000 - shaped[way]["received"], (counters, shaped)
+            udp = c["by_protocol"].get("udp", 0) - before[way]["by_protocol"].get("udp", 0)
+            assert udp == 2000, counters
+            assert c["lost_udp"] - before[way]["lost_udp"] == 2000 - shaped[way]["received"], (counters, shaped)
 
 
 async def test_loss_and_jitter_video_keeps_flowing_nack_and_pli_repair_it(segue: Any) -> None:
