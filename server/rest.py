@@ -317,7 +317,9 @@ def _customer_id(request: web.Request) -> str:
     return cust
 
 
-async def get_customer(request: web.Request) -> web.Response:
+async def _readable_customer(request: web.Request) -> tuple[Signaling, str]:
+    """The path's customer, if the caller holds ``customers:read`` and may read that customer:
+    ``not_found`` for an unknown customer, ``forbidden`` for one the agent was never assigned."""
     who = await authorize(request, "customers:read")
     svc = _svc(request)
     cust = _customer_id(request)
@@ -325,6 +327,11 @@ async def get_customer(request: web.Request) -> web.Response:
         if not await svc.store.customer(cust):
             raise ProtocolError("not_found", f"customer {cust} does not exist")
         raise ProtocolError("forbidden", f"you have not been assigned to customer {cust}")
+    return svc, cust
+
+
+async def get_customer(request: web.Request) -> web.Response:
+    svc, cust = await _readable_customer(request)
     record = await svc.store.customer(cust)
     if not record:
         raise ProtocolError("not_found", f"customer {cust} does not exist")
@@ -337,13 +344,7 @@ async def get_customer(request: web.Request) -> web.Response:
 
 
 async def customer_conversations(request: web.Request) -> web.Response:
-    who = await authorize(request, "customers:read")
-    svc = _svc(request)
-    cust = _customer_id(request)
-    if not await svc.can_read_customer(who, cust):
-        if not await svc.store.customer(cust):
-            raise ProtocolError("not_found", f"customer {cust} does not exist")
-        raise ProtocolError("forbidden", f"you have not been assigned to customer {cust}")
+    svc, cust = await _readable_customer(request)
     return web.json_response({"conversations": await svc.history(cust)})
 
 

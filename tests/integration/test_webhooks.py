@@ -90,6 +90,15 @@ async def receiver_at(aiohttp_server: Any, answer: Callable[[int], Any] = lambda
     return rec
 
 
+async def two_nodes(start_segue: Any, settings: dict[str, Any], second: dict[str, Any] | None = None) -> tuple[World, World]:
+    """Two nodes sharing Redis under a fresh key prefix, with ``settings`` (the second node with
+    ``second`` on top): a World for each (``world.segue.app`` is its node's app)."""
+    prefix = f"test-{uuid.uuid4().hex[:10]}:"
+    first = await start_segue({**settings, "redis.key_prefix": prefix})
+    other = await start_segue({**settings, "redis.key_prefix": prefix, **(second or {})})
+    return World(first), World(other)
+
+
 async def eventually(check: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -501,17 +510,14 @@ async def test_delivery_to_a_private_address_is_refused_when_it_connects(start_s
     """Endpoints on loopback (an IP literal, and a name that resolves to it, as a name may do after
     it was checked) stored while private URLs were allowed: a node that does not allow them refuses
     to connect, says why in the attempts, and the receiver gets nothing."""
-    prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    allowed = await start_segue({**FAST, "redis.key_prefix": prefix, "webhooks.enabled": False})
-    strict = await start_segue({**FAST, "redis.key_prefix": prefix, "webhooks.allow_private_urls": False,
-                                "webhooks.retry_schedule_s": [0.2]})
-    world, strict_world = World(allowed), World(strict)
+    world, strict_world = await two_nodes(start_segue, {**FAST, "webhooks.enabled": False}, {
+        "webhooks.enabled": True, "webhooks.allow_private_urls": False, "webhooks.retry_schedule_s": [0.2]})
     literal, named = await receiver_at(aiohttp_server), await receiver_at(aiohttp_server)
     named.url = named.url.replace("127.0.0.1", "localhost")
     try:
         admin = await world.add_agent("root", role="admin")
         hooks = [await register(world, admin, rec, ["message.created"]) for rec in (literal, named)]
-        engine = strict.app[WEBHOOKS]
+        engine = strict_world.segue.app[WEBHOOKS]
         await engine.reload()  # (pub/sub tells it too; not waited for here)
         customer = await strict_world.customer()
         cid = (await customer.ok("conversation.start", {}))["conversation"]["id"]
@@ -629,15 +635,12 @@ async def test_call_events(start_segue: Any, aiohttp_server: Any) -> None:
 async def test_endpoint_changes_reach_other_nodes(make_config: Any, start_segue: Any, aiohttp_server: Any) -> None:
     """An endpoint added or removed through one node is followed by another node on the same Redis
     at once (pub/sub; the periodic re-read is set far beyond the test's waits)."""
-    prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    settings = {**FAST, "redis.key_prefix": prefix, "webhooks.refresh_s": 600.0}
-    a, b = await start_segue(settings), await start_segue(settings)
-    world_a, world_b = World(a), World(b)
+    world_a, world_b = await two_nodes(start_segue, {**FAST, "webhooks.refresh_s": 600.0})
     rec = await receiver_at(aiohttp_server)
     try:
         admin = await world_a.add_agent("root", role="admin")
         hook = await register(world_a, admin, rec, ["message.created"])
-        engine_b = b.app[WEBHOOKS]
+        engine_b = world_b.segue.app[WEBHOOKS]
 
         async def b_knows() -> bool:
             return "message.created" in engine_b._subs.wanted
@@ -681,15 +684,12 @@ async def test_two_workers_deliver_each_event_once(start_segue: Any, aiohttp_ser
     """Two nodes on one Redis, both running workers, events stored on both: every event reaches the
     endpoint once (the consumer group hands each queued event to one node; a claimed delivery is
     leased to one node), none twice while nothing fails."""
-    prefix = f"test-{uuid.uuid4().hex[:10]}:"
-    settings = {**FAST, "redis.key_prefix": prefix, "limits.events_per_s": 0}
-    a, b = await start_segue(settings), await start_segue(settings)
-    world_a, world_b = World(a), World(b)
+    world_a, world_b = await two_nodes(start_segue, {**FAST, "limits.events_per_s": 0})
     rec = await receiver_at(aiohttp_server)
     try:
         admin = await world_a.add_agent("root", role="admin")
         await register(world_a, admin, rec, ["message.created"])
-        engine_b = b.app[WEBHOOKS]
+        engine_b = world_b.segue.app[WEBHOOKS]
 
         async def b_knows() -> bool:
             return "message.created" in engine_b._subs.wanted
