@@ -78,7 +78,8 @@ async def test_zh_cn_console_and_wallboard_through_a_chat_and_a_monitored_call(s
     try:
         customer = await new_page(locale="zh-CN")
         await open_widget(customer, segue.url)
-        cid = await start_chat(customer, "你好，我的订单还没到", name="小王")
+        # no name given: the server calls them "Visitor", the pages show it in their language ("访客")
+        cid = await start_chat(customer, "你好，我的订单还没到")
         # the customer's page title and URLs travel with the conversation (the agent sees them): data, not words of ours
         allowed = ALLOWED_WORDS | set(re.findall(r"[A-Za-z]+", await customer.title()))
 
@@ -130,7 +131,7 @@ async def test_zh_cn_console_and_wallboard_through_a_chat_and_a_monitored_call(s
         await expect(row.locator(".call-cell-state")).to_contain_text("通话中", timeout=WAIT_MS)
         await expect(row.locator("td").nth(2)).to_have_text("处理中")
         await row.locator(".monitor-listen").click()
-        await expect(board.locator("#monitor-status")).to_have_text("正在监听小王与Demo Agent的通话", timeout=WAIT_MS)
+        await expect(board.locator("#monitor-status")).to_have_text("正在监听访客与Demo Agent的通话", timeout=WAIT_MS)
         await slot_grows(board, monitor_call(cid), "audio", "the supervisor hears the customer")
         await expect(board.locator("#monitor-connection")).to_have_text("· 音频已连接", timeout=WAIT_MS)
         await expect(bar.locator(".segue-call-supervisor")).to_contain_text("主管王主管正在监听", timeout=WAIT_MS)
@@ -139,7 +140,7 @@ async def test_zh_cn_console_and_wallboard_through_a_chat_and_a_monitored_call(s
         console_texts = await no_english(agent, allowed)
         board_texts = await no_english(board, allowed)
         # the checks saw the live parts (a name that is allowed is really there)
-        assert any("Demo Agent" in t for t in board_texts) and any("小王" in t for t in console_texts)
+        assert any("Demo Agent" in t for t in board_texts) and any("访客" in t for t in console_texts)
         if os.environ.get("SEGUE_SCREENSHOTS"):
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             await agent.screenshot(path=str(SCREENSHOTS / "console-zh-CN.png"))

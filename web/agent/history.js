@@ -12,7 +12,7 @@
  * Every text through the translator `t` (web/sdk/i18n.js); all content rendered as text.
  */
 import { h, clear } from "../sdk/dom.js";
-import { describeEvent, channelLabel, dispositionLabel } from "../sdk/format.js";
+import { describeEvent, channelLabel, dispositionLabel, personName } from "../sdk/format.js";
 import { agentName, channelsUsed } from "../sdk/view-state.js";
 
 export class CustomerHistory {
@@ -168,7 +168,7 @@ export class CustomerHistory {
             h(
               "li",
               { class: `segue-msg ${theirs ? "segue-msg--theirs" : "segue-msg--colleague"}`, dataset: { eventId: event.id, type: event.type } },
-              h("div", { class: "segue-msg-author" }, author.name || author.id || ""),
+              h("div", { class: "segue-msg-author" }, personName(author.name, t) || author.id || ""),
               h("div", { class: "segue-msg-text" }, text),
               h("div", { class: "segue-msg-meta" }, t.time(event.ts)),
             ),

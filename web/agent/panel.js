@@ -6,7 +6,7 @@
  */
 import { compareIds } from "../sdk/segue.js";
 import { h, append, clear, placeEvent, appendPending, markFailed, markReceipts } from "../sdk/dom.js";
-import { describeEvent, formatTime, channelLabel, eventChannel } from "../sdk/format.js";
+import { describeEvent, formatTime, channelLabel, eventChannel, personName } from "../sdk/format.js";
 import { SegueCall } from "../sdk/call.js";
 import { CallBar } from "../sdk/call-ui.js";
 import { english } from "../sdk/i18n.js";
@@ -37,7 +37,7 @@ import { agentId, agentName as agentLabel } from "../sdk/view-state.js";
 
 export function customerLabel(summary, t = english) {
   const customer = summary?.customer;
-  return customer?.name || customer?.email || customer?.id || t("console.customer");
+  return personName(customer?.name, t) || customer?.email || customer?.id || t("console.customer");
 }
 
 export class ConversationPanel {
@@ -422,7 +422,7 @@ export class ConversationPanel {
     const customer = this.conversation.summary?.customer ?? {};
     clear(this.who);
     append(this.who, [
-      h("div", { class: "conv-who-name" }, customer.name || customer.email || customer.id || t("console.customer")),
+      h("div", { class: "conv-who-name" }, customerLabel({ customer }, t)),
       h(
         "div",
         { class: "conv-who-kind", dataset: { verified: customer.verified ? "true" : "false" } },
@@ -637,7 +637,7 @@ export class ConversationPanel {
         class: `segue-msg ${fromCustomer ? "segue-msg--theirs" : mine ? "segue-msg--mine" : "segue-msg--colleague"}`,
         dataset: { eventId: event.id, clientId: event.data?.client_id ?? "", author: author.kind ?? "" },
       },
-      !mine && h("div", { class: "segue-msg-author" }, author.name || (fromCustomer ? t("console.customer") : author.id) || ""),
+      !mine && h("div", { class: "segue-msg-author" }, personName(author.name, t) || (fromCustomer ? t("console.customer") : author.id) || ""),
       h("div", { class: "segue-msg-text" }, text),
       h("div", { class: "segue-msg-meta" }, time, !fromCustomer && h("span", { class: "segue-receipt" }, t("receipt.sent"))),
     );
@@ -664,7 +664,7 @@ export class ConversationPanel {
       this.typing.hidden = true;
       return;
     }
-    const name = author?.name || this.t(author?.kind === "customer" ? "who.customer" : "who.agent");
+    const name = personName(author?.name, this.t) || this.t(author?.kind === "customer" ? "who.customer" : "who.agent");
     this.typing.textContent = this.t("widget.typing", { name });
     this.typing.hidden = false;
     this.typingTimer = setTimeout(() => (this.typing.hidden = true), 8000);

@@ -15,6 +15,7 @@
  */
 import { h } from "./dom.js";
 import { english } from "./i18n.js";
+import { personName } from "./format.js";
 import { supervisorOf } from "./call.js";
 
 function clock(ms) {
@@ -224,9 +225,9 @@ export class CallBar {
   nameOf(author) {
     if (author?.kind === "customer" && this.kind === "agent") {
       const summary = this.call.client.conversations?.get(this.call.conversationId)?.summary;
-      if (summary?.customer?.name) return summary.customer.name;
+      if (summary?.customer?.name) return personName(summary.customer.name, this.t);
     }
-    return author?.name || null;
+    return personName(author?.name, this.t) || null;
   }
 
   /**

@@ -10,6 +10,10 @@ import type { Translator } from "./i18n.js";
 export declare const CHANNEL_LABELS: Readonly<Record<Channel, string>>;
 /** "video" → "Video" in the translator's language; unknown channels as they are. */
 export declare function channelLabel(channel: Channel | (string & {}), t?: Translator): string;
+/** The name the server gives a customer who gave none ("Visitor"). */
+export declare const UNNAMED_CUSTOMER: string;
+/** A person's name as shown: an unnamed visitor's in the reader's language ("访客"), others as they are. */
+export declare function personName<T extends string | null | undefined>(name: T, t?: Translator): T | string;
 /** A wrap-up disposition in words ("follow_up" → "Needs follow-up"); unknown values as they are. */
 export declare function dispositionLabel(disposition: string, t?: Translator): string;
 

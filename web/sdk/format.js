@@ -13,6 +13,14 @@ export function channelLabel(channel, t = english) {
   return t.has(`channel.${channel}`) ? t(`channel.${channel}`) : String(channel ?? "");
 }
 
+/** The name the server gives a customer who gave none (signaling: anonymous visitors). */
+export const UNNAMED_CUSTOMER = "Visitor";
+
+/** A person's name as shown: the server's name for an unnamed visitor in the reader's language. */
+export function personName(name, t = english) {
+  return name === UNNAMED_CUSTOMER ? t("who.visitor") : name;
+}
+
 /** "follow_up" → "Needs follow-up" (a wrap-up disposition); other values are shown as they are. */
 export function dispositionLabel(disposition, t = english) {
   return t.has(`disposition.${disposition}`) ? t(`disposition.${disposition}`) : String(disposition ?? "");
@@ -125,7 +133,7 @@ function describe(event, customer, customerName, t) {
 
 function who(author, customer, fallback, customerName, t) {
   if (!author) return fallback;
-  if (author.kind === "customer") return customer ? t("who.you") : customerName || author.name || t("who.customer");
+  if (author.kind === "customer") return customer ? t("who.you") : personName(customerName || author.name, t) || t("who.customer");
   return agentName(author, t, fallback);
 }
 

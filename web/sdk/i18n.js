@@ -90,6 +90,8 @@ const en = {
   "who.an_agent": "an agent",
   "who.anyone": "someone",
   "who.queue": "the {queue} queue",
+  // a customer who gave no name (the server calls them "Visitor": format.js personName)
+  "who.visitor": "Visitor",
 
   // --- conversation events (format.js describeEvent) ------------------------------------------
   "event.started": "Conversation started",
@@ -572,6 +574,7 @@ const zhCN = {
   "who.an_agent": "一位客服",
   "who.anyone": "他人",
   "who.queue": "{queue} 队列",
+  "who.visitor": "访客",
 
   "event.started": "对话已开始",
   "event.started.detail": "对话已开始（{channel}，队列：{queue}）",

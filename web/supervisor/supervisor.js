@@ -9,7 +9,7 @@
  */
 import { SegueAgent } from "../sdk/segue.js";
 import { h, clear, append } from "../sdk/dom.js";
-import { channelLabel, formatDuration } from "../sdk/format.js";
+import { channelLabel, formatDuration, personName } from "../sdk/format.js";
 import { clock } from "../sdk/call-ui.js";
 import { agentName as agentLabel, channelsNow, loadEntries } from "../sdk/view-state.js";
 import { showDemoLogin } from "../agent/demo-login.js";
@@ -139,7 +139,7 @@ function loadText(load) {
 }
 
 function customerName(summary) {
-  return summary?.customer?.name || summary?.customer?.id || t("board.the_customer");
+  return personName(summary?.customer?.name, t) || summary?.customer?.id || t("board.the_customer");
 }
 
 function agentName(summary) {
