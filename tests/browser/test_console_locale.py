@@ -3,7 +3,8 @@
 - A Chromium whose languages are zh-CN gets the sign-in form, the console and the wallboard in
   Chinese: through a real chat and a real voice call (widget customer, console agent) monitored
   from the wallboard, no visible text, placeholder, title or aria-label is left in English (names,
-  queue names, URLs and what people typed aside).
+  queue names, URLs and what people typed aside). Choosing English during the call keeps the page
+  (and the call) until the next load, which comes back in English with the conversation.
 - The language menu: a choice made in the console is kept on the agent's account (PATCH
   /api/v1/agents/{id} `locale`) and follows the agent to another browser; bad tags are refused.
 - Every console and wallboard message has a zh-CN text with no English and no unknown placeholder.
@@ -106,6 +107,14 @@ async def test_zh_cn_console_and_wallboard_through_a_chat_and_a_monitored_call(s
         await panel(agent, cid).locator(".conv-transfer").click()
         await expect(agent.get_by_role("dialog", name="转接会话")).to_be_visible(timeout=WAIT_MS)
         await agent.click("#transfer-cancel")
+        await panel(agent, cid).locator(".conv-close").click()
+        await expect(agent.get_by_role("dialog", name="结束会话")).to_be_visible(timeout=WAIT_MS)
+        await expect(agent.locator("#close-disposition option[value=follow_up]")).to_have_text("需跟进")
+        await agent.click("#close-cancel")
+        await agent.click("#kb-open")
+        await expect(agent.locator("#kb-list")).to_contain_text("还没有文章", timeout=WAIT_MS)
+        await no_english(agent, allowed)
+        await agent.click("#kb-close")
         await panel(agent, cid).locator(".canned-btn").click()
         await expect(panel(agent, cid).locator(".canned-picker")).to_be_visible(timeout=WAIT_MS)
         await panel(agent, cid).locator(".canned-btn").click()
@@ -148,9 +157,17 @@ async def test_zh_cn_console_and_wallboard_through_a_chat_and_a_monitored_call(s
 
         await board.locator("#monitor .monitor-stop").click()
         await expect(board.locator("#monitor-status")).to_have_text("", timeout=WAIT_MS)
+        # choosing English during the call does not reload the page (the call would lose its connection)
+        await agent.select_option("#language", "en")
+        await expect(agent.locator(".toast").filter(has_text="The new language applies")).to_be_visible(timeout=WAIT_MS)
+        await expect(agent.locator("#logout")).to_have_text("退出登录")
+        await audio_grows(agent, agent_call(cid), "the call goes on")
         await customer.locator("#segue-callbar .call-hangup").click()
         await expect(panel(agent, cid).locator('.conv-log > li[data-type="call.ended"]')).to_contain_text("通话已结束", timeout=WAIT_MS)
-        await no_english(agent, allowed)
+        # the next load is in English; the conversation comes back
+        await agent.reload()
+        await expect(agent.locator("#logout")).to_have_text("Log out", timeout=WAIT_MS)
+        await expect(panel(agent, cid).locator(".conv-send")).to_have_text("Send", timeout=WAIT_MS)
         for page in (customer, agent, board):
             assert page.segue_errors == [], page.segue_errors
     finally:
@@ -248,4 +265,6 @@ async def test_every_console_and_wallboard_message_has_chinese(segue: Any, new_p
     # errors by code: the console's words, the generic ones, else the server's message
     assert rows["errors"] == ["您没有执行此操作的权限。", "this needs the supervisor role", "操作过于频繁，请稍候再试。", "the server's words"]
     assert rows["percent"] == ["80%", "100%"]
+    # the page check itself: English is found, URLs and allowed names are not counted
+    assert english_words(["保存 Save", "来源：http://127.0.0.1:8080/widget/", "Demo Agent加入了对话"], ALLOWED_WORDS) == ["Save"]
     assert page.segue_errors == []
