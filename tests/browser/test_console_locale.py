@@ -268,3 +268,60 @@ async def test_every_console_and_wallboard_message_has_chinese(segue: Any, new_p
     # the page check itself: English is found, URLs and allowed names are not counted
     assert english_words(["保存 Save", "来源：http://127.0.0.1:8080/widget/", "Demo Agent加入了对话"], ALLOWED_WORDS) == ["Save"]
     assert page.segue_errors == []
+
+
+async def test_zh_cn_warm_transfer_and_the_customers_earlier_conversation(segue: Any, new_page: Any) -> None:
+    """The offer of a transfer, the consult banner, the read-only column and the customer's
+    earlier conversation (wrap-up, transcript) in Chinese on both agents' consoles."""
+    await create_agent(segue.url, "mei", "mei-secret", "梅")
+    customer, demo, mei = await new_page(locale="zh-CN"), await new_page(**ZH), await new_page(**ZH)
+    await open_widget(customer, segue.url)
+    allowed = ALLOWED_WORDS | set(re.findall(r"[A-Za-z]+", await customer.title()))
+    first = await start_chat(customer, "自行车链条有异响", name="小李")
+    await agent_login(demo, segue.url)
+    await set_presence(demo, "available")
+    await accept_offer(demo, first)
+    await agent_send(demo, first, "请给链条上油")
+    await panel(demo, first).locator(".conv-close").click()
+    await demo.select_option("#close-disposition", "follow_up")
+    await demo.fill("#close-tags", "链条")
+    await demo.click("#close-submit")
+    await expect(customer.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)
+    await customer.click("#segue-new-chat")
+    second = await start_chat(customer, "现在挡泥板松了")
+    await accept_offer(demo, second)
+
+    await agent_login(mei, segue.url, "mei", "mei-secret")
+    await set_presence(mei, "available")
+    await panel(demo, second).locator(".conv-transfer").click()
+    await expect(demo.locator('#transfer-agent option[value="mei"]')).to_contain_text("梅（就绪）", timeout=WAIT_MS)
+    await demo.select_option("#transfer-agent", "mei")
+    await demo.check("input[name=mode][value=warm]")
+    await demo.fill("#transfer-note", "老客户")
+    await demo.click("#transfer-submit")
+    await expect(panel(demo, second).locator(".conv-banner")).to_contain_text("正在等待梅接受", timeout=WAIT_MS)
+    offer = mei.locator(f'.offer[data-conversation-id="{second}"]')
+    await expect(offer.locator(".offer-meta")).to_contain_text("来自Demo Agent的咨询转接", timeout=WAIT_MS)
+    await no_english(mei, allowed)
+    await accept_offer(mei, second)
+    await expect(panel(demo, second).locator(".conv-banner")).to_contain_text("梅已接受", timeout=WAIT_MS)
+    await agent_send(demo, second, "她是老客户", mode="consult")
+    await expect(panel_item(mei, second, "她是老客户")).to_have_count(1, timeout=WAIT_MS)
+
+    # the earlier conversation in mei's customer panel: wrap-up, and its transcript on demand
+    history = panel(mei, second).locator(".conv-history")
+    await history.locator("summary").click()
+    await expect(history.locator(".history-disposition")).to_have_text("处理结果：需跟进", timeout=WAIT_MS)
+    await history.locator(f'.history-toggle[data-conversation-id="{first}"]').click()
+    await expect(history.locator(".history-transcript")).to_contain_text("请给链条上油", timeout=WAIT_MS)
+    await no_english(mei, allowed)
+    await no_english(demo, allowed)
+
+    # hand over: demo's column stays, read-only, and says so
+    await panel(demo, second).locator(".transfer-complete").click()
+    await expect(panel(demo, second).locator(".conv-readonly")).to_contain_text("只读", timeout=WAIT_MS)
+    await expect(panel_item(mei, second, "已从Demo Agent转接给梅")).to_have_count(1, timeout=WAIT_MS)
+    await no_english(demo, allowed)
+    await no_english(mei, allowed)
+    for page in (customer, demo, mei):
+        assert page.segue_errors == [], page.segue_errors
