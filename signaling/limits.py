@@ -2,19 +2,20 @@
 
 Why: before these, one anonymous socket could store 8,700 messages a second, and a crowd offering
 three times what a node can do made it collapse (p50 18 s, pings timing out, sockets dropped)
-instead of saying "not now". Now every client event passes three gates before any handler runs:
+instead of saying "not now". Now every client event passes three gates before python-socketio even
+decodes it (:func:`install_gate`):
 
 - a token bucket per connection (``events_per_s`` sustained, ``events_burst`` at once) and one per
   client address on this node (``ip_events_*``: a NAT full of customers shares one);
-- the node as a whole admits at most ``node_events_per_s`` client events (its capacity, measured
-  with ``bench.chat --overload``; 0: no cap) and sheds load while its event loop runs more than
-  ``shed_lag_ms`` late (:class:`LoadMonitor`): the excess is refused before it costs a Redis
+- the node as a whole admits a budget of client events a second that follows its own queueing
+  delay (:class:`LoadMonitor`: how late its event loop runs, against ``shed_lag_ms``), under an
+  optional fixed ceiling (``node_events_per_s``): the excess is refused before it costs a Redis
   round trip, so the work admitted finishes quickly and pings keep flowing;
 - new connections (``connects_*`` per address) and new conversations (``conversations_*`` per
   connection and per address) have buckets of their own.
 
-A refused event gets ``rate_limited`` with ``retry_after_ms``; the SDK waits that long and sends
-the same request again (with the same ``client_id``, so nothing is stored twice). A connection that
+A refused event gets ``rate_limited`` with ``retry_after_ms`` (for load: a time on a calendar that
+spreads the refused clients out); the SDK waits that long and sends the same request again (with the same ``client_id``, so nothing is stored twice). A connection that
 keeps sending while refused (``disconnect_after_refusals`` in a row) is disconnected. The defaults
 sit far above what a person types: they stop scripts, not people.
 
@@ -116,11 +117,13 @@ class LoadMonitor:
     tick runs late is the time any ready work — a frame just read, a Redis reply — waits its turn.
     Like CoDel, only a lateness that lasts a whole interval (its smallest sample over 100 ms is
     above the target) counts as a queue; a burst or one slow callback does not. Then the budget
-    drops to what the node admitted over the last second, scaled down by how late the loop ran
-    (target / lag, 0.5-0.9), so the queue drains; while the loop is on time and events are still
-    being refused the budget grows 10 % an interval, probing for room; after a second on time with
-    nothing refused it is lifted. Below ``MIN_RATE`` admitted events a second the node is not what
-    makes the loop late (another process, a slow disk), so it never sheds there.
+    goes below the level at which the queue appeared (the budget then in force; the first time, the
+    best rate the node admitted in the last 5 s), scaled by target / lag (0.6-0.9), and the next cut
+    waits 0.3 s for the queue to drain. While the loop is on time the budget climbs back half the
+    way to that level an interval, then past it 5 % an interval, probing for room; after a second
+    on time with nothing refused it is lifted. Below ``MIN_RATE`` admitted events a second the node
+    is not what makes the loop late (another process, a slow disk), so it never sheds there, and
+    the budget never falls below a quarter of the best rate of the last 5 s.
 
     A refused connection is given a time to come back (``retry_after``) from a calendar: each
     refused connection gets the next free slot, and slots are ``1 / (RETRY_SHARE x budget)``
@@ -132,7 +135,9 @@ class LoadMonitor:
     INTERVAL_S = 0.1  # a lateness that lasts this long is a queue, not a burst
     HISTORY = 10  # intervals of admitted counts kept: the rate of the last second
     MIN_RATE = 100.0  # events/s: below this the node never sheds (its own work is not the cause)
-    GROW = 1.1  # on time but still refusing: the budget grows this much an interval
+    FLOOR_SHARE = 0.25  # the budget stays above this share of the best admitted rate of the last 5 s
+    PEAK_INTERVALS = 50
+    GROW = 1.05  # on time, past where the last queue appeared: the budget grows this much an interval
     HOLD_S = 0.3  # after a cut, the next one waits this long (the queue drains first)
     LIFT_AFTER = 10  # intervals on time with nothing refused: the budget is lifted
     RETRY_SHARE = 0.25  # refused connections come back at most at this share of the budget a second
@@ -153,8 +158,10 @@ class LoadMonitor:
         self._min_lag = math.inf
         self._interval_start = now
         self._history: deque[int] = deque(maxlen=self.HISTORY)
+        self._peaks: deque[float] = deque(maxlen=self.PEAK_INTERVALS)  # admitted rates, last 5 s
         self._quiet = 0
         self._hold_until = 0.0
+        self._queued_at = 0.0  # the budget (or admitted rate) at which the last standing queue appeared
         self._next_slot = 0.0  # the retry calendar's end
         self._slots: dict[str, float] = {}  # connection -> when it may send again
         self._task: asyncio.Task[None] | None = None
@@ -211,15 +218,25 @@ class LoadMonitor:
         self._history.append(self._admitted)
         recent = list(self._history)[-3:]
         admitted_rate = sum(recent) / (len(recent) * self.INTERVAL_S)  # what the node has just been doing
+        self._peaks.append(admitted_rate)
         queue = self.target_lag_s > 0 and self._min_lag > self.target_lag_s
         if queue and admitted_rate >= self.MIN_RATE and now >= self._hold_until:
-            factor = min(0.9, max(0.5, self.target_lag_s / self._min_lag))
-            base = admitted_rate if self.rate == math.inf else self.rate
-            self.rate = max(self.MIN_RATE, base * factor)
+            # a standing queue: the budget goes below where the queue appeared, by how late the loop ran
+            # (the first time, the best the node admitted lately: the loop may have read little in
+            # the very interval the queue formed)
+            self._queued_at = max(self._peaks) if self.rate == math.inf else self.rate
+            factor = min(0.9, max(0.6, self.target_lag_s / self._min_lag))
+            # (never below a quarter of what the node has shown it can do lately: on a machine busy
+            # with other work a late loop is not all the node's doing, and cutting on would not help)
+            self.rate = max(self.MIN_RATE, self.FLOOR_SHARE * max(self._peaks), self._queued_at * factor)
             self._hold_until = now + self.HOLD_S  # the queue drains before the cut is judged
             self._quiet = 0
         elif self.rate < math.inf and not queue:
-            self.rate *= self.GROW  # on time: probe for room
+            # on time: back quickly towards where the queue appeared, then on, gently, probing for room
+            if self.rate < self._queued_at * 0.98:
+                self.rate += (self._queued_at - self.rate) / 2
+            else:
+                self.rate *= self.GROW
             if self._refused:
                 self._quiet = 0
             else:
