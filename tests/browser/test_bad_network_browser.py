@@ -26,21 +26,23 @@ from typing import Any
 
 import pytest
 
-from media.probe import ClientPeer
 from netem_kit import customer_link
 from segue_clients import assigned_conversation
 from server import NODE, create_app
 from signaling.calls import CALLS, Participant
-from test_bad_network import FrameSampler, KeyframeLog, delta, stats
-from test_call_signaling import AGENT_A, Side, eventually
+from test_bad_network import FrameSampler, KeyframeLog, agent_video_peer, delta, stats
+from test_call_signaling import Side, eventually
 
 pytestmark = pytest.mark.browser
 
 # what the customer's browser counted, summed per kind (camera and screen share are both video)
 BROWSER_STATS_JS = """async () => {
   const call = window.demo && window.demo.call;
-  const out = {state: call && call.pc ? call.pc.connectionState : null, in: {}, out: {}};
+  const out = {state: call && call.pc ? call.pc.connectionState : null, pc: null, in: {}, out: {}};
   if (!call || !call.pc) return out;
+  // which RTCPeerConnection (call.js replaces one that stays disconnected): counters restart with it
+  if (!call.pc.netemId) call.pc.netemId = (window.netemPeers = (window.netemPeers || 0) + 1);
+  out.pc = call.pc.netemId;
   const add = (into, kind, s, fields) => {
     const o = (into[kind] = into[kind] || {});
     for (const f of fields) if (typeof s[f] === "number") o[f] = (o[f] || 0) + s[f];
@@ -57,6 +59,10 @@ BROWSER_STATS_JS = """async () => {
 
 
 def browser_delta(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """What grew between two ``BROWSER_STATS_JS`` readings (all of ``after`` if the page's
+    connection was replaced in between)."""
+    if after["pc"] != before["pc"]:
+        before = {"in": {}, "out": {}}
     out: dict[str, Any] = {}
     for way in ("in", "out"):
         for kind, fields in after[way].items():
@@ -135,16 +141,7 @@ async def browser_video_call(aiohttp_server: Any, make_config: Any, cid: str) ->
             await page.evaluate("() => window.demo.call.request('video')")
             await eventually(lambda: agent.got("call.requested"))
             await agent.ok("call.accept")
-            apeer = ClientPeer(AGENT_A)
-            agent.peer = apeer
-            apeer.start_video()
-
-            async def answer(sdp: str) -> str:
-                return (await agent.ok("call.offer", sdp=sdp))["sdp"]
-
-            await apeer.negotiate(answer)
-            await apeer.wait_connected(30)
-            ears = await apeer.audio()
+            apeer, ears = await agent_video_peer(agent)
             try:
                 await ears.wait_until(lambda: len(ears.frames) > 25, timeout=30)
             except asyncio.TimeoutError:
@@ -213,16 +210,17 @@ async def test_chromium_customer_under_loss_and_jitter(aiohttp_server: Any, make
         assert browser_steady.get("in_video_nackCount", 0) > 0, browser_steady
         assert delta(steady, before).get("to_customer_video_retransmitted", 0) > 0
         assert browser_all.get("out_video_nackCount", 0) > 0 and browser_all.get("out_video_retransmittedPacketsSent", 0) > 0
-        # PLI: the blackout made the forwarder ask Chromium for a keyframe, and one came
-        assert browser_all.get("out_video_pliCount", 0) > 0, browser_all
-        assert keyframes.between(back, end), keyframes.times
+        # (PLI: Chromium sends little video while it gets no feedback, so after 2.5 s NACK often
+        # repairs the whole gap and nobody needs a keyframe; the 10 s outage below asserts PLI)
         assert room["errors"] == []
 
 
 async def test_chromium_customer_ten_second_outage_heals_by_itself(aiohttp_server: Any, make_config: Any) -> None:
     async with browser_video_call(aiohttp_server, make_config, "c_netem_chromium2") as room:
         link, page, apeer, ears, call = room["link"], room["page"], room["apeer"], room["ears"], room["call"]
-        negotiations = call.leg("customer").negotiations
+        leg = call.leg("customer")
+        negotiations = leg.negotiations
+        before, b_before = stats(call), await browser_stats(page)
         await link.reset_counters()
         await link.outage(10)
         cut = time.monotonic()
@@ -232,11 +230,10 @@ async def test_chromium_customer_ten_second_outage_heals_by_itself(aiohttp_serve
         firsts: dict[str, float] = {}
         deadline = back + 40
         while len(firsts) < 4 and time.monotonic() < deadline:
-            s = await browser_stats(page)
+            grown = browser_delta(await browser_stats(page), at_back)
             now = time.monotonic()
-            grown = {"customer_audio": ("audio", "packetsReceived"), "customer_video": ("video", "framesDecoded")}
-            for name, (kind, field) in grown.items():
-                if name not in firsts and s["in"].get(kind, {}).get(field, 0) > at_back["in"].get(kind, {}).get(field, 0):
+            for name, key in (("customer_audio", "in_audio_packetsReceived"), ("customer_video", "in_video_framesDecoded")):
+                if name not in firsts and grown.get(key, 0) > 0:
                     firsts[name] = now
             heard = [t for t, _, _ in ears.frames if t > back]
             if "agent_audio" not in firsts and heard:
@@ -244,18 +241,28 @@ async def test_chromium_customer_ten_second_outage_heals_by_itself(aiohttp_serve
             if "agent_video" not in firsts and apeer.video_frames() > agent_frames_at_back:
                 firsts["agent_video"] = now
             await asyncio.sleep(0.05)
-        state = (await browser_stats(page))["state"]
+        b_after = await browser_stats(page)
         pump = await link.counters()
-        renegotiated = call.leg("customer").negotiations - negotiations
+        browser = browser_delta(b_after, b_before)
+        replaced = call.leg("customer") is not leg
+        # a new leg's counters start at zero: take them whole
+        changed = delta(stats(call), {k: v for k, v in before.items() if not (replaced and "_customer_" in k)})
         print("NETEM " + json.dumps({
             "case": "Chromium customer: 10 s outage", "shaper": link.shaper, "load_avg_1m": round(os.getloadavg()[0], 2),
             "outage_s": round(back - cut, 1),
             "back_after_ms": {k: round(1000 * (t - back)) for k, t in sorted(firsts.items())},
-            "customer_connection": state, "renegotiated": renegotiated, "path": pump}), flush=True)
+            "connection_replaced_by_the_sdk": replaced, "customer_browser": browser, "forwarder": changed,
+            "customer_connection": b_after["state"], "path": pump}), flush=True)
         if pump is not None:
             assert pump["up"]["outage"] > 0 and pump["down"]["outage"] > 0, pump
-        # the call came back by itself: audio both ways, video both ways, the same connection
+        # the call came back by itself (the same connection, or the SDK's replacement for one that
+        # stayed disconnected: call.js STALL_REPLACE_MS): audio and video both ways
         assert set(firsts) == {"customer_audio", "customer_video", "agent_audio", "agent_video"}, firsts
-        assert state == "connected" and apeer.pc.connectionState == "connected"
-        assert renegotiated == 0
+        assert b_after["state"] == "connected" and apeer.pc.connectionState == "connected"
+        assert replaced or leg.negotiations == negotiations
+        # a keyframe from Chromium brought the agent's picture back: asked for by PLI (the same
+        # connection: more of its video missing at once than NACK repairs), or a new connection's first
+        assert browser.get("out_video_keyFramesEncoded", 0) > 0, browser
+        if not replaced:
+            assert changed.get("from_customer_video_keyframe_requests", 0) > 0 and browser.get("out_video_pliCount", 0) > 0
         assert room["errors"] == []

@@ -35,6 +35,7 @@ from aiortc.mediastreams import MediaStreamError  # noqa: E402
 
 from media.probe import AudioMeter, ToneTrack  # noqa: E402
 from media.ice import new_peer  # noqa: E402
+from netem_kit import json_lines  # noqa: E402  (this folder is sys.path[0] when run as a script)
 
 
 class FrameClock:
@@ -96,13 +97,7 @@ async def main() -> None:
         else:
             clocks.append(FrameClock(track))
 
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    def say(obj: Any) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
+    reader, say = await json_lines()
 
     while True:
         line = await reader.readline()

@@ -40,6 +40,7 @@ import struct
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,8 @@ class DirectionCounters:
     write_errors: int = 0
     by_protocol: dict[str, int] = field(default_factory=dict)  # packets seen: udp, tcp, icmp, ipv6, ...
     lost_udp: int = 0
-    delays_ms: list[float] = field(default_factory=list, repr=False)
+    delays_ms: list[float] = field(default_factory=list, repr=False)  # arrival -> written
+    late_ms: list[float] = field(default_factory=list, repr=False)  # written this long after its drawn time
 
 
 def protocol_name(packet: bytes) -> str:
@@ -163,7 +165,7 @@ class Direction:
         self._last_due = due
         self._arrivals += 1
         if due <= now and not self._queue:
-            self._write(packet, self._arrivals, now, now)
+            self._write(packet, self._arrivals, now, now, now)
             return
         heapq.heappush(self._queue, (due, self._arrivals, packet, now))
         self._arm()
@@ -177,11 +179,11 @@ class Direction:
         self._timer = None
         now = time.monotonic()
         while self._queue and self._queue[0][0] <= now + 0.0005:
-            _, order, packet, arrived = heapq.heappop(self._queue)
-            self._write(packet, order, arrived, now)
+            due, order, packet, arrived = heapq.heappop(self._queue)
+            self._write(packet, order, arrived, due, now)
         self._arm()
 
-    def _write(self, packet: bytes, order: int, arrived: float, now: float) -> None:
+    def _write(self, packet: bytes, order: int, arrived: float, due: float, now: float) -> None:
         c = self.counters
         try:
             os.write(self.dst, packet)
@@ -194,15 +196,32 @@ class Direction:
         self._last_delivered = max(self._last_delivered, order)
         if len(c.delays_ms) < 100_000:
             c.delays_ms.append((now - arrived) * 1000)
+            c.late_ms.append(max(now - due, 0.0) * 1000)
 
     def report(self) -> dict[str, Any]:
         out = asdict(self.counters)
-        delays = sorted(out.pop("delays_ms"))
+        delays, late = sorted(out.pop("delays_ms")), sorted(out.pop("late_ms"))
         if delays:
             out["delay_ms"] = {"min": round(delays[0], 1), "p50": round(delays[len(delays) // 2], 1),
                                "max": round(delays[-1], 1)}
+            # the pump's own lateness (a busy machine): kernel netem would not add it
+            out["late_ms"] = {"p50": round(late[len(late) // 2], 1), "p99": round(late[int(len(late) * 0.99)], 1),
+                              "max": round(late[-1], 1)}
         out["queued"] = len(self._queue)
         return out
+
+
+async def json_lines() -> tuple[asyncio.StreamReader, Callable[[Any], None]]:
+    """This process's stdin as an asyncio reader, and ``say(obj)``: one JSON line on stdout (the
+    command protocol of the pump and of netem_customer.py)."""
+    reader = asyncio.StreamReader()
+    await asyncio.get_running_loop().connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    def say(obj: Any) -> None:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+    return reader, say
 
 
 async def pump(host_if: str, ns_if: str, seed: int) -> None:
@@ -210,21 +229,18 @@ async def pump(host_if: str, ns_if: str, seed: int) -> None:
     ``{"set": {"loss", "delay_ms", "jitter_ms", "reorder"}}`` (both directions),
     ``{"outage": seconds}`` (drop everything both ways from now on, for that long),
     ``{"counters": true}``, ``{"reset": true}`` (counters to zero), ``{"quit": true}``."""
-    with contextlib.suppress(OSError):
+    try:
         # kernel netem runs in softirq context; on a busy machine a normal-priority pump would add
-        # its own scheduling delay to the one it was asked for
-        os.setpriority(os.PRIO_PROCESS, 0, -10)
+        # its own scheduling delay to the one it was asked for. Real-time priority 1 (the pump uses
+        # a few % of a core; the kernel's RT throttling leaves the rest to others in any case)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, -10)
     host_fd, ns_fd = open_tun(host_if), open_tun(ns_if)
     up = Direction(ns_fd, host_fd, seed)  # customer -> host
     down = Direction(host_fd, ns_fd, seed + 1)  # host -> customer
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-
-    def say(obj: Any) -> None:
-        sys.stdout.write(json.dumps(obj) + "\n")
-        sys.stdout.flush()
-
+    reader, say = await json_lines()
     say({"ready": True})
     while line := await reader.readline():
         cmd = json.loads(line)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 
-from media.probe import ClientPeer
+from media.probe import AudioMeter, ClientPeer
 from media.rtp import keyframe_start
 from netem_kit import CustomerLink, customer_link, probe_link
 from segue_clients import assigned_conversation
@@ -79,6 +80,20 @@ class RemoteCustomer:
         await self.proc.wait()
 
 
+async def agent_video_peer(agent: Side) -> tuple[ClientPeer, AudioMeter]:
+    """The agent's aiortc peer, camera on, negotiated over the agent's Socket.IO connection."""
+    apeer = ClientPeer(AGENT_A)
+    agent.peer = apeer
+    apeer.start_video()
+
+    async def answer(sdp: str) -> str:
+        return (await agent.ok("call.offer", sdp=sdp))["sdp"]
+
+    await apeer.negotiate(answer)
+    await apeer.wait_connected(30)
+    return apeer, await apeer.audio()
+
+
 @contextlib.asynccontextmanager
 async def video_call(segue: Any, cid: str) -> AsyncIterator[dict[str, Any]]:
     """A video call: the customer's media in a namespace behind ``link``, the agent's here."""
@@ -99,16 +114,7 @@ async def video_call(segue: Any, cid: str) -> AsyncIterator[dict[str, Any]]:
         await remote.start()
         await remote.offer(customer, video=True)
         assert (await remote.ask({"wait_connected": True}))["connected"]
-        apeer = ClientPeer(AGENT_A)
-        agent.peer = apeer
-        apeer.start_video()
-
-        async def answer(sdp: str) -> str:
-            return (await agent.ok("call.offer", sdp=sdp))["sdp"]
-
-        await apeer.negotiate(answer)
-        await apeer.wait_connected(20)
-        ears = await apeer.audio()
+        apeer, ears = await agent_video_peer(agent)
         await ears.wait_hearing(CUSTOMER, timeout=20)
         await eventually(lambda: apeer.video_frames() > 10, timeout=30)
         yield {"link": link, "remote": remote, "customer": customer, "agent": agent, "apeer": apeer, "ears": ears,
@@ -273,7 +279,8 @@ async def test_loss_and_jitter_video_keeps_flowing_nack_and_pli_repair_it(segue:
         key_after = {role: [round(1000 * (t - recovered_at)) for t in log.between(recovered_at, end)][:3]
                      for role, log in keyframes.items()}
         print("NETEM " + json.dumps({"case": "5% loss, 50 ms delay with 50 ms jitter, 2.5 s blackout",
-                                     "shaper": link.shaper, "seconds": round(end - start, 1),
+                                     "shaper": link.shaper, "load_avg_1m": round(os.getloadavg()[0], 2),
+                                     "seconds": round(end - start, 1),
                                      "steady_seconds": round(steady_end - start, 1),
                                      "loss_at_receivers_steady": loss,
                                      "customer_receives": customer_side, "agent_receives_video": agent_side,
@@ -322,6 +329,11 @@ async def test_a_ten_second_outage_heals_by_itself(segue: Any) -> None:
         frames_before = apeer.video_frames()
         await eventually(lambda: apeer.video_frames() > frames_before + 5, timeout=20)
         agent_video_after = time.monotonic() - back
+
+        async def customer_sees_video() -> bool:
+            return (await remote.ask({"video_since": back}))["first"] is not None
+
+        await eventually(customer_sees_video, timeout=20)  # and video, both ways
         customer_video = await remote.ask({"video_since": back})
         pump = await link.counters()
         for log in keyframes.values():
@@ -329,7 +341,8 @@ async def test_a_ten_second_outage_heals_by_itself(segue: Any) -> None:
         key_after = {role: [round(1000 * (t - back)) for t in log.times if t >= cut][:6]
                      for role, log in keyframes.items()}
         changed = delta(stats(call), requests)
-        print("NETEM " + json.dumps({"case": "10 s outage", "shaper": link.shaper, "outage_s": round(back - cut, 1),
+        print("NETEM " + json.dumps({"case": "10 s outage", "shaper": link.shaper,
+                                     "load_avg_1m": round(os.getloadavg()[0], 2), "outage_s": round(back - cut, 1),
                                      "agent_hears_customer_again_after_ms": round(1000 * (agent_hears_after - back)),
                                      "customer_hears_agent_again_after_ms":
                                          round(1000 * (heard["first"] - back)) if heard["first"] else None,
