@@ -255,14 +255,28 @@ async def slot_grows(page: Page, call_expr: str, slot: str, what: str, by: int =
     return await eventually(grown, what=what)
 
 
-async def start_voice_call(customer: Page, agent: Page, conversation_id: str) -> None:
-    """The customer presses "Call us" in the open conversation, the agent accepts; audio flows both ways."""
-    await expect(customer.locator("#segue-call")).to_be_enabled(timeout=WAIT_MS)
-    await customer.click("#segue-call")
+async def press_call(customer: Page, button: str = "#segue-call", widget: str = "window.segueWidget") -> str:
+    """The visitor presses a call button of the widget ("Call us", or ``#segue-video-call``) and it
+    says Calling: the conversation id (a call from the web starts a conversation). ``widget``: the
+    expression that names the mounted widget (``Segue.widget`` with the one-script-tag snippet)."""
+    await expect(customer.locator(button)).to_be_enabled(timeout=WAIT_MS)
+    await customer.click(button)
     await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("Calling", timeout=WAIT_MS)
+    return await customer.evaluate(f"{widget}.conversation.id")
+
+
+async def answer_call(agent: Page, conversation_id: str) -> Any:
+    """The agent accepts the incoming call in the conversation's panel: its call bar."""
     bar = panel(agent, conversation_id).locator(".segue-call")
     await expect(bar.locator(".segue-call-incoming")).to_be_visible(timeout=WAIT_MS)
     await bar.locator(".call-accept").click()
+    return bar
+
+
+async def start_voice_call(customer: Page, agent: Page, conversation_id: str) -> None:
+    """The customer presses "Call us" in the open conversation, the agent accepts; audio flows both ways."""
+    await press_call(customer)
+    bar = await answer_call(agent, conversation_id)
     await audio_grows(customer, CUSTOMER_CALL, "customer hears the agent")
     await audio_grows(agent, agent_call(conversation_id), "agent hears the customer")
     await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("In call", timeout=WAIT_MS)

@@ -28,9 +28,9 @@ from playwright.async_api import expect
 
 from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, available_agent, board_login,
-    board_row, mount_identified_widget,
-    chat_with_demo, create_agent, customer_send, open_widget, panel, panel_item, set_presence,
-    start_voice_call, widget_message,
+    board_row, mount_identified_widget, press_call,
+    chat_with_demo, create_agent, customer_send, open_widget, panel, panel_item, set_presence, start_chat,
+    start_voice_call,
 )
 from media.ice import set_loopback_only
 from server.auth import sign_identity
@@ -92,9 +92,7 @@ async def test_a_call_from_the_web_is_one_click_and_the_customer_sees_it_minimis
     try:
         customer, demo = await new_page(), await new_page()
         await open_widget(customer, segue.url)
-        await customer.click("#segue-call")
-        await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("Calling", timeout=WAIT_MS)
-        cid = await customer.evaluate("window.segueWidget.conversation.id")
+        cid = await press_call(customer)
         # the visitor minimises the widget: its launcher still says there is a call
         await customer.click("#segue-launcher")
         await expect(customer.locator("#segue-panel")).to_be_hidden(timeout=WAIT_MS)
@@ -204,10 +202,7 @@ async def _first_visit(segue: Any, new_page: Any, identity: dict[str, Any], demo
     await mount_identified_widget(ada, segue.url, identity)
     await ada.evaluate("() => window.segueWidget.customer.pageView({url: 'https://shop.example/pricing', title: 'Pricing'})")
     await ada.click("#segue-launcher")
-    await ada.fill("#segue-start-text", "my order 1234 is late")
-    await ada.click("#segue-start-btn")
-    await expect(widget_message(ada, "my order 1234 is late")).to_have_count(1, timeout=WAIT_MS)
-    first = await ada.evaluate("window.segueWidget.conversation.id")
+    first = await start_chat(ada, "my order 1234 is late")
     await accept_offer(demo, first)
     await agent_send(demo, first, "Let me call you about order 1234")
     await start_voice_call(ada, demo, first)
@@ -240,10 +235,7 @@ async def test_a_returning_verified_customer_brings_their_whole_story(start_segu
         ada = await new_page()
         await mount_identified_widget(ada, segue.url, identity)
         await ada.click("#segue-launcher")
-        await ada.fill("#segue-start-text", "it is late again")
-        await ada.click("#segue-start-btn")
-        await expect(widget_message(ada, "it is late again")).to_have_count(1, timeout=WAIT_MS)
-        second = await ada.evaluate("window.segueWidget.conversation.id")
+        second = await start_chat(ada, "it is late again")
         await accept_offer(demo, second)
         p = panel(demo, second)
         await expect(p.locator(".conv-who-name")).to_have_text("Ada Lovelace")

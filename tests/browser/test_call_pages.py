@@ -23,7 +23,7 @@ from playwright.async_api import expect
 from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, create_agent,
     customer_send, eventually, open_widget, panel, panel_item, set_presence, start_chat, start_voice_call, stats,
-    widget_message,
+    press_call, widget_message,
     wait_js,
 )
 from media.ice import set_loopback_only
@@ -159,9 +159,7 @@ async def test_call_from_the_web_then_hold_and_agent_hangs_up(segue: Any, new_pa
         customer, demo = await new_page(), await new_page()
         # "Call us" before any chat: a conversation starts straight into a voice call
         await open_widget(customer, segue.url)
-        await customer.click("#segue-call")
-        await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("Calling", timeout=WAIT_MS)
-        cid = await customer.evaluate("window.segueWidget.conversation.id")
+        cid = await press_call(customer)
         created = await customer.evaluate(
             "() => window.segueWidget.conversation.events.find((e) => e.type === 'conversation.created')")
         assert created["data"]["channel"] == "voice", created

@@ -32,7 +32,7 @@ from playwright.async_api import Page, expect
 
 from chat_pages import (
     WAIT_MS, accept_offer, agent_call, agent_login, agent_send, eventually, panel, set_presence, slot_grows,
-    other_origin, widget_message,
+    answer_call, other_origin, press_call, widget_message,
     wait_js,
 )
 from media.ice import set_loopback_only
@@ -280,11 +280,8 @@ async def test_a_shop_embeds_the_documented_snippet_and_its_visitor_gets_chat_vi
 
         # Escalation: the visitor presses "Video call" in the chat; the agent accepts.
         await expect(customer.locator("#segue-video-call")).to_be_visible(timeout=WAIT_MS)
-        await customer.click("#segue-video-call")
-        await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("Calling", timeout=WAIT_MS)
-        bar = panel(agent, cid).locator(".segue-call")
-        await expect(bar.locator(".segue-call-incoming")).to_be_visible(timeout=WAIT_MS)
-        await bar.locator(".call-accept").click()
+        assert await press_call(customer, "#segue-video-call", widget="Segue.widget") == cid
+        bar = await answer_call(agent, cid)
 
         # Frames flow both ways: decoded camera frames grow, and each side's video element has a size.
         customer_call = "Segue.widget.currentCall"

@@ -16,7 +16,7 @@ from playwright.async_api import Page, expect
 
 from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, eventually, panel, set_presence,
-    slot_grows, widget_message,
+    answer_call, press_call, slot_grows, widget_message,
     wait_js,
 )
 from media.ice import set_loopback_only
@@ -169,9 +169,7 @@ async def test_callbacks_open_close_destroy_and_mount_again(segue: Any, new_page
 
         # onCallState through a real call: requested, active (audio flows), none after the hang-up
         await customer.click("#segue-call")
-        bar = panel(agent, cid).locator(".segue-call")
-        await expect(bar.locator(".segue-call-incoming")).to_be_visible(timeout=WAIT_MS)
-        await bar.locator(".call-accept").click()
+        bar = await answer_call(agent, cid)
         await audio_grows(customer, CUSTOMER_CALL, "customer hears the agent")
         await bar.locator(".call-hangup").click()
         await expect(customer.locator("#segue-callbar")).to_have_attribute("data-state", "none", timeout=WAIT_MS)
@@ -335,9 +333,7 @@ async def test_video_call_button_starts_a_video_conversation_with_cameras_on(seg
         await _blank(customer, segue.url)
         await _mount(customer)
         await customer.click("#segue-launcher")
-        await customer.click("#segue-video-call")
-        await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("Calling", timeout=WAIT_MS)
-        cid = await customer.evaluate("window.segueWidget.conversation.id")
+        cid = await press_call(customer, "#segue-video-call")
         created = await customer.evaluate(
             "() => window.segueWidget.conversation.events.find((e) => e.type === 'conversation.created')")
         assert created["data"]["channel"] == "video", created
@@ -410,9 +406,7 @@ async def test_zh_cn_widget_has_no_english_left(segue: Any, new_page: Any) -> No
         await expect(widget_message(customer, "Hello, let me check")).to_have_count(1, timeout=WAIT_MS)
         await expect(customer.locator("#segue-log .segue-system").filter(has_text="加入了对话")).to_have_count(1, timeout=WAIT_MS)
         await customer.click("#segue-call")
-        bar = panel(agent, cid).locator(".segue-call")
-        await expect(bar.locator(".segue-call-incoming")).to_be_visible(timeout=WAIT_MS)
-        await bar.locator(".call-accept").click()
+        await answer_call(agent, cid)
         await audio_grows(customer, CUSTOMER_CALL, "customer hears the agent")
         await expect(customer.locator("#segue-callbar .segue-call-status")).to_contain_text("通话中", timeout=WAIT_MS)
         await expect(customer.locator("#segue-callbar .call-video")).to_have_text("视频")
