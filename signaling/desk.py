@@ -67,7 +67,7 @@ class Desk:
 
     async def _run(self) -> None:
         while not self._stopping:
-            for step in (self.search.sync, self.knowledge.sync, self.knowledge.settle):
+            for step in (self.search.catch_up, self.knowledge.sync, self.knowledge.settle):
                 try:
                     await step()
                 except asyncio.CancelledError:

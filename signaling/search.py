@@ -6,7 +6,7 @@ conversation, customer and time. Where: a tantivy index in each node's memory
 (``signaling.textindex``), filled from Redis, which stays the only source of truth.
 
 How every node stays current (several nodes share one Redis): every change to a conversation
-already moves it in the sorted set ``P convs:updated`` (``Store.mutate``, ``Store.touch``), written
+already moves it in the sorted set ``P convs:updated`` (the ``MUTATE`` script, ``Store.touch``), written
 before the change is acknowledged. That set is the change feed: a node reads the conversations
 changed since its last look (with a ``SETTLE_MS`` overlap) and appends each one's events after the
 last it indexed (``XRANGE`` from that id). It does so every ``knowledge.search_sync_s`` in the background *and*
@@ -14,6 +14,11 @@ right before answering a search (``signaling.desk`` runs the background turns), 
 asked, on whichever node. Reading a conversation twice adds nothing (the events after the last
 indexed id are none); a conversation whose customer changed (a visitor who signed in) is indexed
 again whole. At start a node indexes everything from the beginning of the set.
+
+Cost on a busy node: a background turn works in slices (``YIELD_EVERY`` events, then the event
+loop runs other work), commits in a thread (tantivy releases the GIL) and only every
+``COMMIT_EVERY_S`` (a commit per second cost as much as the indexing itself); a search commits
+before it looks.
 
 Access: hits are checked with the listing's rules (``listing._readable``: assigned, offered, seen
 before, the customer's agent, a grant; supervisors, admins and API keys read all), conversation by
@@ -43,6 +48,7 @@ BATCH = 200               # conversations read per Redis round trip
 SCAN_HITS = 2000          # hits looked at per request, at most (access filtering happens after ranking)
 MAX_LIMIT = 100
 MAX_QUERY_CHARS = 200
+COMMIT_EVERY_S = 10.0     # background catch-ups make what they added searchable this often (a search: at once)
 YIELD_EVERY = 50          # events indexed between two yields to the event loop (a catch-up never blocks it long)
 
 FIELDS = [Field("key", "key"), Field("conversation_id", "key"), Field("customer", "key"), Field("event_id", "key"),
@@ -123,11 +129,21 @@ class ConversationSearch:
         self._seen: dict[str, tuple[str, str]] = {}   # conversation -> (customer, last indexed event id)
         self._lock = asyncio.Lock()
         self.ready = False             # the first full pass is done
+        self._committed = 0.0          # time.monotonic() of the last commit
 
     # --- keeping current --------------------------------------------------------------------
 
-    async def sync(self) -> int:
-        """Index every conversation changed since the last look; returns how many were read."""
+    async def catch_up(self) -> int:
+        """The background turn: :meth:`sync`, committing only every ``COMMIT_EVERY_S``.
+
+        Why: a commit costs about as much as indexing again what it commits when it holds a
+        second of a busy node's messages, and far less per document when it holds ten; a search
+        commits first anyway, so it still sees every change acknowledged before it was asked."""
+        return await self.sync(commit=time.monotonic() - self._committed >= COMMIT_EVERY_S)
+
+    async def sync(self, commit: bool = True) -> int:
+        """Index every conversation changed since the last look (searchable once committed:
+        ``commit``); returns how many were read."""
         async with self._lock:
             redis, keys = self.svc.redis, self.svc.keys
             sec, usec = await redis.time()
@@ -143,8 +159,10 @@ class ConversationSearch:
                 read += len(rows)
                 if len(rows) < BATCH:
                     break
-            # tantivy writes the segment without holding the GIL: in a thread, the loop runs on
-            await asyncio.to_thread(self.index.commit)
+            if commit:
+                # tantivy writes the segment without holding the GIL: in a thread, the loop runs on
+                await asyncio.to_thread(self.index.commit)
+                self._committed = time.monotonic()
             self._cursor_ms = now_ms
             self.ready = True
             return read
