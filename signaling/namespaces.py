@@ -66,8 +66,13 @@ def install_ack_hook(sio: socketio.AsyncServer) -> None:
             return await original(server, sid, eio_sid, data, namespace, id)
         else:
             # what python-socketio does, with the ACK encoded straight to JSON (our results are
-            # never binary; anything else goes the library's way)
-            r = await server._trigger_event(data[0], namespace, sid, *data[1:])
+            # never binary; anything else goes the library's way). A Segue namespace is called
+            # straight (its trigger_event only passes a non-reserved event on to dispatch).
+            handler = server.namespace_handlers.get(namespace)
+            if isinstance(handler, SegueNamespace) and data and isinstance(data[0], str):
+                r = await handler.dispatch(data[0], (sid, *data[1:]))
+            else:
+                r = await server._trigger_event(data[0], namespace, sid, *data[1:])
         if id is None:
             return None
         if r == server.not_handled:
