@@ -112,7 +112,7 @@ class LimitsConfig:
     disconnect_after_refusals: int = 200
     # target queueing delay: while the node's event loop runs later than this for 100 ms, it lowers
     # the rate of client events it admits (the rest: rate_limited) until it is on time (0: never shed)
-    shed_lag_ms: float = 20.0
+    shed_lag_ms: float = 50.0
     # a fixed ceiling on client events the node admits per second in all, on top of the adaptive
     # budget; 0: none (the adaptive budget finds the node's capacity by itself)
     node_events_per_s: float = 0.0

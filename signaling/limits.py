@@ -127,7 +127,7 @@ class LoadMonitor:
 
     A refused connection is given a time to come back (``retry_after``) from a calendar: each
     refused connection gets the next free slot, and slots are ``1 / (RETRY_SHARE x budget)``
-    apart, so refused clients return spread out at about a quarter of the budget a second instead
+    apart, so refused clients return spread out at about a tenth of the budget a second instead
     of all at once. The calendar grows while refusals come faster than that (the excess waits
     longer) and shrinks as time passes. A connection that already holds a slot is given the same
     one again (its other in-flight requests do not push everyone else back)."""
@@ -140,7 +140,7 @@ class LoadMonitor:
     GROW = 1.05  # on time, past where the last queue appeared: the budget grows this much an interval
     HOLD_S = 0.3  # after a cut, the next one waits this long (the queue drains first)
     LIFT_AFTER = 10  # intervals on time with nothing refused: the budget is lifted
-    RETRY_SHARE = 0.25  # refused connections come back at most at this share of the budget a second
+    RETRY_SHARE = 0.1  # refused connections come back at most at this share of the budget a second
     MIN_RETRY_S = 0.05
     MAX_RETRY_S = 2.0  # past this, refused connections are spread over its second half at random
 

@@ -99,7 +99,7 @@ def test_the_fixed_ceiling_holds_without_any_lag() -> None:
 
 
 def test_refused_connections_are_told_distinct_times_spread_by_the_budget() -> None:
-    monitor = LoadMonitor(TARGET, ceiling=400)  # slots 1 / (RETRY_SHARE x 400) = 10 ms apart
+    monitor = LoadMonitor(TARGET, ceiling=400)  # slots 1 / (RETRY_SHARE x 400) = 25 ms apart
     now = time.monotonic()
     while not monitor.admit(now, "warm-up"):  # spend the burst
         pass
