@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SETTLE_MS = 2000          # the change feed is re-read this far back (a change's index write lands just after it)
-BATCH = 200               # conversations read per Redis round trip
+BATCH = 200               # changed conversations listed per Redis round trip
+LOG_BATCH = 20            # conversations whose new events are read per Redis round trip
 SCAN_HITS = 2000          # hits looked at per request, at most (access filtering happens after ranking)
 MAX_LIMIT = 100
 MAX_QUERY_CHARS = 200
@@ -168,6 +169,12 @@ class ConversationSearch:
             return read
 
     async def _index_conversations(self, cids: list[str]) -> None:
+        # a few conversations per round trip: redis-py turns each stream entry into Python objects
+        # in one go, and a page of busy conversations' new events would hold the loop a while
+        for i in range(0, len(cids), LOG_BATCH):
+            await self._index_some(cids[i:i + LOG_BATCH])
+
+    async def _index_some(self, cids: list[str]) -> None:
         redis, keys = self.svc.redis, self.svc.keys
         async with redis.pipeline(transaction=False) as pipe:
             for cid in cids:
