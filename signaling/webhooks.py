@@ -357,6 +357,7 @@ class Webhooks:
         self._wake = asyncio.Event()
         self._stopping = False
         self._http: aiohttp.ClientSession | None = None
+        self._resolver: PublicOnlyResolver | None = None
 
     # --- the signalling path's part ---------------------------------------------------------
 
@@ -558,8 +559,8 @@ class Webhooks:
             return
         await self._ensure_group()
         # DNS may change after the URL was checked: the resolver refuses non-public answers when connecting
-        resolver = None if self.settings.allow_private_urls else PublicOnlyResolver()
-        connector = aiohttp.TCPConnector(limit=self.settings.concurrency, ttl_dns_cache=60, resolver=resolver)
+        self._resolver = None if self.settings.allow_private_urls else PublicOnlyResolver()
+        connector = aiohttp.TCPConnector(limit=self.settings.concurrency, ttl_dns_cache=60, resolver=self._resolver)
         self._http = aiohttp.ClientSession(
             connector=connector, timeout=aiohttp.ClientTimeout(total=self.settings.timeout_s),
             headers={"User-Agent": self.user_agent}, cookie_jar=aiohttp.DummyCookieJar())
@@ -591,6 +592,9 @@ class Webhooks:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        if self._resolver is not None:  # a resolver given to a connector is not closed by it
+            await self._resolver.close()
+            self._resolver = None
 
     async def _watch_loop(self) -> None:
         """Refresh the subscription cache when any node changes an endpoint (pub/sub), and every
