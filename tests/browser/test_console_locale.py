@@ -91,6 +91,12 @@ async def test_zh_cn_console_and_wallboard_through_a_chat_and_a_monitored_call(s
         assert await agent.evaluate("document.documentElement.lang") == "zh-CN"
         await expect(agent.locator("#demo-login")).to_be_visible(timeout=WAIT_MS)
         await no_english(agent, allowed)
+        # a refused sign-in is worded by its code (unauthorized), not with the server's English
+        await agent.fill("#login-username", "demo")
+        await agent.fill("#login-password", "not-the-password")
+        await agent.click("#login-submit")
+        await expect(agent.locator("#login-error")).to_have_text("用户名或密码错误，或登录已失效。", timeout=WAIT_MS)
+        await no_english(agent, allowed)
 
         # the console: an offer, the chat, the dialogs
         await agent_login(agent, segue.url)
