@@ -182,7 +182,8 @@ class _NodeCollector:
             fanout = CounterMetricFamily(
                 "segue_fanout_messages", "Fan-out of emits between nodes: published_to_nodes (one per other node "
                 "with sockets in the rooms), published_to_all (rooms every node may have), kept_local (no other "
-                "node in the rooms: not published), received (from other nodes), delivered (to sockets here), "
+                "node in the rooms: not published), publishes (PUBLISH commands: a batch of emits to one node is one), "
+                "received (emits from other nodes), delivered (to sockets here), "
                 "registry_reads (room members read from Redis: cache misses)", labels=labels + ["kind"])
             for kind, value in stats.items():
                 fanout.add_metric(me + [kind], value)

@@ -43,6 +43,8 @@ def _parse(url: str) -> tuple[list[tuple[str, int]], str, int]:
 
 #: how long a socket's join of a room waits for the other nodes to drop their cached members of it
 JOIN_ACK_TIMEOUT_S = 2.0
+#: a batch of emits published as one message stays under this size
+BATCH_MAX_BYTES = 256 * 1024
 #: cached rooms per node before the cache starts again (each entry: a room name and a few node ids)
 CACHE_MAX = 200_000
 
@@ -86,10 +88,13 @@ class FanoutManager(socketio.AsyncRedisManager):
         self._worker: asyncio.Task[None] | None = None
         self._waiting_acks: dict[str, list[Any]] = {}  # invalidation id -> [answers still due, futures]
         self._subscribed = asyncio.Event()
+        self._outbox: dict[str, list[bytes]] = {}  # channel -> messages not yet published
+        self._flusher: asyncio.Task[None] | None = None
+        self._outbox_done: asyncio.Future[None] | None = None  # completes when the outbox is published
         self._forgot_previous_run = False
         #: what this node published and received (for /metrics and the tests)
         self.stats: dict[str, int] = {"published_to_nodes": 0, "published_to_all": 0, "kept_local": 0,
-                                      "received": 0, "delivered": 0, "registry_reads": 0}
+                                      "publishes": 0, "received": 0, "delivered": 0, "registry_reads": 0}
 
     @property
     def node_channel(self) -> str:
@@ -153,11 +158,63 @@ class FanoutManager(socketio.AsyncRedisManager):
         message = fanout.emit_message(namespace, room, skip_sid, self.host_id, text)
         if nodes is None:
             self.stats["published_to_all"] += 1
-            await self._publish_raw(self.channel, message)
+            published = self._post(self.channel, message)
         else:
             for node in nodes:
                 self.stats["published_to_nodes"] += 1
-                await self._publish_raw(f"{self.channel}:{node}", message)
+                published = self._post(f"{self.channel}:{node}", message)
+        # the emitter (a handler about to ack) goes on once Redis has the publish: acknowledged then
+        # means delivered here and handed to the other nodes, even if this node dies next
+        await published
+
+    def _post(self, channel: str, message: bytes) -> asyncio.Future[None]:
+        """Queue a publish; returns what completes once it is published (or given up). What the
+        emits of one turn of the event loop (and of the turns while a flush waits for Redis) send to
+        one node goes as one message (signaling/fanout.py), in order: one PUBLISH, one message for
+        the receiving node to read, however many emits. A publish given up makes this node
+        reconnect and its clients resync (as before)."""
+        box = self._outbox.get(channel)
+        if box is None:
+            self._outbox[channel] = [message]
+        else:
+            box.append(message)
+        if self._outbox_done is None:
+            self._outbox_done = asyncio.get_running_loop().create_future()
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush(), name="segue-fanout-flush")
+        return self._outbox_done
+
+    async def _flush(self) -> None:
+        done: asyncio.Future[None] | None = None
+        try:
+            while self._outbox:
+                boxes, self._outbox = self._outbox, {}
+                done, self._outbox_done = self._outbox_done, None
+                items = [(channel, batch) for channel, messages in boxes.items()
+                         for batch in fanout.batches(messages, BATCH_MAX_BYTES)]
+                for attempt in (1, 2):
+                    try:
+                        if not self.connected:
+                            self._redis_connect()
+                        async with self.redis.pipeline(transaction=False) as pipe:
+                            for channel, batch in items:
+                                pipe.publish(channel, batch)
+                            await pipe.execute()
+                        self.stats["publishes"] += len(items)
+                        break
+                    except Exception as exc:  # noqa: BLE001
+                        self.connected = False  # the next connection makes our clients resync
+                        logging.getLogger(__name__).error(
+                            "cannot publish to Redis (%s)%s", exc, "; retrying" if attempt == 1 else
+                            f"; gave up {len(items)} publishes (clients resync)")
+                if done is not None and not done.done():
+                    done.set_result(None)
+                done = None
+        finally:
+            self._flusher = None
+            for fut in (done, self._outbox_done if not self._outbox else None):
+                if fut is not None and not fut.done():
+                    fut.set_result(None)
 
     async def emit_local(self, event: str, data: Any, namespace: str, room: Any = None, skip_sid: Any = None) -> None:
         """Emit to this node's sockets only (what every node sends for itself, e.g. queue stats)."""
@@ -359,6 +416,10 @@ class FanoutManager(socketio.AsyncRedisManager):
                 kind, header, text = fanout.read_message(data)
                 if kind == "E":
                     await self._on_emit(header, text)
+                elif kind == "M":
+                    for one in fanout.unbatch(data):
+                        _, header, text = fanout.read_message(one)
+                        await self._on_emit(header, text)
                 elif kind == "I":
                     await self._on_invalidate(header)
                 elif kind == "A":

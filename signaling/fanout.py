@@ -141,8 +141,31 @@ def ack_message(request_id: str) -> bytes:
     return b"A" + fastjson.dumps({"id": request_id}).encode()
 
 
+def batches(messages: list[bytes], max_bytes: int) -> Iterable[bytes]:
+    """Emit messages to one node as few messages: ``M`` then the messages joined by NUL bytes
+    (JSON texts hold no raw control characters); a single one as it is."""
+    if len(messages) == 1:
+        yield messages[0]
+        return
+    chunk: list[bytes] = []
+    size = 0
+    for message in messages:
+        if chunk and size + len(message) > max_bytes:
+            yield b"M" + b"\0".join(chunk)
+            chunk, size = [], 0
+        chunk.append(message)
+        size += len(message) + 1
+    if chunk:
+        yield chunk[0] if len(chunk) == 1 else b"M" + b"\0".join(chunk)
+
+
+def unbatch(data: bytes) -> list[bytes]:
+    """The emit messages of an ``M`` message."""
+    return data[1:].split(b"\0")
+
+
 def read_message(data: bytes) -> tuple[str, dict[str, Any], str]:
-    """(kind ``E``/``I``/``A``, header, packet text) of a fan-out message; kind ``""`` for another
+    """(kind ``E``/``I``/``A``/``M``, header, packet text) of a fan-out message; kind ``""`` for another
     format (python-socketio's JSON messages)."""
     kind = data[:1]
     if kind == b"E":
@@ -150,4 +173,6 @@ def read_message(data: bytes) -> tuple[str, dict[str, Any], str]:
         return "E", fastjson.loads(header), text.decode()
     if kind in (b"I", b"A"):
         return kind.decode(), fastjson.loads(data[1:]), ""
+    if kind == b"M":
+        return "M", {}, ""  # emits batched: unbatch()
     return "", {}, ""
