@@ -459,17 +459,9 @@ async def _worker_main(index: int, url: str, tokens: list[str], conn: Any, rate_
 
 
 def _worker(index: int, url: str, tokens: list[str], conn: Any, rate_each: float, seconds: float) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import uvloop  # the load generator may use the faster loop when it is installed
+    from .clientproc import run_client  # Ctrl-C ignored, uvloop when installed, errors to the parent
 
-        uvloop.install()
-    except ImportError:
-        pass
-    try:
-        asyncio.run(_worker_main(index, url, tokens, conn, rate_each, seconds))
-    except Exception as exc:  # noqa: BLE001
-        conn.send(("error", f"worker {index}: {type(exc).__name__}: {exc}"))
+    run_client(index, conn, lambda: _worker_main(index, url, tokens, conn, rate_each, seconds))
 
 
 # --- the run -----------------------------------------------------------------------------------

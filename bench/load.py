@@ -35,6 +35,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import random
 import secrets
 import shutil
 import signal
@@ -45,10 +46,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .chat import ROOT, LeanSocket, _count_stored, _cpu_seconds, _free_port, _percentile
+from .chat import ROOT, LeanSocket, _count_stored, _cpu_seconds, _dumps, _free_port, _percentile
+from .clientproc import run_client
 
 SETUP_TIMEOUT_S = 300.0
-ASSIGN_TIMEOUT_S = 30.0
+ASSIGN_TIMEOUT_S = 120.0
 DRAIN_S = 3.0
 
 
@@ -77,6 +79,31 @@ def _rss(pid: int) -> int:
     return 0
 
 
+class _LoadSocket(LeanSocket):
+    """bench.chat's lean client, with an ack wait that costs one timer instead of ``wait_for``'s task
+    and a frame sent in place (no task per send): the clients share the machine with the nodes."""
+
+    async def call(self, event: str, data: Any, timeout: float = 60) -> Any:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        if self.closed or self.ws is None or self.ws.closed:
+            self.closed = True
+            raise ConnectionError("socket closed")
+        ack_id = next(self._ids)
+        self._acks[ack_id] = fut
+        try:
+            await self.ws.send_str(f"42{self.ns},{ack_id}{_dumps([event, data])}")
+        except Exception:
+            self._acks.pop(ack_id, None)
+            raise ConnectionError("send failed") from None
+        timer = loop.call_later(timeout, lambda: fut.done() or fut.set_exception(asyncio.TimeoutError()))
+        try:
+            return await fut
+        finally:
+            timer.cancel()
+            self._acks.pop(ack_id, None)
+
+
 async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]], customers: list[int], conn: Any,
                        seconds: float) -> None:
     import aiohttp
@@ -84,10 +111,12 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     received: set[str] = set()
     dups = 0
-    latencies: list[float] = []
+    # per phase ("c": closed loop, "o": open loop): latencies (ms), deliveries, last delivery
+    latencies: dict[str, list[float]] = {"c": [], "o": []}
+    delivered = {"c": 0, "o": 0}
+    last_rx = {"c": 0.0, "o": 0.0}
     offers: asyncio.Queue[tuple[LeanSocket, str]] = asyncio.Queue()
     socks: list[LeanSocket] = []
-    last_rx = 0.0
     resyncs = redelivered = 0
     last_ids: dict[str, str] = {}
     held: dict[int, set[str]] = {}  # agent socket -> its conversations
@@ -100,7 +129,7 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
                     print(f"bench: agent event {name} not handled: {exc!r}", file=sys.stderr)
 
             def handle_event(name: str, data: Any, resumed: bool = False) -> None:
-                nonlocal dups, last_rx, redelivered
+                nonlocal dups, redelivered
                 if name == "offer":
                     offers.put_nowait((sock, data["conversation"]["id"]))
                 elif name == "resync":  # as the SDK does: resume each conversation from its last id
@@ -117,11 +146,13 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
                             dups += 1
                         return
                     received.add(eid)
-                    now = time.monotonic()
-                    last_rx = now
+                    now = time.time()
                     text = data["data"]["text"]
                     if text.startswith("b "):
-                        latencies.append((now - float(text.split(" ", 3)[2])) * 1000.0)
+                        _, phase, _seq, sent_at, _ = text.split(" ", 4)
+                        latencies[phase].append((now - float(sent_at)) * 1000.0)
+                        delivered[phase] += 1
+                        last_rx[phase] = now
             handle.handle_event = handle_event  # type: ignore[attr-defined]
             return handle
 
@@ -139,14 +170,12 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
                 for e in reply.get("events") or []:
                     sock.on_event.handle_event("event", e, resumed=True)  # type: ignore[attr-defined]
 
-        agent_socks = []
         for node_index, token in agents:
-            sock = LeanSocket(urls[node_index], "/agent", lambda n, d: None)
+            sock = _LoadSocket(urls[node_index], "/agent", lambda n, d: None)
             sock.on_event = on_agent_event(sock)
             await sock.connect(session, {"v": 1, "token": token})
             reply = await sock.call("presence.set", {"status": "available"})
             assert reply["ok"], reply
-            agent_socks.append(sock)
             socks.append(sock)
         conn.send(("agents", index))
         conn.recv()  # every process's agents are available: customers may start
@@ -161,14 +190,6 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
                 if len(assigned) == len(customers):
                     all_assigned.set()
 
-        for node_index in customers:
-            sock = LeanSocket(urls[node_index], "/customer", on_customer_event)
-            await sock.connect(session, {"v": 1})
-            reply = await sock.call("conversation.start", {"channel": "chat"})
-            assert reply["ok"], reply
-            mine.append((sock, reply["conversation"]["id"]))
-            socks.append(sock)
-
         async def accept(sock: LeanSocket, cid: str) -> None:
             reply = await sock.call("offer.accept", {"conversation_id": cid})
             if reply.get("ok"):
@@ -182,6 +203,18 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
                 asyncio.ensure_future(accept(sock, cid))
 
         acceptor = asyncio.ensure_future(accept_offers())
+        opening = asyncio.Semaphore(32)  # customers connect a few dozen at a time (set-up is not measured)
+
+        async def start_customer(node_index: int) -> None:
+            async with opening:
+                sock = _LoadSocket(urls[node_index], "/customer", on_customer_event)
+                socks.append(sock)
+                await sock.connect(session, {"v": 1})
+                reply = await sock.call("conversation.start", {"channel": "chat"})
+                assert reply["ok"], reply
+                mine.append((sock, reply["conversation"]["id"]))
+
+        await asyncio.gather(*(start_customer(n) for n in customers))
         try:  # every conversation has its agent
             await asyncio.wait_for(all_assigned.wait(), ASSIGN_TIMEOUT_S)
         except asyncio.TimeoutError:
@@ -189,44 +222,84 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
         unassigned = [cid for _, cid in mine if cid not in assigned]
         mine = [(s, cid) for s, cid in mine if cid in assigned]
         conn.send(("connected", index))
-        start_at = conn.recv()
-        await asyncio.sleep(max(0.0, start_at - time.monotonic()))
-        stop_at = start_at + seconds
         acked: dict[str, list[str]] = {}
         errors: dict[str, int] = {}
         sent = 0
 
-        async def sender(sock: LeanSocket, cid: str) -> None:
+        async def send_one(sock: LeanSocket, cid: str, phase: str, seq: int) -> None:
             nonlocal sent
-            seq = 0
-            while time.monotonic() < stop_at:
-                seq += 1
-                text = f"b {seq} {time.monotonic():.6f} hello, is my order on its way?"
-                sent += 1
-                try:
-                    reply = await sock.call("message.send", {"conversation_id": cid, "text": text,
-                                                             "client_id": f"c{seq}"}, timeout=60)
-                except Exception as exc:  # noqa: BLE001
-                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                    continue
-                if reply.get("ok"):
-                    acked.setdefault(cid, []).append(reply["event"]["id"])
-                else:
-                    code = str(reply.get("error", {}).get("code"))
-                    errors[code] = errors.get(code, 0) + 1
-                    if code == "rate_limited":
-                        await asyncio.sleep(reply["error"].get("retry_after_ms", 100) / 1000)
+            text = f"b {phase} {seq} {time.time():.6f} hello, is my order on its way?"
+            sent += 1
+            try:
+                reply = await sock.call("message.send", {"conversation_id": cid, "text": text,
+                                                         "client_id": f"{phase}{seq}"}, timeout=60)
+            except Exception as exc:  # noqa: BLE001
+                errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                return
+            if reply.get("ok"):
+                acked.setdefault(cid, []).append(reply["event"]["id"])
+            else:
+                code = str(reply.get("error", {}).get("code"))
+                errors[code] = errors.get(code, 0) + 1
+                if code == "rate_limited":
+                    await asyncio.sleep(reply["error"].get("retry_after_ms", 100) / 1000)
 
-        await asyncio.gather(*(sender(s, cid) for s, cid in mine))
-        last, quiet_since = -1, time.monotonic()
-        while time.monotonic() - quiet_since < DRAIN_S:
-            if len(received) != last:
-                last, quiet_since = len(received), time.monotonic()
-            await asyncio.sleep(0.25)
-        held = sum(1 for s in socks if s.ws is not None and not s.ws.closed)
+        async def closed_sender(sock: LeanSocket, cid: str, stop_at: float) -> None:
+            seq = 0
+            while time.time() < stop_at:
+                seq += 1
+                await send_one(sock, cid, "c", seq)
+
+        async def open_sender(sock: LeanSocket, cid: str, start_at: float, stop_at: float, interval: float) -> None:
+            pending: set[asyncio.Future[None]] = set()
+            at = start_at + random.random() * interval  # spread over the interval, not in step
+            seq = 0
+            while at < stop_at:
+                await asyncio.sleep(max(0.0, at - time.time()))
+                seq += 1
+                task = asyncio.ensure_future(send_one(sock, cid, "o", seq))
+                pending.add(task)
+                task.add_done_callback(pending.discard)
+                at += interval
+            if pending:
+                await asyncio.gather(*pending)
+
+        async def drain() -> None:
+            last, quiet_since = -1, time.time()
+            while time.time() - quiet_since < DRAIN_S:
+                if len(received) != last:
+                    last, quiet_since = len(received), time.time()
+                await asyncio.sleep(0.25)
+
+        def phase_result(phase: str, cpu_s: float) -> dict[str, Any]:
+            return {"delivered": delivered[phase], "latencies": latencies[phase], "last_rx": last_rx[phase],
+                    "cpu_s": cpu_s}
+
+        # closed loop: each customer sends the next message when the last one is acknowledged
+        start_at = conn.recv()
+        await asyncio.sleep(max(0.0, start_at - time.time()))
+        cpu0 = time.process_time()
+        await asyncio.gather(*(closed_sender(s, cid, start_at + seconds) for s, cid in mine))
+        cpu1 = time.process_time()
+        await drain()
+        conn.send(("closed", phase_result("c", cpu1 - cpu0)))
+        # open loop at a rate the parent chose (a share of what the closed loop delivered)
+        order = conn.recv()
+        if order is not None:
+            start_at, rate_each, open_seconds = order
+            await asyncio.sleep(max(0.0, start_at - time.time()))
+            cpu0 = time.process_time()
+            if rate_each > 0:
+                await asyncio.gather(*(open_sender(s, cid, start_at, start_at + open_seconds, 1.0 / rate_each)
+                                       for s, cid in mine))
+            cpu1 = time.process_time()
+            await drain()
+            conn.send(("open", phase_result("o", cpu1 - cpu0)))
+        held_now = sum(1 for s in socks if s.ws is not None and not s.ws.closed)
         acceptor.cancel()
-        conn.send(("result", {"resyncs": resyncs, "redelivered": redelivered, "unassigned": len(unassigned), "acked": acked, "received": sorted(received), "dups": dups, "latencies": latencies,
-                              "errors": errors, "sent": sent, "held": held, "last_rx": last_rx}))
+        conn.send(("result", {"resyncs": resyncs, "redelivered": redelivered, "unassigned": len(unassigned),
+                              "acked": acked, "received": sorted(received), "dups": dups, "errors": errors,
+                              "sent": sent, "held": held_now}))
     finally:
         for s in socks:
             try:
@@ -238,17 +311,68 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
 
 def _worker(index: int, urls: list[str], agents: list[tuple[int, str]], customers: list[int], conn: Any,
             seconds: float) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        import uvloop
+    run_client(index, conn, lambda: _worker_main(index, urls, agents, customers, conn, seconds))
 
-        uvloop.install()
-    except ImportError:
-        pass
-    try:
-        asyncio.run(_worker_main(index, urls, agents, customers, conn, seconds))
-    except Exception as exc:  # noqa: BLE001
-        conn.send(("error", f"worker {index}: {type(exc).__name__}: {exc}"))
+
+NODE_DIR = ROOT / "bench" / "node"
+
+
+def _node_client_ready() -> str:
+    """``node`` with bench/node's packages (``ws``), installed on demand into bench/node/node_modules
+    (git-ignored); a clear error when Node.js or npm is missing."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node:
+        raise SystemExit("bench.load --client node needs Node.js (node) on PATH; or use --client python")
+    if not (NODE_DIR / "node_modules" / "ws" / "package.json").exists():
+        if not npm:
+            raise SystemExit("bench.load --client node needs npm to install bench/node's packages; or use --client python")
+        print("bench: installing bench/node's packages (npm install)", file=sys.stderr)
+        subprocess.run([npm, "install", "--no-audit", "--no-fund", "--loglevel=error"], cwd=NODE_DIR, check=True,
+                       stdout=sys.stderr)
+    return node
+
+
+class _NodeWorker:
+    """A client process of bench/node/load_client.mjs, with the ``send``/``poll``/``recv`` of a
+    multiprocessing pipe (one JSON value a line on its stdin and stdout)."""
+
+    def __init__(self, node: str, settings: dict[str, Any], log: Path) -> None:
+        import queue
+        import threading
+
+        self.proc = subprocess.Popen([node, str(NODE_DIR / "load_client.mjs")], cwd=NODE_DIR, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log.open("a"))
+        self.lines: queue.Queue[Any] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self.send(settings)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.put(json.loads(line))
+        self.lines.put(["error", f"node client exited ({self.proc.wait()})"])
+
+    def send(self, value: Any) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(value) + "\n")
+        self.proc.stdin.flush()
+
+    def poll(self, timeout: float) -> bool:
+        try:
+            self._next = self.lines.get(timeout=timeout)
+            return True
+        except Exception:  # noqa: BLE001 - queue.Empty
+            return False
+
+    def recv(self) -> Any:
+        return tuple(self._next)
+
+    # the process interface run_once uses for its workers
+    def is_alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def terminate(self) -> None:
+        self.proc.terminate()
 
 
 async def _prepare(redis_url: str, prefix: str, secret: str, n: int, capacity: int) -> list[str]:
@@ -295,13 +419,46 @@ def _start_nodes(n: int, redis_url: str, prefix: str, secret: str, tmp: Path) ->
     return nodes
 
 
+def _receive(workers: list[tuple[mp.Process, Any]], kind: str, timeout: float) -> list[Any]:
+    """One message of ``kind`` from every client process (their errors raised here)."""
+    out = []
+    for _, parent in workers:
+        if not parent.poll(timeout):
+            raise RuntimeError(f"a client process did not send {kind} in time")
+        got, value = parent.recv()
+        if got != kind:
+            raise RuntimeError(str(value))
+        out.append(value)
+    return out
+
+
+class _Meter:
+    """CPU seconds of the nodes, of Redis (when it is ours) and of the whole machine, between two reads."""
+
+    def __init__(self, node_pids: list[int], redis_pid: int | None) -> None:
+        self.node_pids = node_pids
+        self.redis_pid = redis_pid
+
+    def read(self) -> tuple[list[float], float, tuple[float, float]]:
+        redis = _cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
+        return [_cpu_seconds(p) for p in self.node_pids], redis, _machine_busy()
+
+    @staticmethod
+    def spent(a: tuple[list[float], float, tuple[float, float]], b: tuple[list[float], float, tuple[float, float]]
+              ) -> dict[str, Any]:
+        return {"nodes_s": [y - x for x, y in zip(a[0], b[0])], "redis_s": b[1] - a[1],
+                "busy_pct": round(100.0 * (b[2][0] - a[2][0]) / max(1e-9, b[2][1] - a[2][1]), 1)}
+
+
 def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: int, redis_url: str,
-             tmp: Path) -> dict[str, Any]:
+             tmp: Path, redis_pid: int | None = None, open_fraction: float = 0.6,
+             open_seconds: float = 20.0, client: str = "python") -> dict[str, Any]:
     prefix = f"load-{secrets.token_hex(4)}:"
     secret = secrets.token_urlsafe(24)
     nodes = _start_nodes(n_nodes, redis_url, prefix, secret, tmp)
     urls = [u for _, u in nodes]
     workers: list[tuple[mp.Process, Any]] = []
+    meter = _Meter([p.pid for p, _ in nodes], redis_pid)
     try:
         capacity = -(-customers // agents) + 1  # a spare slot each: routing need not fill every agent exactly
         tokens = asyncio.run(_prepare(redis_url, prefix, secret, agents, capacity))
@@ -309,45 +466,55 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
         rss_before = [_rss(p.pid) for p, _ in nodes]
         ctx = mp.get_context("spawn")
         for i in range(procs):
-            parent, child = ctx.Pipe()
             my_agents = [(a % n_nodes, tokens[a]) for a in range(i, agents, procs)]
             my_customers = [c % n_nodes for c in range(i, customers, procs)]
+            if client == "node":
+                worker = _NodeWorker(_node_client_ready(), {"index": i, "urls": urls, "agents": my_agents,
+                                                            "customers": my_customers, "seconds": seconds},
+                                     tmp / f"client{i}.log")
+                workers.append((worker, worker))  # type: ignore[arg-type]
+                continue
+            parent, child = ctx.Pipe()
             p = ctx.Process(target=_worker, args=(i, urls, my_agents, my_customers, child, seconds), daemon=True)
             p.start()
             workers.append((p, parent))
 
-        def gather(kind: str) -> None:
-            for _, parent in workers:
-                if not parent.poll(2 * SETUP_TIMEOUT_S):
-                    raise RuntimeError(f"a client process did not reach {kind} in time (logs in {tmp})")
-                got, value = parent.recv()
-                if got != kind:
-                    raise RuntimeError(str(value))
-
-        gather("agents")
+        _receive(workers, "agents", 2 * SETUP_TIMEOUT_S)
         for _, parent in workers:
             parent.send("go")
-        gather("connected")
+        _receive(workers, "connected", 2 * SETUP_TIMEOUT_S)
         time.sleep(2.0)  # offers accepted, everything idle
         rss_idle = [_rss(p.pid) for p, _ in nodes]
         connections = customers + agents
-        start_at = time.monotonic() + 0.5
-        cpu0 = [_cpu_seconds(p.pid) for p, _ in nodes]
-        busy0 = _machine_busy()
-        for _, parent in workers:
-            parent.send(start_at)
-        time.sleep(max(0.0, start_at + seconds - time.monotonic()))
-        cpu1 = [_cpu_seconds(p.pid) for p, _ in nodes]
-        busy1 = _machine_busy()
+
+        def phase(kind: str, order: Any, length: float) -> tuple[list[dict[str, Any]], dict[str, Any], float]:
+            start_at = time.time() + 0.5  # the wall clock: the client processes may be Node's
+            for _, parent in workers:
+                parent.send(order(start_at))
+            time.sleep(max(0.0, start_at - time.time()))
+            a = meter.read()
+            time.sleep(max(0.0, start_at + length - time.time()))
+            spent = _Meter.spent(a, meter.read())
+            results = _receive(workers, kind, length + 300)
+            # the window: until the last delivery of this phase (deliveries queued behind the
+            # window count, over the longer time they took)
+            window = max(length, max((r["last_rx"] for r in results), default=0.0) - start_at)
+            return results, spent, window
+
+        closed, closed_cpu, closed_window = phase("closed", lambda at: at, seconds)
         rss_busy = [_rss(p.pid) for p, _ in nodes]
-        results = []
-        for _, parent in workers:
-            if not parent.poll(seconds + 300):
-                raise RuntimeError("a client process did not finish")
-            kind, value = parent.recv()
-            if kind != "result":
-                raise RuntimeError(str(value))
-            results.append(value)
+        delivered = sum(r["delivered"] for r in closed)
+        mps = delivered / closed_window
+        open_rate = open_fraction * mps
+        active = customers  # customers whose conversation was assigned send; the rest are counted apart
+        opened, open_cpu, open_window = ([], None, 0.0)
+        if open_seconds > 0 and open_rate > 0:
+            opened, open_cpu, open_window = phase("open", lambda at: (at, open_rate / active, open_seconds),
+                                                  open_seconds)
+        else:
+            for _, parent in workers:
+                parent.send(None)
+        results = _receive(workers, "result", 300)
         received = set()
         for r in results:
             received.update(r["received"])
@@ -357,18 +524,26 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
                 acked.setdefault(cid, []).extend(ids)
         acked_all = {f"{cid}/{i}" for cid, ids in acked.items() for i in ids}
         _stored, missing = asyncio.run(_count_stored(redis_url, prefix, acked))
-        latencies = [x for r in results for x in r["latencies"]]
-        window = max(seconds, max((r["last_rx"] for r in results), default=0.0) - start_at)
         errors: dict[str, int] = {}
         for r in results:
             for k, v in r["errors"].items():
                 errors[k] = errors.get(k, 0) + v
+        saturated = [x for r in closed for x in r["latencies"]]
+        at_rate = [x for r in opened for x in r["latencies"]]
+        client_cpu = sum(r["cpu_s"] for r in closed)
+        per_msg = 1000.0 / max(1, delivered)
         return {
             "nodes": n_nodes,
             "connections_held": sum(r["held"] for r in results),
-            "messages_per_s": round(len(received & acked_all) / window, 1),
-            "latency_ms_p50": round(_percentile(latencies, 50), 2),
-            "latency_ms_p99": round(_percentile(latencies, 99), 2),
+            # throughput at saturation: closed loop (each customer sends when its last message is acked)
+            "messages_per_s": round(mps, 1),
+            "latency_ms_p50_saturated": round(_percentile(saturated, 50), 2),
+            "latency_ms_p99_saturated": round(_percentile(saturated, 99), 2),
+            # latency at a sustainable rate: open loop at open_fraction of the rate above
+            "latency_offered_per_s": round(open_rate, 1) if opened else None,
+            "latency_delivered_per_s": round(sum(r["delivered"] for r in opened) / open_window, 1) if opened else None,
+            "latency_ms_p50": round(_percentile(at_rate, 50), 2) if opened else None,
+            "latency_ms_p99": round(_percentile(at_rate, 99), 2) if opened else None,
             "lost": len(acked_all - received) + missing,
             "duplicated": sum(r["dups"] for r in results),
             # conversations whose offer never reached an agent in ASSIGN_TIMEOUT_S (they do not send)
@@ -379,9 +554,14 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
             "errors": errors,
             "rss_mb_per_node": [round(x / 2**20, 1) for x in rss_busy],
             "memory_per_idle_connection_kb": round((sum(rss_idle) - sum(rss_before)) / max(1, connections) / 1024, 1),
-            "cpu_pct_per_node": [round(100.0 * (b - a) / seconds, 1) for a, b in zip(cpu0, cpu1)],
+            "cpu_pct_per_node": [round(100.0 * x / seconds, 1) for x in closed_cpu["nodes_s"]],
+            # CPU per delivered message in the closed loop: all nodes, the client processes, Redis
+            "cpu_ms_per_message": {"nodes": round(sum(closed_cpu["nodes_s"]) * per_msg, 3),
+                                   "clients": round(client_cpu * per_msg, 3),
+                                   "redis": round(closed_cpu["redis_s"] * per_msg, 3) if redis_pid else None},
             # the whole machine (nodes, Redis, the client processes, anything else running), % of all cores
-            "machine_busy_pct": round(100.0 * (busy1[0] - busy0[0]) / max(1e-9, busy1[1] - busy0[1]), 1),
+            "machine_busy_pct": closed_cpu["busy_pct"],
+            "machine_busy_pct_at_rate": open_cpu["busy_pct"] if open_cpu else None,
         }
     finally:
         for p, _ in workers:
@@ -396,7 +576,8 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
                 proc.kill()
 
 
-def run(nodes: int, customers: int, agents: int, seconds: float, procs: int) -> dict[str, Any]:
+def run(nodes: int, customers: int, agents: int, seconds: float, procs: int, open_fraction: float = 0.6,
+        open_seconds: float = 20.0, client: str = "python") -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from server import EmbeddedRedis
 
@@ -407,17 +588,24 @@ def run(nodes: int, customers: int, agents: int, seconds: float, procs: int) -> 
         if not redis_url:
             embedded = asyncio.run(EmbeddedRedis.start(tmp))
             redis_url = embedded.url
-        one = run_once(1, customers, agents, seconds, procs, redis_url, tmp)
-        many = run_once(nodes, customers, agents, seconds, procs, redis_url, tmp) if nodes > 1 else one
+        redis_pid = embedded.process.pid if embedded is not None else None
+        if client == "node":
+            _node_client_ready()  # before anything starts: npm install on the first run
+        args = (customers, agents, seconds, procs, redis_url, tmp, redis_pid, open_fraction, open_seconds, client)
+        one = run_once(1, *args)
+        many = run_once(nodes, *args) if nodes > 1 else one
         out = dict(many)
         out.update({
-            "customers": customers, "agents": agents, "seconds": seconds,
+            "customers": customers, "agents": agents, "seconds": seconds, "open_fraction": open_fraction,
+            "open_seconds": open_seconds,
             "ratio_vs_1_node": round(many["messages_per_s"] / one["messages_per_s"], 2) if one["messages_per_s"] else None,
-            "one_node": {k: one[k] for k in ("messages_per_s", "latency_ms_p50", "latency_ms_p99", "lost", "duplicated",
-                                              "resyncs", "machine_busy_pct",
+            "one_node": {k: one[k] for k in ("messages_per_s", "latency_ms_p50_saturated", "latency_ms_p99_saturated",
+                                              "latency_offered_per_s", "latency_ms_p50", "latency_ms_p99", "lost", "unassigned",
+                                              "duplicated", "resyncs", "machine_busy_pct", "cpu_ms_per_message",
                                               "rss_mb_per_node", "memory_per_idle_connection_kb", "cpu_pct_per_node",
                                               "connections_held")},
-            "cpus": len(os.sched_getaffinity(0)), "client_procs": procs, "load_avg_1m": round(os.getloadavg()[0], 2),
+            "cpus": len(os.sched_getaffinity(0)), "client_procs": procs, "client": client,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
         })
         return out
     finally:
@@ -436,10 +624,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--agents", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=60.0, help="length of each measured window")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
+    parser.add_argument("--open-fraction", type=float, default=0.6,
+                        help="latency is measured at this share of the closed loop's messages/s (open loop)")
+    parser.add_argument("--open-seconds", type=float, default=20.0,
+                        help="length of the open-loop window that measures latency (0: none)")
+    parser.add_argument("--client", choices=("python", "node"), default="python",
+                        help="the client processes: bench.chat's lean Python client, or bench/node/load_client.mjs "
+                             "(Node.js and the ws package, installed on demand with npm)")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.customers < 1 or args.agents < 1 or args.seconds <= 0 or args.procs < 1:
         parser.error("--nodes, --customers, --agents and --procs must be at least 1, --seconds above 0")
-    print(json.dumps(run(args.nodes, args.customers, args.agents, args.seconds, args.procs)), flush=True)
+    if not 0 < args.open_fraction <= 2 or args.open_seconds < 0:
+        parser.error("--open-fraction must be above 0 and at most 2, --open-seconds 0 or more")
+    print(json.dumps(run(args.nodes, args.customers, args.agents, args.seconds, args.procs, args.open_fraction,
+                         args.open_seconds, args.client)), flush=True)
     return 0
 
 
