@@ -692,8 +692,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.overload:
         # capacity: closed loop with load shedding off (what the node does flat out, as issue 11
         # measured it); the overload run then has Segue's protections as configured
-        capacity = emit({"run": "capacity (closed loop, no shedding)", **run(
-            args.clients, args.seconds, 0.0, procs, settings={"SEGUE_LIMITS_SHED_LAG_MS": "0"})})["messages_per_s"]
+        capacity_run = emit({"run": "capacity (closed loop, no shedding)", **run(
+            args.clients, args.seconds, 0.0, procs, settings={"SEGUE_LIMITS_SHED_LAG_MS": "0"})})
+        capacity = capacity_run["messages_per_s"]
         offered = round(args.overload * capacity)
         # the node as configured by default: no hand-set cap, its admission budget adapts to its own
         # queueing delay (limits.shed_lag_ms); BENCH_NODE_EVENTS_PER_S adds a fixed ceiling to compare
@@ -711,6 +712,9 @@ def main(argv: list[str] | None = None) -> int:
               # what the clients really sent (first tries and retries): back near what the node takes
               # when retry_after_ms spreads the retries, far above it when clients retry into the wall
               "attempts_per_s": round((over["acked"] + over["rate_limited"]) / args.seconds, 1),
+              # the CPU the server process got in each run (% of one core): on a shared machine the
+              # two runs may not get the same, and the ratio above then compares unlike machines
+              "server_cpu_pct": [capacity_run["server_cpu_pct"], over["server_cpu_pct"]],
               "load_avg_1m": over["load_avg_1m"]})
         rate = round(0.6 * capacity)
     if args.floor:

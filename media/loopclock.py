@@ -1,26 +1,68 @@
-"""A periodic tick that also says how late the event loop ran it.
+"""A periodic tick that also says how late the event loop ran it, and how long it sat idle.
 
 Why one helper: the forwarder's RTCP report clock and the signaling layer's load monitor
 (``signaling/limits.py``) both wake every few milliseconds, and the load monitor needs exactly what
 every such wake-up can measure for free: how much later than asked the loop ran it. Every socket,
 leg and timer of a node shares one event loop, so that lateness is the time any ready work waits
 its turn — the node's queueing delay — whatever the work is.
+
+Lateness alone cannot tell a loop with more work than it can do from a process the machine did not
+run (other busy processes on the same cores): both make ticks late. The difference is whether the
+loop had nothing to do meanwhile. A loop with a backlog never waits in its selector (it polls
+with a zero timeout and goes on), so each tick also says how long the loop sat waiting in its
+selector since the last one (``idle``): late and never idle is a queue of the node's own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    """One wake-up of :func:`ticks`: when it ran (``time.monotonic()``) and how late (seconds, >= 0)."""
+    """One wake-up of :func:`ticks`: when it ran (``time.monotonic()``), how late (seconds, >= 0),
+    and how long the loop waited in its selector with nothing to do since the previous tick
+    (seconds; ``None`` on loops whose selector cannot be timed, such as uvloop)."""
 
     now: float
     lag: float
+    idle: float | None
+
+
+class _IdleMeter:
+    """Adds up the time an asyncio selector loop spends in ``select()`` (waiting for I/O)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.idle = 0.0
+        selector: Any = getattr(loop, "_selector", None)  # asyncio's selector loops (not uvloop)
+        original = getattr(selector, "select", None)
+        self.available = callable(original)
+        if not self.available:
+            return
+
+        def select(timeout: float | None = None) -> Any:
+            start = time.monotonic()
+            try:
+                return original(timeout)
+            finally:
+                self.idle += time.monotonic() - start
+
+        selector.select = select
+
+
+_METERS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _IdleMeter]" = weakref.WeakKeyDictionary()
+
+
+def _meter(loop: asyncio.AbstractEventLoop) -> _IdleMeter:
+    meter = _METERS.get(loop)
+    if meter is None:
+        meter = _METERS[loop] = _IdleMeter(loop)
+    return meter
 
 
 async def ticks(interval: float) -> AsyncIterator[Tick]:
@@ -30,8 +72,9 @@ async def ticks(interval: float) -> AsyncIterator[Tick]:
     ticks sparser, never a burst of late ones."""
     if interval <= 0:
         raise ValueError(f"ticks(interval={interval!r}): the interval must be above 0 seconds")
+    meter = _meter(asyncio.get_running_loop())
     while True:
-        before = time.monotonic()
+        before, idle_before = time.monotonic(), meter.idle
         await asyncio.sleep(interval)
         now = time.monotonic()
-        yield Tick(now, max(0.0, now - before - interval))
+        yield Tick(now, max(0.0, now - before - interval), meter.idle - idle_before if meter.available else None)

@@ -116,7 +116,9 @@ class LoadMonitor:
     Why the event loop's lateness: every socket of a node shares one event loop, so the time a
     tick runs late is the time any ready work — a frame just read, a Redis reply — waits its turn.
     Like CoDel, only a lateness that lasts a whole interval (its smallest sample over 100 ms is
-    above the target) counts as a queue; a burst or one slow callback does not. Then the budget
+    above the target) counts as a queue; a burst or one slow callback does not; nor does a loop
+    that was idle (waiting for I/O) for 5 % of the interval or more, however late it ran: it had no
+    work waiting, the process was not run (other processes on the same cores). Then the budget
     goes below the level at which the queue appeared (the budget then in force; the first time, the
     best rate the node admitted in the last 5 s), scaled by target / lag (0.6-0.9), and the next cut
     waits 0.3 s for the queue to drain. While the loop is on time the budget climbs back half the
@@ -138,6 +140,7 @@ class LoadMonitor:
     FLOOR_SHARE = 0.25  # the budget stays above this share of the best admitted rate of the last 5 s
     PEAK_INTERVALS = 50
     GROW = 1.05  # on time, past where the last queue appeared: the budget grows this much an interval
+    IDLE_SHARE = 0.05  # a loop idle this share of an interval has no queue of its own, however late
     HOLD_S = 0.3  # after a cut, the next one waits this long (the queue drains first)
     LIFT_AFTER = 10  # intervals on time with nothing refused: the budget is lifted
     RETRY_SHARE = 0.1  # refused connections come back at most at this share of the budget a second
@@ -156,6 +159,7 @@ class LoadMonitor:
         self._admitted = 0  # this interval
         self._refused = 0
         self._min_lag = math.inf
+        self._idle: float | None = None  # seconds the loop waited for I/O this interval
         self._interval_start = now
         self._history: deque[int] = deque(maxlen=self.HISTORY)
         self._peaks: deque[float] = deque(maxlen=self.PEAK_INTERVALS)  # admitted rates, last 5 s
@@ -209,17 +213,24 @@ class LoadMonitor:
     def forget(self, key: str) -> None:
         self._slots.pop(key, None)
 
-    def observe(self, now: float, lag: float) -> None:
-        """One look at the event loop: it ran ``lag`` seconds late at ``now``."""
+    def observe(self, now: float, lag: float, idle: float | None = None) -> None:
+        """One look at the event loop: it ran ``lag`` seconds late at ``now``, having waited ``idle``
+        seconds for I/O with nothing to do since the last look (``None``: not known)."""
         self.lag_s = lag
         self._min_lag = min(self._min_lag, lag)
+        if idle is not None:
+            self._idle = (self._idle or 0.0) + idle
         if now - self._interval_start < self.INTERVAL_S:
             return
+        # late, but the loop sat idle for a part of the time: it has no queue of its own, the
+        # process was not run (other processes busy on the same cores); cutting would not help
+        idle_share = None if self._idle is None else self._idle / max(1e-9, now - self._interval_start)
         self._history.append(self._admitted)
         recent = list(self._history)[-3:]
         admitted_rate = sum(recent) / (len(recent) * self.INTERVAL_S)  # what the node has just been doing
         self._peaks.append(admitted_rate)
-        queue = self.target_lag_s > 0 and self._min_lag > self.target_lag_s
+        queue = (self.target_lag_s > 0 and self._min_lag > self.target_lag_s
+                 and (idle_share is None or idle_share < self.IDLE_SHARE))
         if queue and admitted_rate >= self.MIN_RATE and now >= self._hold_until:
             # a standing queue: the budget goes below where the queue appeared, by how late the loop ran
             # (the first time, the best the node admitted lately: the loop may have read little in
@@ -249,6 +260,7 @@ class LoadMonitor:
             self._slots.clear()
         self._admitted = self._refused = 0
         self._min_lag = math.inf
+        self._idle = None
         self._interval_start = now
 
     def start(self) -> None:
@@ -266,7 +278,7 @@ class LoadMonitor:
 
     async def _run(self) -> None:
         async for tick in ticks(LAG_PROBE_S):
-            self.observe(tick.now, tick.lag)
+            self.observe(tick.now, tick.lag, tick.idle)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The node's adaptive admission budget (signaling.limits.LoadMonitor), driven by hand.
+"""The node's adaptive admission budget (signaling.limits.LoadMonitor), driven by hand, and the
+loop clock it reads (media.ticks).
 
 The monitor is fed what its loop-lag probe would see (``observe(now, lag)``) and asked to admit
 events at chosen times (from the monotonic clock's present on), so each decision is checked on its
@@ -7,9 +8,11 @@ own: no waiting, no load.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
+from media import ticks
 from signaling.limits import LoadMonitor
 
 TARGET = 0.02  # limits.shed_lag_ms = 20
@@ -139,3 +142,31 @@ def test_a_late_loop_never_cuts_below_a_quarter_of_what_the_node_did_lately() ->
     now, _, _ = run(monitor, time.monotonic(), 1.0, 4000, lag=0.002)
     run(monitor, now, 3.0, 4000, lag=2.0)  # late for seconds on end (a machine busy with other work)
     assert monitor.rate >= 4000 * LoadMonitor.FLOOR_SHARE * 0.99
+
+
+def test_a_late_loop_that_sat_idle_has_no_queue_of_its_own() -> None:
+    # late ticks, but the loop waited for I/O meanwhile: the process was not run (a busy machine)
+    monitor = LoadMonitor(TARGET)
+    now, _, _ = run(monitor, time.monotonic(), 0.5, 3000, lag=0.002)
+    for _ in range(30):
+        now += 0.01
+        for _ in range(30):
+            monitor.admit(now)
+        monitor.observe(now, 0.2, idle=0.002)  # 20 % of each 10 ms waiting in the selector
+    assert not monitor.overloaded
+    for _ in range(30):  # the same lateness, never idle: a queue of its own
+        now += 0.01
+        for _ in range(30):
+            monitor.admit(now)
+        monitor.observe(now, 0.2, idle=0.0)
+    assert monitor.overloaded
+
+
+async def test_ticks_say_how_late_and_how_idle_the_loop_was() -> None:
+    clock = ticks(0.01)
+    first = await anext(clock)  # nothing else to do: the loop waited in its selector
+    assert first.idle is not None and first.idle > 0
+    asyncio.get_running_loop().call_soon(time.sleep, 0.05)  # a callback that holds the loop
+    held = await anext(clock)
+    assert held.lag > 0 and held.idle is not None and held.idle < held.lag  # late, and not for want of work
+    await clock.aclose()
