@@ -96,15 +96,14 @@ export class CustomerHistory {
   renderHead(item) {
     const t = this.t;
     const s = item.summary;
-    const channels = channelsUsed(s)
-      .map(([c, seconds]) => (seconds == null ? channelLabel(c, t) : t("console.channel_time", { channel: channelLabel(c, t), duration: t.duration(seconds) })))
-      .join(", ");
+    const channels = t.list(channelsUsed(s)
+      .map(([c, seconds]) => (seconds == null ? channelLabel(c, t) : t("console.channel_time", { channel: channelLabel(c, t), duration: t.duration(seconds) }))));
     item.toggle.textContent = [t.time(s.created_ts), s.queue, channels].filter(Boolean).join(" · ");
     clear(item.meta);
     const parts = [];
     if (s.agent) parts.push(h("span", { class: "history-agent" }, t("console.history.agent", { agent: agentName(s.agent) })));
     if (s.disposition) parts.push(h("span", { class: "history-disposition" }, t("console.history.disposition", { disposition: dispositionLabel(s.disposition, t) })));
-    if (s.tags?.length) parts.push(h("span", { class: "history-tags" }, t("console.history.tags", { tags: s.tags.join(", ") })));
+    if (s.tags?.length) parts.push(h("span", { class: "history-tags" }, t("console.history.tags", { tags: t.list(s.tags) })));
     if (s.csat) {
       parts.push(
         h(

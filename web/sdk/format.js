@@ -119,9 +119,8 @@ function describe(event, customer, customerName, t) {
       return system(t(data.comment ? "event.rated.comment" : "event.rated", { score: data.score, comment: data.comment }));
     case "attributes.updated": {
       const changes = Object.entries(data.attributes ?? {})
-        .map(([key, value]) => (value === null ? t("event.attribute_removed", { key }) : `${key} = ${String(value)}`))
-        .join(", ");
-      return system(t("event.attributes_updated", { changes }));
+        .map(([key, value]) => (value === null ? t("event.attribute_removed", { key }) : `${key} = ${String(value)}`));
+      return system(t("event.attributes_updated", { changes: t.list(changes) }));
     }
     case "page.viewed":
       return system(t("event.page_viewed", { page: data.title ? `${data.title} (${data.url})` : String(data.url ?? "") }));

@@ -25,6 +25,8 @@ export interface Translator {
   duration(seconds: number): string;
   /** A ratio as a percentage in the locale's form (0.8 → "80%"). */
   percent(ratio: number): string;
+  /** Items as a list in the locale's form ("Chat, Voice" / "文字聊天、语音"). */
+  list(items: Iterable<string>): string;
   /** An error's text by its `code` (`<scope>.error.<code>`, then `error.<code>`), else its message. */
   error(error: { code?: string; message?: string } | unknown, scope?: string): string;
 }

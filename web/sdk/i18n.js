@@ -936,8 +936,8 @@ const zhCN = {
   "board.stat.waiting": "排队中",
   "board.stat.longest": "最长等待",
   "board.stat.available": "就绪坐席",
-  "board.stat.level": "目标时间内接起",
-  "board.stat.avg": "平均应答",
+  "board.stat.level": "服务水平",
+  "board.stat.avg": "平均应答时长",
   "board.agents": "坐席",
   "board.col.agent": "坐席",
   "board.col.presence": "状态",
@@ -1040,7 +1040,7 @@ function interpolate(text, params) {
 /**
  * A translate function for one locale: `t(key, params)`. `overrides` (key → text) replace
  * catalogue entries for this translator only (a page's own wording). Also carries
- * `t.locale`, `t.has(key)`, `t.time(ts)`, `t.duration(seconds)`, `t.percent(ratio)` and
+ * `t.locale`, `t.has(key)`, `t.time(ts)`, `t.duration(seconds)`, `t.percent(ratio)`, `t.list(items)` and
  * `t.error(error, scope?)` (an error's text by its code, else the server's message).
  */
 export function translator(locale = "en", overrides = {}) {
@@ -1054,6 +1054,7 @@ export function translator(locale = "en", overrides = {}) {
   t.time = (ts) => formatTime(ts, code);
   t.duration = (seconds) => formatDuration(seconds, code);
   t.percent = (ratio) => new Intl.NumberFormat(code, { style: "percent", maximumFractionDigits: 0 }).format(ratio);
+  t.list = (items) => new Intl.ListFormat(code, { type: "conjunction", style: "narrow" }).format([...items].map(String));
   t.error = (error, scope) => errorText(error, catalogue, scope);
   return t;
 }

@@ -171,7 +171,7 @@ function renderConversations(conversations) {
     cells[1].textContent = c.queue ?? "";
     clear(cells[2]).append(h("span", { class: "conv-state", dataset: { state: c.state } }, t.has(`state.${c.state}`) ? t(`state.${c.state}`) : c.state));
     cells[3].textContent = agentName(c) ?? "–";
-    cells[4].textContent = channelsNow(c).map((channel) => channelLabel(channel, t)).join(", ");
+    cells[4].textContent = t.list(channelsNow(c).map((channel) => channelLabel(channel, t)));
     row.dataset.channels = channelsNow(c).join(",");
     cells[5].textContent = c.created_ts ? formatDuration((Date.now() - c.created_ts) / 1000, t) : "";
     // a conversation someone works on may carry a call: ask once (this also subscribes to its pushes)
