@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
 #   make run   - creates .venv, installs Segue, starts the server (embedded Redis, pages at the printed URL)
-#   make test  - creates .venv, installs the test extras and Debian's Chromium, nginx and redis-sentinel (when root), runs every test
+#   make test  - creates .venv, installs the test extras and Debian's Chromium (with a CJK font), nginx and redis-sentinel (when root), runs every test
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
