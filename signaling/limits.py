@@ -121,9 +121,10 @@ class LoadMonitor:
     work waiting, the process was not run (other processes on the same cores). Then the budget
     goes below the level at which the queue appeared (the budget then in force; the first time, the
     best rate the node admitted in the last 5 s), scaled by target / lag (0.6-0.9), and the next cut
-    waits 0.3 s for the queue to drain. While the loop is on time the budget climbs back half the
-    way to that level an interval, then past it 5 % an interval, probing for room; after a second
-    on time with nothing refused it is lifted. Below ``MIN_RATE`` admitted events a second the node
+    waits 0.3 s for the queue to drain. While the loop is on time and events are still refused the
+    budget climbs back half the way to that level an interval, then past it 5 % an interval,
+    probing for room; after a second on time with nothing refused and every refused client back
+    it is lifted. Below ``MIN_RATE`` admitted events a second the node
     is not what makes the loop late (another process, a slow disk), so it never sheds there, and
     the budget never falls below a quarter of the best rate of the last 5 s.
 
@@ -145,7 +146,7 @@ class LoadMonitor:
     LIFT_AFTER = 10  # intervals on time with nothing refused: the budget is lifted
     RETRY_SHARE = 0.1  # refused connections come back at most at this share of the budget a second
     MIN_RETRY_S = 0.05
-    MAX_RETRY_S = 2.0  # past this, refused connections are spread over its second half at random
+    MAX_RETRY_S = 1.0  # past this, refused connections are spread over its second half at random
 
     def __init__(self, target_lag_s: float, ceiling: float = 0.0) -> None:
         self.target_lag_s = target_lag_s
@@ -243,14 +244,15 @@ class LoadMonitor:
             self._hold_until = now + self.HOLD_S  # the queue drains before the cut is judged
             self._quiet = 0
         elif self.rate < math.inf and not queue:
-            # on time: back quickly towards where the queue appeared, then on, gently, probing for room
-            if self.rate < self._queued_at * 0.98:
-                self.rate += (self._queued_at - self.rate) / 2
-            else:
-                self.rate *= self.GROW
             if self._refused:
+                # on time and still refusing: back quickly towards where the queue appeared, then on,
+                # gently, probing for room
+                if self.rate < self._queued_at * 0.98:
+                    self.rate += (self._queued_at - self.rate) / 2
+                else:
+                    self.rate *= self.GROW
                 self._quiet = 0
-            else:
+            elif self._next_slot < now:  # nothing refused, and every refused client has come back
                 self._quiet += 1
                 if self._quiet >= self.LIFT_AFTER:
                     self.rate = math.inf

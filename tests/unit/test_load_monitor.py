@@ -81,7 +81,8 @@ def test_refusals_past_the_budget_then_the_budget_grows_back_and_is_lifted() -> 
     assert monitor.shed >= refused
     now, _, refused = run(monitor, now, 0.5, 6000, lag=0.002)  # on time again: probing for room
     assert monitor.rate > budget and refused > 0
-    now, _, refused = run(monitor, now, 1.5, 100, lag=0.002)  # demand falls, nothing refused for a second
+    # demand falls: once every refused client has come back and nothing was refused for a second
+    now, _, refused = run(monitor, now, 1.0 + LoadMonitor.MAX_RETRY_S + 0.5, 100, lag=0.002)
     assert refused == 0 and not monitor.overloaded
 
 
