@@ -120,6 +120,18 @@ async def agent_send(page: Page, conversation_id: str, text: str, mode: str = "r
     await expect(p.locator(".conv-log > li[data-event-id]").filter(has_text=text).first).to_be_visible(timeout=WAIT_MS)
 
 
+async def close_conversation(page: Page, conversation_id: str, disposition: str | None = None,
+                             tags: str | None = None) -> None:
+    """The agent closes a conversation with its column's Close dialog (wrap-up disposition and tags optional)."""
+    await panel(page, conversation_id).locator(".conv-close").click()
+    if disposition:
+        await page.select_option("#close-disposition", disposition)
+    if tags:
+        await page.fill("#close-tags", tags)
+    await page.click("#close-submit")
+    await expect(page.locator("#close-dialog")).to_be_hidden(timeout=WAIT_MS)
+
+
 async def available_agent(new_page: Any, base_url: str, username: str = "demo", password: str = "demo",
                           **page_options: Any) -> Page:
     """A new page (``page_options``: e.g. a viewport) with the agent signed in to the console and available."""

@@ -28,7 +28,7 @@ from playwright.async_api import expect
 
 from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, available_agent, board_login,
-    board_row, mount_identified_widget, press_call,
+    board_row, close_conversation, mount_identified_widget, press_call,
     chat_with_demo, create_agent, customer_send, open_widget, panel, panel_item, set_presence, start_chat,
     start_voice_call,
 )
@@ -79,8 +79,7 @@ async def test_the_first_agent_sees_a_cold_transfer_as_transferred_away(segue: A
     await expect(handled).to_contain_text("Note: squeaky bike")
 
     # closed by Bob: the first agent's column says so
-    await panel(bob, cid).locator(".conv-close").click()
-    await bob.click("#close-submit")
+    await close_conversation(bob, cid)
     await expect(p.locator(".conv-readonly")).to_have_text(
         "You transferred this conversation to Bob Builder; it is closed now (read-only).", timeout=WAIT_MS)
     await expect(p.locator(".conv-state")).to_have_text("transferred")
@@ -212,9 +211,7 @@ async def _first_visit(segue: Any, new_page: Any, identity: dict[str, Any], demo
     await customer_send(ada, "thanks, that helped")
     await expect(panel_item(demo, first, "thanks, that helped")).to_have_count(1, timeout=WAIT_MS)
     await agent_send(demo, first, "Courier was late, refunded shipping", mode="note")
-    await panel(demo, first).locator(".conv-close").click()
-    await demo.fill("#close-tags", "shipping, refund")
-    await demo.click("#close-submit")
+    await close_conversation(demo, first, tags="shipping, refund")
     await expect(ada.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)
     await ada.evaluate("() => window.segueWidget.conversation.rate(5, 'quick and kind')")
     await demo.locator(f'.conv-panel[data-conversation-id="{first}"] .conv-dismiss').click()

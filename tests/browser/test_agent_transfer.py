@@ -7,7 +7,7 @@ import pytest
 from playwright.async_api import expect
 
 from chat_pages import (
-    WAIT_MS, accept_offer, agent_login, agent_send, create_agent, customer_send, open_widget, panel,
+    WAIT_MS, accept_offer, agent_login, agent_send, close_conversation, create_agent, customer_send, open_widget, panel,
     panel_event_ids, panel_item, set_presence, start_chat, widget_log, widget_message,
 )
 
@@ -22,8 +22,7 @@ async def _previous_and_current_conversation(segue, customer, demo) -> tuple[str
     await set_presence(demo, "available")
     await accept_offer(demo, first)
     await agent_send(demo, first, "oil the chain")
-    await panel(demo, first).locator(".conv-close").click()
-    await demo.click("#close-submit")
+    await close_conversation(demo, first)
     await expect(customer.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)
     await customer.click("#segue-new-chat")
 

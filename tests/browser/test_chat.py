@@ -7,7 +7,7 @@ from playwright.async_api import expect
 
 from chat_pages import (
     WAIT_MS, accept_offer, agent_login, chat_with_demo, panel_event_ids, agent_send, create_canned, customer_send, open_widget, panel,
-    panel_item, set_presence, start_chat, widget_message, widget_log,
+    panel_item, set_presence, start_chat, widget_message, widget_log, close_conversation,
 )
 
 pytestmark = pytest.mark.browser
@@ -72,9 +72,7 @@ async def test_customer_and_agent_chat_both_ways(segue, new_page) -> None:
     await expect(widget_message(customer, "Hello Ada, thanks for waiting! It ships today.")).to_have_count(1, timeout=WAIT_MS)
 
     # Close with a disposition; the customer rates.
-    await p.locator(".conv-close").click()
-    await agent.select_option("#close-disposition", "resolved")
-    await agent.click("#close-submit")
+    await close_conversation(agent, cid, "resolved")
     await expect(p.locator(".conv-state")).to_have_text("closed", timeout=WAIT_MS)
     await expect(p.locator(".conv-log .segue-system").filter(has_text="resolved")).to_have_count(1)
     await expect(customer.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)

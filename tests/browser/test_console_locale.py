@@ -26,8 +26,8 @@ from playwright.async_api import expect
 
 from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, board_login, board_row,
-    create_agent, customer_send, monitor_call, open_widget, panel, panel_item, rest_login, set_presence, slot_grows,
-    start_chat,
+    close_conversation, create_agent, customer_send, monitor_call, open_widget, panel, panel_item, rest_login,
+    set_presence, slot_grows, start_chat,
 )
 from media.ice import set_loopback_only
 
@@ -288,10 +288,7 @@ async def test_zh_cn_warm_transfer_and_the_customers_earlier_conversation(segue:
     await set_presence(demo, "available")
     await accept_offer(demo, first)
     await agent_send(demo, first, "请给链条上油")
-    await panel(demo, first).locator(".conv-close").click()
-    await demo.select_option("#close-disposition", "follow_up")
-    await demo.fill("#close-tags", "链条")
-    await demo.click("#close-submit")
+    await close_conversation(demo, first, "follow_up", "链条")
     await expect(customer.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)
     await customer.click("#segue-new-chat")
     second = await start_chat(customer, "现在挡泥板松了")

@@ -26,7 +26,7 @@ from playwright.async_api import expect
 
 from chat_pages import (
     WAIT_MS, accept_offer, agent_login, agent_send, available_agent, board_login, chat_with_demo, create_canned,
-    mount_identified_widget, open_widget, panel, rest_login,
+    close_conversation, mount_identified_widget, open_widget, panel, rest_login,
     start_chat, widget_message,
 )
 from server.auth import sign_identity
@@ -161,8 +161,7 @@ async def test_a_returning_customers_first_visit_is_found_by_search(start_segue:
     first = await start_chat(ada, "the marzipan order never came")
     await accept_offer(agent, first)
     await agent_send(agent, first, "sorry, resending the marzipan today")
-    await panel(agent, first).locator(".conv-close").click()
-    await agent.click("#close-submit")
+    await close_conversation(agent, first)
     await expect(panel(agent, first).locator(".conv-composer")).to_be_hidden(timeout=WAIT_MS)
     await panel(agent, first).locator(".conv-dismiss").click()
     # someone else said the word too: not this customer

@@ -16,7 +16,7 @@ from playwright.async_api import Page, expect
 
 from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, eventually, panel, set_presence,
-    answer_call, press_call, slot_grows, widget_message,
+    answer_call, close_conversation, press_call, slot_grows, widget_message,
     wait_js,
 )
 from media.ice import set_loopback_only
@@ -180,9 +180,7 @@ async def test_callbacks_open_close_destroy_and_mount_again(segue: Any, new_page
 
         # onConversationEnd: once, when the agent closes the conversation
         assert await customer.evaluate("window.calls.end") == []
-        await panel(agent, cid).locator(".conv-close").click()
-        await agent.select_option("#close-disposition", "resolved")
-        await agent.click("#close-submit")
+        await close_conversation(agent, cid, "resolved")
         await expect(customer.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)
         await wait_js(customer, "() => window.calls.end.length === 1")
         assert await customer.evaluate("window.calls.end") == [{"state": "closed", "id": cid, "same": True}]

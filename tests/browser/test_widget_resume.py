@@ -9,7 +9,8 @@ import pytest
 from playwright.async_api import expect
 
 from chat_pages import (
-    WAIT_MS, chat_with_demo, agent_send, customer_send, panel_item, start_chat, widget_log, widget_message,
+    WAIT_MS, chat_with_demo, agent_send, close_conversation, customer_send, panel_item, start_chat, widget_log,
+    widget_message,
 )
 
 pytestmark = pytest.mark.browser
@@ -124,8 +125,7 @@ async def test_reload_resumes_with_nothing_lost_or_doubled(segue, new_page) -> N
 async def test_history_and_rating_survive_a_reload(segue, new_page) -> None:
     customer, agent, cid = await chat_with_demo(segue, new_page, "quick question")
     await agent_send(agent, cid, "quick answer")
-    await agent.locator(f'.conv-panel[data-conversation-id="{cid}"] .conv-close').click()
-    await agent.click("#close-submit")
+    await close_conversation(agent, cid)
     await expect(customer.locator("#segue-rating")).to_be_visible(timeout=WAIT_MS)
 
     # Reloaded before rating: the closed conversation and the rating form come back.
