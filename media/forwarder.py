@@ -71,6 +71,9 @@ HISTORY_SIZE = 512  # per outbound stream that negotiated NACK (video): ~5 s at 
 KEYFRAME_RETRY_S = 0.3  # a sink waiting for a keyframe asks again after this long
 KEYFRAME_MIN_INTERVAL_S = 0.2  # upstream PLI rate limit per source
 KEYFRAME_GAP = 48  # inbound video packets missing at once past which the source is asked for a keyframe
+# ... or media time a hole of inbound video covers past which it is: Chromium keeps what it sent
+# for about a second, so the NACK for the hole's first packets would come too late
+KEYFRAME_GAP_S = 0.5
 MAX_LEARNED_SSRCS = 32
 GUARD_PACKETS = 1024  # after a switch, packets older than its first one are dropped this long
 
@@ -115,6 +118,7 @@ class StreamStats:
     retransmitted: int = 0  # NACKs served from the sink's history
     nacks_forwarded: int = 0  # lost packets asked of the source
     keyframe_requests: int = 0
+    gaps_closed: int = 0  # video holes upstream a sink hid from its far end (dropped to the next keyframe)
     remote_fraction_lost: int = 0  # from the far end's receiver report (x/256)
     remote_packets_lost: int = 0
     remote_jitter: int = 0
@@ -239,6 +243,7 @@ class InboundSource(RtpSource):
         self._received = 0
         self._base_seq = 0
         self._max_seq = 0
+        self._max_ts = 0  # RTP timestamp of the newest packet (how much media time a hole covers)
         self._cycles = 0
         self._expected_prior = 0
         self._received_prior = 0
@@ -303,20 +308,30 @@ class InboundSource(RtpSource):
                     if seq < self._max_seq:
                         self._cycles += 0x10000
                     self._max_seq = seq
-                    if delta > KEYFRAME_GAP and self.kind == "video":
-                        # an outage, not a few lost packets: retransmissions cannot bring the
-                        # picture back (receivers lost their reference frames), a keyframe can
-                        self.request_keyframe()
+                    if delta > 1 and self.kind == "video":
+                        span = (ts - self._max_ts) & 0xFFFFFFFF  # media time the hole covers
+                        if delta > KEYFRAME_GAP or KEYFRAME_GAP_S * 90000 < span < 0x80000000:
+                            self._on_gap(seq, now)
+                    self._max_ts = ts
             else:
                 self._base_seq = self._max_seq = seq
+                self._max_ts = ts
             self._received += 1
         stats = self.stats
         stats.packets += 1
         stats.octets += len(data) - pos
         self._deliver(b0 & 0x20, data[1] & 0x80, pt, seq, ts, data[pos:], level, now)
 
+    def _on_gap(self, seq: int, now: float) -> None:
+        """An outage, not a few lost packets: retransmissions cannot bring the picture back (the
+        sender no longer holds them all; receivers lost their reference frames), a keyframe can.
+        Sinks hide the hole from their far end and resume at that keyframe (:meth:`RtpSink._source_gap`)."""
+        self.request_keyframe()
+        for sink in self._sinks:
+            sink._source_gap(seq, now)
+
     def _reset_reception(self) -> None:
-        self._received = self._base_seq = self._max_seq = self._cycles = 0
+        self._received = self._base_seq = self._max_seq = self._max_ts = self._cycles = 0
         self._expected_prior = self._received_prior = 0
         self._lsr = 0
         self._sr = None
@@ -415,6 +430,7 @@ class RtpSink:
         self._src_codecs: dict[int, CodecSpec] = {}
         self._clock_rate = 90000 if self.kind == "video" else 48000
         self._resync = True
+        self._resume: int | None = None  # after a source's hole: resume at a keyframe from this seq on
         self._seq_off = 0
         self._ts_off = 0
         self._start_oseq = 0
@@ -465,6 +481,7 @@ class RtpSink:
             old._remove_sink(self)
         self._source = source
         self._resync = True
+        self._resume = None
         if source is None:
             self.state = SinkState.IDLE
             self._pt_map = {}
@@ -481,6 +498,21 @@ class RtpSink:
     def detach(self) -> None:
         """Same as ``attach(None)``."""
         self.attach(None)
+
+    def _source_gap(self, seq: int, now: float) -> None:
+        """The video source lost more on its way in than retransmission can repair (``seq``: the
+        first packet after the hole). Drop until its next keyframe, then go on with the next
+        sequence number, as after a switch: the far end sees no hole to wait on. A receiver that
+        holds everything after a hole until it is retransmitted (aiortc's jitter buffer does, for
+        512 packets) would stay frozen long past the keyframe. Audio keeps its holes: receivers
+        conceal each lost packet and play on, and the hole tells them how much was lost."""
+        if self.kind != "video" or self._resync:
+            return  # audio, or already waiting for a keyframe (switched, or idle)
+        self._resync = True
+        self._resume = seq
+        self.state = SinkState.WAITING_KEYFRAME
+        self._last_request = now  # the source was just asked for one
+        self.stats.gaps_closed += 1
 
     # configuration -------------------------------------------------------------------------
 
@@ -593,6 +625,10 @@ class RtpSink:
                 self.stats.dropped += 1
                 self._last_request = -1e9
                 return False
+            resume = self._resume
+            if resume is not None and ((seq - resume) & 0xFFFF) >= 0x8000:
+                self.stats.dropped += 1  # reordered from before the hole: not where we resume
+                return False
             if not keyframe_start(codec.name, payload):
                 self.stats.dropped += 1
                 if now - self._last_request > KEYFRAME_RETRY_S and self._source is not None:
@@ -605,8 +641,12 @@ class RtpSink:
             base_ts = random.getrandbits(32)
         else:
             base_seq = (self._last_seq + 1) & 0xFFFF
-            elapsed = max(int((now - self._last_time) * self._clock_rate), 1)
-            base_ts = (self._last_ts + elapsed) & 0xFFFFFFFF
+            base_ts = (ts + self._ts_off) & 0xFFFFFFFF
+            if self._resume is None or not 0 < ((base_ts - self._last_ts) & 0xFFFFFFFF) < 0x80000000:
+                # another source (or one whose clock went back): its timestamps say nothing here;
+                # after a hole the same source keeps its own clock (and lip sync its offset)
+                elapsed = max(int((now - self._last_time) * self._clock_rate), 1)
+                base_ts = (self._last_ts + elapsed) & 0xFFFFFFFF
         self._seq_off = (base_seq - seq) & 0xFFFF
         self._ts_off = (base_ts - ts) & 0xFFFFFFFF
         self._start_oseq = base_seq
@@ -617,6 +657,7 @@ class RtpSink:
         if codec.name == "VP8":
             self._begin_vp8(payload)
         self._resync = False
+        self._resume = None
         self.state = SinkState.FORWARDING
         return True
 

@@ -186,6 +186,50 @@ async def test_nack_served_from_sink_history(lab: MediaLab) -> None:
     assert is_colour(b.frames["video"][-1][1], RED)
 
 
+class Outage:
+    """Wraps a source's packet entry: loses ``count`` packets in a row from when armed, and every
+    retransmission (RTX) from then on, like a sender whose history no longer holds the hole."""
+
+    def __init__(self, source: object, count: int) -> None:
+        self.inner = source._on_packet  # type: ignore[attr-defined]
+        self.count = count
+        self.armed = False
+        self.lost: list[int] = []
+        self.after = 0  # packets the source delivered after the hole
+        source._on_packet = self._on_packet  # type: ignore[attr-defined]
+
+    def _on_packet(self, data: bytes, rtx: bool, now: float) -> None:
+        if self.armed and (rtx or len(self.lost) < self.count):
+            if not rtx:
+                self.lost.append(int.from_bytes(data[2:4], "big"))
+            return
+        if self.armed:
+            self.after += 1
+        self.inner(data, rtx, now)
+
+
+async def test_viewer_decodes_again_at_the_keyframe_after_an_outage_upstream(lab: MediaLab) -> None:
+    """A's camera loses more on its way in than it can retransmit: the forwarder asks it for a
+    keyframe and B, a stock aiortc receiver, sees one continuous stream resuming at that keyframe.
+    With the hole forwarded, B's jitter buffer would hold every later frame until 512 packets
+    went by (docs/media-forwarder.md, "Under bad networks")."""
+    a = await lab.join("A", send=ColorTrack(RED))
+    b = await lab.join("B", receive=("video",))
+    sink, source = b.leg.sink("video"), a.leg.source("video")
+    sink.attach(source)
+    await until(lambda: len(b.frames["video"]) >= 5, "B decodes")
+    outage = Outage(source, count=60)
+    requests = source.stats.keyframe_requests
+    outage.armed = True
+    await until(lambda: len(outage.lost) == 60, "A's packets lost on the way in")
+    decoded = len(b.frames["video"])
+    await until(lambda: len(b.frames["video"]) >= decoded + 10, "B decodes again after the outage")
+    assert outage.after < 300, outage.after  # well before 512 packets past the hole
+    assert all(is_colour(f, RED) for _, f in b.frames["video"][decoded:])
+    assert sink.stats.gaps_closed == 1 and source.stats.keyframe_requests > requests
+    assert seq_gaps(b.rtp["video"]) == []
+
+
 async def test_attach_rejects_what_the_leg_cannot_play(lab: MediaLab) -> None:
     b = await lab.join("B", receive=("audio", "video"), codecs={"audio": ["PCMU"]})
     hold = lab.forwarder.hold_tone()

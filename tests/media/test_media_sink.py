@@ -9,9 +9,10 @@ from __future__ import annotations
 import struct
 from types import SimpleNamespace
 
-from media import RtpSink, RtpSource, SinkState
+from media import LegState, RtpSink, RtpSource, SinkState
 from media._sdp import CodecSpec, MediaSection
-from media.rtp import Feedback, FeedbackKind
+from media.forwarder import KEYFRAME_GAP, KEYFRAME_GAP_S, InboundSource
+from media.rtp import Feedback, FeedbackKind, keyframe_start, vp8_packetize
 
 OPUS = CodecSpec("OPUS", 48000, 2)
 
@@ -51,11 +52,15 @@ class Source(RtpSource):
         self.asked.append(seqs)
 
 
-def make_sink(nack: bool = False) -> tuple[RtpSink, Writer]:
-    section = MediaSection(index=0, kind="audio", mid="0")
-    section.codecs = {109: CodecSpec("OPUS", 48000, 2, nack=nack)}
+def make_sink(nack: bool = False, video: bool = False) -> tuple[RtpSink, Writer]:
+    section = MediaSection(index=0, kind="video" if video else "audio", mid="0")
+    if video:
+        section.codecs = {100: CodecSpec("VP8", 90000, nack=nack)}
+    else:
+        section.codecs = {109: CodecSpec("OPUS", 48000, 2, nack=nack)}
     section.extensions = {"urn:ietf:params:rtp-hdrext:sdes:mid": 3}
-    sink = RtpSink(SimpleNamespace(name="leg"), section, ssrc=0xABCD)  # type: ignore[arg-type]
+    leg = SimpleNamespace(name="leg", state=LegState.CONNECTED)
+    sink = RtpSink(leg, section, ssrc=0xABCD)  # type: ignore[arg-type]
     writer = Writer()
     sink._writer = writer  # type: ignore[assignment]
     return sink, writer
@@ -139,3 +144,149 @@ def test_detach_sends_nothing_and_idles() -> None:
     sink.detach()
     source.send(2, 960, 0.02)
     assert sink.state is SinkState.IDLE and len(writer.sent) == 1 and source.sinks == []
+
+
+class Camera:
+    """A participant's VP8 camera as its leg receives it: raw RTP (and RTX) into a real
+    :class:`InboundSource`, so the source's own hole detection runs. Frames are fake VP8 (only the
+    descriptor and the keyframe bit are read), ``packets`` per frame, 15 fps."""
+
+    def __init__(self) -> None:
+        section = MediaSection(index=0, kind="video", mid="1")
+        section.codecs = {96: CodecSpec("VP8", 90000, nack=True)}
+        section.rtx = {97: 96}
+        self.rtcp: list[bytes] = []
+        self.source = InboundSource(SimpleNamespace(name="customer", _writer_for=lambda mid: self), section)  # type: ignore[arg-type]
+        self.asked: list[list[int]] = []
+        self.source._request_retransmit = self.asked.append  # type: ignore[method-assign]
+        self.seq, self.ts, self.pid, self.now = 65500, 4_000_000_000, 300, 100.0  # both wrap on the way
+        self.sent: dict[int, bytes] = {}  # seq -> packet, as the camera sent it
+
+    def send_rtcp(self, packet: bytes) -> bool:
+        self.rtcp.append(packet)
+        return True
+
+    def frame(self, key: bool = False, packets: int = 3, lost: bool = False) -> list[int]:
+        """Send one frame (or lose it on the way: ``lost``); returns its sequence numbers."""
+        body = bytes([0x00 if key else 0x01]) + bytes(100 * packets - 1)
+        self.source.ssrc = 0x5151  # learned from the first packet (a sink attached before asks nothing)
+        seqs = []
+        for i, payload in enumerate(vp8_packetize(body, self.pid, max_size=104)):
+            marker = 0x80 if i == packets - 1 else 0
+            packet = struct.pack("!BBHII", 0x80, marker | 96, self.seq, self.ts, 0x5151) + payload
+            self.sent[self.seq] = packet
+            if not lost:
+                self.source._on_packet(packet, False, self.now)
+            seqs.append(self.seq)
+            self.seq = (self.seq + 1) & 0xFFFF
+        self.ts = (self.ts + 6000) & 0xFFFFFFFF
+        self.pid = (self.pid + 1) & 0x7FFF
+        self.now += 1 / 15
+        return seqs
+
+    def retransmit(self, seq: int) -> None:
+        """What the camera sends on NACK: RTX (RFC 4588) of one packet it still holds."""
+        original = self.sent[seq]
+        rtx = struct.pack("!BBHII", 0x80, 97, 7, 0, 0x6161) + original[2:4] + original[12:]
+        self.source._on_packet(rtx, True, self.now)
+
+
+def payload_of(packet: bytes) -> bytes:
+    pos = 12
+    if packet[0] & 0x10:
+        pos += 4 + (struct.unpack_from("!H", packet, 14)[0] << 2)
+    return packet[pos:]
+
+
+def test_a_hole_upstream_is_closed_at_the_next_keyframe() -> None:
+    """An outage on the camera's way in: the viewer gets no sequence hole to wait on (a stock
+    aiortc receiver would hold every later frame for 512 packets) but the keyframe right after
+    the last packet it had; NACKs for packets on both sides of the closed hole still find them."""
+    camera = Camera()
+    sink, writer = make_sink(nack=True, video=True)
+    sink.attach(camera.source)
+    camera.frame(key=True)
+    for _ in range(10):
+        camera.frame()
+    before = len(writer.sent)
+    assert before == 33 and sink.stats.gaps_closed == 0
+    lost = [seq for _ in range(KEYFRAME_GAP // 3 + 4) for seq in camera.frame(lost=True)]
+    camera.frame()  # the first packets after the outage: delta frames no one can decode
+    assert sink.state is SinkState.WAITING_KEYFRAME and sink.stats.gaps_closed == 1
+    assert camera.source.stats.keyframe_requests == 1 and len(camera.rtcp) == 1  # the PLI
+    camera.frame()
+    camera.retransmit(lost[-1])  # late RTX from inside the hole: its number is no longer free
+    assert len(writer.sent) == before
+    keyframe = camera.frame(key=True)
+    for _ in range(5):
+        camera.frame()
+    camera.retransmit(lost[0])  # and once forwarding again: dropped, not sent under a used number
+    assert sink.state is SinkState.FORWARDING
+    headers = writer.headers()
+    assert len(headers) == before + 18
+    assert [(b - a) & 0xFFFF for a, b in zip([h[1] for h in headers], [h[1] for h in headers[1:]])] == [1] * (len(headers) - 1)
+    assert keyframe_start("VP8", payload_of(writer.sent[before]))
+    assert not keyframe_start("VP8", payload_of(writer.sent[before - 3]))
+    # the same camera's clock: the timestamps jump by the media time the hole and the dropped
+    # delta frames covered (lip sync keeps its offset), never backwards
+    assert (headers[before][2] - headers[before - 1][2]) & 0xFFFFFFFF == 6000 * (len(lost) // 3 + 3)
+    # NACK after the rewrite: a packet from before the hole and one from after come from history
+    out = [h[1] for h in headers]
+    sink._on_feedback(Feedback(FeedbackKind.NACK, lost=(out[before - 2], out[before + 4])))
+    assert writer.raw == [writer.sent[before - 2], writer.sent[before + 4]]
+    # one the sink never sent after the keyframe is asked of the camera in its own numbering;
+    # one from before the keyframe that history no longer holds is not (the keyframe replaced it)
+    sink._history[out[1] % len(sink._history)] = None  # type: ignore[index]
+    sink._on_feedback(Feedback(FeedbackKind.NACK, lost=(out[1], (out[-1] + 1) & 0xFFFF)))
+    assert camera.asked == [[camera.seq]]
+    assert keyframe[0] == (camera.seq - 18) & 0xFFFF
+
+
+def test_a_long_silent_hole_is_closed_though_few_packets_are_missing() -> None:
+    """A sender that sends little while it hears nothing back (Chromium) leaves a hole of a few
+    packets covering seconds; it keeps packets for about a second, so NACK cannot fill it."""
+    camera = Camera()
+    sink, writer = make_sink(nack=True, video=True)
+    sink.attach(camera.source)
+    camera.frame(key=True, packets=1)
+    camera.frame(packets=1)
+    frames_lost = int(KEYFRAME_GAP_S * 15) + 2
+    for _ in range(frames_lost):
+        camera.frame(packets=1, lost=True)
+    assert frames_lost < KEYFRAME_GAP
+    camera.frame(packets=1)
+    assert sink.stats.gaps_closed == 1 and camera.source.stats.keyframe_requests == 1
+    camera.frame(key=True, packets=1)
+    seqs = [h[1] for h in writer.headers()]
+    assert len(seqs) == 3 and (seqs[2] - seqs[1]) & 0xFFFF == 1
+
+
+def test_a_short_hole_stays_for_nack_to_fill() -> None:
+    """A few packets lost within a frame or two: the sender still has them, the viewer's NACK
+    reaches it through the sink, and the picture needs no keyframe."""
+    camera = Camera()
+    sink, writer = make_sink(nack=True, video=True)
+    sink.attach(camera.source)
+    camera.frame(key=True)
+    lost = camera.frame(lost=True)
+    camera.frame()
+    assert sink.stats.gaps_closed == 0 and camera.source.stats.keyframe_requests == 0
+    seqs = [h[1] for h in writer.headers()]
+    assert (seqs[3] - seqs[2]) & 0xFFFF == 4
+    sink._on_feedback(Feedback(FeedbackKind.NACK, lost=tuple((seqs[2] + 1 + i) & 0xFFFF for i in range(3))))
+    assert camera.asked == [lost]
+    camera.retransmit(lost[1])
+    assert [h[1] for h in writer.headers()][-1] == (seqs[2] + 2) & 0xFFFF
+
+
+def test_audio_holes_are_forwarded_as_holes() -> None:
+    """Audio receivers conceal each lost packet and play on; the hole tells them how much was lost."""
+    sink, writer = make_sink()
+    source = Source()
+    sink.attach(source)
+    for i in range(10):
+        source.send(100 + i, i * 960, i * 0.02)
+    for i in range(10):
+        source.send(300 + i, (200 + i) * 960, (200 + i) * 0.02)
+    seqs = [h[1] for h in writer.headers()]
+    assert len(seqs) == 20 and (seqs[10] - seqs[9]) & 0xFFFF == 191 and sink.stats.gaps_closed == 0
