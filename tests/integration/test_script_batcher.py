@@ -1,0 +1,74 @@
+"""signaling.store.ScriptBatcher against a real Redis: replies reach their callers in order, an
+error reply stays with its call, a flushed script is loaded again, a broken connection is replaced."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+
+from server.redis_client import make_redis
+from signaling.store import ScriptBatcher
+
+ECHO = """
+if ARGV[1] == 'fail' then return redis.error_reply('refused ' .. ARGV[1]) end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
+
+
+async def test_batches_keep_order_and_errors_stay_with_their_call(redis_url: Any) -> None:
+    redis = make_redis(redis_url)
+    key = "test-batcher:order"
+    try:
+        await redis.delete(key)
+        batcher = ScriptBatcher(redis, redis.register_script(ECHO))
+        args = [str(i) for i in range(300)]
+        args[137] = "fail"
+        results = await asyncio.gather(*(batcher([key], [a]) for a in args), return_exceptions=True)
+        for i, (arg, result) in enumerate(zip(args, results)):
+            if arg == "fail":
+                assert isinstance(result, ResponseError) and "refused fail" in str(result), result
+            else:
+                assert result == arg, (i, result)
+        # every call ran once, in the order it was made
+        assert await redis.lrange(key, 0, -1) == [a for a in args if a != "fail"]
+        # calls made while a batch is in flight go as the next batch, still in order
+        first = [batcher([key], [f"a{i}"]) for i in range(5)]
+        await asyncio.sleep(0)
+        second = [batcher([key], [f"b{i}"]) for i in range(5)]
+        assert await asyncio.gather(*first, *second) == [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
+        assert (await redis.lrange(key, -10, -1)) == [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
+
+
+async def test_flushed_script_and_killed_connection_recover(redis_url: Any) -> None:
+    redis = make_redis(redis_url)
+    key = "test-batcher:recover"
+    try:
+        await redis.delete(key)
+        before = {c["id"] for c in await redis.client_list()}
+        batcher = ScriptBatcher(redis, redis.register_script(ECHO))
+        assert await batcher([key], ["one"]) == "one"
+        held = {c["id"] for c in await redis.client_list()} - before  # the batcher's own connection
+        await redis.script_flush()  # as after a Redis restart: NOSCRIPT, loaded and run again
+        assert await asyncio.gather(*(batcher([key], [f"x{i}"]) for i in range(20))) == [f"x{i}" for i in range(20)]
+        # the batcher's connection dies under it: at most the call in flight fails (the client's
+        # retry policy), the next ones go on a fresh connection
+        assert held
+        for client_id in held:
+            await redis.client_kill_filter(_id=client_id)
+        try:
+            await batcher([key], ["maybe"])
+        except RedisConnectionError:
+            pass
+        assert await batcher([key], ["two"]) == "two"
+        stored = await redis.lrange(key, 0, -1)
+        assert stored[0] == "one" and stored[-1] == "two" and stored.count("x0") == 1
+    finally:
+        await redis.delete(key)
+        await redis.aclose()
