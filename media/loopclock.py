@@ -10,7 +10,9 @@ Lateness alone cannot tell a loop with more work than it can do from a process t
 run (other busy processes on the same cores): both make ticks late. The difference is whether the
 loop had nothing to do meanwhile. A loop with a backlog never waits in its selector (it polls
 with a zero timeout and goes on), so each tick also says how long the loop sat waiting in its
-selector since the last one (``idle``): late and never idle is a queue of the node's own.
+selector since the last one (``idle``): late and never idle is a queue of the node's own. And a
+loop that has work but gets only a share of a CPU (``busy``, from the thread's CPU time) runs late
+by its work divided by that share: ``lag x busy`` is the work of its own that was waiting.
 """
 
 from __future__ import annotations
@@ -26,12 +28,15 @@ from typing import Any
 @dataclass(frozen=True, slots=True)
 class Tick:
     """One wake-up of :func:`ticks`: when it ran (``time.monotonic()``), how late (seconds, >= 0),
-    and how long the loop waited in its selector with nothing to do since the previous tick
-    (seconds; ``None`` on loops whose selector cannot be timed, such as uvloop)."""
+    how long the loop waited in its selector with nothing to do since the previous tick (seconds;
+    ``None`` on loops whose selector cannot be timed, such as uvloop), and the share of the time
+    since the previous tick its thread was running on a CPU (``busy``: below 1 while it waited for
+    I/O, or while the machine ran other processes)."""
 
     now: float
     lag: float
     idle: float | None
+    busy: float = 1.0  # the share of the tick's time the loop's thread ran on a CPU (0-1)
 
 
 class _IdleMeter:
@@ -74,7 +79,8 @@ async def ticks(interval: float) -> AsyncIterator[Tick]:
         raise ValueError(f"ticks(interval={interval!r}): the interval must be above 0 seconds")
     meter = _meter(asyncio.get_running_loop())
     while True:
-        before, idle_before = time.monotonic(), meter.idle
+        before, idle_before, cpu_before = time.monotonic(), meter.idle, time.thread_time()
         await asyncio.sleep(interval)
         now = time.monotonic()
-        yield Tick(now, max(0.0, now - before - interval), meter.idle - idle_before if meter.available else None)
+        busy = min(1.0, (time.thread_time() - cpu_before) / max(1e-9, now - before))
+        yield Tick(now, max(0.0, now - before - interval), meter.idle - idle_before if meter.available else None, busy)

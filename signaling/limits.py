@@ -118,7 +118,9 @@ class LoadMonitor:
     Like CoDel, only a lateness that lasts a whole interval (its smallest sample over 100 ms is
     above the target) counts as a queue; a burst or one slow callback does not; nor does a loop
     that was idle (waiting for I/O) for 5 % of the interval or more, however late it ran: it had no
-    work waiting, the process was not run (other processes on the same cores). Then the budget
+    work waiting, the process was not run (other processes on the same cores). On a machine that
+    runs the node only a share of the time, the lateness counted is the lateness times that share
+    (the node's own work that was waiting; the rest is the machine's doing). Then the budget
     goes below the level at which the queue appeared (the budget then in force; the first time, the
     best rate the node admitted in the last 5 s), scaled by target / lag (0.6-0.9), and the next cut
     waits 0.3 s for the queue to drain. While the loop is on time and events are still refused the
@@ -214,11 +216,13 @@ class LoadMonitor:
     def forget(self, key: str) -> None:
         self._slots.pop(key, None)
 
-    def observe(self, now: float, lag: float, idle: float | None = None) -> None:
+    def observe(self, now: float, lag: float, idle: float | None = None, busy: float = 1.0) -> None:
         """One look at the event loop: it ran ``lag`` seconds late at ``now``, having waited ``idle``
-        seconds for I/O with nothing to do since the last look (``None``: not known)."""
+        seconds for I/O with nothing to do since the last look (``None``: not known), its thread on a
+        CPU ``busy`` of the time (a process the machine runs only a share of the time is late by its
+        own waiting work divided by that share: ``lag x busy`` is the node's own queue)."""
         self.lag_s = lag
-        self._min_lag = min(self._min_lag, lag)
+        self._min_lag = min(self._min_lag, lag * busy)
         if idle is not None:
             self._idle = (self._idle or 0.0) + idle
         if now - self._interval_start < self.INTERVAL_S:
@@ -280,7 +284,7 @@ class LoadMonitor:
 
     async def _run(self) -> None:
         async for tick in ticks(LAG_PROBE_S):
-            self.observe(tick.now, tick.lag, tick.idle)
+            self.observe(tick.now, tick.lag, tick.idle, tick.busy)
 
 
 @dataclass

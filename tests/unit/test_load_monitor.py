@@ -170,4 +170,24 @@ async def test_ticks_say_how_late_and_how_idle_the_loop_was() -> None:
     asyncio.get_running_loop().call_soon(time.sleep, 0.05)  # a callback that holds the loop
     held = await anext(clock)
     assert held.lag > 0 and held.idle is not None and held.idle < held.lag  # late, and not for want of work
+
+    def spin() -> None:  # a callback that holds the loop working on a CPU
+        start = time.thread_time()
+        while time.thread_time() - start < 0.05:
+            pass
+
+    asyncio.get_running_loop().call_soon(spin)
+    working = await anext(clock)
+    assert working.lag > 0 and working.busy > held.busy  # sleeping in a callback is not the loop's work
     await clock.aclose()
+
+
+def test_a_loop_run_only_a_share_of_the_time_counts_only_its_own_waiting_work() -> None:
+    monitor = LoadMonitor(TARGET)
+    now, _, _ = run(monitor, time.monotonic(), 0.5, 3000, lag=0.002)
+    for _ in range(30):  # 200 ms late, never idle, but on a CPU 5 % of the time: 10 ms of its own
+        now += 0.01
+        for _ in range(30):
+            monitor.admit(now)
+        monitor.observe(now, 0.2, idle=0.0, busy=0.05)
+    assert not monitor.overloaded
