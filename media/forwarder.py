@@ -431,6 +431,8 @@ class RtpSink:
         self._clock_rate = 90000 if self.kind == "video" else 48000
         self._resync = True
         self._resume: int | None = None  # after a source's hole: resume at a keyframe from this seq on
+        # the last hole closed (see _source_gap): (sequence offset before it, last number sent before it)
+        self._hole: tuple[int, int] | None = None
         self._seq_off = 0
         self._ts_off = 0
         self._start_oseq = 0
@@ -482,6 +484,7 @@ class RtpSink:
         self._source = source
         self._resync = True
         self._resume = None
+        self._hole = None
         if source is None:
             self.state = SinkState.IDLE
             self._pt_map = {}
@@ -510,9 +513,20 @@ class RtpSink:
             return  # audio, or already waiting for a keyframe (switched, or idle)
         self._resync = True
         self._resume = seq
+        self._hole = (self._seq_off, self._last_seq)  # type: ignore[assignment]
         self.state = SinkState.WAITING_KEYFRAME
         self._last_request = now  # the source was just asked for one
         self.stats.gaps_closed += 1
+
+    def _before_hole(self, seq: int) -> int | None:
+        """The number a packet from before the last closed hole (late, or retransmitted on NACK)
+        was or would have been sent under: the far end may still wait for it. None for one from
+        inside the hole (the far end never missed it), from before a switch, or from long ago."""
+        if self._hole is None:
+            return None
+        offset, last = self._hole
+        oseq = (seq + offset) & 0xFFFF
+        return oseq if ((last - oseq) & 0xFFFF) < GUARD_PACKETS else None
 
     # configuration -------------------------------------------------------------------------
 
@@ -574,19 +588,29 @@ class RtpSink:
     def _write(
         self, padbit: int, marker: int, pt: int, seq: int, ts: int, payload: bytes, level: int | None, now: float
     ) -> None:
+        early = False  # from before a hole, arriving while the sink waits for the keyframe after it
         if self._resync:
-            if not self._begin(pt, seq, ts, payload, now):
+            resume = self._resume
+            if resume is not None and ((seq - resume) & 0xFFFF) >= 0x8000:
+                early = True
+            elif not self._begin(pt, seq, ts, payload, now):
                 return
-            marker = 0x80 if self.kind == "audio" else marker
+            else:
+                marker = 0x80 if self.kind == "audio" else marker
         out_pt = self._pt_map.get(pt)
         if out_pt is None:
             self.stats.dropped += 1  # a codec this leg did not negotiate
             return
         oseq = (seq + self._seq_off) & 0xFFFF
-        newest = ((oseq - self._last_seq) & 0xFFFF) < 0x8000  # type: ignore[operator]
-        if not newest and self._guard and ((oseq - self._start_oseq) & 0xFFFF) >= 0x8000:
-            self.stats.dropped += 1  # reordered packet from before the switch: not ours to send
-            return
+        newest = not early and ((oseq - self._last_seq) & 0xFFFF) < 0x8000  # type: ignore[operator]
+        if early or (not newest and self._guard and ((oseq - self._start_oseq) & 0xFFFF) >= 0x8000):
+            # reordered or retransmitted from before a switch (not ours to send) or a closed hole
+            # (sent under the number it had, so the far end's NACK is answered)
+            before = self._before_hole(seq)
+            if before is None:
+                self.stats.dropped += 1
+                return
+            oseq = before
         ots = (ts + self._ts_off) & 0xFFFFFFFF
         if self._vp8_off is not None:
             payload = self._rewrite_vp8(payload)
@@ -607,6 +631,7 @@ class RtpSink:
             self._last_time = now
             if self._guard and ((oseq - self._start_oseq) & 0xFFFF) > GUARD_PACKETS:
                 self._guard = False  # long past the switch: stop comparing with its start
+                self._hole = None
         stats = self.stats
         stats.packets += 1
         stats.octets += len(payload)
@@ -653,9 +678,10 @@ class RtpSink:
         self._guard = True
         if self._last_seq is None:
             self._last_seq = (base_seq - 1) & 0xFFFF
-        self._vp8_off = None
-        if codec.name == "VP8":
-            self._begin_vp8(payload)
+        if self._resume is None:  # after a hole the same source keeps its VP8 picture ids
+            self._vp8_off = None
+            if codec.name == "VP8":
+                self._begin_vp8(payload)
         self._resync = False
         self._resume = None
         self.state = SinkState.FORWARDING
@@ -714,6 +740,8 @@ class RtpSink:
                     self.stats.retransmitted += 1
                 elif not self._guard or ((seq - self._start_oseq) & 0xFFFF) < 0x8000:
                     missing.append((seq - self._seq_off) & 0xFFFF)  # in the current source's numbers
+                elif self._hole is not None and ((self._hole[1] - seq) & 0xFFFF) < GUARD_PACKETS:
+                    missing.append((seq - self._hole[0]) & 0xFFFF)  # sent before the closed hole
             if missing and source is not None:
                 self.stats.nacks_forwarded += len(missing)
                 source._request_retransmit(missing)

@@ -174,6 +174,7 @@ def stats(call: Any) -> dict[str, int]:
                 out[f"{key}_nacks_forwarded"] = s.nacks_forwarded
                 out[f"{key}_retransmitted"] = s.retransmitted
                 out[f"{key}_keyframe_requests"] = s.keyframe_requests
+                out[f"{key}_gaps_closed"] = s.gaps_closed
                 if what == "from":
                     # RTX (retransmissions the sender made on NACK) counts in ``packets``, not in the
                     # reception statistics of the receiver reports

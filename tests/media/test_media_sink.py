@@ -201,13 +201,16 @@ def payload_of(packet: bytes) -> bytes:
 def test_a_hole_upstream_is_closed_at_the_next_keyframe() -> None:
     """An outage on the camera's way in: the viewer gets no sequence hole to wait on (a stock
     aiortc receiver would hold every later frame for 512 packets) but the keyframe right after
-    the last packet it had; NACKs for packets on both sides of the closed hole still find them."""
+    the last packet it had. Packets from before the hole keep their numbers (a retransmission
+    fills the viewer's older hole), packets from inside it have none."""
     camera = Camera()
     sink, writer = make_sink(nack=True, video=True)
     sink.attach(camera.source)
     camera.frame(key=True)
-    for _ in range(10):
+    for _ in range(9):
         camera.frame()
+    early = camera.frame(lost=True)  # an ordinary loss just before the outage: NACK can fill it
+    camera.frame()
     before = len(writer.sent)
     assert before == 33 and sink.stats.gaps_closed == 0
     lost = [seq for _ in range(KEYFRAME_GAP // 3 + 4) for seq in camera.frame(lost=True)]
@@ -215,30 +218,34 @@ def test_a_hole_upstream_is_closed_at_the_next_keyframe() -> None:
     assert sink.state is SinkState.WAITING_KEYFRAME and sink.stats.gaps_closed == 1
     assert camera.source.stats.keyframe_requests == 1 and len(camera.rtcp) == 1  # the PLI
     camera.frame()
-    camera.retransmit(lost[-1])  # late RTX from inside the hole: its number is no longer free
+    camera.retransmit(lost[-1])  # from inside the hole: dropped, the viewer never missed it
     assert len(writer.sent) == before
+    camera.retransmit(early[0])  # from before it: sent under the number the viewer is missing
+    assert len(writer.sent) == before + 1
     keyframe = camera.frame(key=True)
     for _ in range(5):
         camera.frame()
-    camera.retransmit(lost[0])  # and once forwarding again: dropped, not sent under a used number
+    camera.retransmit(lost[0])
+    camera.retransmit(early[1])
     assert sink.state is SinkState.FORWARDING
     headers = writer.headers()
-    assert len(headers) == before + 18
-    assert [(b - a) & 0xFFFF for a, b in zip([h[1] for h in headers], [h[1] for h in headers[1:]])] == [1] * (len(headers) - 1)
-    assert keyframe_start("VP8", payload_of(writer.sent[before]))
-    assert not keyframe_start("VP8", payload_of(writer.sent[before - 3]))
+    assert len(headers) == before + 20
+    stream = headers[:before] + headers[before + 1 : -1]  # without the two retransmissions
+    out = [h[1] for h in stream]
+    steps = [(b - a) & 0xFFFF for a, b in zip(out, out[1:])]
+    assert steps == [1] * 29 + [4] + [1] * 20  # only the ordinary loss is a hole
+    assert (headers[before][1], headers[-1][1]) == ((out[29] + 1) & 0xFFFF, (out[29] + 2) & 0xFFFF)
+    assert keyframe_start("VP8", payload_of(writer.sent[before + 1]))
+    assert not keyframe_start("VP8", payload_of(writer.sent[before - 1]))
     # the same camera's clock: the timestamps jump by the media time the hole and the dropped
     # delta frames covered (lip sync keeps its offset), never backwards
-    assert (headers[before][2] - headers[before - 1][2]) & 0xFFFFFFFF == 6000 * (len(lost) // 3 + 3)
-    # NACK after the rewrite: a packet from before the hole and one from after come from history
-    out = [h[1] for h in headers]
+    assert (stream[before][2] - stream[before - 1][2]) & 0xFFFFFFFF == 6000 * (len(lost) // 3 + 3)
+    # NACK after the rewrite: packets from before the hole and after it come from history
     sink._on_feedback(Feedback(FeedbackKind.NACK, lost=(out[before - 2], out[before + 4])))
-    assert writer.raw == [writer.sent[before - 2], writer.sent[before + 4]]
-    # one the sink never sent after the keyframe is asked of the camera in its own numbering;
-    # one from before the keyframe that history no longer holds is not (the keyframe replaced it)
-    sink._history[out[1] % len(sink._history)] = None  # type: ignore[index]
-    sink._on_feedback(Feedback(FeedbackKind.NACK, lost=(out[1], (out[-1] + 1) & 0xFFFF)))
-    assert camera.asked == [[camera.seq]]
+    assert writer.raw == [writer.sent[before - 2], writer.sent[before + 5]]
+    # ones the sink never sent are asked of the camera in its own numbering, on both sides
+    sink._on_feedback(Feedback(FeedbackKind.NACK, lost=((out[29] + 3) & 0xFFFF, (out[-1] + 1) & 0xFFFF)))
+    assert camera.asked == [[early[2], camera.seq]]
     assert keyframe[0] == (camera.seq - 18) & 0xFFFF
 
 
