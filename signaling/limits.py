@@ -135,7 +135,9 @@ class LoadMonitor:
     apart, so refused clients return spread out at about a tenth of the budget a second instead
     of all at once. The calendar grows while refusals come faster than that (the excess waits
     longer) and shrinks as time passes. A connection that already holds a slot is given the same
-    one again (its other in-flight requests do not push everyone else back)."""
+    one again (its other in-flight requests do not push everyone else back), and when it comes back
+    at its time, the requests refused meanwhile are served whatever the budget (a debt of at most
+    one burst, paid by refusing newcomers): a client that waits as told is not refused twice."""
 
     INTERVAL_S = 0.1  # a lateness that lasts this long is a queue, not a burst
     HISTORY = 10  # intervals of admitted counts kept: the rate of the last second
@@ -170,7 +172,7 @@ class LoadMonitor:
         self._hold_until = 0.0
         self._queued_at = 0.0  # the budget (or admitted rate) at which the last standing queue appeared
         self._next_slot = 0.0  # the retry calendar's end
-        self._slots: dict[str, float] = {}  # connection -> when it may send again
+        self._slots: dict[str, list[float]] = {}  # connection -> [when it may send again, requests owed]
         self._task: asyncio.Task[None] | None = None
 
     @staticmethod
@@ -194,23 +196,37 @@ class LoadMonitor:
         if rate == math.inf:
             self._admitted += 1
             return 0.0
-        self._tokens = min(self._burst(rate), self._tokens + (now - self._stamp) * rate)
+        burst = self._burst(rate)
+        self._tokens = min(burst, self._tokens + (now - self._stamp) * rate)
         self._stamp = now
+        held = self._slots.get(key) if key else None
+        if held is not None and held[0] <= now:
+            # back at the time it was given: what was refused is served now, budget or not (the
+            # debt, at most a burst, is paid by refusing newcomers), so a client that waits as told
+            # is not refused again for the same requests
+            if held[1] > 1:
+                held[1] -= 1
+            else:
+                del self._slots[key]
+            self._tokens = max(-burst, self._tokens - 1.0)
+            self._admitted += 1
+            return 0.0
         if self._tokens >= 1.0:
             self._tokens -= 1.0
             self._admitted += 1
             return 0.0
         self._refused += 1
         self.shed += 1
-        slot = self._slots.get(key, 0.0) if key else 0.0
-        if slot <= now:
-            slot = max(self._next_slot, now + self.MIN_RETRY_S) + 1.0 / max(1.0, self.RETRY_SHARE * rate)
-            if slot - now <= self.MAX_RETRY_S:
-                self._next_slot = slot
-            else:  # the calendar is full: somewhere in its second half
-                slot = now + self.MAX_RETRY_S * random.uniform(0.5, 1.0)
-            if key:
-                self._slots[key] = slot
+        if held is not None:  # it holds a time already: the same time, one more request owed
+            held[1] += 1
+            return held[0] - now
+        slot = max(self._next_slot, now + self.MIN_RETRY_S) + 1.0 / max(1.0, self.RETRY_SHARE * rate)
+        if slot - now <= self.MAX_RETRY_S:
+            self._next_slot = slot
+        else:  # the calendar is full: somewhere in its second half
+            slot = now + self.MAX_RETRY_S * random.uniform(0.5, 1.0)
+        if key:
+            self._slots[key] = [slot, 1]
         return slot - now
 
     def forget(self, key: str) -> None:
@@ -262,7 +278,7 @@ class LoadMonitor:
                     self.rate = math.inf
             if self.rate >= self.ceiling:
                 self.rate = math.inf  # the fixed ceiling governs from here
-        if self._slots and self._next_slot < now:  # every slot handed out has passed
+        if self._slots and self._next_slot < now - self.MAX_RETRY_S:  # every client had time to come back
             self._slots.clear()
         self._admitted = self._refused = 0
         self._min_lag = math.inf

@@ -191,3 +191,17 @@ def test_a_loop_run_only_a_share_of_the_time_counts_only_its_own_waiting_work() 
             monitor.admit(now)
         monitor.observe(now, 0.2, idle=0.0, busy=0.05)
     assert not monitor.overloaded
+
+
+def test_a_client_back_at_its_time_is_served_for_what_was_refused() -> None:
+    monitor = LoadMonitor(TARGET, ceiling=100)
+    now = time.monotonic()
+    while not monitor.admit(now, "warm-up"):  # spend the burst
+        pass
+    waits = [monitor.admit(now, "a") for _ in range(3)]  # three requests in flight, all refused
+    assert len(set(waits)) == 1 and waits[0] > 0
+    back = now + waits[0]
+    while not monitor.admit(back, "crowd"):  # the budget is spent again by the time it comes back
+        pass
+    assert [monitor.admit(back, "a") for _ in range(4)][:3] == [0.0, 0.0, 0.0]  # the three are served
+    assert monitor.admit(back, "newcomer") > 0  # the debt is paid by newcomers
