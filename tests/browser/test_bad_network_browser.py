@@ -204,9 +204,11 @@ async def test_chromium_customer_under_loss_and_jitter(aiohttp_server: Any, make
             assert pump["up"]["lost"] > 0 and pump["down"]["lost"] > 0 and pump["up"]["outage"] > 0, pump
         # audio and video reached the customer's browser and the agent through the forwarder
         assert browser_all.get("in_video_framesDecoded", 0) > 0 and browser_all.get("in_audio_packetsReceived", 0) > 0
-        # (after the blackout the agent's stock aiortc receiver may stay frozen: its jitter buffer
-        # waits on holes Chromium no longer retransmits; docs/media-forwarder.md, "Under bad networks")
-        assert agent_steady["frames"] > 0, agent_steady
+        # the agent's stock aiortc receiver decodes again after the blackout: the forwarder closed
+        # the hole Chromium could no longer retransmit and resumed at its keyframe
+        # (docs/media-forwarder.md, "Under bad networks")
+        assert agent_steady["frames"] > 0 and agent_after["frames"] > 0, (agent_steady, agent_after)
+        assert delta(after, before).get("to_agent_video_gaps_closed", 0) > 0
         # NACK both ways: Chromium asked for lost video (served from the sink's history), and the
         # agent's NACKs for what was lost on the way up reached Chromium, which retransmitted
         assert browser_steady.get("in_video_nackCount", 0) > 0, browser_steady

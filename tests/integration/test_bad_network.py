@@ -307,6 +307,8 @@ async def test_loss_and_jitter_video_keeps_flowing_nack_and_pli_repair_it(segue:
         # PLI: keyframes asked of the customer's camera after the blackout, and one came
         assert changed.get("from_customer_video_keyframe_requests", 0) > 0, changed
         assert key_after["customer"], keyframes["customer"].times
+        # and the agent's sink closed the hole toward the agent, resuming at that keyframe
+        assert changed.get("to_agent_video_gaps_closed", 0) > 0, changed
         assert customer_side["state"] == "connected" and apeer.pc.connectionState == "connected"
 
 
@@ -317,6 +319,7 @@ async def test_a_ten_second_outage_heals_by_itself(segue: Any) -> None:
         negotiations = call.leg("customer").negotiations
         keyframes = {role: KeyframeLog(call.leg(role).source("video")) for role in ("customer", "agent")}
         requests = stats(call)
+        sampler = FrameSampler(apeer.video_frames)
         await link.reset_counters()
         await link.outage(10)
         cut = time.monotonic()
@@ -330,6 +333,9 @@ async def test_a_ten_second_outage_heals_by_itself(segue: Any) -> None:
         frames_before = apeer.video_frames()
         await eventually(lambda: apeer.video_frames() > frames_before + 5, timeout=20)
         agent_video_after = time.monotonic() - back
+        sampler.stop()
+        at_back = max((c for t, c in sampler.samples if t <= back), default=0)
+        agent_video_first = next((t for t, c in sampler.samples if t > back and c > at_back), None)
 
         async def customer_sees_video() -> bool:
             return (await remote.ask({"video_since": back}))["first"] is not None
@@ -348,6 +354,8 @@ async def test_a_ten_second_outage_heals_by_itself(segue: Any) -> None:
                                      "customer_hears_agent_again_after_ms":
                                          round(1000 * (heard["first"] - back)) if heard["first"] else None,
                                      "agent_video_frames_again_within_ms": round(1000 * agent_video_after),
+                                     "agent_video_again_after_ms":
+                                         round(1000 * (agent_video_first - back)) if agent_video_first else None,
                                      "customer_video_again_after_ms":
                                          round(1000 * (customer_video["first"] - back)) if customer_video["first"] else None,
                                      "customer_receives_next_3s": customer_side,
@@ -360,3 +368,4 @@ async def test_a_ten_second_outage_heals_by_itself(segue: Any) -> None:
         assert heard["first"] is not None and customer_side["audio_frames"] > 0, (heard, customer_side)
         assert customer_side["state"] == "connected" and apeer.pc.connectionState == "connected"
         assert call.leg("customer").negotiations == negotiations  # it came back by itself
+        assert changed.get("to_agent_video_gaps_closed", 0) > 0, changed  # the agent resumed at a keyframe
