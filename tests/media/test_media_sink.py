@@ -156,7 +156,8 @@ class Camera:
         section.codecs = {96: CodecSpec("VP8", 90000, nack=True)}
         section.rtx = {97: 96}
         self.rtcp: list[bytes] = []
-        self.source = InboundSource(SimpleNamespace(name="customer", _writer_for=lambda mid: self), section)  # type: ignore[arg-type]
+        leg = SimpleNamespace(name="customer", _writer_for=lambda mid: self)
+        self.source = InboundSource(leg, section)  # type: ignore[arg-type]
         self.asked: list[list[int]] = []
         self.source._request_retransmit = self.asked.append  # type: ignore[method-assign]
         self.seq, self.ts, self.pid, self.now = 65500, 4_000_000_000, 300, 100.0  # both wrap on the way
