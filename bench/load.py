@@ -104,6 +104,14 @@ class _LoadSocket(LeanSocket):
             self._acks.pop(ack_id, None)
 
 
+async def _recv(conn: Any) -> Any:
+    """The parent's next order, without blocking the event loop: the sockets must go on answering
+    Engine.IO pings while this process waits for the others (the node closes a silent connection)."""
+    while not conn.poll():
+        await asyncio.sleep(0.05)
+    return conn.recv()
+
+
 async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]], customers: list[int], conn: Any,
                        seconds: float) -> None:
     import aiohttp
@@ -178,7 +186,7 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
             assert reply["ok"], reply
             socks.append(sock)
         conn.send(("agents", index))
-        conn.recv()  # every process's agents are available: customers may start
+        await _recv(conn)  # every process's agents are available: customers may start
 
         mine: list[tuple[LeanSocket, str]] = []
         assigned: set[str] = set()
@@ -228,6 +236,8 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
 
         async def send_one(sock: LeanSocket, cid: str, phase: str, seq: int) -> None:
             nonlocal sent
+            if sock.closed:
+                return  # the node closed this connection (counted once, below); the sender stops
             text = f"b {phase} {seq} {time.time():.6f} hello, is my order on its way?"
             sent += 1
             try:
@@ -246,7 +256,7 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
 
         async def closed_sender(sock: LeanSocket, cid: str, stop_at: float) -> None:
             seq = 0
-            while time.time() < stop_at:
+            while time.time() < stop_at and not sock.closed:
                 seq += 1
                 await send_one(sock, cid, "c", seq)
 
@@ -276,7 +286,7 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
                     "cpu_s": cpu_s}
 
         # closed loop: each customer sends the next message when the last one is acknowledged
-        start_at = conn.recv()
+        start_at = await _recv(conn)
         await asyncio.sleep(max(0.0, start_at - time.time()))
         cpu0 = time.process_time()
         await asyncio.gather(*(closed_sender(s, cid, start_at + seconds) for s, cid in mine))
@@ -284,7 +294,7 @@ async def _worker_main(index: int, urls: list[str], agents: list[tuple[int, str]
         await drain()
         conn.send(("closed", phase_result("c", cpu1 - cpu0)))
         # open loop at a rate the parent chose (a share of what the closed loop delivered)
-        order = conn.recv()
+        order = await _recv(conn)
         if order is not None:
             start_at, rate_each, open_seconds = order
             await asyncio.sleep(max(0.0, start_at - time.time()))
@@ -450,6 +460,29 @@ class _Meter:
                 "busy_pct": round(100.0 * (b[2][0] - a[2][0]) / max(1e-9, b[2][1] - a[2][1]), 1)}
 
 
+def _fanout_stats(urls: list[str]) -> list[dict[str, float]]:
+    """Each node's ``segue_fanout_messages`` counters (/metrics), by kind ({} with one node: no fan-out)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = []
+    for url in urls:
+        stats: dict[str, float] = {}
+        try:
+            with urllib.request.urlopen(f"{url}/metrics", timeout=10) as resp:
+                text = resp.read().decode()
+        except OSError:
+            text = ""
+        for family in text_string_to_metric_families(text):
+            if family.name == "segue_fanout_messages":
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        stats[sample.labels["kind"]] = sample.value
+        out.append(stats)
+    return out
+
+
 def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: int, redis_url: str,
              tmp: Path, redis_pid: int | None = None, open_fraction: float = 0.6,
              open_seconds: float = 20.0, client: str = "python") -> dict[str, Any]:
@@ -501,7 +534,9 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
             window = max(length, max((r["last_rx"] for r in results), default=0.0) - start_at)
             return results, spent, window
 
+        fanout0 = _fanout_stats(urls)
         closed, closed_cpu, closed_window = phase("closed", lambda at: at, seconds)
+        fanout1 = _fanout_stats(urls)
         rss_busy = [_rss(p.pid) for p, _ in nodes]
         delivered = sum(r["delivered"] for r in closed)
         mps = delivered / closed_window
@@ -559,6 +594,12 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
             "cpu_ms_per_message": {"nodes": round(sum(closed_cpu["nodes_s"]) * per_msg, 3),
                                    "clients": round(client_cpu * per_msg, 3),
                                    "redis": round(closed_cpu["redis_s"] * per_msg, 3) if redis_pid else None},
+            # what the nodes' fan-out did in the closed loop, per delivered message (all nodes): emits
+            # published to another node, PUBLISH commands they took (batches), emits kept on their node
+            "fanout_per_message": {k: round(sum(b.get(k, 0) - a.get(k, 0) for a, b in zip(fanout0, fanout1))
+                                            / max(1, delivered), 3)
+                                   for k in ("published_to_nodes", "publishes", "published_to_all", "kept_local")}
+            if any(fanout1) else None,
             # the whole machine (nodes, Redis, the client processes, anything else running), % of all cores
             "machine_busy_pct": closed_cpu["busy_pct"],
             "machine_busy_pct_at_rate": open_cpu["busy_pct"] if open_cpu else None,

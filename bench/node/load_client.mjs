@@ -215,6 +215,7 @@ async function main() {
   say("connected", index);
 
   const sendOne = async (sock, cid, phase, seq) => {
+    if (sock.closed) return; // the node closed this connection: the sender stops
     const text = `b ${phase} ${seq} ${now().toFixed(6)} hello, is my order on its way?`;
     sent++;
     let reply;
@@ -252,7 +253,7 @@ async function main() {
   const stopAt = startAt + seconds;
   await Promise.all(active.map(async ([sock, cid]) => {
     let seq = 0;
-    while (now() < stopAt) await sendOne(sock, cid, "c", ++seq);
+    while (now() < stopAt && !sock.closed) await sendOne(sock, cid, "c", ++seq);
   }));
   let cpu1 = cpu();
   await drain();
