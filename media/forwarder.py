@@ -431,8 +431,9 @@ class RtpSink:
         self._clock_rate = 90000 if self.kind == "video" else 48000
         self._resync = True
         self._resume: int | None = None  # after a source's hole: resume at a keyframe from this seq on
-        # the last hole closed (see _source_gap): (sequence offset before it, last number sent before it)
-        self._hole: tuple[int, int] | None = None
+        # the last hole closed (see _source_gap): the sequence offset before it and the first and
+        # last numbers the source's packets were sent under before it
+        self._hole: tuple[int, int, int] | None = None
         self._seq_off = 0
         self._ts_off = 0
         self._start_oseq = 0
@@ -513,7 +514,9 @@ class RtpSink:
             return  # audio, or already waiting for a keyframe (switched, or idle)
         self._resync = True
         self._resume = seq
-        self._hole = (self._seq_off, self._last_seq)  # type: ignore[assignment]
+        last: int = self._last_seq  # type: ignore[assignment]
+        first = self._start_oseq if self._guard else (last - GUARD_PACKETS) & 0xFFFF
+        self._hole = (self._seq_off, first, last)
         self.state = SinkState.WAITING_KEYFRAME
         self._last_request = now  # the source was just asked for one
         self.stats.gaps_closed += 1
@@ -524,9 +527,13 @@ class RtpSink:
         inside the hole (the far end never missed it), from before a switch, or from long ago."""
         if self._hole is None:
             return None
-        offset, last = self._hole
-        oseq = (seq + offset) & 0xFFFF
-        return oseq if ((last - oseq) & 0xFFFF) < GUARD_PACKETS else None
+        oseq = (seq + self._hole[0]) & 0xFFFF
+        return oseq if self._sent_before_hole(oseq) else None
+
+    def _sent_before_hole(self, oseq: int) -> bool:
+        """``oseq`` numbers a packet of the current source from before the last closed hole."""
+        hole = self._hole
+        return hole is not None and ((oseq - hole[1]) & 0xFFFF) <= ((hole[2] - hole[1]) & 0xFFFF)
 
     # configuration -------------------------------------------------------------------------
 
@@ -650,10 +657,6 @@ class RtpSink:
                 self.stats.dropped += 1
                 self._last_request = -1e9
                 return False
-            resume = self._resume
-            if resume is not None and ((seq - resume) & 0xFFFF) >= 0x8000:
-                self.stats.dropped += 1  # reordered from before the hole: not where we resume
-                return False
             if not keyframe_start(codec.name, payload):
                 self.stats.dropped += 1
                 if now - self._last_request > KEYFRAME_RETRY_S and self._source is not None:
@@ -740,8 +743,8 @@ class RtpSink:
                     self.stats.retransmitted += 1
                 elif not self._guard or ((seq - self._start_oseq) & 0xFFFF) < 0x8000:
                     missing.append((seq - self._seq_off) & 0xFFFF)  # in the current source's numbers
-                elif self._hole is not None and ((self._hole[1] - seq) & 0xFFFF) < GUARD_PACKETS:
-                    missing.append((seq - self._hole[0]) & 0xFFFF)  # sent before the closed hole
+                elif self._sent_before_hole(seq):
+                    missing.append((seq - self._hole[0]) & 0xFFFF)  # type: ignore[index]  # before the closed hole
             if missing and source is not None:
                 self.stats.nacks_forwarded += len(missing)
                 source._request_retransmit(missing)

@@ -101,7 +101,12 @@ async def test_live_objects_and_the_stock_receive_path_stays_empty(lab: MediaLab
     async def poll() -> bool:
         reports["rr"] = await remote_stats(a.pc.getTransceivers()[0].sender, "remote-inbound-rtp")
         reports["sr"] = await remote_stats(b.pc.getTransceivers()[0].receiver, "remote-outbound-rtp")
-        return bool(reports["rr"] and reports["sr"] and b.leg.sink("audio").stats.remote_reports)
+        # the first reports may predate the 2 s of audio (each leg reports at a random phase)
+        return bool(
+            reports["rr"] and reports["rr"][0].packetsReceived > 50
+            and reports["sr"] and reports["sr"][0].packetsSent > 50
+            and b.leg.sink("audio").stats.remote_reports
+        )
 
     for _ in range(300):
         if await poll():
