@@ -145,6 +145,7 @@ class LoadMonitor:
     FLOOR_SHARE = 0.25  # the budget stays above this share of the best admitted rate of the last 5 s
     PEAK_INTERVALS = 50
     GROW = 1.05  # on time, past where the last queue appeared: the budget grows this much an interval
+    PIPELINE_TARGETS = 4  # a connection whose own queued requests would wait longer than this many targets is refused
     IDLE_SHARE = 0.05  # a loop idle this share of an interval has no queue of its own, however late
     HOLD_S = 0.3  # after a cut, the next one waits this long (the queue drains first)
     LIFT_AFTER = 10  # intervals on time with nothing refused: the budget is lifted
@@ -158,6 +159,7 @@ class LoadMonitor:
         self.rate = math.inf  # the adaptive budget (events/s); inf: none in force
         self.lag_s = 0.0  # the last lateness seen (for /metrics)
         self.shed = 0  # events refused for load (total)
+        self.pipeline_shed = 0  # of which because their connection's own queue was too long
         now = time.monotonic()
         self._tokens = self._burst(self.budget)
         self._stamp = now
@@ -189,10 +191,15 @@ class LoadMonitor:
         """Whether the adaptive budget is in force (the node found itself overloaded)."""
         return self.rate < math.inf
 
-    def admit(self, now: float, key: str = "") -> float:
+    def admit(self, now: float, key: str = "", waiting: float = 0.0) -> float:
         """0.0 when one more event (of connection ``key``) may run now; else the seconds its sender
-        should wait."""
+        should wait. ``waiting``: how long the requests the connection has already sent behind this
+        one will wait; past ``PIPELINE_TARGETS`` times the target it is refused as if the budget were
+        spent (its own queue is too long, whatever the node's)."""
         rate = self.budget
+        if waiting > self.PIPELINE_TARGETS * self.target_lag_s > 0 and not (key in self._slots and self._slots[key][0] <= now):
+            self.pipeline_shed += 1
+            return self._refuse(now, key, rate if rate < math.inf else max(self._peaks, default=self.MIN_RATE))
         if rate == math.inf:
             self._admitted += 1
             return 0.0
@@ -215,9 +222,14 @@ class LoadMonitor:
             self._tokens -= 1.0
             self._admitted += 1
             return 0.0
+        return self._refuse(now, key, rate, held)
+
+    def _refuse(self, now: float, key: str, rate: float, held: list[float] | None = None) -> float:
         self._refused += 1
         self.shed += 1
-        if held is not None:  # it holds a time already: the same time, one more request owed
+        if held is None and key:
+            held = self._slots.get(key)
+        if held is not None and held[0] > now:  # it holds a time already: the same time, one more owed
             held[1] += 1
             return held[0] - now
         slot = max(self._next_slot, now + self.MIN_RETRY_S) + 1.0 / max(1.0, self.RETRY_SHARE * rate)
@@ -328,9 +340,10 @@ class RateLimiter:
         self.load = LoadMonitor(limits.shed_lag_ms / 1000, limits.node_events_per_s)
         self._refused_in_a_row: dict[str, int] = {}
 
-    def event(self, sid: str, address: str, exempt: bool = False) -> Refusal | None:
+    def event(self, sid: str, address: str, exempt: bool = False, waiting: float = 0.0) -> Refusal | None:
         """Gate one client event of connection ``sid`` from ``address``. ``exempt``: events that
-        are never shed for load (call signalling: a call half set up is worse than a message later)."""
+        are never shed for load (call signalling: a call half set up is worse than a message later).
+        ``waiting``: how long the connection's requests behind this one will wait (seconds)."""
         now = time.monotonic()
         wait = self.events.take(sid, now)
         if wait:
@@ -341,7 +354,7 @@ class RateLimiter:
             return self._refused(sid, Refusal(f"more than {self.limits.ip_events_per_s:g} events a second from "
                                               "your address", wait))
         if not exempt:
-            wait = self.load.admit(now, sid)
+            wait = self.load.admit(now, sid, waiting)
             if wait:
                 return self._refused(sid, Refusal("the server is busy", wait))
         self._refused_in_a_row.pop(sid, None)
@@ -418,13 +431,19 @@ def install_gate(sio: Any, limiter: RateLimiter, namespaces: Mapping[str, Any],
     original = eio.handlers["message"]
     original_event = sio._handle_event
     manager = sio.manager
+    _measure_pipelines(eio)
+    environs = sio.environ if isinstance(getattr(sio, "environ", None), dict) else {}
+    service = [0.0]  # how long an admitted event takes to handle (seconds, moving average)
 
     def check(eio_sid: str, ns: str, event: str) -> tuple[str, Refusal] | None:
         handler = namespaces.get(ns)
         sid = manager.sid_from_eio_sid(eio_sid, ns) if handler is not None else None
         if sid is None:  # not a connection of a Segue namespace: python-socketio ignores the event
             return None
-        refusal = limiter.event(sid, handler.addresses.get(sid, "unknown"), exempt=event.startswith(exempt_prefix))
+        environ = environs.get(eio_sid)
+        waiting = environ.get(_PIPELINE, 0) * service[0] if isinstance(environ, dict) else 0.0
+        refusal = limiter.event(sid, handler.addresses.get(sid, "unknown"), exempt=event.startswith(exempt_prefix),
+                                waiting=waiting)
         return None if refusal is None else (sid, refusal)
 
     async def on_message(eio_sid: str, data: Any) -> Any:
@@ -437,10 +456,12 @@ def install_gate(sio: Any, limiter: RateLimiter, namespaces: Mapping[str, Any],
                 await refuse(eio_sid, *refused, ns, head.group(2), event)
                 return None
             token = _GATED.set(True)
+            start = time.monotonic()
             try:
                 return await original(eio_sid, data)
             finally:
                 _GATED.reset(token)
+                service[0] += (time.monotonic() - start - service[0]) / 64
         return await original(eio_sid, data)
 
     async def on_event(eio_sid: str, namespace: Any, id: Any, data: Any) -> Any:
@@ -472,6 +493,36 @@ def install_gate(sio: Any, limiter: RateLimiter, namespaces: Mapping[str, Any],
 
     eio.handlers["message"] = on_message
     sio._handle_event = on_event
+
+
+_PIPELINE = "segue.pipeline"  # environ key: frames a WebSocket client sent that wait behind the one read
+
+
+def _measure_pipelines(eio: Any) -> None:
+    """Have Engine.IO's aiohttp WebSocket note, each time it reads a frame, how many more of the
+    client's frames aiohttp has already read and holds behind it (``environ[_PIPELINE]``).
+
+    Why: a connection's events are handled one after another, so a client that sends requests
+    without waiting for answers (up to 8 in ``bench.chat``) queues them in its own connection,
+    where the event loop's lateness does not show them; their wait is that count times the time an
+    event takes. Where the drivers differ from what is expected, nothing is noted (count 0)."""
+    drivers = getattr(eio, "_async", None)
+    base = drivers.get("websocket") if isinstance(drivers, dict) else None
+    if base is None or getattr(base, "_segue_measured", False):
+        return
+
+    class MeasuredWebSocket(base):  # type: ignore[misc, valid-type]
+        _segue_measured = True
+
+        async def wait(self) -> Any:
+            data = await super().wait()
+            buffer = getattr(getattr(getattr(self, "_sock", None), "_reader", None), "_buffer", None)
+            environ = getattr(self, "environ", None)
+            if buffer is not None and isinstance(environ, dict):
+                environ[_PIPELINE] = len(buffer)
+            return data
+
+    eio._async = {**drivers, "websocket": MeasuredWebSocket}
 
 
 def client_address(remote: str | None, forwarded_for: str | None, trusted: Iterable[str]) -> str:

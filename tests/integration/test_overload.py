@@ -156,6 +156,31 @@ async def test_an_overloaded_node_refuses_before_decoding_but_not_call_signallin
         await world.close()
 
 
+async def test_a_client_that_queues_many_requests_on_its_connection_is_told_to_wait(start_segue: Any) -> None:
+    # a connection's events are handled one after another: 200 requests sent without waiting queue
+    # in that connection, where the loop's lateness does not see them (a tiny target makes their
+    # wait count at once)
+    node = await start_segue({"limits.shed_lag_ms": 1, "limits.events_per_s": 0, "limits.ip_events_per_s": 0})
+    world = World(node)
+    raw = await RawSocket(world.url).open()
+    try:
+        service = node.app[SIGNALING]
+        cid = (await raw.call("conversation.start", {}))[0]["conversation"]["id"]
+        replies = await raw.burst("message.send", [{"conversation_id": cid, "text": f"piped {i}"} for i in range(200)])
+        tally = counts(replies)
+        assert set(tally) == {"ok", "rate_limited"}, tally
+        assert service.limiter.load.pipeline_shed > 0
+        busy = [r["error"] for r in replies if not r["ok"]]
+        assert all("busy" in e["message"] and e["retry_after_ms"] >= 1 for e in busy), busy[:3]
+        # what was admitted was stored, in order; what was refused was not
+        admitted = [r["event"]["data"]["text"] for r in replies if r["ok"]]
+        stored = [e["data"]["text"] for e in await service.store.events(cid) if e["type"] == "message"]
+        assert stored == admitted
+    finally:
+        await raw.close()
+        await world.close()
+
+
 # --- a client that stops reading ----------------------------------------------------------------
 
 

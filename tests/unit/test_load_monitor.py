@@ -205,3 +205,12 @@ def test_a_client_back_at_its_time_is_served_for_what_was_refused() -> None:
         pass
     assert [monitor.admit(back, "a") for _ in range(4)][:3] == [0.0, 0.0, 0.0]  # the three are served
     assert monitor.admit(back, "newcomer") > 0  # the debt is paid by newcomers
+
+
+def test_a_connection_with_a_long_queue_of_its_own_is_refused_even_when_the_node_is_not() -> None:
+    monitor = LoadMonitor(TARGET)
+    now = time.monotonic()
+    long_wait = LoadMonitor.PIPELINE_TARGETS * TARGET * 2  # its requests behind this one would wait that long
+    assert monitor.admit(now, "piped", waiting=long_wait) > 0
+    assert monitor.admit(now, "other", waiting=TARGET) == 0.0  # a short queue of its own passes
+    assert monitor.pipeline_shed == 1 and not monitor.overloaded
