@@ -130,6 +130,10 @@ class LoadMonitor:
     is not what makes the loop late (another process, a slow disk), so it never sheds there, and
     the budget never falls below a quarter of the best rate of the last 5 s.
 
+    A connection whose own queued requests (frames aiohttp holds behind the one read, times the
+    time an event takes) would wait more than ``PIPELINE_TARGETS`` targets is refused the same way,
+    whatever the budget: the loop's lateness does not show a queue inside one connection.
+
     A refused connection is given a time to come back (``retry_after``) from a calendar: each
     refused connection gets the next free slot, and slots are ``1 / (RETRY_SHARE x budget)``
     apart, so refused clients return spread out at about a tenth of the budget a second instead
