@@ -10,22 +10,29 @@ on the same machine at the same time of day:
 - nodes: ``python -m server serve`` subprocesses with ``redis.fanout`` on, each its own port and
   ``cluster.node_id``; clients connect straight to a node (round robin: customer i and agent i go
   to node ``i % nodes``), as nginx's sticky map would spread them;
-- ``--procs`` client processes (bench.chat's lean Socket.IO client): agents (capacity
-  ``customers / agents`` chats each) go available; every customer starts a conversation; routing
-  offers it (to an agent on any node) and the agent accepts;
+- ``--procs`` client processes (``--client node``: bench/node/load_client.mjs on Node.js, the
+  default when ``node`` is on PATH; ``--client python``: bench.chat's lean Socket.IO client):
+  agents (capacity ``customers / agents`` chats each) go available; every customer starts a
+  conversation; routing offers it (to an agent on any node) and the agent accepts;
 - idle: RSS of each node before the clients connected and with every connection open and idle
   gives ``memory_per_idle_connection_kb`` (a customer socket and an agent socket are both counted);
-- measured window: every customer sends ``message.send`` closed loop (the next when the last one
-  is acked), so the nodes run as fast as they can; the agent receives it (fan-out when the agent's
-  socket is on another node). ``messages_per_s`` counts deliveries to agents; latency is send ->
-  delivery; ``lost`` = acked but not delivered or not in the stream; ``duplicated`` = an id
-  delivered twice.
+- throughput window (``--seconds``): every customer sends ``message.send`` closed loop (the next
+  when the last one is acked), so the nodes run as fast as they can; the agent receives it (fan-out
+  when the agent's socket is on another node). ``messages_per_s`` counts deliveries to agents;
+  ``latency_ms_*_saturated`` is send -> delivery in that window (queueing at saturation);
+- latency window (``--open-seconds``): open loop, every customer sending at a fixed rate so that
+  all offer ``--open-fraction`` (0.6) of the ``messages_per_s`` just measured: ``latency_ms_p50`` /
+  ``latency_ms_p99`` are send -> delivery at that sustainable rate;
+- ``lost`` = acked but not delivered or not in the stream; ``duplicated`` = an id delivered twice.
 
-Printed: connections held (at the end of the window), messages/s, latency p50/p99, lost,
-duplicated, RSS per node (MB), memory per idle connection (KB), CPU per node (% of one core),
-``ratio_vs_1_node`` (messages/s with ``--nodes`` nodes over messages/s with one), and the same
-figures of the one-node run under ``one_node``. Both runs share this machine's cores with the
-client processes and Redis: on a 2-core machine the client processes alone take a good part of it.
+Printed: connections held (at the end), messages/s, latency p50/p99 (both windows), lost,
+duplicated, RSS per node (MB), memory per idle connection (KB), CPU per node (% of one core), CPU
+per delivered message of the nodes, the client processes and Redis (``cpu_ms_per_message``), what
+the fan-out published per message (from the nodes' /metrics), ``ratio_vs_1_node`` (messages/s
+with ``--nodes`` nodes over messages/s with one), and the same figures of the one-node run under
+``one_node``. Both runs share this machine's cores with the client processes and Redis: with two
+cores, the ratio is bounded by 2S / (S + F + C + R) (S: a node's CPU per message, F: the extra of
+the fan-out, C: the clients', R: Redis's), which ``cpu_ms_per_message`` gives.
 """
 
 from __future__ import annotations
@@ -669,9 +676,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="latency is measured at this share of the closed loop's messages/s (open loop)")
     parser.add_argument("--open-seconds", type=float, default=20.0,
                         help="length of the open-loop window that measures latency (0: none)")
-    parser.add_argument("--client", choices=("python", "node"), default="python",
-                        help="the client processes: bench.chat's lean Python client, or bench/node/load_client.mjs "
-                             "(Node.js and the ws package, installed on demand with npm)")
+    parser.add_argument("--client", choices=("python", "node"), default="node" if shutil.which("node") else "python",
+                        help="the client processes: bench/node/load_client.mjs (Node.js and the ws package, installed "
+                             "on demand with npm; the default when node is on PATH: it costs the machine less CPU per "
+                             "message) or bench.chat's lean Python client")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.customers < 1 or args.agents < 1 or args.seconds <= 0 or args.procs < 1:
         parser.error("--nodes, --customers, --agents and --procs must be at least 1, --seconds above 0")

@@ -12,7 +12,9 @@ import WebSocket from "ws";
 
 const now = () => (performance.timeOrigin + performance.now()) / 1000; // wall clock, seconds
 const sleep = (s) => new Promise((resolve) => setTimeout(resolve, Math.max(0, s * 1000)));
-const say = (kind, value) => process.stdout.write(JSON.stringify([kind, value ?? null]) + "\n");
+// resolves once written: a large line to a pipe is written in parts, after write() returned
+const say = (kind, value) =>
+  new Promise((resolve) => process.stdout.write(JSON.stringify([kind, value ?? null]) + "\n", resolve));
 
 const inbox = [];
 let waiting = null;
@@ -283,13 +285,13 @@ async function main() {
     say("open", phaseResult("o", cpu1 - cpu0));
   }
   const heldNow = socks.filter((s) => !s.closed).length;
-  say("result", { resyncs, redelivered, unassigned, acked, received: [...received].sort(), dups, errors, sent,
+  await say("result", { resyncs, redelivered, unassigned, acked, received: [...received].sort(), dups, errors, sent,
     held: heldNow });
   for (const s of socks) s.close();
-  setTimeout(() => process.exit(0), 500);
+  process.exit(0);
 }
 
-main().catch((err) => {
-  say("error", `node client: ${err?.stack || err}`);
-  setTimeout(() => process.exit(1), 200);
+main().catch(async (err) => {
+  await say("error", `node client: ${err?.stack || err}`);
+  process.exit(1);
 });
