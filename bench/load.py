@@ -10,8 +10,8 @@ on the same machine at the same time of day:
 - nodes: ``python -m server serve`` subprocesses with ``redis.fanout`` on, each its own port and
   ``cluster.node_id``; clients connect straight to a node (round robin: customer i and agent i go
   to node ``i % nodes``), as nginx's sticky map would spread them;
-- ``--procs`` client processes (``--client node``: bench/node/load_client.mjs on Node.js, the
-  default when ``node`` is on PATH; ``--client python``: bench.chat's lean Socket.IO client):
+- ``--procs`` client processes (``--client python``: bench.chat's lean Socket.IO client on
+  uvloop; ``--client node``: bench/node/load_client.mjs on Node.js, installed on demand):
   agents (capacity ``customers / agents`` chats each) go available; every customer starts a
   conversation; routing offers it (to an agent on any node) and the agent accepts;
 - idle: RSS of each node before the clients connected and with every connection open and idle
@@ -676,10 +676,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="latency is measured at this share of the closed loop's messages/s (open loop)")
     parser.add_argument("--open-seconds", type=float, default=20.0,
                         help="length of the open-loop window that measures latency (0: none)")
-    parser.add_argument("--client", choices=("python", "node"), default="node" if shutil.which("node") else "python",
-                        help="the client processes: bench/node/load_client.mjs (Node.js and the ws package, installed "
-                             "on demand with npm; the default when node is on PATH: it costs the machine less CPU per "
-                             "message) or bench.chat's lean Python client")
+    parser.add_argument("--client", choices=("python", "node"), default="python",
+                        help="the client processes: bench.chat's lean Python client on uvloop, or "
+                             "bench/node/load_client.mjs (Node.js and the ws package, installed on demand with npm; "
+                             "measured only ~10%% less CPU per message)")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.customers < 1 or args.agents < 1 or args.seconds <= 0 or args.procs < 1:
         parser.error("--nodes, --customers, --agents and --procs must be at least 1, --seconds above 0")
