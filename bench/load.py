@@ -1,6 +1,6 @@
 """Load across nodes: customers and agents spread over N real nodes on one Redis, one JSON line.
 
-    python -m bench.load --nodes 2 --customers 1000 --agents 50 --seconds 60 [--procs 2]
+    python -m bench.load --nodes 2 --customers 1000 --agents 50 --seconds 60 [--procs 2] [--node-cpu CORES]
 
 The same load runs twice in one run, first on one node and then on ``--nodes`` nodes (fresh
 processes, fresh key prefix, same embedded Redis), so the throughput ratio compares like with like
@@ -30,9 +30,20 @@ duplicated, RSS per node (MB), memory per idle connection (KB), CPU per node (% 
 per delivered message of the nodes, the client processes and Redis (``cpu_ms_per_message``), what
 the fan-out published per message (from the nodes' /metrics), ``ratio_vs_1_node`` (messages/s
 with ``--nodes`` nodes over messages/s with one), and the same figures of the one-node run under
-``one_node``. Both runs share this machine's cores with the client processes and Redis: with two
-cores, the ratio is bounded by 2S / (S + F + C + R) (S: a node's CPU per message, F: the extra of
-the fan-out, C: the clients', R: Redis's), which ``cpu_ms_per_message`` gives.
+``one_node``.
+
+Nodes of a fixed size (``--node-cpu CORES``, bench/cpucap.py): each node runs in its own cgroup
+with a CPU quota of CORES per 20 ms period, the same in both runs, so the ratio says how throughput
+grows when a node of equal size is added; the client processes and Redis run uncapped in the CPU
+that is left. The default leaves them room: nodes x CORES x 1.5 <= 0.9 x the cores here (0.6 with
+2 nodes on 2 cores; at most 1 core). Printed: ``node_cpu_cap``, and per node how often it spent its
+quota (``throttled_pct_per_node``: % of the periods, ``throttled_s_per_node``: time it waited) next
+to ``machine_busy_pct``: the nodes were the bottleneck when they were throttled while the machine
+was not saturated. Needs root (a writable cgroup cpu controller); ``--node-cpu 0`` runs uncapped
+nodes, and then both runs share this machine's cores with the client processes and Redis: with
+two cores, the ratio is bounded by 2S / (S + F + C + R) (S: a node's CPU per message, F: the extra
+of the fan-out, C: the clients', R: Redis's), which ``cpu_ms_per_message`` gives: it measures the
+machine, not the nodes.
 """
 
 from __future__ import annotations
@@ -55,6 +66,7 @@ from typing import Any
 
 from .chat import ROOT, LeanSocket, _count_stored, _cpu_seconds, _dumps, _free_port, _percentile
 from .clientproc import run_client
+from .cpucap import CpuCap, CpuCapError, Throttling, available_cpus, default_node_cpu
 
 SETUP_TIMEOUT_S = 300.0
 ASSIGN_TIMEOUT_S = 120.0
@@ -411,8 +423,10 @@ async def _prepare(redis_url: str, prefix: str, secret: str, n: int, capacity: i
     return tokens
 
 
-def _start_nodes(n: int, redis_url: str, prefix: str, secret: str, tmp: Path) -> list[tuple[subprocess.Popen[str], str]]:
-    nodes = []
+def _start_nodes(n: int, redis_url: str, prefix: str, secret: str, tmp: Path, caps: list[CpuCap],
+                 nodes: list[tuple[subprocess.Popen[str], str]]) -> None:
+    """Start ``n`` nodes into ``nodes`` (the caller stops them, also when one did not start), node i
+    in ``caps[i]`` when there are caps."""
     for i in range(n):
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
@@ -429,11 +443,12 @@ def _start_nodes(n: int, redis_url: str, prefix: str, secret: str, tmp: Path) ->
         proc = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], cwd=ROOT, env=env,
                                 stdout=subprocess.PIPE, stderr=(tmp / f"node{i}.log").open("w"), text=True)
         nodes.append((proc, f"http://127.0.0.1:{port}"))
+        if caps:
+            caps[i].add(proc.pid)  # before it has imported anything: all of its work is capped
     for proc, _url in nodes:
         line = proc.stdout.readline() if proc.stdout else ""
         if "is running" not in line:
             raise RuntimeError(f"a node did not start: {line} (logs in {tmp})")
-    return nodes
 
 
 def _receive(workers: list[tuple[mp.Process, Any]], kind: str, timeout: float) -> list[Any]:
@@ -449,22 +464,31 @@ def _receive(workers: list[tuple[mp.Process, Any]], kind: str, timeout: float) -
     return out
 
 
-class _Meter:
-    """CPU seconds of the nodes, of Redis (when it is ours) and of the whole machine, between two reads."""
+_Reading = tuple[list[float], float, tuple[float, float], list[Throttling]]
 
-    def __init__(self, node_pids: list[int], redis_pid: int | None) -> None:
+
+class _Meter:
+    """CPU seconds of the nodes, of Redis (when it is ours) and of the whole machine, and the
+    nodes' CPU cap throttling (when capped), between two reads."""
+
+    def __init__(self, node_pids: list[int], redis_pid: int | None, caps: list[CpuCap]) -> None:
         self.node_pids = node_pids
         self.redis_pid = redis_pid
+        self.caps = caps
 
-    def read(self) -> tuple[list[float], float, tuple[float, float]]:
+    def read(self) -> _Reading:
         redis = _cpu_seconds(self.redis_pid) if self.redis_pid else 0.0
-        return [_cpu_seconds(p) for p in self.node_pids], redis, _machine_busy()
+        return ([_cpu_seconds(p) for p in self.node_pids], redis, _machine_busy(),
+                [c.throttling() for c in self.caps])
 
     @staticmethod
-    def spent(a: tuple[list[float], float, tuple[float, float]], b: tuple[list[float], float, tuple[float, float]]
-              ) -> dict[str, Any]:
+    def spent(a: _Reading, b: _Reading) -> dict[str, Any]:
+        throttling = [y - x for x, y in zip(a[3], b[3])]
         return {"nodes_s": [y - x for x, y in zip(a[0], b[0])], "redis_s": b[1] - a[1],
-                "busy_pct": round(100.0 * (b[2][0] - a[2][0]) / max(1e-9, b[2][1] - a[2][1]), 1)}
+                "busy_pct": round(100.0 * (b[2][0] - a[2][0]) / max(1e-9, b[2][1] - a[2][1]), 1),
+                # % of the CFS periods in which each node spent its quota and waited, and the time waited
+                "throttled_pct": [round(t.throttled_pct, 1) for t in throttling] if throttling else None,
+                "throttled_s": [round(t.throttled_s, 2) for t in throttling] if throttling else None}
 
 
 def _fanout_stats(urls: list[str]) -> list[dict[str, float]]:
@@ -492,14 +516,19 @@ def _fanout_stats(urls: list[str]) -> list[dict[str, float]]:
 
 def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: int, redis_url: str,
              tmp: Path, redis_pid: int | None = None, open_fraction: float = 0.6,
-             open_seconds: float = 20.0, client: str = "python") -> dict[str, Any]:
+             open_seconds: float = 20.0, client: str = "python", node_cpu: float = 0.0) -> dict[str, Any]:
     prefix = f"load-{secrets.token_hex(4)}:"
     secret = secrets.token_urlsafe(24)
-    nodes = _start_nodes(n_nodes, redis_url, prefix, secret, tmp)
-    urls = [u for _, u in nodes]
+    nodes: list[tuple[subprocess.Popen[str], str]] = []
+    caps: list[CpuCap] = []
     workers: list[tuple[mp.Process, Any]] = []
-    meter = _Meter([p.pid for p, _ in nodes], redis_pid)
     try:
+        if node_cpu > 0:  # a group per node, each node_cpu cores (removed below, also on errors)
+            for i in range(n_nodes):
+                caps.append(CpuCap.create(f"segue-load-{os.getpid()}-{n_nodes}-{i}", node_cpu))
+        _start_nodes(n_nodes, redis_url, prefix, secret, tmp, caps, nodes)
+        urls = [u for _, u in nodes]
+        meter = _Meter([p.pid for p, _ in nodes], redis_pid, caps)
         capacity = -(-customers // agents) + 1  # a spare slot each: routing need not fill every agent exactly
         tokens = asyncio.run(_prepare(redis_url, prefix, secret, agents, capacity))
         time.sleep(0.5)
@@ -597,6 +626,10 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
             "rss_mb_per_node": [round(x / 2**20, 1) for x in rss_busy],
             "memory_per_idle_connection_kb": round((sum(rss_idle) - sum(rss_before)) / max(1, connections) / 1024, 1),
             "cpu_pct_per_node": [round(100.0 * x / seconds, 1) for x in closed_cpu["nodes_s"]],
+            # with --node-cpu: how often each node hit its cap (closed loop, then open loop)
+            "throttled_pct_per_node": closed_cpu["throttled_pct"],
+            "throttled_s_per_node": closed_cpu["throttled_s"],
+            "throttled_pct_per_node_at_rate": open_cpu["throttled_pct"] if open_cpu else None,
             # CPU per delivered message in the closed loop: all nodes, the client processes, Redis
             "cpu_ms_per_message": {"nodes": round(sum(closed_cpu["nodes_s"]) * per_msg, 3),
                                    "clients": round(client_cpu * per_msg, 3),
@@ -622,10 +655,13 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
                 proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+                proc.wait()
+        for cap in caps:
+            cap.remove()
 
 
 def run(nodes: int, customers: int, agents: int, seconds: float, procs: int, open_fraction: float = 0.6,
-        open_seconds: float = 20.0, client: str = "python") -> dict[str, Any]:
+        open_seconds: float = 20.0, client: str = "python", node_cpu: float = 0.0) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT))
     from server import EmbeddedRedis
 
@@ -639,20 +675,24 @@ def run(nodes: int, customers: int, agents: int, seconds: float, procs: int, ope
         redis_pid = embedded.process.pid if embedded is not None else None
         if client == "node":
             _node_client_ready()  # before anything starts: npm install on the first run
-        args = (customers, agents, seconds, procs, redis_url, tmp, redis_pid, open_fraction, open_seconds, client)
+        args = (customers, agents, seconds, procs, redis_url, tmp, redis_pid, open_fraction, open_seconds, client,
+                node_cpu)
         one = run_once(1, *args)
         many = run_once(nodes, *args) if nodes > 1 else one
         out = dict(many)
         out.update({
             "customers": customers, "agents": agents, "seconds": seconds, "open_fraction": open_fraction,
             "open_seconds": open_seconds,
+            # cores each node may use, in both runs (None: uncapped, the ratio then measures the machine)
+            "node_cpu_cap": node_cpu or None,
             "ratio_vs_1_node": round(many["messages_per_s"] / one["messages_per_s"], 2) if one["messages_per_s"] else None,
             "one_node": {k: one[k] for k in ("messages_per_s", "latency_ms_p50_saturated", "latency_ms_p99_saturated",
                                               "latency_offered_per_s", "latency_ms_p50", "latency_ms_p99", "lost", "unassigned",
                                               "duplicated", "resyncs", "machine_busy_pct", "cpu_ms_per_message",
                                               "rss_mb_per_node", "memory_per_idle_connection_kb", "cpu_pct_per_node",
-                                              "connections_held")},
-            "cpus": len(os.sched_getaffinity(0)), "client_procs": procs, "client": client,
+                                              "connections_held", "throttled_pct_per_node", "throttled_s_per_node",
+                                              "throttled_pct_per_node_at_rate", "machine_busy_pct_at_rate")},
+            "cpus": available_cpus(), "client_procs": procs, "client": client,
             "load_avg_1m": round(os.getloadavg()[0], 2),
         })
         return out
@@ -680,13 +720,27 @@ def main(argv: list[str] | None = None) -> int:
                         help="the client processes: bench.chat's lean Python client on uvloop, or "
                              "bench/node/load_client.mjs (Node.js and the ws package, installed on demand with npm; "
                              "measured only ~10%% less CPU per message)")
+    parser.add_argument("--node-cpu", type=float, default=None, metavar="CORES",
+                        help="cores each node may use, the same in both runs (a cgroup CPU quota per node: needs "
+                             "root); default: what leaves the clients and Redis room on this machine "
+                             f"({default_node_cpu(available_cpus(), 2)} with 2 nodes on {available_cpus()} cores); "
+                             "0: uncapped (the ratio then measures the machine, not the nodes)")
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.customers < 1 or args.agents < 1 or args.seconds <= 0 or args.procs < 1:
         parser.error("--nodes, --customers, --agents and --procs must be at least 1, --seconds above 0")
     if not 0 < args.open_fraction <= 2 or args.open_seconds < 0:
         parser.error("--open-fraction must be above 0 and at most 2, --open-seconds 0 or more")
-    print(json.dumps(run(args.nodes, args.customers, args.agents, args.seconds, args.procs, args.open_fraction,
-                         args.open_seconds, args.client)), flush=True)
+    node_cpu = default_node_cpu(available_cpus(), args.nodes) if args.node_cpu is None else args.node_cpu
+    if not 0 <= node_cpu <= available_cpus():
+        parser.error(f"--node-cpu must be 0 (uncapped) or cores per node, at most {available_cpus()}")
+    try:
+        result = run(args.nodes, args.customers, args.agents, args.seconds, args.procs, args.open_fraction,
+                     args.open_seconds, args.client, node_cpu)
+    except CpuCapError as exc:
+        print(f"bench.load: cannot cap the nodes at {node_cpu} cores each: {exc}. Run as root (cgroup cpu "
+              "controller writable), or pass --node-cpu 0 for uncapped nodes.", file=sys.stderr)
+        return 2
+    print(json.dumps(result), flush=True)
     return 0
 
 
