@@ -257,7 +257,7 @@ class LoadMonitor:
         self._min_lag = min(self._min_lag, lag * busy)
         if idle is not None:
             self._idle = (self._idle or 0.0) + idle
-        if now - self._interval_start < self.INTERVAL_S:
+        if now - self._interval_start < self.INTERVAL_S - 1e-6:  # (a microsecond of slack: sums of float times)
             return
         # late, but the loop sat idle for a part of the time: it has no queue of its own, the
         # process was not run (other processes busy on the same cores); cutting would not help

@@ -23,12 +23,12 @@ def run(monitor: LoadMonitor, start: float, seconds: float, events_per_s: float,
     """``events_per_s`` events offered evenly from ``start`` for ``seconds`` while the loop runs
     ``lag`` late (a probe every 10 ms); returns (end, admitted, refused)."""
     admitted = refused = 0
-    now = start
     step = 0.01
     per_step = events_per_s * step
     owed = 0.0
-    while now < start + seconds - 1e-9:
-        now += step
+    now = start
+    for i in range(1, round(seconds / step) + 1):
+        now = start + i * step  # not a running sum: its rounding would stretch the 100 ms intervals
         owed += per_step
         while owed >= 1:
             owed -= 1
