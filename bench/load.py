@@ -582,6 +582,7 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
         if open_seconds > 0 and open_rate > 0:
             opened, open_cpu, open_window = phase("open", lambda at: (at, open_rate / active, open_seconds),
                                                   open_seconds)
+        fanout2 = _fanout_stats(urls)
         else:
             for _, parent in workers:
                 parent.send(None)
@@ -630,6 +631,8 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
             "throttled_pct_per_node": closed_cpu["throttled_pct"],
             "throttled_s_per_node": closed_cpu["throttled_s"],
             "throttled_pct_per_node_at_rate": open_cpu["throttled_pct"] if open_cpu else None,
+            "cpu_pct_per_node_at_rate": [round(100.0 * x / open_seconds, 1) for x in open_cpu["nodes_s"]]
+            if open_cpu else None,
             # CPU per delivered message in the closed loop: all nodes, the client processes, Redis
             "cpu_ms_per_message": {"nodes": round(sum(closed_cpu["nodes_s"]) * per_msg, 3),
                                    "clients": round(client_cpu * per_msg, 3),
@@ -640,6 +643,10 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
                                             / max(1, delivered), 3)
                                    for k in ("published_to_nodes", "publishes", "published_to_all", "kept_local")}
             if any(fanout1) else None,
+            # PUBLISH commands per delivered message in the open loop (fewer emits per batch than at saturation)
+            "fanout_publishes_per_message_at_rate": round(
+                sum(b.get("publishes", 0) - a.get("publishes", 0) for a, b in zip(fanout1, fanout2))
+                / max(1, sum(r["delivered"] for r in opened)), 3) if opened and any(fanout2) else None,
             # the whole machine (nodes, Redis, the client processes, anything else running), % of all cores
             "machine_busy_pct": closed_cpu["busy_pct"],
             "machine_busy_pct_at_rate": open_cpu["busy_pct"] if open_cpu else None,
@@ -691,7 +698,8 @@ def run(nodes: int, customers: int, agents: int, seconds: float, procs: int, ope
                                               "duplicated", "resyncs", "machine_busy_pct", "cpu_ms_per_message",
                                               "rss_mb_per_node", "memory_per_idle_connection_kb", "cpu_pct_per_node",
                                               "connections_held", "throttled_pct_per_node", "throttled_s_per_node",
-                                              "throttled_pct_per_node_at_rate", "machine_busy_pct_at_rate")},
+                                              "throttled_pct_per_node_at_rate", "machine_busy_pct_at_rate",
+                                              "cpu_pct_per_node_at_rate")},
             "cpus": available_cpus(), "client_procs": procs, "client": client,
             "load_avg_1m": round(os.getloadavg()[0], 2),
         })
