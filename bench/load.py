@@ -582,10 +582,10 @@ def run_once(n_nodes: int, customers: int, agents: int, seconds: float, procs: i
         if open_seconds > 0 and open_rate > 0:
             opened, open_cpu, open_window = phase("open", lambda at: (at, open_rate / active, open_seconds),
                                                   open_seconds)
-        fanout2 = _fanout_stats(urls)
         else:
             for _, parent in workers:
                 parent.send(None)
+        fanout2 = _fanout_stats(urls)
         results = _receive(workers, "result", 300)
         received = set()
         for r in results:
