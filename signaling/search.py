@@ -18,7 +18,8 @@ again whole. At start a node indexes everything from the beginning of the set.
 Cost on a busy node: a background turn works in slices (``YIELD_EVERY`` events, then the event
 loop runs other work), commits in a thread (tantivy releases the GIL) and only every
 ``COMMIT_EVERY_S`` (a commit per second cost as much as the indexing itself); a search commits
-before it looks.
+before it looks. A turn reads a group of conversations' customers and new events in one round
+trip and decodes only events whose type can carry words (``may_have_words``).
 
 Access: hits are checked with the listing's rules (``listing._readable``: assigned, offered, seen
 before, the customer's agent, a grant; supervisors, admins and API keys read all), conversation by
@@ -33,6 +34,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from . import fastjson
 from .errors import invalid
 from .listing import _readable, parse_time
 from .schema import ID_RE
@@ -52,14 +54,28 @@ MAX_QUERY_CHARS = 200
 COMMIT_EVERY_S = 10.0     # background catch-ups make what they added searchable this often (a search: at once)
 YIELD_EVERY = 50          # events indexed between two yields to the event loop (a catch-up never blocks it long)
 
-FIELDS = [Field("key", "key"), Field("conversation_id", "key"), Field("customer", "key"), Field("event_id", "key"),
+# no per-event key field: a unique term per document was a third of tantivy's indexing work and
+# nothing looks it up (a conversation is deleted and re-indexed by ``conversation_id``)
+FIELDS = [Field("conversation_id", "key"), Field("customer", "key"), Field("event_id", "key"),
           Field("type", "key"), Field("author_kind", "key"), Field("author_name", "key"), Field("text", "text"),
           Field("ts", "int")]
 
 
+WORDY_TYPES = frozenset({"message", "note", "consult.message", "conversation.closed", "conversation.rated"})
+
+
+def may_have_words(type_: str) -> bool:
+    """Whether events of this type can carry searchable words (the others are never decoded)."""
+    return type_ in WORDY_TYPES or type_.startswith("transfer.")
+
+
 def words_of(event: dict[str, Any]) -> str:
     """The searchable words of a stored event ("" for events without any)."""
-    t, d = event.get("type"), event.get("data") or {}
+    return words_in(str(event.get("type") or ""), event.get("data") or {})
+
+
+def words_in(t: str, d: Any) -> str:
+    """The searchable words of an event of type ``t`` with data ``d``."""
     if not isinstance(d, dict):
         return ""
     if t in ("message", "note", "consult.message"):
@@ -175,46 +191,55 @@ class ConversationSearch:
             await self._index_some(cids[i:i + LOG_BATCH])
 
     async def _index_some(self, cids: list[str]) -> None:
+        from .store import ts_of
+
         redis, keys = self.svc.redis, self.svc.keys
+        # one round trip for the lot: each conversation's customer and its events after the last indexed
         async with redis.pipeline(transaction=False) as pipe:
             for cid in cids:
+                have = self._seen.get(cid)
                 pipe.hget(keys.conv(cid), "customer")
-            customers = await pipe.execute()
-        starts: list[str] = []
-        for cid, cust in zip(cids, customers):
-            have = self._seen.get(cid)
-            cust = cust or ""
-            if have is not None and have[0] != cust:  # joined another customer: index it again
-                self.index.delete("conversation_id", cid)
-                have = None
-            starts.append("(" + have[1] if have is not None and have[1] else "-")
-            self._seen[cid] = (cust, have[1] if have else "")
-        async with redis.pipeline(transaction=False) as pipe:
-            for cid, start in zip(cids, starts):
-                pipe.xrange(keys.log(cid), start, "+")
-            logs = await pipe.execute()
-        from .store import decode_event
-
+                pipe.xrange(keys.log(cid), "(" + have[1] if have is not None and have[1] else "-", "+")
+            replies = await pipe.execute()
+        customers: list[str] = [c or "" for c in replies[0::2]]
+        logs: list[Any] = replies[1::2]
+        # joined another customer (a visitor who signed in): indexed again, whole
+        again = [i for i, cid in enumerate(cids) if (have := self._seen.get(cid)) is not None and have[0] != customers[i]]
+        if again:
+            async with redis.pipeline(transaction=False) as pipe:
+                for i in again:
+                    self.index.delete("conversation_id", cids[i])
+                    self._seen[cids[i]] = (customers[i], "")
+                    pipe.xrange(keys.log(cids[i]), "-", "+")
+                for i, entries in zip(again, await pipe.execute()):
+                    logs[i] = entries
+        add = self.index.add_values
         done = 0
         for cid, cust, entries in zip(cids, customers, logs):
-            last = self._seen[cid][1]
+            have = self._seen.get(cid)
+            last = have[1] if have is not None else ""
+            self._seen[cid] = (cust, last)
             for eid, fields in entries:
                 done += 1
                 if done % YIELD_EVERY == 0:
                     # a second of a busy node's messages is thousands of events: in slices, so chat
                     # messages go on meanwhile (only this task changes the index and _seen: its lock)
-                    self._seen[cid] = (cust or "", last)
+                    self._seen[cid] = (cust, last)
                     await asyncio.sleep(0)
-                event = decode_event(cid, eid, fields)
                 last = eid
-                text = words_of(event)
+                type_ = fields.get("t", "")
+                if not may_have_words(type_):  # typing, reads, joins, calls' signalling...: not decoded
+                    continue
+                text = words_in(type_, fastjson.loads(fields.get("d") or "{}"))
                 if not text.strip():
                     continue
-                author = event.get("author") or {}
-                self.index.add({"key": f"{cid}|{eid}", "conversation_id": cid, "customer": cust or "",
-                                "event_id": eid, "type": event["type"], "author_kind": str(author.get("kind") or ""),
-                                "author_name": str(author.get("name") or ""), "text": text, "ts": event["ts"]})
-            self._seen[cid] = (cust or "", last)
+                author = fastjson.loads(fields.get("a") or "{}")
+                if not isinstance(author, dict):
+                    author = {}
+                add(conversation_id=cid, customer=cust, event_id=eid, type=type_,
+                    author_kind=str(author.get("kind") or ""), author_name=str(author.get("name") or ""),
+                    text=text, ts=ts_of(eid))
+            self._seen[cid] = (cust, last)
 
     # --- searching --------------------------------------------------------------------------
 

@@ -89,6 +89,12 @@ class TextIndex:
         self._writer.add_document(tantivy.Document(**{k: v for k, v in doc.items() if v is not None}))
         self._dirty = True
 
+    def add_values(self, **values: Any) -> None:
+        """:meth:`add` for a caller that gives every field (none None): no dict built and filtered
+        again per document (the conversation search's catch-up adds one per message)."""
+        self._writer.add_document(tantivy.Document(**values))
+        self._dirty = True
+
     def delete(self, field: str, value: str) -> None:
         self._writer.delete_documents_by_term(field, value)
         self._dirty = True
