@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
 import socketio
@@ -192,21 +192,15 @@ class FanoutManager(socketio.AsyncRedisManager):
                 done, self._outbox_done = self._outbox_done, None
                 items = [(channel, batch) for channel, messages in boxes.items()
                          for batch in fanout.batches(messages, BATCH_MAX_BYTES)]
-                for attempt in (1, 2):
-                    try:
-                        if not self.connected:
-                            self._redis_connect()
-                        async with self.redis.pipeline(transaction=False) as pipe:
-                            for channel, batch in items:
-                                pipe.publish(channel, batch)
-                            await pipe.execute()
-                        self.stats["publishes"] += len(items)
-                        break
-                    except Exception as exc:  # noqa: BLE001
-                        self.connected = False  # the next connection makes our clients resync
-                        logging.getLogger(__name__).error(
-                            "cannot publish to Redis (%s)%s", exc, "; retrying" if attempt == 1 else
-                            f"; gave up {len(items)} publishes (clients resync)")
+
+                async def publish_all() -> None:
+                    async with self.redis.pipeline(transaction=False) as pipe:
+                        for channel, batch in items:
+                            pipe.publish(channel, batch)
+                        await pipe.execute()
+                    self.stats["publishes"] += len(items)
+
+                await self._publish_retrying(publish_all, f"{len(items)} publishes")
                 if done is not None and not done.done():
                     done.set_result(None)
                 done = None
@@ -258,17 +252,19 @@ class FanoutManager(socketio.AsyncRedisManager):
             self._cache[key] = members
         return members
 
-    async def _publish_raw(self, channel: str, message: bytes) -> int:
+    async def _publish_retrying(self, publish: Callable[[], Awaitable[Any]], what: str) -> Any:
+        """``publish()`` on a connected client, once more on a new connection if it fails; ``None``
+        when it is given up (the next connection makes our clients resync)."""
         for attempt in (1, 2):
             try:
                 if not self.connected:
                     self._redis_connect()
-                return int(await self.redis.publish(channel, message))
+                return await publish()
             except Exception as exc:  # noqa: BLE001
                 self.connected = False
-                logging.getLogger(__name__).error("cannot publish to Redis (%s)%s", exc,
-                                                  "; retrying" if attempt == 1 else "; giving up (clients resync)")
-        return 0
+                logging.getLogger(__name__).error("cannot publish to Redis (%s)%s", exc, "; retrying" if attempt == 1
+                                                  else f"; gave up {what} (clients resync)")
+        return None
 
     # joining and leaving rooms ------------------------------------------------------------------
 
@@ -444,7 +440,8 @@ class FanoutManager(socketio.AsyncRedisManager):
         for key in h.get("k") or ():
             self._cache.pop(key, None)
         if h.get("id") and h.get("n"):
-            await self._publish_raw(f"{self.channel}:{h['n']}", fanout.ack_message(h["id"]))
+            channel, ack = f"{self.channel}:{h['n']}", fanout.ack_message(h["id"])
+            await self._publish_retrying(lambda: self.redis.publish(channel, ack), "an answer")
 
     def _on_ack(self, h: dict[str, Any]) -> None:
         rid = h.get("id", "")

@@ -24,7 +24,7 @@ the other nodes to drop their cached entry before the join completes.
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import redis.asyncio as aioredis
 from engineio import packet as eio_packets
@@ -59,9 +59,10 @@ def rooms_of(rooms: str | Iterable[str] | None) -> list[Any]:
     return list(rooms)
 
 
-async def send_local(manager: Any, packet_text: str, namespace: str, rooms: str | list[str] | None,
-                     skip_sid: str | None = None) -> int:
+async def send_local(manager: Any, packet_text: str | Callable[[], str], namespace: str,
+                     rooms: str | list[str] | None, skip_sid: str | None = None) -> int:
     """Queue one encoded packet on each of this node's sockets in ``rooms``; returns how many.
+    ``packet_text`` may be a function that makes it: then it is encoded only if a socket is found.
     A socket in several of the rooms gets it once; a broken socket does not stop the others."""
     if namespace not in manager.rooms:
         return 0
@@ -72,7 +73,7 @@ async def send_local(manager: Any, packet_text: str, namespace: str, rooms: str 
         if sid == skip_sid:
             continue
         if pkt is None:
-            pkt = eio_packets.Packet(eio_packets.MESSAGE, packet_text)
+            pkt = eio_packets.Packet(eio_packets.MESSAGE, packet_text if isinstance(packet_text, str) else packet_text())
         try:
             await eio.send_packet(eio_sid, pkt)
             sent += 1

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Mapping
 from media import ticks
 
 from . import fastjson
+from .fanout import event_packet
 
 log = logging.getLogger(__name__)
 
@@ -485,7 +486,7 @@ def install_gate(sio: Any, limiter: RateLimiter, namespaces: Mapping[str, Any],
             text = f"3{prefix}{ack}{fastjson.dumps([{'ok': False, 'error': error}])}"
         else:
             error["event"] = event[:100]
-            text = f"2{prefix}{fastjson.dumps(['error', error])}"
+            text = event_packet(ns, "error", error)
         await eio.send(eio_sid, text)
         if limiter.persistent(sid):
             log.info("disconnecting %s on %s: it kept sending through %d refusals", sid, ns,

@@ -290,8 +290,8 @@ class Signaling:
         manager = self.sio.manager
         if self._fast_emit or local:
             if namespace in manager.rooms:
-                await fanout.send_local(manager, fanout.event_packet(namespace, event, data), namespace, rooms,
-                                        skip_sid)
+                await fanout.send_local(manager, lambda: fanout.event_packet(namespace, event, data), namespace,
+                                        rooms, skip_sid)
             return
         await manager.emit(event, data, namespace, room=rooms, skip_sid=skip_sid)
 
