@@ -411,51 +411,6 @@ def _resp(args: tuple[Any, ...]) -> bytes:
     return b"".join(parts)
 
 
-class IndexBatcher:
-    """``ZADD GT`` into one sorted set, the calls of one event-loop turn as one command.
-
-    Why: every conversation change bumps ``convs:updated``; under load one command for many
-    changes costs far less than one each. ``GT``: a late, older time never moves a conversation back.
-    """
-
-    def __init__(self, redis: aioredis.Redis, key: str) -> None:
-        self.redis = redis
-        self.key = key
-        self._pending: dict[str, int] = {}
-        self._waiters: list[asyncio.Future[None]] = []
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def __call__(self, member: str, score: int) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        if not self._waiters:
-            loop.call_soon(self._flush)
-        self._pending[member] = max(score, self._pending.get(member, score))
-        self._waiters.append(fut)
-        return fut
-
-    def _flush(self) -> None:
-        pending, waiters = self._pending, self._waiters
-        self._pending, self._waiters = {}, []
-        task = asyncio.get_running_loop().create_task(self._run(pending, waiters))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _run(self, pending: dict[str, int], waiters: list[asyncio.Future[None]]) -> None:
-        try:
-            await self.redis.zadd(self.key, pending, gt=True)
-        except BaseException as exc:  # noqa: BLE001 - every caller must hear about it
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-            return
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
-
-
 class Store:
     """Redis access for conversations and customers (no rules about who may do what: see service)."""
 
@@ -464,7 +419,6 @@ class Store:
         self.keys = Keys(prefix)
         self._mutate = redis.register_script(MUTATE)
         self._batched = ScriptBatcher(redis, self._mutate)
-        self._touch = IndexBatcher(redis, self.keys.updated_convs)
         self._set_attributes = redis.register_script(SET_ATTRIBUTES)
         self._add_page = redis.register_script(ADD_PAGE)
         # set by Webhooks.attach: picks the events to enqueue, and the outbox stream's key
@@ -495,7 +449,8 @@ class Store:
             sec, usec = await self.redis.time()
             ms = sec * 1000 + usec // 1000
         await self.redis.hset(self.keys.conv(cid), "updated_ts", str(ms))
-        await self._touch(cid, ms)
+        # GT: a late, older time never moves a conversation back (mutate moves it inside its script)
+        await self.redis.zadd(self.keys.updated_convs, {cid: ms}, gt=True)
 
     async def updated_since(self, min_ms: int, offset: int, count: int) -> list[tuple[str, int]]:
         """Conversations by (last change, id) from ``min_ms`` on: ``count`` of them after ``offset``."""
