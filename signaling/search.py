@@ -34,7 +34,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import fastjson
 from .errors import invalid
 from .listing import _readable, parse_time
 from .schema import ID_RE
@@ -67,11 +66,6 @@ WORDY_TYPES = frozenset({"message", "note", "consult.message", "conversation.clo
 def may_have_words(type_: str) -> bool:
     """Whether events of this type can carry searchable words (the others are never decoded)."""
     return type_ in WORDY_TYPES or type_.startswith("transfer.")
-
-
-def words_of(event: dict[str, Any]) -> str:
-    """The searchable words of a stored event ("" for events without any)."""
-    return words_in(str(event.get("type") or ""), event.get("data") or {})
 
 
 def words_in(t: str, d: Any) -> str:
@@ -191,7 +185,7 @@ class ConversationSearch:
             await self._index_some(cids[i:i + LOG_BATCH])
 
     async def _index_some(self, cids: list[str]) -> None:
-        from .store import ts_of
+        from .store import event_author, event_data, event_type, ts_of
 
         redis, keys = self.svc.redis, self.svc.keys
         # one round trip for the lot: each conversation's customer and its events after the last indexed
@@ -227,13 +221,13 @@ class ConversationSearch:
                     self._seen[cid] = (cust, last)
                     await asyncio.sleep(0)
                 last = eid
-                type_ = fields.get("t", "")
+                type_ = event_type(fields)
                 if not may_have_words(type_):  # typing, reads, joins, calls' signalling...: not decoded
                     continue
-                text = words_in(type_, fastjson.loads(fields.get("d") or "{}"))
+                text = words_in(type_, event_data(fields))
                 if not text.strip():
                     continue
-                author = fastjson.loads(fields.get("a") or "{}")
+                author = event_author(fields)
                 if not isinstance(author, dict):
                     author = {}
                 add(conversation_id=cid, customer=cust, event_id=eid, type=type_,

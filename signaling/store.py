@@ -275,15 +275,28 @@ def encode_event(type_: str, author: dict[str, Any], visibility: str, data: dict
     return [type_, fastjson.dumps(author), visibility, fastjson.dumps(data)]
 
 
+def event_type(fields: dict[str, str]) -> str:
+    """A stored event's type, read without decoding the rest (the search's catch-up skips most events)."""
+    return fields.get("t", "")
+
+
+def event_author(fields: dict[str, str]) -> Any:
+    return fastjson.loads(fields.get("a") or "{}")
+
+
+def event_data(fields: dict[str, str]) -> Any:
+    return fastjson.loads(fields.get("d") or "{}")
+
+
 def decode_event(cid: str, event_id: str, fields: dict[str, str]) -> dict[str, Any]:
     return {
         "id": event_id,
         "conversation_id": cid,
-        "type": fields.get("t", ""),
+        "type": event_type(fields),
         "ts": ts_of(event_id),
-        "author": fastjson.loads(fields.get("a") or "{}"),
+        "author": event_author(fields),
         "visibility": fields.get("v", "all"),
-        "data": fastjson.loads(fields.get("d") or "{}"),
+        "data": event_data(fields),
     }
 
 

@@ -10,7 +10,7 @@ import pytest
 from server.config import ConfigError, load_config
 from signaling.errors import ProtocolError
 from signaling.knowledge import render_markdown, slugify
-from signaling.search import may_have_words, parse_search, words_of
+from signaling.search import may_have_words, parse_search, words_in
 from signaling.textindex import Field, TextIndex, char_ranges, plain_query
 
 
@@ -58,22 +58,22 @@ def test_stop_words_do_not_make_a_match() -> None:
     assert len(index.search(index.text_query("the parcels", ["text"], all_words=False), 10)) == 1
 
 
-def test_words_of_events() -> None:
-    assert words_of({"type": "message", "data": {"text": "hi"}}) == "hi"
-    assert words_of({"type": "conversation.closed", "data": {"disposition": "resolved", "tags": ["vip", "refund"]}}) == "resolved vip refund"
-    assert words_of({"type": "transfer.requested", "data": {"note": "angry"}}) == "angry"
-    assert words_of({"type": "conversation.assigned", "data": {"agent": {"name": "x"}}}) == ""
-    assert words_of({"type": "message", "data": "not a dict"}) == ""
+def test_words_in_events() -> None:
+    assert words_in("message", {"text": "hi"}) == "hi"
+    assert words_in("conversation.closed", {"disposition": "resolved", "tags": ["vip", "refund"]}) == "resolved vip refund"
+    assert words_in("transfer.requested", {"note": "angry"}) == "angry"
+    assert words_in("conversation.assigned", {"agent": {"name": "x"}}) == ""
+    assert words_in("message", "not a dict") == ""
 
 
 def test_only_types_that_may_have_words_are_decoded() -> None:
     """The catch-up skips, undecoded, events whose type fails ``may_have_words``: every type
-    ``words_of`` finds words in must pass it."""
+    ``words_in`` finds words in must pass it."""
     wordy = [("message", {"text": "hi"}), ("note", {"text": "hi"}), ("consult.message", {"text": "hi"}),
              ("conversation.closed", {"disposition": "resolved"}), ("conversation.rated", {"comment": "ok"}),
              ("transfer.requested", {"note": "angry"}), ("transfer.accepted", {"note": "ok"})]
     for type_, data in wordy:
-        assert words_of({"type": type_, "data": data}) and may_have_words(type_), type_
+        assert words_in(type_, data) and may_have_words(type_), type_
     for type_ in ("typing", "conversation.assigned", "call.signal", "page.viewed", ""):
         assert not may_have_words(type_), type_
 
