@@ -38,7 +38,7 @@ machine's time went), with the 1-minute load average (other work on the machine 
 
 Knobs for investigating (environment): ``BENCH_UVLOOP=1`` runs the server on uvloop,
 ``BENCH_PROFILE=file`` under cProfile, ``BENCH_SERVER_SCRIPT=path`` with a wrapper script of
-your own (argv: ``serve --port N``), ``BENCH_DEBUG=1`` reports how long the server took to stop.
+your own (argv: ``serve --port N``; ``BENCH_FLOOR_SCRIPT`` likewise for the floor, argv ``--port N``), ``BENCH_DEBUG=1`` reports how long the server took to stop.
 Client processes use uvloop and orjson when installed (``pip install -e '.[bench]'``).
 Results on the development machine: docs/conversations.md, "Performance".
 """
@@ -539,7 +539,8 @@ def run(clients: int, seconds: float, rate: float, procs: int, server_kind: str 
     server_log = tmp / "server.log"
     profile = os.environ.get("BENCH_PROFILE")  # a file: run the server under cProfile (for finding hot spots)
     if server_kind == "floor":
-        cmd = ["-m", "bench.chat_floor"]
+        floor_script = os.environ.get("BENCH_FLOOR_SCRIPT")  # the floor under a wrapper, like BENCH_SERVER_SCRIPT
+        cmd = [floor_script] if floor_script else ["-m", "bench.chat_floor"]
     elif profile:
         cmd = ["-m", "cProfile", "-o", profile, "-m", "server"]
     elif os.environ.get("BENCH_SERVER_SCRIPT"):  # e.g. a wrapper that instruments the server

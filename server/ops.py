@@ -177,6 +177,15 @@ class _NodeCollector:
         yield _gauge("segue_draining", "1 while the node drains", me, 1 if cluster is not None and cluster.draining else 0)
         yield _counter("segue_nodes_reaped", "Dead nodes this node took over", me,
                        len(cluster.reaped) if cluster is not None else 0)
+        search = getattr(getattr(service, "desk", None), "search", None)
+        if search is not None:
+            indexed = CounterMetricFamily(
+                "segue_search_indexed_events", "Events this node's conversation search indexed: stored (events this "
+                "node stored, from memory), read (read back from Redis: other nodes' events, catch-ups)",
+                labels=labels + ["source"])
+            for source, value in search.indexed.items():
+                indexed.add_metric(me + [source], value)
+            yield indexed
         stats = getattr(node.sio.manager, "stats", None)  # the Redis fan-out (server/redis_client.py)
         if isinstance(stats, dict):
             fanout = CounterMetricFamily(

@@ -97,6 +97,7 @@ def install(app: web.Application, svc: "Signaling", closers: list[Any]) -> Desk:
     """Build the node's :class:`Desk`, add the customer events, start and stop it with the app."""
     desk = Desk(svc)
     svc.desk = desk  # type: ignore[attr-defined]
+    svc.stored_observers.append(desk.search.note_stored)
     ns = getattr(svc, "customer_ns", None)
     if ns is not None:
         ns.register("kb.search", KbSearch, desk.customer_search)

@@ -15,6 +15,11 @@ asked, on whichever node. Reading a conversation twice adds nothing (the events 
 indexed id are none); a conversation whose customer changed (a visitor who signed in) is indexed
 again whole. At start a node indexes everything from the beginning of the set.
 
+Events a node stores itself it indexes at once, from memory (``note_stored``), when they follow
+the last event it indexed of that conversation (``MUTATE`` says which event came before them);
+the catch-up then reads nothing new there. On one node that is every message; with several, a
+conversation whose sides write through different nodes goes on through the catch-up.
+
 Cost on a busy node: a background turn works in slices (``YIELD_EVERY`` events, then the event
 loop runs other work), commits in a thread (tantivy releases the GIL) and only every
 ``COMMIT_EVERY_S`` (a commit per second cost as much as the indexing itself); a search commits
@@ -37,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import invalid
 from .listing import _readable, parse_time
 from .schema import ID_RE
+from .store import Outcome, event_author, event_data, event_type, ts_of
 from .textindex import Field, TextIndex, plain_query
 
 if TYPE_CHECKING:
@@ -141,6 +147,8 @@ class ConversationSearch:
         self._lock = asyncio.Lock()
         self.ready = False             # the first full pass is done
         self._committed = 0.0          # time.monotonic() of the last commit
+        # documents added from events this node stored (from memory) and from events read back (Redis)
+        self.indexed = {"stored": 0, "read": 0}
 
     # --- keeping current --------------------------------------------------------------------
 
@@ -178,6 +186,39 @@ class ConversationSearch:
             self.ready = True
             return read
 
+    def note_stored(self, cid: str, outcome: Outcome, events: list[dict[str, Any]]) -> None:
+        """Index events this node has just stored, from memory (``Signaling.stored_observers``).
+
+        Why: reading every message back from Redis and decoding it again was most of what search
+        cost a busy node. Only events that follow what this index already holds of the
+        conversation (``outcome.prev`` is its last indexed event, the customer is the same) are
+        added here, and never while a catch-up runs (it owns ``_seen`` then); anything else,
+        e.g. a conversation another node wrote to in between, is left to the next catch-up,
+        which reads from the last indexed event on."""
+        if not self.ready or self._lock.locked() or not outcome.ids:
+            return
+        customer = outcome.customer or ""
+        have = self._seen.get(cid)
+        if (have[1] if have is not None else "") != outcome.prev or (have is not None and have[0] != customer):
+            return
+        for event in events:
+            self._add(cid, customer, event["id"], event["type"], event["author"], event["data"], "stored")
+        self._seen[cid] = (customer, outcome.ids[-1])
+
+    def _add(self, cid: str, customer: str, event_id: str, type_: str, author: Any, data: Any, source: str) -> None:
+        """One event in the index, when it carries words; counted in ``indexed[source]``."""
+        if not may_have_words(type_):
+            return
+        text = words_in(type_, data)
+        if not text.strip():
+            return
+        if not isinstance(author, dict):
+            author = {}
+        self.index.add_values(conversation_id=cid, customer=customer, event_id=event_id, type=type_,
+                              author_kind=str(author.get("kind") or ""), author_name=str(author.get("name") or ""),
+                              text=text, ts=ts_of(event_id))
+        self.indexed[source] += 1
+
     async def _index_conversations(self, cids: list[str]) -> None:
         # a few conversations per round trip: redis-py turns each stream entry into Python objects
         # in one go, and a page of busy conversations' new events would hold the loop a while
@@ -185,7 +226,6 @@ class ConversationSearch:
             await self._index_some(cids[i:i + LOG_BATCH])
 
     async def _index_some(self, cids: list[str]) -> None:
-        from .store import event_author, event_data, event_type, ts_of
 
         redis, keys = self.svc.redis, self.svc.keys
         # one round trip for the lot: each conversation's customer and its events after the last indexed
@@ -207,7 +247,7 @@ class ConversationSearch:
                     pipe.xrange(keys.log(cids[i]), "-", "+")
                 for i, entries in zip(again, await pipe.execute()):
                     logs[i] = entries
-        add = self.index.add_values
+        add = self._add
         done = 0
         for cid, cust, entries in zip(cids, customers, logs):
             have = self._seen.get(cid)
@@ -222,17 +262,8 @@ class ConversationSearch:
                     await asyncio.sleep(0)
                 last = eid
                 type_ = event_type(fields)
-                if not may_have_words(type_):  # typing, reads, joins, calls' signalling...: not decoded
-                    continue
-                text = words_in(type_, event_data(fields))
-                if not text.strip():
-                    continue
-                author = event_author(fields)
-                if not isinstance(author, dict):
-                    author = {}
-                add(conversation_id=cid, customer=cust, event_id=eid, type=type_,
-                    author_kind=str(author.get("kind") or ""), author_name=str(author.get("name") or ""),
-                    text=text, ts=ts_of(eid))
+                if may_have_words(type_):  # typing, reads, joins, calls' signalling...: not decoded
+                    add(cid, cust, eid, type_, event_author(fields), event_data(fields), "read")
             self._seen[cid] = (cust, last)
 
     # --- searching --------------------------------------------------------------------------
@@ -290,4 +321,5 @@ class ConversationSearch:
         return {"results": results, "more": more, "indexed_at": self._cursor_ms}
 
     def status(self) -> dict[str, Any]:
-        return {"ready": self.ready, "documents": self.index.count(), "conversations": len(self._seen)}
+        return {"ready": self.ready, "documents": self.index.count(), "conversations": len(self._seen),
+                "indexed": dict(self.indexed)}

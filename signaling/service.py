@@ -24,7 +24,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Iterable
+from typing import Any, Awaitable, Callable, Iterable
 
 import redis.asyncio as aioredis
 import socketio
@@ -263,6 +263,9 @@ class Signaling:
         self._page_views: dict[str, tuple[float, int]] = {}
         # the calls layer (signaling.calls.CallService) when present: told about transfers and closes
         self.calls: Any = None
+        # told of each batch of events this node stored, as stored, before they are pushed (the
+        # node's search indexes them from memory instead of reading them back: signaling/desk.py)
+        self.stored_observers: list[Callable[[str, Outcome, list[dict[str, Any]]], None]] = []
         self._session_watch: SessionWatch | None = None
         # this node's membership of the cluster (signaling.cluster.Cluster), set by setup()
         self.cluster: Any = None
@@ -338,6 +341,11 @@ class Signaling:
         # webhooks: nothing to do here — the MUTATE script already put the events an endpoint wants
         # in the webhook outbox, in the same atomic step (Store.webhook_picker, signaling/webhooks.py)
         stored = [self._event(cid, eid, [], t, a, v, d) for eid, (t, a, v, d) in zip(outcome.ids, events)]
+        for observe in self.stored_observers:
+            try:
+                observe(cid, outcome, stored)
+            except Exception:  # noqa: BLE001 - the events are stored: an observer's failure must not undo that
+                log.exception("an observer of stored events failed")
         if push and stored:
             agents = set(outcome.agents) | set(extra_agents)
             for extra in (outcome.transfer_agent, outcome.agent):

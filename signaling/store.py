@@ -42,7 +42,7 @@ MUTATE = r"""
 -- events go there; ARGV: the spec (JSON), the conversation id
 local spec = cjson.decode(ARGV[1])
 local h = KEYS[1]
-local cur = redis.call('HMGET', h, 'state', 'customer')
+local cur = redis.call('HMGET', h, 'state', 'customer', 'last_event_id')
 local state, customer = cur[1], cur[2]
 if spec.create then
   if state then return cjson.encode({err='exists', state=state}) end
@@ -127,7 +127,9 @@ end
 if #sets > 0 then redis.call('HSET', h, unpack(sets)) end
 if spec.del and #spec.del > 0 then redis.call('HDEL', h, unpack(spec.del)) end
 local after = redis.call('HMGET', h, 'state', 'transfer_agent', 'agent')
-return cjson.encode({ids=ids, state=after[1], customer=customer, updated=updated,
+-- prev: the stream's last event before these (a node's search indexes them at once when it has
+-- indexed up to there, signaling/search.py)
+return cjson.encode({ids=ids, state=after[1], customer=customer, updated=updated, prev=cur[3] or '',
                      agents=redis.call('SMEMBERS', KEYS[3]), transfer_agent=after[2], agent=after[3]})
 """
 
@@ -252,7 +254,7 @@ class MutationFailed(Exception):
 class Outcome:
     """What a mutation did: the new event ids, the state after, and who is in the conversation."""
 
-    __slots__ = ("ids", "state", "customer", "agents", "transfer_agent", "agent", "dup")
+    __slots__ = ("ids", "state", "customer", "agents", "transfer_agent", "agent", "dup", "prev")
 
     def __init__(self, raw: dict[str, Any]) -> None:
         ids = raw.get("ids") or []
@@ -265,6 +267,8 @@ class Outcome:
         # the assigned agent (kept after close, so a late CSAT reaches them)
         self.agent: str | None = raw.get("agent") or None
         self.dup: str | None = raw.get("dup")
+        # the conversation's last event before ``ids`` ("" when they are its first)
+        self.prev: str = raw.get("prev") or ""
 
 
 def ts_of(event_id: str) -> int:

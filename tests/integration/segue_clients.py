@@ -181,3 +181,19 @@ async def assigned_conversation(segue: Any, cid: str, customer: str = "v_1", age
         "events": [encode_event("conversation.created", {"kind": "system", "id": "system"}, "all", {"channel": "chat"})],
     })
     return store
+
+
+async def metric_counters(url: str, family_name: str, label: str) -> dict[str, float]:
+    """A node's counters ``family_name`` from its /metrics, by the value of ``label``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/metrics") as resp:
+            text = await resp.text()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == family_name:
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    out[sample.labels[label]] = sample.value
+    return out

@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from cluster_kit import ChatClient, key, login, running_cluster, start_conversation
+from segue_clients import metric_counters
 
 
 async def node_of(url: str, cookie: str | None) -> tuple[str, str | None]:
@@ -218,18 +219,8 @@ async def test_serve_workers_runs_nodes_on_one_embedded_redis_and_restarts_one_t
 
 async def fanout_stats(node: Any) -> dict[str, float]:
     """The node's ``segue_fanout_messages`` counters from its /metrics, by kind."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    async with aiohttp.ClientSession() as http:
-        async with http.get(f"{node.url}/metrics") as resp:
-            text = await resp.text()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == "segue_fanout_messages":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    out[sample.labels["kind"]] = sample.value
-    assert "received" in out, text
+    out = await metric_counters(node.url, "segue_fanout_messages", "kind")
+    assert "received" in out, out
     return out
 
 

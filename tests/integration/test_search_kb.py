@@ -12,7 +12,7 @@ from typing import Any, AsyncIterator
 import aiohttp
 import pytest
 
-from segue_clients import World, http
+from segue_clients import World, http, metric_counters
 
 
 @pytest.fixture
@@ -293,6 +293,44 @@ async def test_two_nodes_search_alike(start_segue: Any, make_config: Any) -> Non
         assert [v["title"] for v in body["versions"]] == ["Broken platypus", "Damaged on arrival"]
         status, body = await http("GET", f"{wc.url}/api/v1/public/kb/search?q=damaged")
         assert [x["title"] for x in body["articles"]] == ["Damaged on arrival"]
+    finally:
+        await wa.close()
+        await wb.close()
+
+
+async def test_each_event_is_indexed_once_whichever_node_stored_it(start_segue: Any, make_config: Any) -> None:
+    """A node indexes the events it stores from memory and reads the others' back from Redis: in
+    a conversation whose customer writes through one node and agent through another, each node
+    finds every message exactly once."""
+    config = make_config({"redis.fanout": True})
+    a = await start_segue(config=config)
+    b = await start_segue(config=config)
+    wa, wb = World(a), World(b)
+    try:
+        sup_a = await wa.add_agent("sue", role="supervisor")
+        sup_b = await wb.login("sue")
+        await wa.add_agent("ann")
+        ann = await wb.agent(await wb.login("ann"))  # the agent on node b, the customer on node a
+        customer = await wa.customer()
+        cid = await _chat(wa, ann, customer, "okapi 0", "ann")
+        n = 1
+        for sender, node_token in ((customer, None), (ann, (wb, sup_b)), (customer, None)):
+            if node_token is not None:  # the agent's node catches up first: its next events follow on
+                status, body = await http("GET", f"{node_token[0].url}/api/v1/search?q=okapi", token=node_token[1])
+                assert status == 200, body
+            for _ in range(3):
+                await sender.ok("message.send", {"conversation_id": cid, "text": f"okapi {n}"})
+                n += 1
+        for w, token in ((wa, sup_a), (wb, sup_b)):
+            status, body = await http("GET", f"{w.url}/api/v1/search?q=okapi&limit=100", token=token)
+            assert status == 200, body
+            ids = [r["event"]["id"] for r in body["results"]]
+            assert len(ids) == n and len(set(ids)) == n, (w.url, ids)
+        # each node indexed events it stored from memory, and read the other's back from Redis
+        for w in (wa, wb):
+            indexed = await metric_counters(w.url, "segue_search_indexed_events", "source")
+            assert indexed.get("stored", 0) > 0 and indexed.get("read", 0) > 0, (w.url, indexed)
+            assert indexed["stored"] + indexed["read"] == n, (w.url, indexed)
     finally:
         await wa.close()
         await wb.close()
