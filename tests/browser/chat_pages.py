@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from typing import Any, AsyncIterator, Callable
 
 import aiohttp
@@ -342,3 +343,38 @@ async def other_origin(add_routes: Callable[[web.UrlDispatcher], Any]) -> AsyncI
         yield f"http://localhost:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()
+
+
+# --- a page's language (test_console_locale.py, test_home_locale.py) --------------------------------
+
+# Every text node of the page (hidden ones too: dialogs and messages shown later), and every
+# placeholder, title and aria-label, plus the document title. Skipped: what people typed
+# (messages, notes), the demo login's credentials, the customer's id and the page trail's URLs.
+PAGE_WORDS_JS = """() => {
+    const typed = ".segue-msg-text, .ev-internal-text, code, .conv-who-id, .conv-page-url";
+    const out = [document.title];
+    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+        const el = n.parentElement;
+        if (!el || el.closest("script, style") || el.closest(typed)) continue;
+        if (n.textContent.trim()) out.push(n.textContent.trim());
+    }
+    for (const el of document.body.querySelectorAll("*")) {
+        for (const a of ["placeholder", "aria-label", "title"]) if (el.hasAttribute(a)) out.push(el.getAttribute(a));
+    }
+    return out;
+}"""
+
+
+def english_words(texts: list[str], allowed: set[str]) -> list[str]:
+    """Latin-letter words left in `texts` (URLs taken out first), less the allowed ones."""
+    words = {w for t in texts for w in re.findall(r"[A-Za-z]+", re.sub(r"https?://\S+", "", t))}
+    return sorted(words - allowed)
+
+
+async def no_english(page: Any, allowed: set[str]) -> list[str]:
+    """Fail with the English words left on `page` (and the texts holding them); returns its texts."""
+    texts = await page.evaluate(PAGE_WORDS_JS)
+    left = english_words(texts, allowed)
+    assert left == [], (left, [t for t in texts if any(w in t for w in left)])
+    return texts

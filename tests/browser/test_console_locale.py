@@ -26,8 +26,8 @@ from playwright.async_api import expect
 
 from chat_pages import (
     CUSTOMER_CALL, WAIT_MS, accept_offer, agent_call, agent_login, agent_send, audio_grows, board_login, board_row,
-    close_conversation, create_agent, customer_send, monitor_call, open_widget, panel, panel_item, rest_login,
-    set_presence, slot_grows, start_chat,
+    close_conversation, create_agent, customer_send, english_words, monitor_call, no_english, open_widget, panel,
+    panel_item, rest_login, set_presence, slot_grows, start_chat,
 )
 from media.ice import set_loopback_only
 
@@ -40,38 +40,6 @@ ZH = {"locale": "zh-CN", "viewport": {"width": 1440, "height": 900}}
 # names of the default config, the language menu's "English" (each language in its own words),
 # key caps (Enter, Shift), and the few words Chinese UIs keep as they are (Markdown, VIP).
 ALLOWED_WORDS = {"Segue", "Demo", "Agent", "general", "billing", "English", "Enter", "Shift", "Markdown", "VIP"}
-
-# Every text node of the page (hidden ones too: dialogs and messages shown later), and every
-# placeholder, title and aria-label, plus the document title. Skipped: what people typed
-# (messages, notes), the demo login's credentials, the customer's id and the page trail's URLs.
-PAGE_WORDS_JS = """() => {
-    const typed = ".segue-msg-text, .ev-internal-text, code, .conv-who-id, .conv-page-url";
-    const out = [document.title];
-    const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-    for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-        const el = n.parentElement;
-        if (!el || el.closest("script, style") || el.closest(typed)) continue;
-        if (n.textContent.trim()) out.push(n.textContent.trim());
-    }
-    for (const el of document.body.querySelectorAll("*")) {
-        for (const a of ["placeholder", "aria-label", "title"]) if (el.hasAttribute(a)) out.push(el.getAttribute(a));
-    }
-    return out;
-}"""
-
-
-def english_words(texts: list[str], allowed: set[str]) -> list[str]:
-    """Latin-letter words left in `texts` (URLs taken out first), less the allowed ones."""
-    words = {w for t in texts for w in re.findall(r"[A-Za-z]+", re.sub(r"https?://\S+", "", t))}
-    return sorted(words - allowed)
-
-
-async def no_english(page: Any, allowed: set[str]) -> list[str]:
-    texts = await page.evaluate(PAGE_WORDS_JS)
-    left = english_words(texts, allowed)
-    assert left == [], (left, [t for t in texts if any(w in t for w in left)])
-    return texts
-
 
 async def test_zh_cn_console_and_wallboard_through_a_chat_and_a_monitored_call(segue: Any, new_page: Any) -> None:
     await create_agent(segue.url, "wang", "wang-secret", "王主管", role="supervisor")

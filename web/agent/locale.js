@@ -1,5 +1,5 @@
 /**
- * The language of the agent console, the wallboard and their sign-in forms.
+ * The language of the agent console, the wallboard, their sign-in forms and the home page `/`.
  *
  * Why this order: agents share computers and move between them, so the choice follows the person.
  * It is kept on their account (`locale`, PATCH /api/v1/agents/{id}: every browser they sign in on
@@ -50,6 +50,32 @@ export function localize(root, t) {
   document.documentElement.lang = t.locale;
 }
 
+/** The language menu (`#language`): each language named in its own words; `choose(code)` on a pick. */
+export function languageMenu(t, choose) {
+  const menu = h(
+    "select",
+    { id: "language", class: "console-language", "aria-label": t("console.language"), title: t("console.language"), onchange: () => choose(menu.value) },
+    locales().map((code) => h("option", { value: code, lang: code }, translator(code)("language.name"))),
+  );
+  menu.value = t.locale;
+  return menu;
+}
+
+/**
+ * The language of a page nobody signs in to (the home page): this browser's choice (the one the
+ * sign-in forms keep), else the browser's languages, else English. Translates the page, puts the
+ * language menu in `bar` (a pick is kept in this browser and reloads the page) and returns `t`.
+ */
+export function browserPageLocale(bar) {
+  const t = translator(initialLocale());
+  localize(document, t);
+  bar.append(languageMenu(t, (code) => {
+    store(DEVICE_KEY, code);
+    if (code !== t.locale) location.reload();
+  }));
+  return t;
+}
+
 /**
  * A page's language: its translator `t`, a language menu in the header, and the agent's saved
  * choice once signed in.
@@ -65,12 +91,7 @@ export class PageLocale {
     this.notify = notify;
     this.t = translator(initialLocale());
     localize(document, this.t);
-    this.menu = h(
-      "select",
-      { id: "language", class: "console-language", "aria-label": this.t("console.language"), title: this.t("console.language"), onchange: () => this.choose(this.menu.value) },
-      locales().map((code) => h("option", { value: code, lang: code }, translator(code)("language.name"))),
-    );
-    this.menu.value = this.t.locale;
+    this.menu = languageMenu(this.t, (code) => this.choose(code));
     document.querySelector(".console-bar")?.append(this.menu);
     client.on("agent", (me) => this.adopt(me));
     client.on("session", () => this.adopt(client.agent));
