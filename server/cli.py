@@ -75,6 +75,11 @@ async def serve(config: Config, ready: Callable[[str], None] | None = None) -> N
                 " (set http.port / SEGUE_HTTP_PORT to a free port)"
             ) from None
         host, port = runner.addresses[0][:2]
+        from signaling import SIGNALING
+
+        cluster = getattr(app[SIGNALING], "cluster", None)
+        if cluster is not None:  # the other nodes fetch recordings at this port (http.port 0: known now)
+            cluster.listening_on(port)
         url = public_url(config, config.http.host, port)
         log.info("segue is running", extra={"url": url, "version": __version__, "redis": redis_url})
         print(f"Segue {__version__} is running at {url}", flush=True)

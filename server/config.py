@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -239,6 +240,10 @@ class ClusterConfig:
     drain_timeout_s: float = 300.0
     # how long a node waits for the node that holds a call to answer a forwarded call.* event
     forward_timeout_s: float = 15.0
+    # how the other nodes reach this node's HTTP port (they fetch its call recordings there:
+    # docs/deployment.md "Recordings with several nodes"); empty: http://<http.host>:<http.port>, the
+    # host name when http.host listens on every interface
+    internal_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -343,6 +348,10 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"setting log.format must be text or json, got {config.log.format!r}")
     if not 0 <= config.http.port <= 65535:
         raise ConfigError(f"setting http.port must be 0-65535, got {config.http.port}")
+    url = config.cluster.internal_url
+    if url and (not re.fullmatch(r"https?://[^/?#\s]+/?", url)):
+        raise ConfigError(f"setting cluster.internal_url must be http(s)://host[:port] (how the other nodes reach this "
+                          f"one, no path), got {url!r}")
     lo, hi = config.media.udp_port_min, config.media.udp_port_max
     if (lo or hi) and not (1024 <= lo <= hi <= 65535):
         raise ConfigError(

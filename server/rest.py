@@ -23,8 +23,10 @@ from signaling import (
 )
 from signaling import fastjson, listing, outreach
 from signaling import LoginThrottle, client_address, log_unexpected
+from signaling import RECORDINGS
 from signaling import messages as m
 
+from . import recordings as recordings_http
 from .demo import request_is_local
 
 log = logging.getLogger(__name__)
@@ -293,18 +295,14 @@ async def download_recording(request: web.Request) -> web.StreamResponse:
     """A call recording's WebM file: for API keys with ``conversations:read`` (a CRM, a QA tool)
     and for agents who may read the recording's conversation (supervisors and admins: any)."""
     who = await authorize(request, "conversations:read")
-    svc = _svc(request)
-    rid = request.match_info["rid"]
-    calls = getattr(svc, "calls", None)
-    if calls is None:  # media is not installed on this node: it never recorded anything
-        raise ProtocolError("not_found", f"recording {rid[:80]!r} does not exist (this node has no calls)")
-    cid, path = await calls.recording_file(rid)
+    recordings = request.app[RECORDINGS]
+    place = await recordings.find(request.match_info["rid"])
     try:
-        await svc.readable(who, cid)
+        await _svc(request).readable(who, place.conversation)
     except ProtocolError as exc:
-        raise ProtocolError(exc.code, f"recording {rid}: {exc.message}") from None
-    return web.FileResponse(path, headers={"Content-Type": "audio/webm", "Cache-Control": "private, no-store",
-                                           "Content-Disposition": f'attachment; filename="{rid}.webm"'})
+        raise ProtocolError(exc.code, f"recording {place.rid}: {exc.message}") from None
+    # from this node's disk, else streamed from the node that wrote it (server/recordings.py)
+    return await recordings_http.serve(request, recordings, place)
 
 
 def _customer_id(request: web.Request) -> str:
@@ -621,3 +619,4 @@ def setup(app: web.Application) -> None:
     from .webhooks_api import add_routes as add_webhook_routes  # /api/v1/webhooks (docs/webhooks.md)
 
     add_webhook_routes(r)
+    recordings_http.add_routes(r)  # /internal/v1/recordings/{rid}: for the other nodes only

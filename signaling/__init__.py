@@ -38,6 +38,7 @@ from .throttle import LoginThrottle
 from .desk import DESK, Desk
 from .knowledge import ArticleCreate, ArticleUpdate, KnowledgeBase, render_markdown
 from .search import parse_search
+from .recordings import NODE_TOKEN_HEADER, RECORDINGS, RecordingPlace, Recordings
 
 __all__ = [
     "setup", "Host", "HOST", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
@@ -50,6 +51,7 @@ __all__ = [
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
     "RateLimiter", "client_address", "drop_connection",
     "DESK", "Desk", "ArticleCreate", "ArticleUpdate", "KnowledgeBase", "render_markdown", "parse_search",
+    "RECORDINGS", "Recordings", "RecordingPlace", "NODE_TOKEN_HEADER",
 ]
 
 SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)
@@ -86,6 +88,8 @@ def setup(app: web.Application, host: Host) -> None:
     bound_send_queues(node.sio, node.config.limits.send_queue_packets, node.config.limits.send_queue_bytes)
     service = Signaling(node.sio, node.redis, node.config, node.secret)
     _setup_cluster(app, node, service)
+    # where each call recording is, and the tokens nodes show each other to read one (recordings.py)
+    app[RECORDINGS] = Recordings(service.redis, node.config, service.signer, service.cluster)
     install_ack_hook(node.sio)
     service.customer_ns = CustomerNamespace(service)  # type: ignore[attr-defined]
     service.agent_ns = AgentNamespace(service)  # type: ignore[attr-defined]

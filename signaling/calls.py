@@ -38,7 +38,6 @@ import enum
 import hashlib
 import hmac
 import logging
-import re
 import secrets
 import time
 from dataclasses import dataclass, field, replace
@@ -71,8 +70,6 @@ class Forward(Exception):
 
 log = logging.getLogger(__name__)
 
-# what _new_call names a recording: "rec_" + 24 random bytes in base64url
-RECORDING_ID_RE = re.compile(r"^rec_[A-Za-z0-9_-]{32}$")
 
 CUSTOMER_NS, AGENT_NS = "/customer", "/agent"
 NAMESPACES = (CUSTOMER_NS, AGENT_NS)
@@ -185,6 +182,9 @@ class CallService:
         self.cluster: Any = None
         self._remote_sockets: dict[Socket, set[str]] = {}
         self._events: dict[str, CallEvent] = {}
+        from .recordings import RECORDINGS
+
+        self.recordings = app[RECORDINGS]  # where recordings go and which node holds each
 
     # wiring -----------------------------------------------------------------------------------
 
@@ -208,7 +208,7 @@ class CallService:
 
     def install(self) -> None:
         """Register the ``call.*`` events on the namespaces' dispatch (size limit, schema,
-        errors in the ack); the REST API serves the recordings (``recording_file``)."""
+        errors in the ack); the REST API serves the recordings (signaling/recordings.py names them)."""
         from . import SIGNALING
 
         signaling = self.app[SIGNALING]
@@ -613,8 +613,7 @@ class CallService:
             if record.call.recorder is not None:
                 # the id is the file's random name; only it and the URL leave the server (never a path)
                 rid = record.call.recorder.path.stem
-                await self.node.redis.hset(self.store.keys.recording(rid), mapping={
-                    "conversation": cid, "file": record.call.recorder.path.name, "created_ts": str(int(time.time() * 1000))})
+                await self.recordings.add(rid, cid, record.call.recorder.path.name)  # names this node too
                 recording = {"id": rid, "url": f"/api/v1/recordings/{rid}"}
                 await self.log_event(cid, "call.recording", recording)
             await self._call_began(record, conv, media, recording)
@@ -806,22 +805,7 @@ class CallService:
                     on_event=self._on_call_event, recorder=recorder)
 
     def recordings_dir(self) -> Path:
-        configured = self.config.media.recordings_dir
-        return Path(configured).expanduser().resolve() if configured else self.config.data_path / "recordings"
-
-    async def recording_file(self, rid: str) -> tuple[str, Path]:
-        """The conversation and the file of recording ``rid``, for ``GET /api/v1/recordings/{id}``
-        (server/rest.py checks the caller's scope and access to that conversation first), or
-        ``not_found``: an id that is not ours, or a file no longer on this node's disk."""
-        if not RECORDING_ID_RE.match(rid):
-            raise not_found(f"recording {rid[:80]!r}")
-        mapping = await self.node.redis.hgetall(self.store.keys.recording(rid))
-        if not mapping:
-            raise not_found(f"recording {rid!r}")
-        path = self.recordings_dir() / mapping["file"]
-        if not path.is_file():
-            raise ProtocolError("not_found", f"recording {rid} is no longer on this server")
-        return mapping["conversation"], path
+        return self.recordings.folder()
 
     def _on_call_event(self, call: Call, kind: str, data: dict[str, Any]) -> None:
         cid = call.conversation_id

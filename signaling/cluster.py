@@ -14,6 +14,8 @@ gone, so every node writes a heartbeat into Redis and every node watches the oth
   conversation ids): what each node holds, written as it happens.
 - ``<prefix>node:<id>:rooms``: the Socket.IO rooms it has sockets in (signaling/fanout.py), removed
   with it so that the fan-out stops publishing to it.
+- ``<prefix>node:<id>`` (hash): its start time, whether it drains, and its ``internal_url``, where
+  the other nodes reach its HTTP port (they fetch the call recordings on its disk there).
 - ``<prefix>node:<id>:rpc`` (pub/sub channel): requests to one node (a ``call.*`` event for a
   call that lives there) and their replies.
 
@@ -54,6 +56,21 @@ def default_node_id(port: int = 0) -> str:
     host = socket.gethostname().split(".")[0] or "node"
     clean = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in host)
     return f"{clean}-{secrets.token_hex(3)}"
+
+
+def internal_url(config: Any, port: int | None = None) -> str:
+    """How the other nodes reach this node's HTTP port (``cluster.internal_url``), without the
+    proxy in front: set, as written; else ``http://<http.host>:<port>`` (``port``: where the node
+    listens, default ``http.port``), with the host name when the node listens on every interface
+    (``0.0.0.0``, ``::``), whose address others cannot use."""
+    if config.cluster.internal_url:
+        return str(config.cluster.internal_url).rstrip("/")
+    host = config.http.host
+    if host in ("", "0.0.0.0", "::"):
+        host = socket.gethostname()
+    if ":" in host:  # an IPv6 address
+        host = f"[{host}]"
+    return f"http://{host}:{port or config.http.port}"
 
 
 @dataclass
@@ -120,7 +137,8 @@ class Cluster:
         self._stopping = False
         self.redis_latency_s = 0.0  # of the last heartbeat (for /metrics)
         self.reaped: list[ReapReport] = []
-        self.info: dict[str, str] = {}
+        # written with every heartbeat into <prefix>node:<id>: what the other nodes need from us
+        self.info: dict[str, str] = {"internal_url": internal_url(config)}
         self._leftover = False
 
     # lifecycle --------------------------------------------------------------------------------
@@ -217,6 +235,17 @@ class Cluster:
     async def is_alive(self, node: str) -> bool:
         score = await self.redis.zscore(self.keys.nodes, node)
         return score is not None and float(score) >= time.time() * 1000 - self.ttl_ms
+
+    def listening_on(self, port: int) -> None:
+        """The port the node listens on is known (``http.port: 0`` picks one): advertise it from
+        the next heartbeat on (unless ``cluster.internal_url`` is set)."""
+        self.info["internal_url"] = internal_url(self.config, port)
+
+    async def address_of(self, node: str) -> str | None:
+        """The ``internal_url`` of ``node`` while it is alive (its heartbeat is fresh), else None."""
+        if not await self.is_alive(node):
+            return None
+        return await self.redis.hget(self.keys.node(node), "internal_url")
 
     async def sweep(self) -> list[ReapReport]:
         """Reap every node whose heartbeat is older than the TTL (one survivor each), then

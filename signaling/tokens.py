@@ -4,7 +4,7 @@ Why here: every node checks them (the Socket.IO namespaces and the REST API), th
 functions of the node secret, and ``signaling`` owns who may do what; ``server`` only imports them.
 
 A token is ``base64url(json payload) "." base64url(HMAC-SHA256(secret, payload))``; the payload
-carries a kind (``v`` visitor, ``a`` agent), a subject and an expiry. Agent tokens also carry the
+carries a kind (``v`` visitor, ``a`` agent, ``n`` a node's request to another), a subject and an expiry. Agent tokens also carry the
 account's ``token_version`` and the account's id (never reused: ``agents.py``), so a password or
 role change, a logout or a deleted (and re-created) account revokes them.
 """
@@ -32,9 +32,13 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+# kind -> what a message calls it ("n": one node's request to another, signaling/recordings.py)
+_KIND_NAMES = {"a": "agent", "v": "visitor", "n": "node-to-node"}
+
+
 @dataclass(frozen=True)
 class TokenClaims:
-    kind: str  # "v" visitor, "a" agent
+    kind: str  # "v" visitor, "a" agent, "n" node-to-node
     sub: str
     exp: int
     ver: int = 0
@@ -57,7 +61,7 @@ class Signer:
         return f"{body}.{self._mac(body)}"
 
     def verify(self, token: Any, kind: str, now: float | None = None) -> TokenClaims:
-        what = "agent" if kind == "a" else "visitor"
+        what = _KIND_NAMES.get(kind, "visitor")
         if not isinstance(token, str) or not token or len(token) > 2048 or token.count(".") != 1:
             raise TokenError(f"{what} token is malformed")
         body, mac = token.split(".")
@@ -72,7 +76,7 @@ class Signer:
         except (ValueError, KeyError, TypeError, AttributeError):
             raise TokenError(f"{what} token is malformed") from None
         if claims.kind != kind:
-            raise TokenError(f"this is not {'an agent' if kind == 'a' else 'a visitor'} token")
+            raise TokenError(f"this is not {'an' if what[0] in 'aeiou' else 'a'} {what} token")
         if claims.exp < (now or time.time()):
             raise TokenError(f"{what} token expired" + (": log in again" if kind == "a" else ""))
         return claims

@@ -1,0 +1,177 @@
+"""Call recordings with several nodes (docs/deployment.md "Recordings with several nodes"): two
+real nodes (subprocesses) on one Redis, each with its own disk, behind nginx. A call is recorded
+on node 1 (real aiortc peers hearing each other's tone); the recording downloads through node 2
+byte for byte (streamed from node 1's internal endpoint, byte ranges too); that endpoint refuses
+requests without a valid node token; and with node 1 dead, node 2 answers 503 naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from cluster_kit import Cluster, login, running_cluster
+from media.ice import loopback_only
+from signaling import ApiKeys, Signer
+from test_cluster_calls import AGENT, CUSTOMER, call_between, hearing, offer
+from test_rest_recordings import audio_frames
+
+RECORD_CALLS = {"SEGUE_ROUTING_QUEUES": "[{name: general, record_calls: true}]"}
+
+
+async def recorded_call(c: Cluster, tmp_path: Path) -> tuple[str, Path]:
+    """A voice call held by node 1 (the customer asks for it there; the agent is on node 2),
+    recorded while both hear each other, then hung up: (recording id, its file on node 1's disk)."""
+    n1, n2 = (n.node_id for n in c.nodes)
+    customer, agent, cid = await call_between(c, customer_node=n1, agent_node=n2)
+    peers = {"customer": await offer(customer, cid, CUSTOMER), "agent": await offer(agent, cid, AGENT)}
+    try:
+        await hearing(peers)
+        await asyncio.sleep(1.0)  # a second more of both tones in the file
+        await customer.ok("call.hangup", {"conversation_id": cid})  # answered once the file is closed
+    finally:
+        for p in peers.values():
+            await p.close()
+    recorded = [e for e in await c.store.events(cid) if e["type"] == "call.recording"]
+    assert len(recorded) == 1, recorded
+    rid = recorded[0]["data"]["id"]
+    entry = await c.redis.hgetall(f"{c.prefix}rec:{rid}")
+    assert entry["conversation"] == cid and entry["node"] == n1, entry  # Redis names the node with the file
+    path = tmp_path / "data1" / "recordings" / entry["file"]
+    assert path.is_file() and not (tmp_path / "data2" / "recordings" / entry["file"]).exists()
+    return rid, path
+
+
+async def reader_key(c: Cluster) -> str:
+    """An API key that reads conversations (what a CRM or QA tool holds)."""
+    _, token = await ApiKeys(c.redis, c.prefix).create("qa", ["conversations:read"], "test")
+    return token
+
+
+async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
+        async with http.get(url, headers=headers or {}) as resp:
+            return resp.status, await resp.read(), resp.headers
+
+
+def error_of(body: bytes) -> dict[str, Any]:
+    return json.loads(body)["error"]
+
+
+async def test_a_recording_made_on_one_node_downloads_through_the_other(redis_url: str, tmp_path: Path) -> None:
+    with loopback_only():
+        async with running_cluster(redis_url, tmp_path, RECORD_CALLS) as c:
+            node1, node2 = c.nodes
+            rid, path = await recorded_call(c, tmp_path)
+            original = path.read_bytes()
+            assert len(original) > 1000
+            auth = {"Authorization": f"Bearer {await reader_key(c)}"}
+
+            # through node 2, whose disk lacks the file: the same bytes, as a download
+            status, body, headers = await get(f"{node2.url}/api/v1/recordings/{rid}", auth)
+            assert status == 200, body[:300]
+            assert body == original
+            assert headers["Content-Type"] == "audio/webm" and headers["Content-Length"] == str(len(original))
+            assert headers["Content-Disposition"] == f'attachment; filename="{rid}.webm"'
+            (tmp_path / "via-node2.webm").write_bytes(body)
+            frames = await asyncio.to_thread(audio_frames, str(tmp_path / "via-node2.webm"))
+            assert frames > 25
+            print(f"CLUSTER recording via the other node: bytes={len(original)} audio_frames={frames} (first track)")
+
+            # a byte range (a player seeking) is passed to node 1 and its answer back
+            status, body, headers = await get(f"{node2.url}/api/v1/recordings/{rid}", {**auth, "Range": "bytes=100-1099"})
+            assert status == 206 and body == original[100:1100], (status, body[:200])
+            assert headers["Content-Range"] == f"bytes 100-1099/{len(original)}"
+            status, _, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", {**auth, "Range": f"bytes={len(original) + 10}-"})
+            assert status == 416
+
+            # the console's way: an agent's token, through the load balancer, whichever node answers
+            token = await login(c.url, "alice", "pw-secret-1")
+            for node in (node1, node2):
+                status, body, _ = await get(f"{c.url}/api/v1/recordings/{rid}",
+                                            {"Authorization": f"Bearer {token}", "Cookie": f"segue_node={node.node_id}"})
+                assert status == 200 and body == original, (node.node_id, status, body[:300])
+
+            # the scope is checked before anything is fetched from node 1
+            _, other = await ApiKeys(c.redis, c.prefix).create("crm", ["customers:read"], "test")
+            status, body, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", {"Authorization": f"Bearer {other}"})
+            assert status == 403 and "conversations:read" in error_of(body)["message"]
+            # the internal endpoint is not reachable through the load balancer
+            status, _, _ = await get(f"{c.url}/internal/v1/recordings/{rid}")
+            assert status == 404
+
+
+async def test_the_internal_endpoint_wants_a_node_token_signed_with_the_secret(redis_url: str, tmp_path: Path) -> None:
+    with loopback_only():
+        async with running_cluster(redis_url, tmp_path, RECORD_CALLS) as c:
+            node1, node2 = c.nodes
+            rid, path = await recorded_call(c, tmp_path)
+            url = f"{node1.url}/internal/v1/recordings/{rid}"
+            signer = Signer(node1.env["SEGUE_AUTH_SECRET"].encode())
+            key = await reader_key(c)
+            refused = {
+                "no token": ({}, "X-Segue-Node-Token"),
+                "an API key": ({"Authorization": f"Bearer {key}"}, "X-Segue-Node-Token"),
+                "another secret": ({"X-Segue-Node-Token": Signer(b"not the cluster's secret").sign(
+                    "n", f"{node2.node_id}|{rid}", 60)}, "signature does not match"),
+                "a visitor token": ({"X-Segue-Node-Token": signer.sign("v", f"{node2.node_id}|{rid}", 60)},
+                                    "not a node-to-node token"),
+                "another recording": ({"X-Segue-Node-Token": signer.sign("n", f"{node2.node_id}|rec_{'B' * 32}", 60)},
+                                      "another recording"),
+                "expired": ({"X-Segue-Node-Token": signer.sign("n", f"{node2.node_id}|{rid}", 60, now=time.time() - 120)},
+                            "expired"),
+                "garbage": ({"X-Segue-Node-Token": "x" * 5000}, "malformed"),
+            }
+            for case, (headers, says) in refused.items():
+                status, body, _ = await get(url, headers)
+                error = error_of(body)
+                assert status == 403 and error["code"] == "forbidden" and says in error["message"], (case, status, error)
+            # what node 2 sends: the file
+            status, body, _ = await get(url, {"X-Segue-Node-Token": signer.sign("n", f"{node2.node_id}|{rid}", 60)})
+            assert status == 200 and body == path.read_bytes()
+
+
+async def test_a_dead_owner_node_is_a_503_naming_it(redis_url: str, tmp_path: Path) -> None:
+    with loopback_only():
+        async with running_cluster(redis_url, tmp_path, RECORD_CALLS) as c:
+            node1, node2 = c.nodes
+            rid, _ = await recorded_call(c, tmp_path)
+            auth = {"Authorization": f"Bearer {await reader_key(c)}"}
+            registered = await c.redis.hgetall(f"{c.prefix}node:{node1.node_id}")
+            assert registered["internal_url"] == node1.url  # the default: http://<http.host>:<http.port>
+            node1.kill()
+
+            def says_node1_is_unreachable(status: int, body: bytes) -> str:
+                error = error_of(body)
+                assert status == 503 and error["code"] == "unavailable", (status, error)
+                assert f"recording {rid} is on node {node1.node_id}, which is not reachable" in error["message"], error
+                return str(error["message"])
+
+            # at once (node 1 may still count as alive: its address does not answer) ...
+            status, body, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", auth)
+            says_node1_is_unreachable(status, body)
+            # ... and once node 2 has found it dead and reaped it
+            for _ in range(300):
+                if await c.redis.zscore(f"{c.prefix}nodes", node1.node_id) is None:
+                    break
+                await asyncio.sleep(0.1)
+            status, body, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", auth)
+            assert "not running" in says_node1_is_unreachable(status, body)
+
+            # a node that counts as alive but does not answer at its address (a wrong
+            # cluster.internal_url looks like this): the address tried is named
+            await c.redis.hset(f"{c.prefix}node:{node1.node_id}", "internal_url", node1.url)
+            await c.redis.zadd(f"{c.prefix}nodes", {node1.node_id: int(time.time() * 1000) + 60_000})
+            status, body, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", auth)
+            message = says_node1_is_unreachable(status, body)
+            assert node1.url in message and "cluster.internal_url" in message
+            await c.redis.zrem(f"{c.prefix}nodes", node1.node_id)
+
+            # an unknown id is still a 404 (not a 503)
+            status, body, _ = await get(f"{node2.url}/api/v1/recordings/rec_{'A' * 32}", auth)
+            assert status == 404 and error_of(body)["code"] == "not_found"
