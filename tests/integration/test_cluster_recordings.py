@@ -162,6 +162,10 @@ async def test_a_dead_owner_node_is_a_503_naming_it(redis_url: str, tmp_path: Pa
                 await asyncio.sleep(0.1)
             status, body, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", auth)
             assert "not running" in says_node1_is_unreachable(status, body)
+            # through nginx too, whichever node the cookie names: the 503 comes through (not a 502)
+            for cookie in (node1.node_id, node2.node_id):
+                status, body, _ = await get(f"{c.url}/api/v1/recordings/{rid}", {**auth, "Cookie": f"segue_node={cookie}"})
+                says_node1_is_unreachable(status, body)
 
             # a node that counts as alive but does not answer at its address (a wrong
             # cluster.internal_url looks like this): the address tried is named

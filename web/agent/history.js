@@ -205,7 +205,7 @@ export class CustomerHistory {
       const response = await fetch(agent.url + call.recording.url, { headers: { Authorization: `Bearer ${agent.token}` } });
       if (!response.ok) {
         const body = await response.json().catch(() => ({}));
-        throw new Error(body.error?.message ?? `HTTP ${response.status}`);
+        throw Object.assign(new Error(body.error?.message ?? `HTTP ${response.status}`), { code: body.error?.code });
       }
       const blob = await response.blob();
       const url = URL.createObjectURL(blob);
@@ -220,7 +220,9 @@ export class CustomerHistory {
       status.remove();
       button.replaceWith(audio);
     } catch (error) {
-      status.textContent = t("console.call.failed", { message: t.error(error, "console") });
+      // 503: the recording is on a node that is down (docs/deployment.md "Recordings with several nodes")
+      const why = error.code === "unavailable" ? t("console.call.unreachable") : t.error(error, "console");
+      status.textContent = t("console.call.failed", { message: why });
       button.disabled = false;
     }
   }
