@@ -52,6 +52,7 @@ async def _relay(request: web.Request, recordings: Recordings, place: RecordingP
     """Stream the file from the node that has it, answering the client as that node answered."""
     headers = {name: request.headers[name] for name in _PASSED_ON if name in request.headers}
     headers[NODE_TOKEN_HEADER] = recordings.node_token(place.rid)
+    headers["Accept-Encoding"] = "identity"  # the bytes as stored: lengths and ranges mean the file's
     wait_s = recordings.config.cluster.forward_timeout_s
     timeout = aiohttp.ClientTimeout(total=None, connect=wait_s, sock_read=wait_s)
     response: web.StreamResponse | None = None

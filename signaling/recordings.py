@@ -93,7 +93,11 @@ class Recordings:
         """The URL of the recording on the internal endpoint of the node that wrote it, for a node
         whose disk lacks the file: ``not_found`` when that node is this one (the file was removed),
         ``unavailable`` when that node is not running."""
-        if not place.node or place.node == self.node_id or self.cluster is None:
+        if not place.node:
+            raise ProtocolError("not_found", f"recording {place.rid} is not on this node's disk, and it was made before "
+                                             "Segue named the node of each recording: download it from the node that "
+                                             "held the call")
+        if place.node == self.node_id or self.cluster is None:
             raise ProtocolError("not_found", f"recording {place.rid} is no longer on this server "
                                              "(its file was removed from the recordings folder)")
         base = await self.cluster.address_of(place.node)

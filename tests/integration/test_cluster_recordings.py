@@ -2,7 +2,8 @@
 real nodes (subprocesses) on one Redis, each with its own disk, behind nginx. A call is recorded
 on node 1 (real aiortc peers hearing each other's tone); the recording downloads through node 2
 byte for byte (streamed from node 1's internal endpoint, byte ranges too); that endpoint refuses
-requests without a valid node token; and with node 1 dead, node 2 answers 503 naming it.
+requests without a valid node token; with node 1 dead, node 2 answers 503 naming it (through
+nginx too); and with a recordings folder every node shares, node 2 reads it without asking node 1.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from test_rest_recordings import audio_frames
 RECORD_CALLS = {"SEGUE_ROUTING_QUEUES": "[{name: general, record_calls: true}]"}
 
 
-async def recorded_call(c: Cluster, tmp_path: Path) -> tuple[str, Path]:
+async def recorded_call(c: Cluster, tmp_path: Path, folder: Path | None = None) -> tuple[str, Path]:
     """A voice call held by node 1 (the customer asks for it there; the agent is on node 2),
-    recorded while both hear each other, then hung up: (recording id, its file on node 1's disk)."""
+    recorded while both hear each other, then hung up: (recording id, its file on node 1's disk,
+    or in ``folder`` when the nodes share one)."""
     n1, n2 = (n.node_id for n in c.nodes)
     customer, agent, cid = await call_between(c, customer_node=n1, agent_node=n2)
     peers = {"customer": await offer(customer, cid, CUSTOMER), "agent": await offer(agent, cid, AGENT)}
@@ -42,6 +44,8 @@ async def recorded_call(c: Cluster, tmp_path: Path) -> tuple[str, Path]:
     rid = recorded[0]["data"]["id"]
     entry = await c.redis.hgetall(f"{c.prefix}rec:{rid}")
     assert entry["conversation"] == cid and entry["node"] == n1, entry  # Redis names the node with the file
+    if folder is not None:
+        return rid, folder / entry["file"]
     path = tmp_path / "data1" / "recordings" / entry["file"]
     assert path.is_file() and not (tmp_path / "data2" / "recordings" / entry["file"]).exists()
     return rid, path
@@ -179,3 +183,15 @@ async def test_a_dead_owner_node_is_a_503_naming_it(redis_url: str, tmp_path: Pa
             # an unknown id is still a 404 (not a 503)
             status, body, _ = await get(f"{node2.url}/api/v1/recordings/rec_{'A' * 32}", auth)
             assert status == 404 and error_of(body)["code"] == "not_found"
+
+
+async def test_a_shared_recordings_folder_is_read_first_even_with_the_owner_dead(redis_url: str, tmp_path: Path) -> None:
+    shared = tmp_path / "shared-recordings"  # a mount every node sees (NFS, a cloud file share)
+    with loopback_only():
+        async with running_cluster(redis_url, tmp_path, {**RECORD_CALLS, "SEGUE_MEDIA_RECORDINGS_DIR": str(shared)}) as c:
+            node1, node2 = c.nodes
+            rid, path = await recorded_call(c, tmp_path, shared)
+            original = path.read_bytes()
+            node1.kill()  # node 2 reads the shared folder: node 1 is not asked
+            status, body, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", {"Authorization": f"Bearer {await reader_key(c)}"})
+            assert status == 200 and body == original, (status, body[:300])
