@@ -374,6 +374,9 @@ class CallService:
             taken += 1
             if record.state is CallPhase.ACTIVE:
                 await self.log_event(cid, "call.migrated", {"reason": "node_lost"})
+                # the recording goes on in a new file here (the dead node's disk keeps the start)
+                began = next((c for c in _calls_of(conv) if c.get("started_ts") == record.started_ms), {})
+                await self._recording_began(cid, record.call, (began.get("recording") or {}).get("id"))
             await self.push(cid, "call.migrated", {"conversation_id": cid, "reason": "node_lost"})
             await self.push_state(cid)
         return taken
@@ -609,13 +612,7 @@ class CallService:
                     record.call = self._new_call(cid, conv)
                 record.state = CallPhase.ACTIVE
             media = "video" if record.video else "voice"
-            recording: dict[str, str] | None = None
-            if record.call.recorder is not None:
-                # the id is the file's random name; only it and the URL leave the server (never a path)
-                rid = record.call.recorder.path.stem
-                await self.recordings.add(rid, cid, record.call.recorder.path.name)  # names this node too
-                recording = {"id": rid, "url": f"/api/v1/recordings/{rid}"}
-                await self.log_event(cid, "call.recording", recording)
+            recording = await self._recording_began(cid, record.call)
             await self._call_began(record, conv, media, recording)
             await self._persist(record)
         elif record.media_request is not None:
@@ -806,6 +803,18 @@ class CallService:
 
     def recordings_dir(self) -> Path:
         return self.recordings.folder()
+
+    async def _recording_began(self, cid: str, call: Call, continues: str | None = None) -> dict[str, str] | None:
+        """A recorded call started here (or, ``continues``: went on here after the node recording
+        it died, in a new file): the file is named in Redis with this node, and ``call.recording``
+        logged. Its id is the file's random name; only it and the URL leave the server (never a path)."""
+        if call.recorder is None:
+            return None
+        rid = call.recorder.path.stem
+        await self.recordings.add(rid, cid, call.recorder.path.name)
+        recording = {"id": rid, "url": f"/api/v1/recordings/{rid}"}
+        await self.log_event(cid, "call.recording", {**recording, "continues": continues} if continues else recording)
+        return recording
 
     def _on_call_event(self, call: Call, kind: str, data: dict[str, Any]) -> None:
         cid = call.conversation_id

@@ -3,7 +3,8 @@ real nodes (subprocesses) on one Redis, each with its own disk, behind nginx. A 
 on node 1 (real aiortc peers hearing each other's tone); the recording downloads through node 2
 byte for byte (streamed from node 1's internal endpoint, byte ranges too); that endpoint refuses
 requests without a valid node token; with node 1 dead, node 2 answers 503 naming it (through
-nginx too); and with a recordings folder every node shares, node 2 reads it without asking node 1.
+nginx too); with a recordings folder every node shares, node 2 reads it without asking node 1;
+and a recorded call whose node dies goes on in a new file on the survivor, named like the first.
 """
 
 from __future__ import annotations
@@ -49,6 +50,19 @@ async def recorded_call(c: Cluster, tmp_path: Path, folder: Path | None = None) 
     path = tmp_path / "data1" / "recordings" / entry["file"]
     assert path.is_file() and not (tmp_path / "data2" / "recordings" / entry["file"]).exists()
     return rid, path
+
+
+def frames_per_track(path: str) -> list[int]:
+    """The audio frames av decodes from each audio track of the file (customer's, agent's)."""
+    import av
+
+    with av.open(path) as container:
+        tracks = len(container.streams.audio)
+    counts = []
+    for i in range(tracks):  # one pass each: a pass reads the file to its end
+        with av.open(path) as container:
+            counts.append(sum(1 for _ in container.decode(audio=i)))
+    return counts
 
 
 async def reader_key(c: Cluster) -> str:
@@ -195,3 +209,36 @@ async def test_a_shared_recordings_folder_is_read_first_even_with_the_owner_dead
             node1.kill()  # node 2 reads the shared folder: node 1 is not asked
             status, body, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", {"Authorization": f"Bearer {await reader_key(c)}"})
             assert status == 200 and body == original, (status, body[:300])
+
+
+async def test_a_recorded_call_whose_node_dies_goes_on_in_a_file_on_the_survivor(redis_url: str, tmp_path: Path) -> None:
+    with loopback_only():
+        async with running_cluster(redis_url, tmp_path, RECORD_CALLS) as c:
+            node1, node2 = c.nodes
+            customer, agent, cid = await call_between(c, customer_node=node1.node_id, agent_node=node2.node_id)
+            peers = {"customer": await offer(customer, cid, CUSTOMER), "agent": await offer(agent, cid, AGENT)}
+            try:
+                await hearing(peers)
+                node1.kill()
+                await agent.wait(lambda: agent.got("call.migrated"), timeout=30)
+                # the agent's side connects again, to node 2, which holds the call now (and records it)
+                old, peers["agent"] = peers["agent"], await offer(agent, cid, AGENT)
+                await old.close()
+                await asyncio.sleep(2.0)  # two seconds of the agent's tone in the new file
+                await agent.ok("call.hangup", {"conversation_id": cid})
+            finally:
+                for p in peers.values():
+                    await p.close()
+            first, second = [e["data"] for e in await c.store.events(cid) if e["type"] == "call.recording"]
+            assert second["continues"] == first["id"] and second["url"] == f"/api/v1/recordings/{second['id']}"
+            assert await c.redis.hget(f"{c.prefix}rec:{first['id']}", "node") == node1.node_id
+            assert await c.redis.hget(f"{c.prefix}rec:{second['id']}", "node") == node2.node_id
+            auth = {"Authorization": f"Bearer {await reader_key(c)}"}
+            # the part recorded on node 2: from any node (node 2's disk); the start: on dead node 1
+            status, body, _ = await get(f"{c.url}/api/v1/recordings/{second['id']}", auth)
+            assert status == 200 and body == (tmp_path / "data2" / "recordings" / f"{second['id']}.webm").read_bytes()
+            (tmp_path / "second.webm").write_bytes(body)
+            # the customer's track is empty (their side did not come back in this test): the agent's holds audio
+            assert (await asyncio.to_thread(frames_per_track, str(tmp_path / "second.webm")))[1] > 25
+            status, body, _ = await get(f"{node2.url}/api/v1/recordings/{first['id']}", auth)
+            assert status == 503 and node1.node_id in error_of(body)["message"]
