@@ -573,7 +573,9 @@ OPERATIONS: list[Op] = [
     Op("GET", f"{API}/recordings/{{rid}}", download_recording, "Download a call recording (WebM audio, video if any)",
        None, "conversations:read", tag="calls", media_type="audio/webm",
        description="The id and url come from the conversation's recordings (and its call.recording event). "
-                   "Agents: only recordings of conversations they may read."),
+                   "Agents: only recordings of conversations they may read. Any node answers (a node without "
+                   "the file streams it from the node that recorded it); Range requests get 206. 503 "
+                   "unavailable: the node holding the file is down (the message names it)."),
     Op("GET", f"{API}/customers/{{customer}}", get_customer, "A customer", "CustomerAnswer", "customers:read",
        tag="customers"),
     Op("GET", f"{API}/customers/{{customer}}/conversations", customer_conversations,
