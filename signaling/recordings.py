@@ -126,7 +126,9 @@ class Recordings:
         try:
             claims = self.signer.verify(token, "n")
         except TokenError as exc:
-            raise forbidden(f"{exc} (is auth.secret the same on every node?)") from None
+            hint = ("are the nodes' clocks in sync (NTP)?" if "expired" in str(exc)
+                    else "is auth.secret the same on every node?")
+            raise forbidden(f"{exc} ({hint})") from None
         node, _, signed_rid = claims.sub.rpartition("|")
         if signed_rid != rid:
             raise forbidden(f"this node token was signed for another recording, not {rid}")
