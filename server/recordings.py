@@ -80,7 +80,8 @@ async def _relay(request: web.Request, recordings: Recordings, place: RecordingP
         detail = str(exc) or type(exc).__name__
         if response is not None and response.prepared:
             # the status line is sent: the client sees the body end short of its Content-Length
-            log.warning("recording %s: the transfer from node %s broke off: %s", place.rid, place.node, detail)
+            log.warning("recording %s: the transfer from node %s stopped (that node or the client went): %s",
+                        place.rid, place.node, detail)
             if request.transport is not None:
                 request.transport.close()
             return response
