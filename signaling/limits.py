@@ -316,7 +316,8 @@ class LoadMonitor:
             self._task = None
 
     async def _run(self) -> None:
-        async for tick in ticks(LAG_PROBE_S):
+        # while the loop is mostly idle there is no queue to find: a look per interval is enough
+        async for tick in ticks(LAG_PROBE_S, idle_interval=self.INTERVAL_S):
             self.observe(tick.now, tick.lag, tick.idle, tick.busy)
 
 

@@ -12,6 +12,8 @@ import asyncio
 import math
 import time
 
+import pytest
+
 from media import ticks
 from signaling.limits import LoadMonitor
 
@@ -180,6 +182,26 @@ async def test_ticks_say_how_late_and_how_idle_the_loop_was() -> None:
     working = await anext(clock)
     assert working.lag > 0 and working.busy > held.busy  # sleeping in a callback is not the loop's work
     await clock.aclose()
+
+
+async def test_ticks_come_sparser_while_the_loop_is_idle() -> None:
+    clock = ticks(0.01, idle_interval=0.1)
+    assert (await anext(clock)).interval == 0.01
+    idle_ticks = [await anext(clock) for _ in range(3)]  # nothing else to do: a look per 0.1 s
+    assert [t.interval for t in idle_ticks] == [0.1] * 3
+
+    def spin() -> None:  # the loop busy: every 10 ms again
+        start = time.thread_time()
+        while time.thread_time() - start < 0.3:
+            pass
+
+    asyncio.get_running_loop().call_soon(spin)
+    held = await anext(clock)
+    assert held.interval == 0.1 and held.idle is not None and held.idle < 0.5 * held.lag
+    assert (await anext(clock)).interval == 0.01
+    await clock.aclose()
+    with pytest.raises(ValueError, match="idle interval"):
+        await anext(ticks(0.1, idle_interval=0.01))
 
 
 def test_a_loop_run_only_a_share_of_the_time_counts_only_its_own_waiting_work() -> None:
