@@ -56,6 +56,7 @@ import secrets
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -666,6 +667,38 @@ def run(clients: int, seconds: float, rate: float, procs: int, server_kind: str 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _overload(args: argparse.Namespace, procs: int, emit: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+    """The node's capacity (closed loop), then ``args.overload`` times it offered: both runs and the
+    overload line are printed; returns the overload line."""
+    # capacity: closed loop with load shedding off (what the node does flat out, as issue 11
+    # measured it); the overload run then has Segue's protections as configured
+    capacity_run = emit({"run": "capacity (closed loop, no shedding)", **run(
+        args.clients, args.seconds, 0.0, procs, settings={"SEGUE_LIMITS_SHED_LAG_MS": "0"})})
+    capacity = capacity_run["messages_per_s"]
+    offered = round(args.overload * capacity)
+    # the node as configured by default: no hand-set cap, its admission budget adapts to its own
+    # queueing delay (limits.shed_lag_ms); BENCH_NODE_EVENTS_PER_S adds a fixed ceiling to compare
+    cap = os.environ.get("BENCH_NODE_EVENTS_PER_S", "")
+    over = emit({"run": f"overload x{args.overload:g}", "node_events_per_s": cap or "adaptive", **run(
+        args.clients, args.seconds, offered, procs, settings={"SEGUE_LIMITS_NODE_EVENTS_PER_S": cap} if cap else {})})
+    summary = emit({"run": "overload summary", "capacity_msgs_per_s": capacity, "offered_msgs_per_s": offered,
+                    "node_events_per_s": cap or "adaptive",
+                    "goodput_msgs_per_s": over["messages_per_s"],
+                    "goodput_of_capacity": round(over["messages_per_s"] / max(capacity, 1e-9), 3),
+                    "latency_ms_p99": over["latency_ms_p99"], "latency_with_retries_ms_p99": over["latency_with_retries_ms_p99"],
+                    "rate_limited": over["rate_limited"], "connection_errors": sum(
+                        v for k, v in over["error_kinds"].items() if k not in ("rate_limited",)),
+                    "reconnects": over["reconnects"], "lost": over["lost"], "duplicated": over["duplicated"],
+                    # what the clients really sent (first tries and retries): back near what the node takes
+                    # when retry_after_ms spreads the retries, far above it when clients retry into the wall
+                    "attempts_per_s": round((over["acked"] + over["rate_limited"]) / args.seconds, 1),
+                    # the CPU the server process got in each run (% of one core): on a shared machine the
+                    # two runs may not get the same, and the ratio above then compares unlike machines
+                    "server_cpu_pct": [capacity_run["server_cpu_pct"], over["server_cpu_pct"]],
+                    "load_avg_1m": over["load_avg_1m"]})
+    return summary
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.chat", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=100, help="concurrent conversations (customer + agent each)")
@@ -680,53 +713,51 @@ def main(argv: list[str] | None = None) -> int:
                         help="also run the floor (bench.chat_floor: a bare python-socketio server that acks and "
                              "forwards) at the same rate, and print Segue's server CPU per message as a ratio to it; "
                              "with --overload, both run at 60%% of the measured capacity")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N",
+                        help="with --overload and/or --floor: measure N times (Segue and floor in turns, the "
+                             "order swapped each time, so a drift of the machine falls on both) and print the "
+                             "medians last")
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.seconds <= 0 or args.procs < 1 or args.overload < 0:
-        parser.error("--clients and --procs must be at least 1, --seconds above 0, --overload 0 or more")
+    if args.clients < 1 or args.seconds <= 0 or args.procs < 1 or args.overload < 0 or args.repeat < 1:
+        parser.error("--clients, --procs and --repeat must be at least 1, --seconds above 0, --overload 0 or more")
     procs = min(args.procs, args.clients)
 
     def emit(obj: dict[str, Any]) -> dict[str, Any]:
         print(json.dumps(obj), flush=True)
         return obj
 
-    rate = args.rate
-    if args.overload:
-        # capacity: closed loop with load shedding off (what the node does flat out, as issue 11
-        # measured it); the overload run then has Segue's protections as configured
-        capacity_run = emit({"run": "capacity (closed loop, no shedding)", **run(
-            args.clients, args.seconds, 0.0, procs, settings={"SEGUE_LIMITS_SHED_LAG_MS": "0"})})
-        capacity = capacity_run["messages_per_s"]
-        offered = round(args.overload * capacity)
-        # the node as configured by default: no hand-set cap, its admission budget adapts to its own
-        # queueing delay (limits.shed_lag_ms); BENCH_NODE_EVENTS_PER_S adds a fixed ceiling to compare
-        cap = os.environ.get("BENCH_NODE_EVENTS_PER_S", "")
-        over = emit({"run": f"overload x{args.overload:g}", "node_events_per_s": cap or "adaptive", **run(
-            args.clients, args.seconds, offered, procs, settings={"SEGUE_LIMITS_NODE_EVENTS_PER_S": cap} if cap else {})})
-        emit({"run": "overload summary", "capacity_msgs_per_s": capacity, "offered_msgs_per_s": offered,
-              "node_events_per_s": cap or "adaptive",
-              "goodput_msgs_per_s": over["messages_per_s"],
-              "goodput_of_capacity": round(over["messages_per_s"] / max(capacity, 1e-9), 3),
-              "latency_ms_p99": over["latency_ms_p99"], "latency_with_retries_ms_p99": over["latency_with_retries_ms_p99"],
-              "rate_limited": over["rate_limited"], "connection_errors": sum(
-                  v for k, v in over["error_kinds"].items() if k not in ("rate_limited",)),
-              "reconnects": over["reconnects"], "lost": over["lost"], "duplicated": over["duplicated"],
-              # what the clients really sent (first tries and retries): back near what the node takes
-              # when retry_after_ms spreads the retries, far above it when clients retry into the wall
-              "attempts_per_s": round((over["acked"] + over["rate_limited"]) / args.seconds, 1),
-              # the CPU the server process got in each run (% of one core): on a shared machine the
-              # two runs may not get the same, and the ratio above then compares unlike machines
-              "server_cpu_pct": [capacity_run["server_cpu_pct"], over["server_cpu_pct"]],
-              "load_avg_1m": over["load_avg_1m"]})
-        rate = round(0.6 * capacity)
-    if args.floor:
-        segue = emit({"run": "segue", **run(args.clients, args.seconds, rate, procs)})
-        floor = emit({"run": "floor", **run(args.clients, args.seconds, rate, procs, server_kind="floor")})
-        emit({"run": "floor comparison", "rate": rate,
-              "segue_cpu_us_per_msg": segue["server_cpu_us_per_msg"], "floor_cpu_us_per_msg": floor["server_cpu_us_per_msg"],
-              "cpu_per_msg_ratio": round(segue["server_cpu_us_per_msg"] / max(floor["server_cpu_us_per_msg"], 1e-9), 2),
-              "segue_latency_ms_p99": segue["latency_ms_p99"], "floor_latency_ms_p99": floor["latency_ms_p99"]})
-    elif not args.overload:
-        emit(run(args.clients, args.seconds, rate, procs))
+    overloads: list[dict[str, Any]] = []
+    comparisons: list[dict[str, Any]] = []
+    for turn in range(args.repeat):
+        rate = args.rate
+        if args.overload:
+            summary = _overload(args, procs, emit)
+            overloads.append(summary)
+            rate = round(0.6 * summary["capacity_msgs_per_s"])
+        if args.floor:
+            kinds = ["segue", "floor"] if turn % 2 == 0 else ["floor", "segue"]
+            runs = {kind: emit({"run": kind, **run(args.clients, args.seconds, rate, procs, server_kind=kind)})
+                    for kind in kinds}
+            segue, floor = runs["segue"], runs["floor"]
+            comparisons.append(emit({
+                "run": "floor comparison", "rate": rate,
+                "segue_cpu_us_per_msg": segue["server_cpu_us_per_msg"], "floor_cpu_us_per_msg": floor["server_cpu_us_per_msg"],
+                "cpu_per_msg_ratio": round(segue["server_cpu_us_per_msg"] / max(floor["server_cpu_us_per_msg"], 1e-9), 2),
+                "segue_latency_ms_p99": segue["latency_ms_p99"], "floor_latency_ms_p99": floor["latency_ms_p99"],
+                "load_avg_1m": segue["load_avg_1m"]}))
+        elif not args.overload:
+            emit(run(args.clients, args.seconds, rate, procs))
+    if args.repeat > 1 and (overloads or comparisons):
+        medians: dict[str, Any] = {"run": f"medians of {args.repeat}"}
+        for name, rows, keys in (
+                ("overload", overloads, ("goodput_of_capacity", "latency_ms_p99", "capacity_msgs_per_s")),
+                ("floor", comparisons, ("cpu_per_msg_ratio", "segue_cpu_us_per_msg", "floor_cpu_us_per_msg",
+                                        "segue_latency_ms_p99", "floor_latency_ms_p99"))):
+            for key in keys if rows else ():
+                values = [r[key] for r in rows]
+                medians[f"{name}_{key}" if name == "overload" else key] = statistics.median(values)
+                medians[f"{name}_{key}_each" if name == "overload" else f"{key}_each"] = values
+        emit(medians)
     return 0
 
 
