@@ -375,8 +375,13 @@ class CallService:
             if record.state is CallPhase.ACTIVE:
                 await self.log_event(cid, "call.migrated", {"reason": "node_lost"})
                 # the recording goes on in a new file here (the dead node's disk keeps the start)
-                began = next((c for c in _calls_of(conv) if c.get("started_ts") == record.started_ms), {})
-                await self._recording_began(cid, record.call, (began.get("recording") or {}).get("id"))
+                calls = _calls_of(conv)
+                began = next((c for c in calls if c.get("started_ts") == record.started_ms), {})
+                first = (began.get("recording") or {}).get("id")
+                part = await self._recording_began(cid, record.call, first)
+                if part is not None and began:  # the call's entry lists it: the conversation's recordings show both
+                    began.setdefault("recording_parts", []).append(part)
+                    await self._set_channels(cid, extra={"calls": _json(calls[-20:])})
             await self.push(cid, "call.migrated", {"conversation_id": cid, "reason": "node_lost"})
             await self.push_state(cid)
         return taken

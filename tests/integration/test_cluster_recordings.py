@@ -242,3 +242,8 @@ async def test_a_recorded_call_whose_node_dies_goes_on_in_a_file_on_the_survivor
             assert (await asyncio.to_thread(frames_per_track, str(tmp_path / "second.webm")))[1] > 25
             status, body, _ = await get(f"{node2.url}/api/v1/recordings/{first['id']}", auth)
             assert status == 503 and node1.node_id in error_of(body)["message"]
+            # the conversation lists both parts of the call, the second saying which it continues
+            status, body, _ = await get(f"{node2.url}/api/v1/conversations/{cid}", auth)
+            listed = json.loads(body)["conversation"]["recordings"]
+            assert [r["id"] for r in listed] == [first["id"], second["id"]], listed
+            assert listed[1]["continues"] == first["id"] and "continues" not in listed[0], listed
