@@ -133,7 +133,8 @@ class LoadMonitor:
 
     A connection whose own queued requests (frames aiohttp holds behind the one read, times the
     time an event takes) would wait more than ``PIPELINE_TARGETS`` targets is refused the same way,
-    whatever the budget: the loop's lateness does not show a queue inside one connection.
+    whatever the budget, and from half that on with a growing chance (``_too_long``): the loop's
+    lateness does not show a queue inside one connection.
 
     A refused connection is given a time to come back (``retry_after``) from a calendar: each
     refused connection gets the next free slot, and slots are ``1 / (RETRY_SHARE x budget)``
@@ -202,7 +203,7 @@ class LoadMonitor:
         one will wait; past ``PIPELINE_TARGETS`` times the target it is refused as if the budget were
         spent (its own queue is too long, whatever the node's)."""
         rate = self.budget
-        if waiting > self.PIPELINE_TARGETS * self.target_lag_s > 0 and not (key in self._slots and self._slots[key][0] <= now):
+        if self._too_long(waiting) and not (key in self._slots and self._slots[key][0] <= now):
             self.pipeline_shed += 1
             return self._refuse(now, key, rate if rate < math.inf else max(self._peaks, default=self.MIN_RATE))
         if rate == math.inf:
@@ -228,6 +229,17 @@ class LoadMonitor:
             self._admitted += 1
             return 0.0
         return self._refuse(now, key, rate, held)
+
+    def _too_long(self, waiting: float) -> bool:
+        """Whether a connection whose requests behind this one would wait ``waiting`` seconds is
+        refused: always past ``PIPELINE_TARGETS`` targets, never below half that, and between the
+        two with a chance growing from 0 to 1 (as RED does for a router's queue). Why not one
+        threshold: every client of a crowd crosses it in the same instant, all are refused at once,
+        come back at once, and the node swings between refusing everyone and taking everything."""
+        limit = self.PIPELINE_TARGETS * self.target_lag_s
+        if limit <= 0 or waiting <= limit / 2:
+            return False
+        return waiting > limit or random.random() < (waiting - limit / 2) / (limit / 2)
 
     def _refuse(self, now: float, key: str, rate: float, held: list[float] | None = None) -> float:
         self._refused += 1
