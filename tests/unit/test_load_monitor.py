@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import time
 
 import pytest
@@ -236,3 +237,14 @@ def test_a_connection_with_a_long_queue_of_its_own_is_refused_even_when_the_node
     assert monitor.admit(now, "piped", waiting=long_wait) > 0
     assert monitor.admit(now, "other", waiting=TARGET) == 0.0  # a short queue of its own passes
     assert monitor.pipeline_shed == 1 and not monitor.overloaded
+
+
+def test_a_crowd_whose_own_queues_near_the_limit_is_refused_in_part_not_all_at_once() -> None:
+    random.seed(11)
+    monitor = LoadMonitor(TARGET)
+    now = time.monotonic()
+    limit = LoadMonitor.PIPELINE_TARGETS * TARGET
+    near = [monitor.admit(now, f"c{i}", waiting=0.75 * limit) > 0 for i in range(400)]
+    assert 0.3 < sum(near) / len(near) < 0.7  # about half: the chance is halfway from 0 to 1
+    assert all(monitor.admit(now, f"d{i}", waiting=1.01 * limit) > 0 for i in range(50))  # past it: always
+    assert not any(monitor.admit(now, f"e{i}", waiting=0.49 * limit) > 0 for i in range(50))  # below half: never
