@@ -5,6 +5,7 @@ suggestions from the customer's words, the self-service count, and two nodes tha
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from html.parser import HTMLParser
 from urllib.parse import urlencode
 from typing import Any, AsyncIterator
@@ -261,15 +262,22 @@ async def test_customer_search_suggestions_and_self_service(start_segue: Any) ->
         await world.close()
 
 
+@contextlib.asynccontextmanager
+async def _two_nodes(start_segue: Any, config: Any) -> AsyncIterator[tuple[World, World, str, str]]:
+    """Two nodes on one Redis, a client world on each, and a supervisor signed in on both."""
+    wa, wb = World(await start_segue(config=config)), World(await start_segue(config=config))
+    try:
+        sup_a = await wa.add_agent("sue", role="supervisor")
+        yield wa, wb, sup_a, await wb.login("sue")
+    finally:
+        await wa.close()
+        await wb.close()
+
+
 async def test_two_nodes_search_alike(start_segue: Any, make_config: Any) -> None:
     """Each node keeps its own index; both answer from the same Redis, whichever wrote."""
     config = make_config()
-    a = await start_segue(config=config)
-    b = await start_segue(config=config)
-    wa, wb = World(a), World(b)
-    try:
-        sup_a = await wa.add_agent("sue", role="supervisor")
-        sup_b = await wb.login("sue")
+    async with _two_nodes(start_segue, config) as (wa, wb, sup_a, sup_b):
         ann = await wa.agent(await wa.add_agent("ann"))
         customer = await wa.customer()
         await _chat(wa, ann, customer, "the platypus arrived broken", "ann")
@@ -293,22 +301,13 @@ async def test_two_nodes_search_alike(start_segue: Any, make_config: Any) -> Non
         assert [v["title"] for v in body["versions"]] == ["Broken platypus", "Damaged on arrival"]
         status, body = await http("GET", f"{wc.url}/api/v1/public/kb/search?q=damaged")
         assert [x["title"] for x in body["articles"]] == ["Damaged on arrival"]
-    finally:
-        await wa.close()
-        await wb.close()
 
 
 async def test_each_event_is_indexed_once_whichever_node_stored_it(start_segue: Any, make_config: Any) -> None:
     """A node indexes the events it stores from memory and reads the others' back from Redis: in
     a conversation whose customer writes through one node and agent through another, each node
     finds every message exactly once."""
-    config = make_config({"redis.fanout": True})
-    a = await start_segue(config=config)
-    b = await start_segue(config=config)
-    wa, wb = World(a), World(b)
-    try:
-        sup_a = await wa.add_agent("sue", role="supervisor")
-        sup_b = await wb.login("sue")
+    async with _two_nodes(start_segue, make_config({"redis.fanout": True})) as (wa, wb, sup_a, sup_b):
         await wa.add_agent("ann")
         ann = await wb.agent(await wb.login("ann"))  # the agent on node b, the customer on node a
         customer = await wa.customer()
@@ -331,9 +330,6 @@ async def test_each_event_is_indexed_once_whichever_node_stored_it(start_segue: 
             indexed = await metric_counters(w.url, "segue_search_indexed_events", "source")
             assert indexed.get("stored", 0) > 0 and indexed.get("read", 0) > 0, (w.url, indexed)
             assert indexed["stored"] + indexed["read"] == n, (w.url, indexed)
-    finally:
-        await wa.close()
-        await wb.close()
 
 
 async def test_another_site_may_search_help_but_not_the_agents_api(world: World) -> None:
