@@ -177,11 +177,16 @@ async def public_article(request: web.Request) -> web.Response:
 
 # --- pages -------------------------------------------------------------------------------------
 
-def _page(title: str, main: str, status: int = 200) -> web.Response:
+def _page(title: str, main: str, status: int = 200, title_key: str = "") -> web.Response:
+    """A help page: readable without script (in English); /help/help.js puts the page's own words
+    (``data-i18n`` keys of web/sdk/i18n.js, ``help.*``) in the visitor's language. ``title_key``:
+    the key of a title that is one of those words (an article's title is the article's own)."""
+    key = f' data-i18n="{title_key}"' if title_key else ""
     doc = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-           f'<title>{html.escape(title)}</title><link rel="stylesheet" href="/help/help.css"></head>'
-           f'<body><main class="kb-page">{main}</main></body></html>')
+           f'<title{key}>{html.escape(title)}</title><link rel="stylesheet" href="/help/help.css">'
+           f'<script type="module" src="/help/help.js"></script></head>'
+           f'<body><div class="kb-bar" id="kb-bar"></div><main class="kb-page">{main}</main></body></html>')
     return web.Response(text=doc, content_type="text/html", status=status)
 
 
@@ -193,11 +198,12 @@ async def article_page(request: web.Request) -> web.StreamResponse:
     try:
         h = await desk.knowledge.get_published(slug)
     except ProtocolError:
-        return _page("Not found", '<h1>Article not found</h1><p><a href="/kb/">All articles</a></p>', 404)
+        return _page("Not found", '<h1 data-i18n="help.not_found.heading">Article not found</h1>'
+                     '<p><a href="/kb/" data-i18n="help.all">All articles</a></p>', 404, "help.not_found")
     if h.get("slug") != slug and not slug.startswith("kb_"):
         raise web.HTTPMovedPermanently(f"/kb/{h['slug']}")  # an old slug: the article's current address
     view = desk.knowledge.customer_view(h)
-    main = (f'<p class="kb-crumb"><a href="/kb/">Help articles</a></p><article class="kb-article">'
+    main = (f'<p class="kb-crumb"><a href="/kb/" data-i18n="help.title">Help articles</a></p><article class="kb-article">'
             f'<h1>{html.escape(view["title"])}</h1>{view["html"]}</article>')
     return _page(view["title"], main)
 
@@ -213,11 +219,12 @@ async def index_page(request: web.Request) -> web.StreamResponse:
     else:
         items = [(a["slug"], a["title"]) for a in await desk.knowledge.list("published", 200)]
     rows = "".join(f'<li><a href="/kb/{html.escape(slug)}">{html.escape(title)}</a></li>' for slug, title in items)
-    empty = "" if items else "<p>No articles found.</p>"
-    main = (f'<h1>Help articles</h1><form class="kb-search" method="get" action="/kb/">'
-            f'<input type="search" name="q" value="{html.escape(q)}" aria-label="Search help" maxlength="200">'
-            f'<button type="submit">Search</button></form><ul class="kb-list">{rows}</ul>{empty}')
-    return _page("Help articles", main)
+    empty = "" if items else '<p data-i18n="help.none">No articles found.</p>'
+    main = (f'<h1 data-i18n="help.title">Help articles</h1><form class="kb-search" method="get" action="/kb/">'
+            f'<input type="search" name="q" value="{html.escape(q)}" aria-label="Search help" '
+            f'data-i18n-aria-label="help.search.label" maxlength="200">'
+            f'<button type="submit" data-i18n="help.search">Search</button></form><ul class="kb-list">{rows}</ul>{empty}')
+    return _page("Help articles", main, title_key="help.title")
 
 
 # --- operations --------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ export type ShippedLocale = "en" | "zh-CN";
 export type Locale = ShippedLocale | (string & {});
 
 /** A catalogue key, e.g. "widget.title" (MESSAGE_KEYS lists them all). */
-export type MessageKey = `${"widget" | "error" | "receipt" | "channel" | "media" | "who" | "event" | "call" | "callbar" | "reason" | "transfer" | "console" | "board" | "login" | "presence" | "disposition" | "state" | "language" | "home"}.${string}`;
+export type MessageKey = `${"widget" | "error" | "receipt" | "channel" | "media" | "who" | "event" | "call" | "callbar" | "reason" | "transfer" | "console" | "board" | "login" | "presence" | "disposition" | "state" | "language" | "home" | "help"}.${string}`;
 
 /** Text for some keys, with `{name}` placeholders; keys left out fall back to English. */
 export type Messages = Partial<Record<MessageKey, string>>;
