@@ -216,8 +216,7 @@ class ConversationSearch:
         if not self.ready or self._lock.locked() or not outcome.ids:
             return
         customer = outcome.customer or ""
-        have = self._seen.get(cid)
-        if (have[1] if have is not None else "") != outcome.prev or (have is not None and have[0] != customer):
+        if self._seen.get(cid, (customer, "")) != (customer, outcome.prev):
             return
         for event in events:
             doc = _document(cid, customer, event["id"], event["type"], event["author"], event["data"])
@@ -256,7 +255,6 @@ class ConversationSearch:
             await self._index_some(cids[i:i + LOG_BATCH])
 
     async def _index_some(self, cids: list[str]) -> None:
-
         redis, keys = self.svc.redis, self.svc.keys
         # one round trip for the lot: each conversation's customer and its events after the last indexed
         async with redis.pipeline(transaction=False) as pipe:

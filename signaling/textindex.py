@@ -90,8 +90,8 @@ class TextIndex:
         self._dirty = True
 
     def add_values(self, **values: Any) -> None:
-        """:meth:`add` for a caller that gives every field (none None): no dict built and filtered
-        again per document (the conversation search's catch-up adds one per message)."""
+        """:meth:`add` for a caller that gives every field (none None): nothing filtered per
+        document (the conversation search adds one per message)."""
         self._writer.add_document(tantivy.Document(**values))
         self._dirty = True
 
