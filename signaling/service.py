@@ -213,12 +213,14 @@ def wrap_up(h: dict[str, str], now_ms: int | None = None) -> dict[str, Any]:
         out["recording"] = recorded[-1]["recording"]
         # for a back office (docs/rest.md "Recordings"): each with its call's start, length and channel
         # (a call taken over from a node that died goes on in a file of its own: its parts follow it)
-        out["recordings"] = [
-            {**rec, "started_ts": c.get("started_ts", 0), "channel": c.get("media", "voice"),
-             **({"duration_s": c["duration_s"]} if "duration_s" in c and rec is c["recording"] else {}),
-             **({"continues": c["recording"].get("id")} if rec is not c["recording"] else {})}
-            for c in recorded
-            for rec in [c["recording"], *[p for p in c.get("recording_parts") or [] if isinstance(p, dict)]]]
+        out["recordings"] = []
+        for c in recorded:
+            call = {"started_ts": c.get("started_ts", 0), "channel": c.get("media", "voice")}
+            first = c["recording"]
+            out["recordings"].append({**first, **call, **({"duration_s": c["duration_s"]} if "duration_s" in c else {})})
+            for part in c.get("recording_parts") or []:
+                if isinstance(part, dict):
+                    out["recordings"].append({**part, **call, "continues": first.get("id")})
     return out
 
 
