@@ -41,7 +41,6 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import socketio
@@ -52,6 +51,7 @@ from media import (Call, CallLeg, CallRecorder, Forwarder, LegError, MonitorMode
 
 from . import call_messages as cm
 from .errors import ProtocolError, conflict, forbidden, invalid, not_found
+from .recordings import RECORDINGS
 from .store import MutationFailed, Store, encode_event, decode_event
 
 # True while this node handles a call.* event forwarded from the node the socket is on
@@ -182,8 +182,6 @@ class CallService:
         self.cluster: Any = None
         self._remote_sockets: dict[Socket, set[str]] = {}
         self._events: dict[str, CallEvent] = {}
-        from .recordings import RECORDINGS
-
         self.recordings = app[RECORDINGS]  # where recordings go and which node holds each
 
     # wiring -----------------------------------------------------------------------------------
@@ -802,12 +800,9 @@ class CallService:
         if queue is not None and queue.record_calls:
             # unguessable: the id in the URL is the only handle, and reading it needs access to the conversation
             name = f"rec_{secrets.token_urlsafe(24)}.webm"
-            recorder = CallRecorder(self.recordings_dir() / name)
+            recorder = CallRecorder(self.recordings.folder() / name)
         return Call(cid, self.forwarder, grace_s=self.config.media.reconnect_grace_s,
                     on_event=self._on_call_event, recorder=recorder)
-
-    def recordings_dir(self) -> Path:
-        return self.recordings.folder()
 
     async def _recording_began(self, cid: str, call: Call, continues: str | None = None) -> dict[str, str] | None:
         """A recorded call started here (or, ``continues``: went on here after the node recording
