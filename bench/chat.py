@@ -749,14 +749,14 @@ def main(argv: list[str] | None = None) -> int:
             emit(run(args.clients, args.seconds, rate, procs))
     if args.repeat > 1 and (overloads or comparisons):
         medians: dict[str, Any] = {"run": f"medians of {args.repeat}"}
-        for name, rows, keys in (
-                ("overload", overloads, ("goodput_of_capacity", "latency_ms_p99", "capacity_msgs_per_s")),
-                ("floor", comparisons, ("cpu_per_msg_ratio", "segue_cpu_us_per_msg", "floor_cpu_us_per_msg",
-                                        "segue_latency_ms_p99", "floor_latency_ms_p99"))):
+        for prefix, rows, keys in (
+                ("overload_", overloads, ("goodput_of_capacity", "latency_ms_p99", "capacity_msgs_per_s")),
+                ("", comparisons, ("cpu_per_msg_ratio", "segue_cpu_us_per_msg", "floor_cpu_us_per_msg",
+                                   "segue_latency_ms_p99", "floor_latency_ms_p99"))):
             for key in keys if rows else ():
                 values = [r[key] for r in rows]
-                medians[f"{name}_{key}" if name == "overload" else key] = statistics.median(values)
-                medians[f"{name}_{key}_each" if name == "overload" else f"{key}_each"] = values
+                medians[prefix + key] = statistics.median(values)
+                medians[f"{prefix}{key}_each"] = values
         emit(medians)
     return 0
 
