@@ -22,11 +22,10 @@ import logging
 import aiohttp
 from aiohttp import web
 
-from signaling import NODE_TOKEN_HEADER, RECORDINGS, ProtocolError, RecordingPlace, Recordings
+from signaling import INTERNAL_RECORDING_PATH, NODE_TOKEN_HEADER, RECORDINGS, ProtocolError, RecordingPlace, Recordings
 
 log = logging.getLogger(__name__)
 
-INTERNAL_ROUTE = "/internal/v1/recordings/{rid}"
 # asked of the owner for the client, and answered back to it (byte ranges and their validators)
 _PASSED_ON = ("Range", "If-Range")
 _PASSED_BACK = ("Content-Length", "Content-Range", "Accept-Ranges", "Last-Modified", "ETag")
@@ -120,4 +119,4 @@ async def internal_recording(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
-    router.add_get(INTERNAL_ROUTE, internal_recording)
+    router.add_get(INTERNAL_RECORDING_PATH, internal_recording)

@@ -38,7 +38,7 @@ from .throttle import LoginThrottle
 from .desk import DESK, Desk
 from .knowledge import ArticleCreate, ArticleUpdate, KnowledgeBase, render_markdown
 from .search import parse_search
-from .recordings import NODE_TOKEN_HEADER, RECORDINGS, RecordingPlace, Recordings
+from .recordings import INTERNAL_PATH as INTERNAL_RECORDING_PATH, NODE_TOKEN_HEADER, RECORDINGS, RecordingPlace, Recordings
 
 __all__ = [
     "setup", "Host", "HOST", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
@@ -51,7 +51,7 @@ __all__ = [
     "OriginPolicy", "OriginRefused", "Surface", "own_origins", "environ_own_origins",
     "RateLimiter", "client_address", "drop_connection",
     "DESK", "Desk", "ArticleCreate", "ArticleUpdate", "KnowledgeBase", "render_markdown", "parse_search",
-    "RECORDINGS", "Recordings", "RecordingPlace", "NODE_TOKEN_HEADER",
+    "RECORDINGS", "Recordings", "RecordingPlace", "NODE_TOKEN_HEADER", "INTERNAL_RECORDING_PATH",
 ]
 
 SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)
