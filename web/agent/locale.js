@@ -1,5 +1,5 @@
 /**
- * The language of the agent console, the wallboard, their sign-in forms and the home page `/`.
+ * The language of the agent console, the wallboard, their sign-in forms, the home page `/` and the help pages `/kb/`.
  *
  * Why this order: agents share computers and move between them, so the choice follows the person.
  * It is kept on their account (`locale`, PATCH /api/v1/agents/{id}: every browser they sign in on
@@ -62,7 +62,7 @@ export function languageMenu(t, choose) {
 }
 
 /**
- * The language of a page nobody signs in to (the home page): this browser's choice (the one the
+ * The language of a page nobody signs in to (the home page, the help pages): this browser's choice (the one the
  * sign-in forms keep), else the browser's languages, else English. Translates the page, puts the
  * language menu in `bar` (a pick is kept in this browser and reloads the page) and returns `t`.
  */
