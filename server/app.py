@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import socketio
 from aiohttp import web
 
-from .config import Config
+from .config import Config, ConfigError
 from .embedded_redis import RedisUnavailable
 from .redis_client import FanoutManager, make_redis
 from .security import setup_security_headers
@@ -45,7 +45,7 @@ class Node:
     sio: socketio.AsyncServer
     secret: bytes
     started_at: float = field(default_factory=time.monotonic)
-    # this node's name among several (cluster.node_id, else <host name>-<port>): the sticky cookie's value
+    # this node's name among several (cluster.node_id, else the one kept in data_dir/node-id): the sticky cookie's value
     node_id: str = ""
     # Coroutines run at shutdown, before Redis closes (e.g. close media legs, flush state).
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
@@ -118,9 +118,7 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     from .ops import healthz as ops_healthz, setup_ops
 
     if not node.node_id:
-        from signaling.cluster import default_node_id
-
-        node.node_id = config.cluster.node_id or default_node_id(config.http.port)
+        node.node_id = config.cluster.node_id or _kept_node_id(app, config)
     if isinstance(sio.manager, FanoutManager):
         sio.manager.node_id = node.node_id  # its channel and its entries in the room registry
     app.router.add_get("/healthz", ops_healthz)  # alive; /readyz: taking work (server/ops.py)
@@ -147,6 +145,24 @@ def create_app(config: Config, redis_url: str) -> web.Application:
     app.on_startup.append(_tune_gc)
     app.on_shutdown.append(_shutdown)
     return app
+
+
+def _kept_node_id(app: web.Application, config: Config) -> str:
+    """The id this node drew at its first start, kept in its data folder (signaling/cluster.py
+    ``claim_node_id``: its recordings stay reachable through other nodes after a restart); the
+    folder's file is held until the app is cleaned up."""
+    from signaling import NodeIdError, claim_node_id
+
+    try:
+        claim = claim_node_id(config.data_path)
+    except NodeIdError as exc:
+        raise ConfigError(f"{exc} (or set cluster.node_id)") from None
+
+    async def release(_app: web.Application) -> None:
+        claim.release()
+
+    app.on_cleanup.append(release)
+    return claim.node_id
 
 
 def _add_pages(app: web.Application) -> None:

@@ -225,7 +225,8 @@ class WebhooksConfig:
 class ClusterConfig:
     """Several nodes on one Redis (docs/deployment.md "Several nodes", "When a node dies")."""
 
-    # this node's name: the value of the sticky cookie it sets and of nginx's map; empty: <host name>-<random>
+    # this node's name: the value of the sticky cookie it sets and of nginx's map; empty: <host name>-<random>,
+    # drawn at the first start and kept in <data_dir>/node-id (signaling/cluster.py claim_node_id)
     node_id: str = ""
     # name of the cookie each node sets to its node_id so a proxy sends a browser back to it ("": none)
     sticky_cookie: str = "segue_node"

@@ -65,8 +65,10 @@ async def errors_as_json(request: web.Request, handler: Handler) -> web.StreamRe
     except web.HTTPRequestEntityTooLarge as exc:
         return _error(413, "too_large", f"request body too large ({exc.text})")
     except web.HTTPMethodNotAllowed as exc:
-        return _error(405, "method_not_allowed",
-                      f"{request.method} is not allowed on {request.path} (allowed: {', '.join(sorted(exc.allowed_methods))})")
+        allowed = ", ".join(sorted(exc.allowed_methods))
+        resp = _error(405, "method_not_allowed", f"{request.method} is not allowed on {request.path} (allowed: {allowed})")
+        resp.headers["Allow"] = allowed  # what HTTP asks of a 405
+        return resp
     except web.HTTPNotFound:
         return _error(404, "not_found", f"no API endpoint at {request.path} (see docs/rest.md)")
     except web.HTTPException as exc:
@@ -521,7 +523,11 @@ class Op:
 
 def add_operations(router: web.UrlDispatcher, ops: list[Op]) -> None:
     for op in ops:
-        if op.handler is not None:
+        if op.handler is None:
+            continue
+        if op.method == "GET":  # HEAD too, answered like GET without the body (RFC 9110 9.3.2)
+            router.add_get(op.path, op.handler)
+        else:
             router.add_route(op.method, op.path, op.handler)
 
 

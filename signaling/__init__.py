@@ -39,6 +39,7 @@ from .desk import DESK, Desk
 from .knowledge import ArticleCreate, ArticleUpdate, KnowledgeBase, render_markdown
 from .search import parse_search
 from .recordings import INTERNAL_PATH as INTERNAL_RECORDING_PATH, NODE_TOKEN_HEADER, RECORDINGS, RecordingPlace, Recordings
+from .cluster import NodeIdClaim, NodeIdError, claim_node_id  # a node's id kept in its data folder
 
 __all__ = [
     "setup", "Host", "HOST", "SIGNALING", "Signaling", "Principal", "ProtocolError", "RoutingError", "CUSTOMER_NS", "AGENT_NS",
@@ -52,6 +53,7 @@ __all__ = [
     "RateLimiter", "client_address", "drop_connection",
     "DESK", "Desk", "ArticleCreate", "ArticleUpdate", "KnowledgeBase", "render_markdown", "parse_search",
     "RECORDINGS", "Recordings", "RecordingPlace", "NODE_TOKEN_HEADER", "INTERNAL_RECORDING_PATH",
+    "NodeIdClaim", "NodeIdError", "claim_node_id",
 ]
 
 SIGNALING: web.AppKey[Signaling] = web.AppKey("segue_signaling", Signaling)

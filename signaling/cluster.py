@@ -19,18 +19,25 @@ gone, so every node writes a heartbeat into Redis and every node watches the oth
 - ``<prefix>node:<id>:rpc`` (pub/sub channel): requests to one node (a ``call.*`` event for a
   call that lives there) and their replies.
 
+A node is named by ``cluster.node_id``, else by an id it draws at its first start and keeps in its
+data folder (:func:`claim_node_id`): a node started again is the same node to the others (its call
+recordings stay reachable), so it waits out a reap of its previous run before it registers again.
+
 See docs/deployment.md "When a node dies" for the bounds this gives.
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
 import logging
+import os
 import secrets
 import socket
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -52,10 +59,96 @@ class NodeUnavailable(Exception):
 def default_node_id(port: int = 0) -> str:
     """``<host name>-<random>``: unique even for nodes of one machine started with the same settings
     (the port a node finally listens on is not known when it is built). Deployments set
-    ``cluster.node_id`` to stable names (nginx's map uses them)."""
+    ``cluster.node_id`` to stable names (nginx's map uses them); a node without one keeps the id
+    it drew in its data folder (:func:`claim_node_id`)."""
     host = socket.gethostname().split(".")[0] or "node"
     clean = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in host)
     return f"{clean}-{secrets.token_hex(3)}"
+
+
+#: the file in the data folder that keeps a node's drawn id (``node-id.2``... for more nodes on one folder)
+NODE_ID_FILE = "node-id"
+#: how many nodes may share one data folder, each keeping its own id
+MAX_NODES_PER_FOLDER = 64
+
+
+class NodeIdError(ValueError):
+    """A node-id file holds something that is not a node id (edited by hand, or another program's)."""
+
+
+@dataclass
+class NodeIdClaim:
+    """The id a node without ``cluster.node_id`` runs under, and its hold on the file keeping it.
+
+    Why a file, and held: Redis names each call recording by the node that wrote it, and other
+    nodes fetch the file from that node by its id. A node that drew a new id at every start would
+    orphan its recordings at its first restart, though the files are still on its disk. So the id
+    is drawn once and kept in the data folder, which survives restarts and is the node's own
+    (two nodes with one folder would otherwise run under one id: each holds an exclusive lock on
+    its file while it runs, and a second node on the folder takes the next file).
+    ``path`` is None when the folder could not be used (the id then lasts one run)."""
+
+    node_id: str
+    path: Path | None = None
+    fd: int | None = None
+
+    def release(self) -> None:
+        """Let another node (this one, started again) take the file: the node has stopped."""
+        if self.fd is not None:
+            os.close(self.fd)  # closing the descriptor drops its lock
+            self.fd = None
+
+
+def valid_node_id(text: str) -> bool:
+    """What ``cluster.node_id`` accepts: letters, digits, ``-``, ``_`` and ``.``."""
+    return bool(text) and all(ch.isalnum() or ch in "-_." for ch in text)
+
+
+def claim_node_id(folder: Path) -> NodeIdClaim:
+    """This node's id when ``cluster.node_id`` is not set: the one kept in ``<folder>/node-id``
+    (drawn and written there at the first start), or in ``node-id.2``, ``.3``... when another
+    running node holds that file. ``NodeIdError`` when a file holds something else than an id;
+    a folder that cannot be written gives an id for this run only (with a warning)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for slot in range(1, MAX_NODES_PER_FOLDER + 1):
+            path = folder / (NODE_ID_FILE if slot == 1 else f"{NODE_ID_FILE}.{slot}")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)  # a running node holds it
+                continue
+            try:
+                return NodeIdClaim(_read_or_draw(fd, path), path, fd)
+            except BaseException:
+                os.close(fd)
+                raise
+    except OSError as exc:
+        node_id = default_node_id()
+        log.warning("cannot keep this node's id in %s (%s): it runs as %s until it stops, and the recordings it "
+                    "makes are not found through other nodes after a restart; make the folder writable or set "
+                    "cluster.node_id", folder, exc, node_id)
+        return NodeIdClaim(node_id)
+    node_id = default_node_id()
+    log.warning("%d running nodes hold the node-id files of %s already: this one runs as %s until it stops; "
+                "give each node a data_dir of its own or set cluster.node_id", MAX_NODES_PER_FOLDER, folder, node_id)
+    return NodeIdClaim(node_id)
+
+
+def _read_or_draw(fd: int, path: Path) -> str:
+    text = os.read(fd, 1024).decode("utf-8", errors="replace").strip()
+    if text:
+        if not valid_node_id(text):
+            raise NodeIdError(f"{path} should hold this node's id (letters, digits, - _ and . only), not {text[:100]!r}: "
+                              "put the node's id back or delete the file (the node then draws a new id and its earlier "
+                              "recordings are no longer found through other nodes)")
+        return text
+    node_id = default_node_id()  # the first start on this folder (or the file was emptied)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{node_id}\n".encode(), 0)
+    os.fsync(fd)
+    return node_id
 
 
 def internal_url(config: Any, port: int | None = None) -> str:
@@ -140,10 +233,12 @@ class Cluster:
         # written with every heartbeat into <prefix>node:<id>: what the other nodes need from us
         self.info: dict[str, str] = {"internal_url": internal_url(config)}
         self._leftover = False
+        self._own_reaper_mark = False
 
     # lifecycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._after_reap_of_previous_run()
         # a previous run of this node id (a restart after a crash) left sockets and calls: its
         # sockets are gone now; its calls are taken over at the first sweep (the calls layer
         # starts after us)
@@ -158,6 +253,24 @@ class Cluster:
                         ", ".join(sorted(others)[:5]))
         self._tasks = [asyncio.create_task(self._heartbeat_loop(), name="segue-heartbeat"),
                        asyncio.create_task(self._bus_loop(), name="segue-bus")]
+
+    async def _after_reap_of_previous_run(self) -> None:
+        """A node keeps its id across restarts (:func:`claim_node_id`), so its previous run may be
+        being reaped by a survivor right now (it died, or left, shortly before): wait until that
+        reap is over (it would drop what this run registers), then take the reaper mark, so that
+        no survivor reaps the previous run from now on and this run's own death is reaped at once."""
+        reaper = self.keys.reaper(self.node_id)
+        deadline = time.monotonic() + max(10.0, 2 * self.ttl_ms / 1000)
+        while (holder := await self.redis.get(reaper)) not in (None, self.node_id):
+            if await self.redis.zscore(self.keys.nodes, self.node_id) is None:
+                break  # reaped (the reap's last step drops it from the nodes)
+            if time.monotonic() > deadline:
+                log.warning("node %s: the reap of its previous run by node %s does not end; starting anyway",
+                            self.node_id, holder)
+                break
+            await asyncio.sleep(0.1)
+        await self.redis.set(reaper, self.node_id, ex=60)  # until the first sweep: this run cleans up after the last
+        self._own_reaper_mark = True
 
     async def stop(self, leave: bool = True) -> None:
         """Stop beating. ``leave``: say so in the registry at once (a clean exit), so survivors take
@@ -259,11 +372,20 @@ class Cluster:
             await self._reap_calls(self.node_id, report)
             if report.calls:
                 log.warning("took over %d calls left by this node's previous run", report.calls)
+        if self._own_reaper_mark:
+            self._own_reaper_mark = False  # set by start(): the previous run is cleaned up now
+            if await self.redis.get(self.keys.reaper(self.node_id)) == self.node_id:
+                await self.redis.delete(self.keys.reaper(self.node_id))
         for node, score in dead:
             if node == self.node_id:
                 continue
             if not await self.redis.set(self.keys.reaper(node), self.node_id, nx=True, ex=60):
                 continue  # another survivor is on it
+            fresh = await self.redis.zscore(self.keys.nodes, node)
+            if fresh is None or float(fresh) >= now - self.ttl_ms:
+                # reaped by another survivor meanwhile, or started again (its id is kept): leave it
+                await self.redis.delete(self.keys.reaper(node))
+                continue
             reports.append(await self.reap(node, (now - float(score)) / 1000 if score else 0.0))
         if self.on_orphan_due is not None:
             for agent in await self.redis.zrangebyscore(self.keys.orphans, "-inf", now):

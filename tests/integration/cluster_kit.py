@@ -80,6 +80,8 @@ class NodeProcess:
                 try:
                     async with http.get(f"{self.url}/readyz") as resp:
                         if resp.status == 200:
+                            # the id it runs under (a node started without SEGUE_CLUSTER_NODE_ID draws one)
+                            self.node_id = (await resp.json()).get("node") or self.node_id
                             return
                 except aiohttp.ClientError:
                     pass

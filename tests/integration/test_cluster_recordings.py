@@ -71,9 +71,9 @@ async def reader_key(c: Cluster) -> str:
     return token
 
 
-async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, bytes, Any]:
+async def get(url: str, headers: dict[str, str] | None = None, method: str = "GET") -> tuple[int, bytes, Any]:
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
-        async with http.get(url, headers=headers or {}) as resp:
+        async with http.request(method, url, headers=headers or {}) as resp:
             return resp.status, await resp.read(), resp.headers
 
 
@@ -247,3 +247,49 @@ async def test_a_recorded_call_whose_node_dies_goes_on_in_a_file_on_the_survivor
             listed = json.loads(body)["conversation"]["recordings"]
             assert [r["id"] for r in listed] == [first["id"], second["id"]], listed
             assert listed[1]["continues"] == first["id"] and "continues" not in listed[0], listed
+
+
+async def test_a_node_started_again_keeps_its_id_and_serves_the_recordings_it_made(redis_url: str, tmp_path: Path) -> None:
+    """No ``cluster.node_id``: node 1 draws an id at its first start and keeps it in its data folder,
+    so after a clean stop, and after a crash, its recordings download through node 2 as before."""
+    with loopback_only():
+        async with running_cluster(redis_url, tmp_path, {**RECORD_CALLS, "SEGUE_CLUSTER_NODE_ID": ""}) as c:
+            node1, node2 = c.nodes
+            drawn = node1.node_id
+            assert drawn and node2.node_id != drawn  # each data folder keeps its own id
+            assert (tmp_path / "data1" / "node-id").read_text().strip() == drawn
+            rid, path = await recorded_call(c, tmp_path)
+            original = path.read_bytes()
+            auth = {"Authorization": f"Bearer {await reader_key(c)}"}
+
+            node1.stop()  # a clean stop: node 2 reaps it at once
+            for _ in range(300):
+                if await c.redis.zscore(f"{c.prefix}nodes", drawn) is None:
+                    break
+                await asyncio.sleep(0.1)
+            status, body, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", auth)
+            assert status == 503 and drawn in error_of(body)["message"], (status, body[:300])
+
+            for restart in ("after a clean stop", "after a crash"):
+                node1.start()
+                await node1.ready()
+                assert node1.node_id == drawn, (restart, node1.node_id)
+                status, body, headers = await get(f"{node2.url}/api/v1/recordings/{rid}", auth)
+                assert status == 200 and body == original, (restart, status, body[:300])
+                assert headers["Content-Length"] == str(len(original))
+                # HEAD: the same headers, no body (from node 1's disk, and relayed by node 2)
+                for node in (node1, node2):
+                    status, body, head = await get(f"{node.url}/api/v1/recordings/{rid}", auth, "HEAD")
+                    assert status == 200 and body == b"", (restart, node.node_id, status, body[:300])
+                    for name in ("Content-Length", "Content-Type", "Content-Disposition"):
+                        assert head[name] == headers[name], (restart, node.node_id, name, head.get(name))
+                if restart == "after a clean stop":
+                    node1.kill()  # no clean-up: started again at once, before or while node 2 reaps it
+
+            # past the TTL: node 2 took no reap of the previous run for a death of this one
+            await asyncio.sleep(3.0)
+            assert node1.alive
+            assert await c.redis.zscore(f"{c.prefix}nodes", drawn) is not None
+            assert (await c.redis.hgetall(f"{c.prefix}node:{drawn}"))["internal_url"] == node1.url
+            status, body, _ = await get(f"{c.url}/api/v1/recordings/{rid}", {**auth, "Cookie": f"segue_node={node2.node_id}"})
+            assert status == 200 and body == original, (status, body[:300])
