@@ -257,20 +257,32 @@ class Cluster:
     async def _after_reap_of_previous_run(self) -> None:
         """A node keeps its id across restarts (:func:`claim_node_id`), so its previous run may be
         being reaped by a survivor right now (it died, or left, shortly before): wait until that
-        reap is over (it would drop what this run registers), then take the reaper mark, so that
-        no survivor reaps the previous run from now on and this run's own death is reaped at once."""
+        reap is over (it would drop what this run registers), then hold the reaper mark until this
+        run's first sweep, so that no survivor starts reaping the previous run meanwhile. The mark
+        a finished reap leaves (60 s) goes: a death of this run is reaped at once."""
         reaper = self.keys.reaper(self.node_id)
+        mark_s = max(1, int(self.ttl_ms / 1000 + 0.999))  # a run dying before its first sweep: reaped a TTL late
         deadline = time.monotonic() + max(10.0, 2 * self.ttl_ms / 1000)
-        while (holder := await self.redis.get(reaper)) not in (None, self.node_id):
-            if await self.redis.zscore(self.keys.nodes, self.node_id) is None:
-                break  # reaped (the reap's last step drops it from the nodes)
+        while not await self.redis.set(reaper, self.node_id, nx=True, ex=mark_s):
+            holder = await self.redis.get(reaper)
+            if holder == self.node_id:
+                break  # a mark of this node's own (a restart within the mark's life)
+            if holder is not None and await self.redis.zscore(self.keys.nodes, self.node_id) is None:
+                # that reap is over (its last step drops the node): its mark only delays the next one
+                await self.redis.delete(reaper)
+                continue
             if time.monotonic() > deadline:
                 log.warning("node %s: the reap of its previous run by node %s does not end; starting anyway",
                             self.node_id, holder)
                 break
             await asyncio.sleep(0.1)
-        await self.redis.set(reaper, self.node_id, ex=60)  # until the first sweep: this run cleans up after the last
         self._own_reaper_mark = True
+
+    async def _clear_own_reaper_mark(self) -> None:
+        if self._own_reaper_mark:
+            self._own_reaper_mark = False
+            if await self.redis.get(self.keys.reaper(self.node_id)) == self.node_id:
+                await self.redis.delete(self.keys.reaper(self.node_id))
 
     async def stop(self, leave: bool = True) -> None:
         """Stop beating. ``leave``: say so in the registry at once (a clean exit), so survivors take
@@ -289,6 +301,7 @@ class Cluster:
                 fut.set_exception(NodeUnavailable("this node is shutting down"))
         if leave:
             try:
+                await self._clear_own_reaper_mark()  # stopped before its first sweep
                 # an old heartbeat: the next survivor's sweep reaps us now (our calls move)
                 await self.redis.zadd(self.keys.nodes, {self.node_id: 0})
             except _REDIS_ERRORS:
@@ -372,10 +385,7 @@ class Cluster:
             await self._reap_calls(self.node_id, report)
             if report.calls:
                 log.warning("took over %d calls left by this node's previous run", report.calls)
-        if self._own_reaper_mark:
-            self._own_reaper_mark = False  # set by start(): the previous run is cleaned up now
-            if await self.redis.get(self.keys.reaper(self.node_id)) == self.node_id:
-                await self.redis.delete(self.keys.reaper(self.node_id))
+        await self._clear_own_reaper_mark()  # set by start(): the previous run is cleaned up now
         for node, score in dead:
             if node == self.node_id:
                 continue
@@ -476,6 +486,12 @@ class Cluster:
 
     def handle(self, op: str, handler: BusHandler) -> None:
         self._handlers[op] = handler
+
+    @property
+    def answering(self) -> int:
+        """Requests from other nodes being answered here (the reply not yet published): a
+        draining node waits for them before it stops (server/ops.py ``drain``)."""
+        return len(self._spawned)
 
     async def request(self, node: str, op: str, body: dict[str, Any], timeout: float | None = None) -> Any:
         """Send ``op`` to ``node`` and wait for its reply (``NodeUnavailable`` after the timeout)."""
