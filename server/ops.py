@@ -266,10 +266,19 @@ async def drain(app: web.Application, timeout_s: float) -> int:
                 log.debug("closing %s on %s failed", sid, ns, exc_info=True)
     running = len(calls.records) if calls is not None else 0
     log.info("draining: %d sockets closed, %d calls running here (waiting up to %.0f s)", closed, running, timeout_s)
-    deadline = time.monotonic() + timeout_s
-    while calls is not None and calls.records and time.monotonic() < deadline:
+    started = time.monotonic()
+    deadline = started + timeout_s
+
+    def busy() -> bool:
+        # the last call's hangup is answered too (to its socket, or to the node that forwarded
+        # it) before the node stops and closes its sockets: signaling/calls.py ``busy``
+        return bool(calls is not None and calls.busy) or bool(cluster is not None and cluster.answering)
+
+    while busy() and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     left = len(calls.records) if calls is not None else 0
+    if running and not left:
+        log.info("draining: the calls here are over (after %.1f s); stopping", time.monotonic() - started)
     if left:
         log.warning("drain deadline: %d calls still running move to another node", left)
     return left

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import contextvars
 import json
 import enum
@@ -41,7 +42,7 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Iterator
 
 import socketio
 from aiohttp import web
@@ -177,6 +178,7 @@ class CallService:
         self.monitoring = Monitoring(self)
         # calls that ended and are being announced: their record, for the conversation's summary
         self._ending: dict[str, CallRecord] = {}
+        self._handling = 0  # call events being answered here (busy)
         # several nodes (signaling.cluster): set by install(); sockets of this node whose call.*
         # events went to another node -> those nodes (told when the socket goes)
         self.cluster: Any = None
@@ -248,7 +250,29 @@ class CallService:
             except LegError as exc:  # handlers name the field; this is the fallback
                 raise ProtocolError("invalid", str(exc)) from None
 
-        return run
+        async def answering(principal: Any, payload: Any, sid: str) -> dict[str, Any]:
+            with self._answering():
+                return await run(principal, payload, sid)
+
+        return answering
+
+    @contextlib.contextmanager
+    def _answering(self) -> Iterator[None]:
+        self._handling += 1
+        try:
+            yield
+        finally:
+            self._handling -= 1
+
+    @property
+    def busy(self) -> bool:
+        """Calls run here, or a call event is still being answered. A draining node stops only
+        once this is False (server/ops.py ``drain``): the hangup that ends the last call takes the
+        call out of ``records`` first, then closes its legs, logs and pushes ``call.ended``; a node
+        that stopped on an empty ``records`` closed the socket before the hangup's answer was sent
+        (the client waited for it in vain). The answer is queued on the socket in the same turn of
+        the event loop as the handler returns, so it goes out before the socket closes."""
+        return bool(self.records) or self._handling > 0
 
     # several nodes: where a call lives (docs/deployment.md "Calls across nodes") ---------------
 
@@ -302,7 +326,8 @@ class CallService:
         try:
             payload = validate(event.schema, body.get("payload"), self.config.limits.max_message_chars)
             who = Participant(**body["who"])
-            result = await event.handler(body["ns"], body["sid"], who, payload)
+            with self._answering():
+                result = await event.handler(body["ns"], body["sid"], who, payload)
             return {"ok": True, "result": result}
         except Forward:
             return {"ok": False, "error": {"code": "unavailable", "message": "the call is moving between servers: retry"}}

@@ -130,7 +130,9 @@ def node_env(redis_url: str, prefix: str, node_id: str, data_dir: Path, secret: 
         "SEGUE_CLUSTER_NODE_TTL_S": "2",
         "SEGUE_DATA_DIR": str(data_dir),
         "SEGUE_AUTH_SECRET": secret,
-        "SEGUE_LOG_LEVEL": "warning",
+        # SEGUE_TEST_NODE_LOG_LEVEL=info (or debug) in the test run's environment: fuller node logs
+        # (tmp_path/node<i>.log) when a test must be understood
+        "SEGUE_LOG_LEVEL": os.environ.get("SEGUE_TEST_NODE_LOG_LEVEL", "warning"),
         "SEGUE_MEDIA_HOST_ADDRESSES": '["127.0.0.1"]',  # one machine: media on loopback
         "SEGUE_WEBHOOKS_ENABLED": "false",
         "PYTHONUNBUFFERED": "1",
