@@ -92,6 +92,7 @@ def setup(app: web.Application, host: Host) -> None:
     _setup_cluster(app, node, service)
     # where each call recording is, and the tokens nodes show each other to read one (recordings.py)
     app[RECORDINGS] = Recordings(service.redis, node.config, service.signer, service.cluster)
+    _claim_orphan_recordings(app, node, app[RECORDINGS])
     install_ack_hook(node.sio)
     service.customer_ns = CustomerNamespace(service)  # type: ignore[attr-defined]
     service.agent_ns = AgentNamespace(service)  # type: ignore[attr-defined]
@@ -124,6 +125,33 @@ def setup(app: web.Application, host: Host) -> None:
     from .desk import install as install_desk
 
     install_desk(app, service, node.closers)
+
+
+def _claim_orphan_recordings(app: web.Application, host: Any, recordings: Recordings) -> None:
+    """Once the node is in the cluster, in the background: the recordings in its folder that Redis
+    names with a node not running become this node's (``Recordings.claim_orphans``)."""
+    import asyncio
+    import logging
+
+    tasks: list[asyncio.Task[Any]] = []
+
+    async def claim() -> None:
+        try:
+            await recordings.claim_orphans()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the node runs without it (those recordings stay out of reach)
+            logging.getLogger(__name__).exception("claiming the recordings left in this node's folder failed")
+
+    async def start(_app: web.Application) -> None:
+        tasks.append(asyncio.ensure_future(claim()))
+
+    async def stop() -> None:
+        for task in tasks:
+            task.cancel()
+
+    app.on_startup.append(start)  # after the cluster's start (it is alive, its id registered)
+    host.closers.append(stop)
 
 
 def _setup_webhooks(app: web.Application, service: Signaling) -> None:

@@ -9,12 +9,18 @@ that node (server/recordings.py), at the ``internal_url`` the node advertises wi
 with ``auth.secret`` (signaling/tokens.py, which every node shares already), bound to one recording
 and valid for a minute, so the internal endpoint opens nothing to a client that is not a node.
 
+A node keeps its id across restarts (signaling/cluster.py ``claim_node_id``); recordings that Redis
+names with an id that was not kept are claimed by the node whose folder holds them when it starts
+(``Recordings.claim_orphans``).
+
 Why not copy the files instead (into Redis, or onto every node): docs/deployment.md "Recordings
 with several nodes".
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import time
 from dataclasses import dataclass
@@ -27,6 +33,8 @@ from aiohttp import web
 from .errors import ProtocolError, forbidden, not_found
 from .store import Keys
 from .tokens import Signer, TokenError
+
+log = logging.getLogger(__name__)
 
 # what the calls layer names a recording: "rec_" + 24 random bytes in base64url
 RECORDING_ID_RE = re.compile(r"^rec_[A-Za-z0-9_-]{32}$")
@@ -105,12 +113,47 @@ class Recordings:
             raise self.unreachable(place, "it is not running (no heartbeat in Redis)")
         return base + INTERNAL_PATH.format(rid=place.rid)
 
+    async def claim_orphans(self) -> int:
+        """Name this node in Redis as the holder of the recordings in its folder whose entry names a
+        node that is not running, or none: they were written here by a run under another id (a node
+        id that was not kept: recordings made before Segue kept it in the data folder, or a
+        ``node-id`` file lost while the recordings folder was kept), and other nodes fetch them here
+        from now on. Entries naming a running node stay (it has the file too: a shared folder), as
+        do files Redis does not name. Returns how many were claimed."""
+        if self.cluster is None:
+            return 0
+        folder = self.folder()
+        files = await asyncio.to_thread(_recording_files, folder)
+        alive: dict[str, bool] = {}
+        claimed = 0
+        for start in range(0, len(files), _CLAIM_BATCH):
+            batch = files[start:start + _CLAIM_BATCH]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for path in batch:
+                    pipe.hmget(self.keys.recording(path.stem), "file", "node")
+                entries = await pipe.execute()
+            for path, (file, node) in zip(batch, entries):
+                if file != path.name or node == self.node_id:
+                    continue  # not a recording Redis names (or not this file), or ours already
+                node = node or ""
+                if node and node not in alive:
+                    alive[node] = await self.cluster.is_alive(node)
+                if node and alive[node]:
+                    continue
+                if await self.redis.eval(_CLAIM_ORPHAN, 1, self.keys.recording(path.stem), node, self.node_id):
+                    claimed += 1
+        if claimed:
+            log.warning("this node (%s) holds %d recordings in %s that Redis named with a node not running: "
+                        "they are named with this node now, so that other nodes fetch them here", self.node_id,
+                        claimed, folder)
+        return claimed
+
     @staticmethod
     def unreachable(place: RecordingPlace, why: str) -> ProtocolError:
         """``503 unavailable``: the recording exists, on a node that cannot be reached now."""
         return ProtocolError("unavailable", f"recording {place.rid} is on node {place.node}, which is not reachable: "
-                                            f"{why}. Start that node again (under the same cluster.node_id), or retry "
-                                            "once it is back")
+                                            f"{why}. Start that node again (on its data folder, or under the same "
+                                            "cluster.node_id), or retry once it is back")
 
     # node-to-node ----------------------------------------------------------------------------
 
@@ -134,5 +177,23 @@ class Recordings:
             raise forbidden(f"this node token was signed for another recording, not {rid}")
         return node
 
+
+def _recording_files(folder: Path) -> list[Path]:
+    """The files in ``folder`` named like a recording (``rec_<id>.<extension>``)."""
+    try:
+        return sorted(p for p in folder.iterdir() if RECORDING_ID_RE.match(p.stem) and p.is_file())
+    except FileNotFoundError:
+        return []  # nothing recorded here yet
+
+
+#: recordings looked up in Redis per round trip when a node claims those in its folder
+_CLAIM_BATCH = 500
+# ARGV[1] the node the entry names ("" for none), ARGV[2] this node: set only if it still names it
+_CLAIM_ORPHAN = """
+local node = redis.call('HGET', KEYS[1], 'node') or ''
+if node ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'node', ARGV[2])
+return 1
+"""
 
 RECORDINGS: web.AppKey[Recordings] = web.AppKey("segue_recordings", Recordings)

@@ -293,3 +293,46 @@ async def test_a_node_started_again_keeps_its_id_and_serves_the_recordings_it_ma
             assert (await c.redis.hgetall(f"{c.prefix}node:{drawn}"))["internal_url"] == node1.url
             status, body, _ = await get(f"{c.url}/api/v1/recordings/{rid}", {**auth, "Cookie": f"segue_node={node2.node_id}"})
             assert status == 200 and body == original, (status, body[:300])
+
+
+async def test_a_node_started_under_another_id_claims_the_recordings_left_in_its_folder(redis_url: str, tmp_path: Path) -> None:
+    """A recording Redis names with an id that was not kept (made by a node without cluster.node_id
+    before Segue kept its id, or its node-id file lost with the recordings folder kept): node 1,
+    started again on the same folder under a new id, names itself the holder of the recordings in
+    its folder whose node is not running, and they download through node 2 again. An entry naming a
+    running node, and a file Redis does not name, are left as they are."""
+    with loopback_only():
+        async with running_cluster(redis_url, tmp_path, RECORD_CALLS) as c:
+            node1, node2 = c.nodes
+            rid, path = await recorded_call(c, tmp_path)
+            original = path.read_bytes()
+            auth = {"Authorization": f"Bearer {await reader_key(c)}"}
+            folder = tmp_path / "data1" / "recordings"
+            # sorted around the real one: node 1 goes through its folder in name order
+            gone, running, unnamed = f"rec_{'z' * 32}", f"rec_{'-' * 32}", f"rec_{'-' * 31}0"
+            for name in (gone, running, unnamed):
+                (folder / f"{name}.webm").write_bytes(b"webm")
+            await c.redis.hset(f"{c.prefix}rec:{gone}", mapping={"conversation": "c1", "file": f"{gone}.webm",
+                                                                "node": "a-node-long-gone"})
+            await c.redis.hset(f"{c.prefix}rec:{running}", mapping={"conversation": "c1", "file": f"{running}.webm",
+                                                                   "node": node2.node_id})
+            old_id = node1.node_id
+            node1.stop()
+            status, body, _ = await get(f"{node2.url}/api/v1/recordings/{rid}", auth)
+            assert status == 503 and old_id in error_of(body)["message"], (status, body[:300])
+
+            node1.env["SEGUE_CLUSTER_NODE_ID"] = f"{old_id}-renamed"
+            node1.start()
+            await node1.ready()
+            assert node1.node_id == f"{old_id}-renamed"
+            for _ in range(300):  # claimed in the background once the node runs
+                if await c.redis.hget(f"{c.prefix}rec:{gone}", "node") == node1.node_id:
+                    break
+                await asyncio.sleep(0.1)
+            assert await c.redis.hget(f"{c.prefix}rec:{rid}", "node") == node1.node_id
+            assert await c.redis.hget(f"{c.prefix}rec:{gone}", "node") == node1.node_id
+            assert await c.redis.hget(f"{c.prefix}rec:{running}", "node") == node2.node_id
+            assert not await c.redis.exists(f"{c.prefix}rec:{unnamed}")
+            status, body, headers = await get(f"{node2.url}/api/v1/recordings/{rid}", auth)
+            assert status == 200 and body == original, (status, body[:300])
+            assert headers["Content-Length"] == str(len(original))
