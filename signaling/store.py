@@ -28,14 +28,13 @@ customer and the active agents), so pushing needs no second round trip.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any, Callable, Iterable
 
 import redis.asyncio as aioredis
-from redis.exceptions import NoScriptError, ResponseError
 
 from . import fastjson
+from .script_batcher import ScriptBatcher
 
 MUTATE = r"""
 -- KEYS: the conversation's five (Keys.conv_keys), convs:updated, then the webhook outbox when
@@ -302,130 +301,6 @@ def decode_event(cid: str, event_id: str, fields: dict[str, str]) -> dict[str, A
         "visibility": fields.get("v", "all"),
         "data": event_data(fields),
     }
-
-
-class ScriptBatcher:
-    """Calls of one Lua script, pipelined on one connection held from the client's pool.
-
-    Why: redis-py's per-call path (a pool checkout, a ``Pipeline`` or ``Script`` object, its retry
-    and telemetry wrappers) costs about 100 µs of CPU per call here, a fifth of what a chat
-    message cost the server; ``EVALSHA`` written straight on a held connection costs about a
-    third of that. Calls made while a batch is in flight go together as the next batch: one
-    write, replies read in order. The connection is the client's own kind (TLS, auth, Sentinel,
-    health checks and its retry policy all apply). Order: calls for one conversation never
-    overlap (the service holds the conversation's lock across its call).
-    """
-
-    def __init__(self, redis: aioredis.Redis, script: Any) -> None:
-        self.redis = redis
-        self.script = script
-        self._pending: list[tuple[list[str], list[str], asyncio.Future[Any]]] = []
-        self._worker: asyncio.Task[None] | None = None
-        self._conn: Any = None
-        self._timeout: float | None = None  # the pool's socket timeout: a batch's deadline
-
-    def __call__(self, keys: list[str], args: list[str]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut = loop.create_future()
-        self._pending.append((keys, args, fut))
-        if self._worker is None:  # starts next turn: the calls of this turn go as one batch
-            self._worker = loop.create_task(self._drain())
-        return fut
-
-    async def _drain(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                await self._run(batch)
-        finally:  # empty unless cancelled (the node stopping): the callers are cancelled too
-            self._worker = None
-            pending, self._pending = self._pending, []
-            for _, _, fut in pending:
-                fut.cancel()
-
-    async def _run(self, batch: list[tuple[list[str], list[str], asyncio.Future[Any]]]) -> None:
-        try:
-            results = await self._execute(batch)
-            missing = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if missing:  # Redis restarted or flushed its scripts: load once, run those again
-                await self.redis.script_load(self.script.script)
-                again = await self._execute([batch[i] for i in missing])
-                for i, r in zip(missing, again):
-                    results[i] = r
-            for (_, _, fut), result in zip(batch, results):
-                if fut.done():
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
-        except BaseException as exc:  # noqa: BLE001 - every caller must hear about it
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
-            if isinstance(exc, asyncio.CancelledError):
-                raise
-
-    async def _acquire(self) -> Any:
-        """A connection of the client's pool (Sentinel: to the current master), kept for this
-        batcher. Its socket timeout becomes one deadline per batch (``_execute``): per send and per
-        reply, redis-py would start a task and a timer each."""
-        conn = await self.redis.connection_pool.get_connection()
-        self._timeout = conn.socket_timeout
-        conn.socket_timeout = None
-        self._conn = conn
-        return conn
-
-    async def _execute(self, batch: list[tuple[list[str], list[str], asyncio.Future[Any]]]) -> list[Any]:
-        """Run the batch's calls; a reply that is an error comes back as its exception. A broken
-        connection goes back to the pool and the calls without a reply are sent again on a new
-        one, as the client's retry policy says (what redis-py's pipeline does, without repeating
-        the calls already answered)."""
-        conn = self._conn or await self._acquire()
-        retry = conn.retry
-        sha = self.script.sha.encode()
-        commands = [_resp((b"EVALSHA", sha, len(keys), *keys, *args)) for keys, args, _ in batch]
-        out: list[Any] = []
-
-        async def attempt() -> list[Any]:
-            conn = self._conn or await self._acquire()
-            try:
-                async with asyncio.timeout(self._timeout):
-                    if not conn.is_connected:
-                        await conn.connect()  # through the pool's kind of connection (Sentinel asks again)
-                    await conn.send_packed_command(commands[len(out):])
-                    while len(out) < len(commands):
-                        try:
-                            out.append(await conn.read_response())
-                        except ResponseError as exc:  # read whole: the connection is still in step
-                            out.append(exc)
-            except TimeoutError:  # the batch's deadline (asyncio's), as redis-py would say it
-                raise aioredis.TimeoutError(f"Timeout talking to Redis ({self._timeout} s)") from None
-            return out
-
-        async def failed(error: Exception) -> None:
-            conn, self._conn = self._conn, None
-            if conn is not None:
-                await conn.disconnect()
-                conn.socket_timeout = self._timeout
-                await self.redis.connection_pool.release(conn)
-
-        try:
-            return await retry.call_with_retry(attempt, failed)
-        except BaseException as exc:
-            if len(out) < len(commands) and self._conn is not None:
-                # replies may still come on this connection: never read them as another batch's
-                await failed(exc)
-            raise
-
-
-def _resp(args: tuple[Any, ...]) -> bytes:
-    """One command in the Redis protocol (what redis-py's ``pack_command`` makes, in a few µs)."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
 
 
 class Store:

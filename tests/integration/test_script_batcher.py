@@ -1,4 +1,4 @@
-"""signaling.store.ScriptBatcher against a real Redis: replies reach their callers in order, an
+"""signaling.script_batcher.ScriptBatcher against a real Redis: replies reach their callers in order, an
 error reply stays with its call, a flushed script is loaded again, a broken connection is replaced."""
 
 from __future__ import annotations
@@ -8,9 +8,10 @@ from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from server.redis_client import make_redis
-from signaling.store import ScriptBatcher
+from signaling.script_batcher import ScriptBatcher
 
 ECHO = """
 if ARGV[1] == 'fail' then return redis.error_reply('refused ' .. ARGV[1]) end
@@ -70,5 +71,33 @@ async def test_flushed_script_and_killed_connection_recover(redis_url: Any) -> N
         stored = await redis.lrange(key, 0, -1)
         assert stored[0] == "one" and stored[-1] == "two" and stored.count("x0") == 1
     finally:
+        await redis.delete(key)
+        await redis.aclose()
+
+
+async def test_long_replies_and_a_silent_redis(redis_url: Any) -> None:
+    """A reply larger than one read arrives whole; a Redis that stops answering fails the calls in
+    flight after the pool's socket timeout (not never), and the next call goes on a new connection."""
+    redis = make_redis(redis_url, socket_timeout=0.5)
+    key = "test-batcher:silent"
+    try:
+        await redis.delete(key)
+        batcher = ScriptBatcher(redis, redis.register_script(ECHO))
+        big = "x" * 3_000_000
+        assert await asyncio.gather(batcher([key], [big]), batcher([key], ["after"])) == [big, "after"]
+        await redis.execute_command("CLIENT", "PAUSE", "1200", "ALL")
+        paused_at = asyncio.get_running_loop().time()
+        try:
+            await batcher([key], ["unanswered"])
+        except RedisTimeoutError as exc:
+            assert "Timeout talking to Redis" in str(exc)
+        else:
+            raise AssertionError("a call to a Redis that does not answer must time out")
+        await asyncio.sleep(max(0.0, paused_at + 1.3 - asyncio.get_running_loop().time()))  # the pause is over
+        assert await batcher([key], ["back"]) == "back"
+        stored = await redis.lrange(key, 0, -1)
+        assert stored[-1] == "back" and stored.count("unanswered") <= 1  # dropped with the connection, or run once
+    finally:
+        await asyncio.sleep(max(0.0, paused_at + 1.3 - asyncio.get_running_loop().time()))
         await redis.delete(key)
         await redis.aclose()
