@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import Any, Awaitable, Callable
 
 import redis.asyncio as aioredis
@@ -43,6 +44,9 @@ def _parse(url: str) -> tuple[list[tuple[str, int]], str, int]:
 
 #: how long a socket's join of a room waits for the other nodes to drop their cached members of it
 JOIN_ACK_TIMEOUT_S = 2.0
+#: a ``resync`` names, as ``since``, the event id from which pushes may have been lost: this long
+#: before this node saw its link to Redis fail (a publish may have been late, clocks may differ)
+RESYNC_MARGIN_S = 10.0
 #: a batch of emits published as one message stays under this size
 BATCH_MAX_BYTES = 256 * 1024
 #: cached rooms per node before the cache starts again (each entry: a room name and a few node ids)
@@ -92,6 +96,7 @@ class FanoutManager(socketio.AsyncRedisManager):
         self._flusher: asyncio.Task[None] | None = None
         self._outbox_done: asyncio.Future[None] | None = None  # completes when the outbox is published
         self._forgot_previous_run = False
+        self._lost_at: float | None = None  # when the link failed (first failure since the last resync)
         #: what this node published and received (for /metrics and the tests)
         self.stats: dict[str, int] = {"published_to_nodes": 0, "published_to_all": 0, "kept_local": 0,
                                       "publishes": 0, "received": 0, "delivered": 0, "registry_reads": 0}
@@ -120,18 +125,34 @@ class FanoutManager(socketio.AsyncRedisManager):
             task = asyncio.get_running_loop().create_task(self._resync())
             self._resync_task = task
 
+    def _link_failed(self) -> None:
+        if self._lost_at is None:
+            self._lost_at = time.time()
+
     async def _resync(self) -> None:
         await asyncio.sleep(0.5)  # once the subscription is back
         for namespace, rooms in list(self.rooms.items()):
             for room in list(rooms):
                 if fanout.targeted(room):
                     self._queue_op("join", fanout.room_key(namespace, room))
+        # Resuming "after the last event id seen" is not enough: pushes flow again before this
+        # resync, and one that arrived after the gap moves a client's last id past those lost in
+        # it. So the resync says from when pushes may have been lost (an event id); clients resume
+        # from there if that is earlier (what they already have comes again, dropped by id).
+        data: dict[str, Any] = {"reason": "fanout_reconnected"}
+        lost_at = self._lost_at
+        if lost_at is not None:
+            data["since"] = f"{int((lost_at - RESYNC_MARGIN_S) * 1000)}-0"
+            if self._subscribed.is_set():  # pushes reach us again: a later resync starts afresh
+                self._lost_at = None
+        log = logging.getLogger(__name__)
+        log.info("resync of this node's sockets%s", f" since {data['since']}" if "since" in data else "")
         for namespace in self.resync_namespaces:
             try:
                 # this node's sockets only
-                await self.emit_local("resync", {"reason": "fanout_reconnected"}, namespace)
+                await self.emit_local("resync", data, namespace)
             except Exception:  # noqa: BLE001
-                logging.getLogger(__name__).exception("resync of %s failed", namespace)
+                log.exception("resync of %s failed", namespace)
 
     # emitting ---------------------------------------------------------------------------------
 
@@ -262,6 +283,7 @@ class FanoutManager(socketio.AsyncRedisManager):
                 return await publish()
             except Exception as exc:  # noqa: BLE001
                 self.connected = False
+                self._link_failed()
                 logging.getLogger(__name__).error("cannot publish to Redis (%s)%s", exc, "; retrying" if attempt == 1
                                                   else f"; gave up {what} (clients resync)")
         return None
@@ -395,6 +417,7 @@ class FanoutManager(socketio.AsyncRedisManager):
                 raise
             except Exception as exc:  # noqa: BLE001
                 self._subscribed.clear()
+                self._link_failed()
                 logging.getLogger(__name__).error("cannot receive from Redis (%s); retrying in %.0f s", exc,
                                                   retry_sleep)
                 await asyncio.sleep(retry_sleep)

@@ -234,6 +234,9 @@ class ChatClient:
             self.sio.on(name, self._recorder(name), namespace=namespace)
         self.sio.on("session", self._on_session, namespace=namespace)
         self.resyncs = 0
+        # what each resume answered ("<time> <event> <conversation> after=<id>: <ok or error>"): a
+        # test that waits in vain for events says what the client asked and got
+        self.resume_log: list[str] = []
         self.sio.on("resync", self._on_resync, namespace=namespace)
         self.sio.on("disconnect", self._on_disconnect, namespace=namespace)
 
@@ -272,19 +275,28 @@ class ChatClient:
 
     async def _on_resync(self, data: Any = None) -> None:
         self.resyncs += 1  # pushes may have been missed: resume, as the SDK does
-        asyncio.ensure_future(self.resume_all())
+        self.resume_log.append(f"{time.time():.3f} resync {data}")
+        since = data.get("since") if isinstance(data, dict) else None
+        # from the last id seen or, if earlier, from when pushes may have been lost (pushes that
+        # came after the gap moved the last id past the lost ones); taken now, before later pushes
+        after = {cid: _earlier(self.last_id.get(cid), since) for cid in self.conversations}
+        asyncio.ensure_future(self.resume_all(after))
 
-    async def resume_all(self) -> None:
+    async def resume_all(self, after_ids: dict[str, str | None] | None = None) -> None:
         for cid in sorted(self.conversations):
             event = "conversation.resume" if self.ns == "/customer" else "conversation.open"
+            after = after_ids.get(cid) if after_ids is not None else self.last_id.get(cid)
+            asked = f"{time.time():.3f} {event} {cid} after={after}"
             try:
-                reply = await self.sio.call(event, {"conversation_id": cid, "after": self.last_id.get(cid)} if
-                                            self.last_id.get(cid) else {"conversation_id": cid}, namespace=self.ns,
-                                            timeout=10)
-            except Exception:  # noqa: BLE001 - disconnected again: the next session resumes
+                reply = await self.sio.call(event, {"conversation_id": cid, "after": after} if after else
+                                            {"conversation_id": cid}, namespace=self.ns, timeout=10)
+            except Exception as exc:  # noqa: BLE001 - disconnected again: the next session resumes
+                self.resume_log.append(f"{asked}: {exc!r}")
                 return
+            events = reply.get("events") or []
+            self.resume_log.append(f"{asked}: " + (f"ok, {len(events)} events" if reply.get("ok") else str(reply.get("error"))))
             if reply.get("ok"):
-                self._ingest(reply.get("events") or [])
+                self._ingest(events)
                 self.changed.set()
 
     async def connect(self) -> "ChatClient":
@@ -358,6 +370,14 @@ class ChatClient:
 def _id_key(event_id: str) -> tuple[int, int]:
     ms, _, seq = event_id.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _earlier(last: str | None, since: str | None) -> str | None:
+    """Where to resume from: the last id seen, or ``since`` when that is earlier (no last id: the
+    whole log)."""
+    if last is None or since is None:
+        return last
+    return since if _id_key(since) < _id_key(last) else last
 
 
 @dataclass

@@ -8,6 +8,7 @@ message whose ack was refused (``unavailable``) with the same ``client_id``, as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import shutil
@@ -16,7 +17,7 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
-from typing import Awaitable, Callable
+from typing import AsyncIterator, Awaitable, Callable
 
 import psutil
 import redis.asyncio as aioredis
@@ -85,7 +86,12 @@ async def chat_through_fault(customer: ChatClient, agent: ChatClient, cid: str, 
         await asyncio.sleep(0.01)
     if running is not None:
         await running
-    await agent.wait(lambda: all(f"{cid}/{i}" in agent.seen for i in acked), timeout=60)
+    try:
+        await agent.wait(lambda: all(f"{cid}/{i}" in agent.seen for i in acked), timeout=60)
+    except AssertionError:
+        missing = [i for i in acked if f"{cid}/{i}" not in agent.seen]
+        raise AssertionError(f"the agent never saw {len(missing)} acknowledged messages {missing[:10]} (last id "
+                             f"seen {agent.last_id.get(cid)}); its resyncs and resumes: {agent.resume_log}") from None
     return acked, outage
 
 
@@ -222,10 +228,11 @@ async def test_sentinel_failover_during_chat(tmp_path: Path) -> None:
             p.stop()
 
 
-async def test_shared_redis_restarted_under_two_nodes_clients_carry_on(tmp_path: Path) -> None:
-    """Debian's redis-server under two nodes with fan-out: killed (SIGKILL) and started again on its
-    data. The nodes reconnect by themselves (no restart); sends meanwhile are refused and retried;
-    pushes the fan-out missed are recovered by the clients on ``resync``."""
+@contextlib.asynccontextmanager
+async def two_nodes_chatting(tmp_path: Path) -> AsyncIterator[tuple[RedisProcess, ChatClient, ChatClient, str, str]]:
+    """Debian's redis-server (persistent: appendfsync always) under two nodes with fan-out behind
+    nginx; the customer is on r1, agent alice on r2, in one conversation: (redis, customer, agent,
+    conversation id, redis url)."""
     from cluster_kit import Nginx
 
     assert Path(REDIS_SERVER).exists(), "Debian's redis-server is needed: `make test` installs it"
@@ -247,21 +254,8 @@ async def test_shared_redis_restarted_under_two_nodes_clients_carry_on(tmp_path:
         redis = aioredis.Redis.from_url(url, decode_responses=True)
         customer, agent, cid = await chatting_pair(nginx.url, redis, prefix, clients, customer_node="r1", agent_node="r2")
         await redis.aclose()
-
-        async def restart_redis() -> None:
-            redis_proc.stop()  # SIGKILL
-            await asyncio.sleep(1.0)  # down for a second
-            redis_proc.proc = redis_proc.spawn()
-
-        acked, outage = await chat_through_fault(customer, agent, cid, restart_redis, before=40, total=100)
-        redis = aioredis.Redis.from_url(url, decode_responses=True)
-        lost, duplicated = await count_loss(Store(redis, prefix), cid, acked)
-        await redis.aclose()
-        assert lost == 0 and duplicated == 0
+        yield redis_proc, customer, agent, cid, prefix
         assert all(n.alive for n in nodes)
-        assert len(customer.sessions) == 1 and len(agent.sessions) == 1  # nobody had to reconnect
-        print(f"REDIS restart under 2 nodes (fan-out, appendfsync always): acked={len(acked)} lost={lost} "
-              f"duplicated={duplicated} first_ack_after_kill_s={outage:.2f} agent_resyncs={agent.resyncs}")
     finally:
         for c in clients:
             await c.close()
@@ -270,3 +264,47 @@ async def test_shared_redis_restarted_under_two_nodes_clients_carry_on(tmp_path:
         for node in nodes:
             node.stop()
         redis_proc.stop()
+
+
+async def test_shared_redis_restarted_under_two_nodes_clients_carry_on(tmp_path: Path) -> None:
+    """Debian's redis-server under two nodes with fan-out: killed (SIGKILL) and started again on its
+    data. The nodes reconnect by themselves (no restart); sends meanwhile are refused and retried;
+    pushes the fan-out missed are recovered by the clients on ``resync``."""
+    async with two_nodes_chatting(tmp_path) as (redis_proc, customer, agent, cid, prefix):
+        async def restart_redis() -> None:
+            redis_proc.stop()  # SIGKILL
+            await asyncio.sleep(1.0)  # down for a second
+            redis_proc.proc = redis_proc.spawn()
+
+        acked, outage = await chat_through_fault(customer, agent, cid, restart_redis, before=40, total=100)
+        redis = aioredis.Redis(host="127.0.0.1", port=redis_proc.port, decode_responses=True)
+        lost, duplicated = await count_loss(Store(redis, prefix), cid, acked)
+        await redis.aclose()
+        assert lost == 0 and duplicated == 0
+        assert len(customer.sessions) == 1 and len(agent.sessions) == 1  # nobody had to reconnect
+        print(f"REDIS restart under 2 nodes (fan-out, appendfsync always): acked={len(acked)} lost={lost} "
+              f"duplicated={duplicated} first_ack_after_kill_s={outage:.2f} agent_resyncs={agent.resyncs}")
+
+
+async def test_fanout_link_lost_while_the_other_node_stores_the_agent_misses_nothing(tmp_path: Path) -> None:
+    """The nodes' pub/sub connections are cut (CLIENT KILL TYPE pubsub) while Redis itself stays up:
+    the customer's node goes on storing and acknowledging, and what it publishes for the agent's
+    node while that node subscribes again (about a second) reaches nobody. Pushes arrive again
+    before the agent's node tells its sockets ``resync``, so "resume after the last id seen" would
+    skip the lost ones: the resync says from when pushes may have been lost."""
+    async with two_nodes_chatting(tmp_path) as (redis_proc, customer, agent, cid, prefix):
+        async def cut_pubsub() -> None:
+            redis = aioredis.Redis(host="127.0.0.1", port=redis_proc.port)
+            try:
+                assert await redis.client_kill_filter(_type="pubsub", skipme=True) > 0
+            finally:
+                await redis.aclose()
+
+        acked, _ = await chat_through_fault(customer, agent, cid, cut_pubsub, before=20, total=320)
+        redis = aioredis.Redis(host="127.0.0.1", port=redis_proc.port, decode_responses=True)
+        lost, duplicated = await count_loss(Store(redis, prefix), cid, acked)
+        await redis.aclose()
+        assert lost == 0 and duplicated == 0
+        assert agent.resyncs >= 1 and len(customer.sessions) == 1 and len(agent.sessions) == 1
+        print(f"FANOUT link cut under 2 nodes: acked={len(acked)} agent_resyncs={agent.resyncs} "
+              f"agent_repeats={agent.repeats}")

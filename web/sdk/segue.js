@@ -92,6 +92,15 @@ export function compareIds(a, b) {
   return a < b ? -1 : 1;
 }
 
+/**
+ * Where a resume starts: the last event id seen or, when that is earlier, `since` (a `resync`
+ * names from when pushes may have been lost: pushes that came after the gap moved the last id
+ * past the lost ones). What comes again is dropped by id.
+ */
+function resumeAfter(last, since) {
+  return last && since && compareIds(since, last) < 0 ? since : last;
+}
+
 /** Web Storage that never throws (storage may be disabled, full, or blocked in iframes). */
 class SafeStorage {
   constructor(kind, prefix) {
@@ -590,8 +599,8 @@ class SegueClient extends Emitter {
       // The server's link to the other servers blinked: pushes may have been missed on a socket
       // that stayed connected. Resume open conversations from their last event id, as after a
       // reconnect (docs/protocol.md "resync").
-      socket.on("resync", () => {
-        this._resync().catch((error) => this.emit("error", error));
+      socket.on("resync", (payload) => {
+        this._resync(payload?.since).catch((error) => this.emit("error", error));
       });
       this._listen(socket);
     });
@@ -606,8 +615,8 @@ class SegueClient extends Emitter {
   /** Subclasses: after every `session` (the first one and each reconnect). */
   async _onSession(_session, { first: _first }) {}
 
-  /** Subclasses: resume the open conversations (a `resync` push). */
-  async _resync() {}
+  /** Subclasses: resume the open conversations (a `resync` push; `since`: its event id, if any). */
+  async _resync(_since) {}
 
   /** Subclasses: the server refused the connection. */
   _onRefused(_error) {}
@@ -665,8 +674,8 @@ class SegueClient extends Emitter {
     });
   }
 
-  /** Subclasses: fetch what a conversation missed since its last event. */
-  async _resume(_conversation) {}
+  /** Subclasses: fetch what a conversation missed since its last event (or `since`, if earlier). */
+  async _resume(_conversation, _since) {}
 
   /** Apply a `{conversation, events, history?}` result to the registry. */
   _applyResult(result) {
@@ -753,9 +762,11 @@ export class SegueCustomer extends SegueClient {
     );
   }
 
-  async _resync() {
+  async _resync(since) {
     await Promise.all(
-      this.#rememberedIds().map((id) => this._resume(this.conversation(id)).catch((error) => this.emit("error", error))),
+      this.#rememberedIds().map((id) =>
+        this._resume(this.conversation(id), since).catch((error) => this.emit("error", error)),
+      ),
     );
   }
 
@@ -854,9 +865,10 @@ export class SegueCustomer extends SegueClient {
     return conversation;
   }
 
-  async _resume(conversation) {
+  async _resume(conversation, since) {
     const payload = { conversation_id: conversation.id };
-    if (conversation.lastEventId) payload.after = conversation.lastEventId;
+    const after = resumeAfter(conversation.lastEventId, since);
+    if (after) payload.after = after;
     return this._applyResult(await this.request("conversation.resume", payload));
   }
 
@@ -1208,11 +1220,11 @@ export class SegueAgent extends SegueClient {
     this.refreshQueues().catch(() => {});
   }
 
-  async _resync() {
+  async _resync(since) {
     await Promise.all(
       [...this.conversations.values()]
         .filter((c) => !c.isClosed)
-        .map((c) => this._resume(c).catch((error) => this.emit("error", error))),
+        .map((c) => this._resume(c, since).catch((error) => this.emit("error", error))),
     );
   }
 
@@ -1229,9 +1241,10 @@ export class SegueAgent extends SegueClient {
     return this._resume(this.conversation(id));
   }
 
-  async _resume(conversation) {
+  async _resume(conversation, since) {
     const payload = { conversation_id: conversation.id };
-    if (conversation.lastEventId) payload.after = conversation.lastEventId;
+    const after = resumeAfter(conversation.lastEventId, since);
+    if (after) payload.after = after;
     return this._applyResult(await this.request("conversation.open", payload));
   }
 
