@@ -667,14 +667,28 @@ def run(clients: int, seconds: float, rate: float, procs: int, server_kind: str 
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+#: the open-loop capacity run offers this many times the closed-loop capacity (enough to keep the
+#: node saturated; the clients' in-flight cap keeps the queue bounded)
+OPEN_CAPACITY_FACTOR = 1.3
+
+
 def _overload(args: argparse.Namespace, procs: int, emit: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
-    """The node's capacity (closed loop), then ``args.overload`` times it offered: both runs and the
-    overload line are printed; returns the overload line."""
+    """The node's capacity (closed loop, then open loop at ``OPEN_CAPACITY_FACTOR`` times that, both
+    without shedding), then ``args.overload`` times the closed-loop capacity offered: the runs and the
+    overload line (goodput against each capacity) are printed; returns the overload line."""
     # capacity: closed loop with load shedding off (what the node does flat out, as issue 11
     # measured it); the overload run then has Segue's protections as configured
     capacity_run = emit({"run": "capacity (closed loop, no shedding)", **run(
         args.clients, args.seconds, 0.0, procs, settings={"SEGUE_LIMITS_SHED_LAG_MS": "0"})})
     capacity = capacity_run["messages_per_s"]
+    # the same node flat out when clients send on their own clocks (open loop, each up to MAX_INFLIGHT
+    # requests out, as in the overload run), shedding off: what it can deliver to traffic of that
+    # shape. The closed loop above is a best case: every client waits for its ack, so requests come
+    # in waves and Redis batches fill; this one is the yardstick for what shedding keeps
+    open_run = emit({"run": f"capacity (open loop at {OPEN_CAPACITY_FACTOR:g}x, no shedding)", **run(
+        args.clients, args.seconds, round(OPEN_CAPACITY_FACTOR * capacity), procs,
+        settings={"SEGUE_LIMITS_SHED_LAG_MS": "0"})})
+    open_capacity = open_run["messages_per_s"]
     offered = round(args.overload * capacity)
     # the node as configured by default: no hand-set cap, its admission budget adapts to its own
     # queueing delay (limits.shed_lag_ms); BENCH_NODE_EVENTS_PER_S adds a fixed ceiling to compare
@@ -685,6 +699,9 @@ def _overload(args: argparse.Namespace, procs: int, emit: Callable[[dict[str, An
                     "node_events_per_s": cap or "adaptive",
                     "goodput_msgs_per_s": over["messages_per_s"],
                     "goodput_of_capacity": round(over["messages_per_s"] / max(capacity, 1e-9), 3),
+                    "capacity_open_loop_msgs_per_s": open_capacity,
+                    "goodput_of_open_loop_capacity": round(over["messages_per_s"] / max(open_capacity, 1e-9), 3),
+                    "open_loop_latency_ms_p99": open_run["latency_ms_p99"],
                     "latency_ms_p99": over["latency_ms_p99"], "latency_with_retries_ms_p99": over["latency_with_retries_ms_p99"],
                     "rate_limited": over["rate_limited"], "connection_errors": sum(
                         v for k, v in over["error_kinds"].items() if k not in ("rate_limited",)),
@@ -694,7 +711,7 @@ def _overload(args: argparse.Namespace, procs: int, emit: Callable[[dict[str, An
                     "attempts_per_s": round((over["acked"] + over["rate_limited"]) / args.seconds, 1),
                     # the CPU the server process got in each run (% of one core): on a shared machine the
                     # two runs may not get the same, and the ratio above then compares unlike machines
-                    "server_cpu_pct": [capacity_run["server_cpu_pct"], over["server_cpu_pct"]],
+                    "server_cpu_pct": [capacity_run["server_cpu_pct"], open_run["server_cpu_pct"], over["server_cpu_pct"]],
                     "load_avg_1m": over["load_avg_1m"]})
     return summary
 
@@ -707,8 +724,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="messages/s offered in total (both directions); 0: closed loop, as fast as acks come")
     parser.add_argument("--procs", type=int, default=2, help="client processes")
     parser.add_argument("--overload", type=float, default=0.0, metavar="X",
-                        help="measure the node's capacity (closed loop), then offer X times it (e.g. 3): prints "
-                             "both runs and an overload line (goodput against capacity, p99, rate_limited)")
+                        help="measure the node's capacity (closed loop, and open loop flat out), then offer X "
+                             "times the closed-loop one (e.g. 3): prints the runs and an overload line (goodput "
+                             "against both capacities, p99, rate_limited)")
     parser.add_argument("--floor", action="store_true",
                         help="also run the floor (bench.chat_floor: a bare python-socketio server that acks and "
                              "forwards) at the same rate, and print Segue's server CPU per message as a ratio to it; "
@@ -750,7 +768,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat > 1 and (overloads or comparisons):
         medians: dict[str, Any] = {"run": f"medians of {args.repeat}"}
         for prefix, rows, keys in (
-                ("overload_", overloads, ("goodput_of_capacity", "latency_ms_p99", "capacity_msgs_per_s")),
+                ("overload_", overloads, ("goodput_of_capacity", "goodput_of_open_loop_capacity", "latency_ms_p99",
+                                          "capacity_msgs_per_s", "capacity_open_loop_msgs_per_s")),
                 ("", comparisons, ("cpu_per_msg_ratio", "segue_cpu_us_per_msg", "floor_cpu_us_per_msg",
                                    "segue_latency_ms_p99", "floor_latency_ms_p99"))):
             for key in keys if rows else ():
