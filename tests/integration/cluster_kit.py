@@ -436,6 +436,23 @@ async def running_cluster(redis_url: str, tmp_path: Path, extra: dict[str, str] 
         await redis.aclose()
 
 
+async def cut_pubsub(redis: aioredis.Redis, nodes: list[NodeProcess]) -> int:
+    """Close, on the Redis side, the pub/sub connections of ``nodes`` (their fan-out link, bus,
+    watches), Redis itself staying up: what a node sees when its subscriber is cut off (output
+    buffer limit, a network blip). Returns how many were closed."""
+    import psutil
+
+    ports: set[int] = set()
+    for node in nodes:
+        assert node.proc is not None
+        ports |= {c.laddr.port for c in psutil.Process(node.proc.pid).net_connections("tcp") if c.raddr}
+    cut = 0
+    for client in await redis.client_list(_type="pubsub"):
+        if int(str(client["addr"]).rpartition(":")[2]) in ports:
+            cut += await redis.client_kill_filter(_id=client["id"])
+    return cut
+
+
 async def start_conversation(customer: ChatClient, agent: ChatClient, text: str = "hello") -> str:
     started = await customer.ok("conversation.start", {"text": text, "name": "Ada"})
     cid = started["conversation"]["id"]
