@@ -232,7 +232,7 @@ async def test_sentinel_failover_during_chat(tmp_path: Path) -> None:
 async def two_nodes_chatting(tmp_path: Path) -> AsyncIterator[tuple[RedisProcess, ChatClient, ChatClient, str, str]]:
     """Debian's redis-server (persistent: appendfsync always) under two nodes with fan-out behind
     nginx; the customer is on r1, agent alice on r2, in one conversation: (redis, customer, agent,
-    conversation id, redis url)."""
+    conversation id, key prefix)."""
     from cluster_kit import Nginx
 
     assert Path(REDIS_SERVER).exists(), "Debian's redis-server is needed: `make test` installs it"
