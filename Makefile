@@ -63,6 +63,17 @@ vendor:
 	&& sed 's|//# sourceMappingURL=.*||' package/dist/socket.io.esm.min.js > $(CURDIR)/web/sdk/vendor/socket.io.esm.min.js \
 	&& cp package/LICENSE $(CURDIR)/web/sdk/vendor/socket.io-client.LICENSE && rm -rf $$tmp
 
+# The command line's translations (server/i18n.py; docs/cli.md "Languages"): extract the marked strings and
+# argparse's own words into server/locale/segue.pot, merge them into every segue.po (then translate the new
+# entries: tests/unit/test_cli_i18n.py names them), compile the segue.mo files (committed: a clone needs no step).
+BABEL := $(VENV)/bin/pybabel
+.PHONY: locale
+locale: $(TSTAMP)
+	$(BABEL) extract -k Message -k N_ --no-location --sort-output --project Segue --copyright-holder "Segue contributors" \
+		-o server/locale/segue.pot server "$$($(PY) -c 'import argparse; print(argparse.__file__)')"
+	$(BABEL) update -D segue -i server/locale/segue.pot -d server/locale --no-fuzzy-matching -w 100
+	$(BABEL) compile -D segue -d server/locale --statistics
+
 # After editing a file of web/sdk/: write the new SRI hashes into docs/sdk.md (a test checks them).
 .PHONY: sdk-hashes
 sdk-hashes: $(STAMP)

@@ -28,30 +28,31 @@ import redis.asyncio as aioredis
 from signaling import CHANNEL_RE, ROLES, USERNAME_RE, Account, Directory, ProtocolError, parse_capacity
 
 from .redis_client import make_redis, sentinel_url
-from .cli import EXTRA_COMMANDS, UsageError
+from .cli import EXTRA_COMMANDS, UsageError, protocol_error
 from .config import Config
 from .embedded_redis import EmbeddedRedis
+from .i18n import Message, _
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = "manage agent accounts (stored in Redis)"
+    parser.description = _("manage agent accounts (stored in Redis)")
     sub = parser.add_subparsers(dest="agent_command", metavar="ACTION", required=True)
 
     def account_options(p: argparse.ArgumentParser, creating: bool) -> None:
-        p.add_argument("username", help="login name: lower-case letters, digits, '.', '_' or '-'")
-        p.add_argument("--password", help="the password (asked for when omitted on a terminal)")
-        p.add_argument("--name", help="display name shown to customers")
-        p.add_argument("--skills", help="comma-separated skills, e.g. billing,de")
+        p.add_argument("username", help=_("login name: lower-case letters, digits, '.', '_' or '-'"))
+        p.add_argument("--password", help=_("the password (asked for when omitted on a terminal)"))
+        p.add_argument("--name", help=_("display name shown to customers"))
+        p.add_argument("--skills", help=_("comma-separated skills, e.g. billing,de"))
         p.add_argument("--role", choices=ROLES, default="agent" if creating else None,
-                       help="agent, supervisor (every conversation, the wallboard, accounts) or admin (also API keys)")
-        p.add_argument("--capacity", help="conversations at once per channel, e.g. chat=3,voice=1")
-        p.add_argument("--channels", help="channels taken (default: every channel with capacity)")
+                       help=_("agent, supervisor (every conversation, the wallboard, accounts) or admin (also API keys)"))
+        p.add_argument("--capacity", help=_("conversations at once per channel, e.g. chat=3,voice=1"))
+        p.add_argument("--channels", help=_("channels taken (default: every channel with capacity)"))
 
-    account_options(sub.add_parser("add", help="create an agent account"), True)
-    account_options(sub.add_parser("set", help="change an agent account"), False)
-    sub.add_parser("list", help="list agent accounts")
-    p_rm = sub.add_parser("remove", help="delete an agent account")
-    p_rm.add_argument("username")
+    account_options(sub.add_parser("add", help=_("create an agent account")), True)
+    account_options(sub.add_parser("set", help=_("change an agent account")), False)
+    sub.add_parser("list", help=_("list agent accounts"))
+    p_rm = sub.add_parser("remove", help=_("delete an agent account"))
+    p_rm.add_argument("username", help=_("the account's login name"))
 
 
 def _names(text: str | None, what: str) -> list[str] | None:
@@ -60,24 +61,25 @@ def _names(text: str | None, what: str) -> list[str] | None:
     items = [s.strip() for s in text.split(",") if s.strip()]
     for item in items:
         if not CHANNEL_RE.match(item):
-            raise UsageError(f"--{what}: {item!r} is not a valid name (lower-case letters, digits, '_' or '-')")
+            raise UsageError(Message("{option}: {name} is not a valid name (lower-case letters, digits, '_' or '-')",
+                                     option="--" + what, name=repr(item)))
     return items
 
 
 def _password(args: argparse.Namespace, required: bool) -> str | None:
     if args.password is not None:
         if len(args.password) < 4:
-            raise UsageError("--password must be at least 4 characters")
+            raise UsageError(Message("--password must be at least 4 characters"))
         return args.password
     if not required:
         return None
     if not sys.stdin.isatty():
-        raise UsageError("--password is required (no terminal to ask on)")
-    first = getpass.getpass(f"password for {args.username}: ")
-    if getpass.getpass("again: ") != first:
-        raise UsageError("the passwords differ")
+        raise UsageError(Message("--password is required (no terminal to ask on)"))
+    first = getpass.getpass(_("password for {username}: ").format(username=args.username))
+    if getpass.getpass(_("again: ")) != first:
+        raise UsageError(Message("the passwords differ"))
     if len(first) < 4:
-        raise UsageError("the password must be at least 4 characters")
+        raise UsageError(Message("the password must be at least 4 characters"))
     return first
 
 
@@ -129,7 +131,8 @@ async def command_redis(config: Config) -> AsyncIterator[aioredis.Redis]:
         try:
             await asyncio.wait_for(redis.ping(), timeout=config.redis.startup_timeout_s)
         except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
-            raise UsageError(f"cannot reach Redis at {url}: {exc or type(exc).__name__}") from None
+            raise UsageError(Message("cannot reach Redis at {url}: {reason}", url=url,
+                                     reason=str(exc) or type(exc).__name__)) from None
         yield redis
     finally:
         await redis.aclose()
@@ -156,35 +159,36 @@ async def _agent_command(args: argparse.Namespace, redis: aioredis.Redis, config
         for account in accounts:
             print(_show(account))
         if not accounts:
-            print("no agents")
+            print(_("no agents"))
         return 0
     username = args.username.strip().lower()
     if not USERNAME_RE.match(username):
-        raise UsageError(f"username {args.username!r}: use lower-case letters, digits, '.', '_' or '-' (up to 64)")
+        raise UsageError(Message("username {name}: use lower-case letters, digits, '.', '_' or '-' (up to 64)",
+                                 name=repr(args.username)))
     try:
         if action == "remove":
             await directory.delete((await directory.require(username)).id)  # its sockets end on every node
-            print(f"removed agent {username}")
+            print(_("removed agent {username}").format(username=username))
             return 0
         capacity = None
         if args.capacity is not None:
             try:
                 capacity = parse_capacity(args.capacity)
             except ValueError as exc:
-                raise UsageError(f"--capacity: {exc}") from None
+                raise protocol_error(exc, "--capacity") from None
         skills = _names(args.skills, "skills")
         channels = _names(args.channels, "channels")
         if action == "add":
             account = await directory.create(username, _password(args, True), args.name, args.role, skills,
                                              capacity, channels)
-            print(f"added {_show(account)}")
+            print(_("added {account}").format(account=_show(account)))
         else:
             account = await directory.update((await directory.require(username)).id,
                                              password=_password(args, False), name=args.name,
                                              role=args.role, skills=skills, capacity=capacity, channels=channels)
-            print(f"updated {_show(account)}")
+            print(_("updated {account}").format(account=_show(account)))
     except ProtocolError as exc:
-        raise UsageError(exc.message) from None
+        raise protocol_error(exc) from None
     return 0
 
 
@@ -204,20 +208,20 @@ EXTRA_COMMANDS["agent"] = (_configure, run)
 def _configure_apikey(parser: argparse.ArgumentParser) -> None:
     from signaling import SCOPES
 
-    parser.description = "manage API keys for servers (REST with Authorization: Bearer sgk_...)"
+    parser.description = _("manage API keys for servers (REST with Authorization: Bearer sgk_...)")
     sub = parser.add_subparsers(dest="apikey_command", metavar="ACTION", required=True)
-    p_new = sub.add_parser("create", help="create a key and print it (once: only its hash is kept)")
-    p_new.add_argument("--name", required=True, help="what uses the key, e.g. crm (shown as the author of its writes)")
+    p_new = sub.add_parser("create", help=_("create a key and print it (once: only its hash is kept)"))
+    p_new.add_argument("--name", required=True, help=_("what uses the key, e.g. crm (shown as the author of its writes)"))
     p_new.add_argument("--scope", action="append", choices=SCOPES, required=True, dest="scopes",
-                       help="what the key may do; repeat for several")
-    sub.add_parser("list", help="list keys: id, name, scopes, created, last used")
-    p_rm = sub.add_parser("revoke", help="delete a key: it stops working at once")
-    p_rm.add_argument("id", help="the key's id (the 16 hex digits after sgk_)")
+                       help=_("what the key may do; repeat for several"))
+    sub.add_parser("list", help=_("list keys: id, name, scopes, created, last used"))
+    p_rm = sub.add_parser("revoke", help=_("delete a key: it stops working at once"))
+    p_rm.add_argument("id", help=_("the key's id (the 16 hex digits after sgk_)"))
 
 
 def _when(ms: int | None) -> str:
     if not ms:
-        return "never"
+        return _("never")
     import datetime
 
     return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -235,8 +239,9 @@ async def _apikey_command(args: argparse.Namespace, redis: aioredis.Redis, confi
     try:
         if args.apikey_command == "create":
             key, token = await keys.create(args.name, args.scopes, "cli")
-            print(f"created API key {key.id} ({key.name}) with scopes {' '.join(key.scopes)}", file=sys.stderr)
-            print("the key is shown once; keep it secret:", file=sys.stderr)
+            print(_("created API key {id} ({name}) with scopes {scopes}").format(
+                id=key.id, name=key.name, scopes=" ".join(key.scopes)), file=sys.stderr)
+            print(_("the key is shown once; keep it secret:"), file=sys.stderr)
             print(token)
         elif args.apikey_command == "list":
             listed = await keys.list()
@@ -244,12 +249,12 @@ async def _apikey_command(args: argparse.Namespace, redis: aioredis.Redis, confi
                 print(f"{key.id}  {key.name:20} created={_when(key.created_ts)} by={key.created_by:12} "
                       f"last_used={_when(key.last_used_ts):20} scopes={','.join(key.scopes)}")
             if not listed:
-                print("no API keys")
+                print(_("no API keys"))
         else:
             await keys.revoke(args.id)
-            print(f"revoked API key {args.id}")
+            print(_("revoked API key {id}").format(id=args.id))
     except ProtocolError as exc:
-        raise UsageError(exc.message) from None
+        raise protocol_error(exc) from None
     return 0
 
 

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from .config import Config, ConfigError
 from .embedded_redis import RedisUnavailable
+from .i18n import Message
 from .redis_client import FanoutManager, make_redis
 from .security import setup_security_headers
 from .sdk import add_sdk_routes
@@ -203,10 +204,11 @@ async def _check_redis(app: web.Application) -> None:
     try:
         await asyncio.wait_for(node.redis.ping(), timeout=node.config.redis.startup_timeout_s)
     except (OSError, aioredis.RedisError, asyncio.TimeoutError) as exc:
-        raise RedisUnavailable(
-            f"cannot reach Redis at {node.redis_url}: {exc or type(exc).__name__}"
-            " (check redis.url / SEGUE_REDIS_URL, or leave it empty to use the embedded Redis)"
-        ) from None
+        raise RedisUnavailable(Message(  # printed translated by the command line (server/i18n.py)
+            "cannot reach Redis at {url}: {reason}"
+            " (check redis.url / SEGUE_REDIS_URL, or leave it empty to use the embedded Redis)",
+            url=node.redis_url, reason=str(exc) or type(exc).__name__,
+        )) from None
 
 
 async def _tune_gc(_app: web.Application) -> None:

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .config import Config
+from .i18n import Message
 
 # headers a reverse proxy adds: a request that carries one came from somewhere else
 PROXY_HEADERS = ("X-Forwarded-For", "X-Forwarded-Host", "X-Real-IP", "Forwarded")
@@ -45,12 +46,13 @@ def check_demo(config: Config) -> None:
     if exposed is None:
         return
     setting = "http.host" if exposed == config.http.host else "http.public_url"
-    raise DemoExposed(
-        f"refusing to start: {setting} is {exposed or '*'} (reachable from other machines) while the demo account"
-        f" is enabled, and anyone who reaches this server could sign in as {config.demo.agent_username!r} with its"
+    raise DemoExposed(Message(
+        "refusing to start: {setting} is {host} (reachable from other machines) while the demo account"
+        " is enabled, and anyone who reaches this server could sign in as {username} with its"
         " published password: set demo.enabled: false (SEGUE_DEMO_ENABLED=false) and create an admin with"
-        " `segue agent add NAME --role admin` (see docs/security.md)"
-    )
+        " `segue agent add NAME --role admin` (see docs/security.md)",
+        setting=setting, host=exposed or "*", username=repr(config.demo.agent_username),
+    ))
 
 
 def request_is_local(request: web.Request) -> bool:

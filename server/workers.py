@@ -21,6 +21,7 @@ import time
 
 from .config import Config
 from .embedded_redis import EmbeddedRedis
+from .i18n import Message, _
 
 log = logging.getLogger("segue")
 
@@ -61,13 +62,14 @@ async def run_workers(config: Config, count: int) -> int:
     if config.http.port == 0:
         from .cli import UsageError
 
-        raise UsageError("--workers needs a fixed http.port (workers listen on http.port, http.port + 1, ...)")
+        raise UsageError(Message("--workers needs a fixed http.port (workers listen on http.port, http.port + 1, ...)"))
     embedded: EmbeddedRedis | None = None
     redis_url = config.redis.url
     if config.redis.sentinels:
         from .cli import UsageError
 
-        raise UsageError("--workers with redis.sentinels: run one `segue serve` per node instead (each asks the sentinels)")
+        raise UsageError(Message(
+            "--workers with redis.sentinels: run one `segue serve` per node instead (each asks the sentinels)"))
     if not redis_url:
         embedded = await EmbeddedRedis.start(config.data_path, config.redis.startup_timeout_s,
                                              appendfsync=config.redis.appendfsync)
@@ -90,8 +92,8 @@ async def run_workers(config: Config, count: int) -> int:
         for i in range(count):
             await spawn(i)
         ports = ", ".join(str(config.http.port + i) for i in range(count))
-        print(f"Segue: {count} nodes on ports {ports} (Redis {redis_url}); put nginx in front (docs/deployment.md)",
-              flush=True)
+        print(_("Segue: {count} nodes on ports {ports} (Redis {redis}); put nginx in front (docs/deployment.md)").format(
+            count=count, ports=ports, redis=redis_url), flush=True)
         while not stopping.is_set():
             waits = {asyncio.ensure_future(p.wait()): i for i, p in procs.items()}
             stop_wait = asyncio.ensure_future(stopping.wait())
