@@ -20,6 +20,8 @@ from typing import Any, Mapping
 
 import yaml
 
+from .i18n import Message
+
 ENV_PREFIX = "SEGUE_"
 
 
@@ -302,13 +304,13 @@ def load_config(
         try:
             text = file_path.read_text()
         except OSError as exc:
-            raise ConfigError(f"cannot read config file {file_path}: {exc.strerror}") from None
+            raise ConfigError(Message("cannot read config file {file}: {reason}", file=str(file_path), reason=exc.strerror)) from None
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {file_path} is not valid YAML: {exc}") from None
+            raise ConfigError(Message("config file {file} is not valid YAML: {reason}", file=str(file_path), reason=str(exc))) from None
         if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"config file {file_path} must hold a mapping of settings")
+            raise ConfigError(Message("config file {file} must hold a mapping of settings", file=str(file_path)))
         raw = loaded or {}
 
     types_by_path = _setting_types()
@@ -327,10 +329,10 @@ def load_config(
         if env_name.startswith(ENV_PREFIX) and env_name not in env_names().values():
             if env_name in _NON_SETTING_ENV:
                 continue
-            raise ConfigError(
-                f"unknown setting in environment: {env_name} (known: see config.yaml; "
-                f"the name is SEGUE_ + the upper-cased dotted path)"
-            )
+            raise ConfigError(Message(
+                "unknown setting in environment: {name} (known: see config.yaml; "
+                "the name is SEGUE_ + the upper-cased dotted path)", name=env_name,
+            ))
     for dotted, value in (overrides or {}).items():
         _set_dotted(raw, dotted, value)
     config = _build(Config, raw, "")
@@ -344,81 +346,97 @@ _LOG_LEVELS = ("debug", "info", "warning", "error")
 def _validate(config: Config) -> None:
     """Checks that a type alone cannot express."""
     if config.log.level.lower() not in _LOG_LEVELS:
-        raise ConfigError(f"setting log.level must be one of {', '.join(_LOG_LEVELS)}, got {config.log.level!r}")
+        raise ConfigError(Message("setting {setting} must be one of {choices}, got {value}", setting="log.level",
+                                  choices=", ".join(_LOG_LEVELS), value=repr(config.log.level)))
     if config.log.format not in ("text", "json"):
-        raise ConfigError(f"setting log.format must be text or json, got {config.log.format!r}")
+        raise ConfigError(Message("setting {setting} must be {first} or {second}, got {value}", setting="log.format",
+                                  first="text", second="json", value=repr(config.log.format)))
     if not 0 <= config.http.port <= 65535:
-        raise ConfigError(f"setting http.port must be 0-65535, got {config.http.port}")
+        raise ConfigError(Message("setting {setting} must be {low}-{high}, got {value}", setting="http.port", low=0,
+                                  high=65535, value=config.http.port))
     url = config.cluster.internal_url
     if url and (not re.fullmatch(r"https?://[^/?#\s]+/?", url)):
-        raise ConfigError(f"setting cluster.internal_url must be http(s)://host[:port] (how the other nodes reach this "
-                          f"one, no path), got {url!r}")
+        raise ConfigError(Message("setting cluster.internal_url must be http(s)://host[:port] (how the other nodes "
+                                  "reach this one, no path), got {value}", value=repr(url)))
     lo, hi = config.media.udp_port_min, config.media.udp_port_max
     if (lo or hi) and not (1024 <= lo <= hi <= 65535):
-        raise ConfigError(
-            f"settings media.udp_port_min/max must both be 0, or 1024 <= min <= max <= 65535; got {lo}..{hi}"
-        )
+        raise ConfigError(Message(
+            "settings media.udp_port_min/max must both be 0, or 1024 <= min <= max <= 65535; got {low}..{high}",
+            low=lo, high=hi,
+        ))
     for name, value in dataclasses.asdict(config.limits).items():
         if isinstance(value, (int, float)) and value < 0:
-            raise ConfigError(f"setting limits.{name} must be 0 or more, got {value}")
+            raise ConfigError(Message("setting {setting} must be 0 or more, got {value}", setting="limits." + name,
+                                      value=value))
     if not 0 <= config.media.receive_batch_ms <= 20:
-        raise ConfigError(f"setting media.receive_batch_ms must be 0-20 (ms), got {config.media.receive_batch_ms}")
+        raise ConfigError(Message("setting {setting} must be {low}-{high} (ms), got {value}",
+                                  setting="media.receive_batch_ms", low=0, high=20, value=config.media.receive_batch_ms))
     for key in ("customer_origins", "agent_origins"):
         for origin in getattr(config.cors, key):
             problem = _origin_problem(origin, allow_any=key == "customer_origins")
             if problem:
-                raise ConfigError(f"setting cors.{key} holds {origin!r}: {problem}")
+                raise ConfigError(Message("setting {setting} holds {value}: {problem}", setting="cors." + key,
+                                          value=repr(origin), problem=problem))
     w = config.webhooks
     if any(s <= 0 for s in w.retry_schedule_s):
-        raise ConfigError(f"setting webhooks.retry_schedule_s must hold waits above 0 s, got {w.retry_schedule_s}")
+        raise ConfigError(Message("setting webhooks.retry_schedule_s must hold waits above 0 s, got {value}",
+                                  value=w.retry_schedule_s))
     if not 0 <= w.jitter < 1:
-        raise ConfigError(f"setting webhooks.jitter must be from 0 up to (not including) 1, got {w.jitter}")
+        raise ConfigError(Message("setting webhooks.jitter must be from 0 up to (not including) 1, got {value}",
+                                  value=w.jitter))
     if w.timeout_s <= 0 or w.concurrency < 1 or w.endpoint_concurrency < 1 or w.claim_idle_s <= 0 \
             or w.refresh_s <= 0 or w.keep_days <= 0 or w.deliveries_kept < 1:
-        raise ConfigError("settings webhooks.timeout_s, claim_idle_s, refresh_s and keep_days must be above 0, "
-                          "and webhooks.concurrency, endpoint_concurrency and deliveries_kept at least 1")
+        raise ConfigError(Message("settings webhooks.timeout_s, claim_idle_s, refresh_s and keep_days must be above 0, "
+                                  "and webhooks.concurrency, endpoint_concurrency and deliveries_kept at least 1"))
     for key in ("login_window_s", "login_failures_per_account", "login_failures_per_ip", "login_max_delay_s"):
         if getattr(config.auth, key) < 1:
-            raise ConfigError(f"setting auth.{key} must be 1 or more, got {getattr(config.auth, key)}")
+            raise ConfigError(Message("setting {setting} must be 1 or more, got {value}", setting="auth." + key,
+                                      value=getattr(config.auth, key)))
     if config.redis.appendfsync not in ("everysec", "always"):
-        raise ConfigError(f"setting redis.appendfsync must be everysec or always, got {config.redis.appendfsync!r}")
+        raise ConfigError(Message("setting {setting} must be {first} or {second}, got {value}", setting="redis.appendfsync",
+                                  first="everysec", second="always", value=repr(config.redis.appendfsync)))
     for entry in config.redis.sentinels:
         host, sep, port = entry.rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise ConfigError(f"setting redis.sentinels holds {entry!r}: write each sentinel as host:port")
+            raise ConfigError(Message("setting redis.sentinels holds {value}: write each sentinel as host:port",
+                                      value=repr(entry)))
     c = config.cluster
     if c.heartbeat_s <= 0 or c.node_ttl_s < 2 * c.heartbeat_s:
-        raise ConfigError("setting cluster.node_ttl_s must be at least twice cluster.heartbeat_s (above 0), "
-                          f"got {c.node_ttl_s} and {c.heartbeat_s}")
+        raise ConfigError(Message("setting cluster.node_ttl_s must be at least twice cluster.heartbeat_s (above 0), "
+                                  "got {ttl} and {heartbeat}", ttl=c.node_ttl_s, heartbeat=c.heartbeat_s))
     if c.reassign_after_s < 0 or c.drain_timeout_s < 0 or c.forward_timeout_s <= 0:
-        raise ConfigError("settings cluster.reassign_after_s and drain_timeout_s must be 0 or more, "
-                          "forward_timeout_s above 0")
+        raise ConfigError(Message("settings cluster.reassign_after_s and drain_timeout_s must be 0 or more, "
+                                  "forward_timeout_s above 0"))
     if c.node_id and not all(ch.isalnum() or ch in "-_." for ch in c.node_id):
-        raise ConfigError(f"setting cluster.node_id may hold letters, digits, - _ and . only, got {c.node_id!r}")
+        raise ConfigError(Message("setting cluster.node_id may hold letters, digits, - _ and . only, got {value}",
+                                  value=repr(c.node_id)))
     k = config.knowledge
     if k.self_service_window_s <= 0 or k.search_sync_s <= 0:
-        raise ConfigError("settings knowledge.self_service_window_s and knowledge.search_sync_s must be above 0, "
-                          f"got {k.self_service_window_s} and {k.search_sync_s}")
+        raise ConfigError(Message("settings knowledge.self_service_window_s and knowledge.search_sync_s must be "
+                                  "above 0, got {window} and {sync}", window=k.self_service_window_s,
+                                  sync=k.search_sync_s))
     names = {q.name for q in config.routing.queues}
     if config.routing.default_queue not in names:
-        raise ConfigError(f"setting routing.default_queue names {config.routing.default_queue!r}, not one of routing.queues")
+        raise ConfigError(Message("setting routing.default_queue names {value}, not one of routing.queues",
+                                  value=repr(config.routing.default_queue)))
     for q in config.routing.queues:
         if q.overflow_queue and q.overflow_queue not in names:
-            raise ConfigError(f"setting routing.queues[{q.name}].overflow_queue names unknown queue {q.overflow_queue!r}")
+            raise ConfigError(Message("setting {setting} names unknown queue {value}",
+                                      setting="routing.queues[" + q.name + "].overflow_queue", value=repr(q.overflow_queue)))
 
 
 def _origin_problem(origin: str, allow_any: bool) -> str:
     """Why ``origin`` cannot be an entry of a cors list ("" when it can): browsers send
     ``scheme://host[:port]``, lower-case, with no path, and entries are compared as text."""
     if origin == "*":
-        return "" if allow_any else 'the agent surface cannot be opened to any origin ("*"): list the origins'
+        return "" if allow_any else Message('the agent surface cannot be opened to any origin ("*"): list the origins')
     scheme, sep, rest = origin.partition("://")
     if not sep or scheme not in ("http", "https") or not rest:
-        return "an origin is scheme://host[:port] with scheme http or https, e.g. https://shop.example"
+        return Message("an origin is scheme://host[:port] with scheme http or https, e.g. https://shop.example")
     if "/" in rest or "?" in rest or "#" in rest:
-        return "an origin has no path, not even a trailing slash, e.g. https://shop.example"
+        return Message("an origin has no path, not even a trailing slash, e.g. https://shop.example")
     if origin != origin.lower():
-        return "write the origin in lower case, as browsers send it"
+        return Message("write the origin in lower case, as browsers send it")
     return ""
 
 
@@ -468,13 +486,15 @@ def _build(cls: type, raw: Any, where: str) -> Any:
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"setting {where or '(top level)'} must be a mapping, got {type(raw).__name__}")
+        raise ConfigError(Message("setting {setting} must be a mapping, got {value}", setting=where or "(top level)",
+                                  value=type(raw).__name__))
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in known:
             path = f"{where}.{key}" if where else str(key)
-            raise ConfigError(f"unknown setting {path} (known here: {', '.join(sorted(known))})")
+            raise ConfigError(Message("unknown setting {setting} (known here: {known})", setting=path,
+                                      known=", ".join(sorted(known))))
     kwargs = {}
     for name in known:
         if name in raw:
@@ -490,29 +510,30 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
-            raise ConfigError(f"setting {path} must be a list, got {value!r}")
+            raise ConfigError(Message("setting {setting} must be a list, got {value}", setting=path, value=repr(value)))
         return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         key_t, val_t = typing.get_args(hint)
         if not isinstance(value, dict):
-            raise ConfigError(f"setting {path} must be a mapping, got {value!r}")
+            raise ConfigError(Message("setting {setting} must be a mapping, got {value}", setting=path, value=repr(value)))
         return {_coerce(key_t, k, path): _coerce(val_t, v, f"{path}.{k}") for k, v in value.items()}
     if origin in (typing.Union, types.UnionType):
-        raise ConfigError(f"setting {path}: union types are not supported in Config")
+        raise ConfigError(f"setting {path}: union types are not supported in Config")  # a bug in Config, not in a file
     if hint is bool:
         if isinstance(value, bool):
             return value
-        raise ConfigError(f"setting {path} must be true or false, got {value!r}")
+        raise ConfigError(Message("setting {setting} must be true or false, got {value}", setting=path, value=repr(value)))
     if hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(f"setting {path} must be a whole number, got {value!r}")
+        raise ConfigError(Message("setting {setting} must be a whole number, got {value}", setting=path,
+                                  value=repr(value)))
     if hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
-        raise ConfigError(f"setting {path} must be a number, got {value!r}")
+        raise ConfigError(Message("setting {setting} must be a number, got {value}", setting=path, value=repr(value)))
     if hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
-        raise ConfigError(f"setting {path} must be text, got {value!r}")
+        raise ConfigError(Message("setting {setting} must be text, got {value}", setting=path, value=repr(value)))
     raise ConfigError(f"setting {path}: unsupported type {hint!r}")

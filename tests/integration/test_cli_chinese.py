@@ -107,6 +107,8 @@ def test_serve_errors_in_chinese(tmp_path: Path) -> None:
                  SEGUE_REDIS_STARTUP_TIMEOUT_S="2")
     assert res.returncode == 1 and res.stderr.startswith("segue: 错误: 无法连接 redis://"), res.stderr
     assert english_sentences(res.stderr.split("Redis：", 1)[0]) == []  # the reason after it is the OS's own
+    res = _segue(tmp_path, "serve", LANG="zh_CN.UTF-8", SEGUE_HTTP_PORT="abc")  # a config error
+    assert res.returncode == 2 and res.stderr == "segue: 错误: 设置项 http.port 必须是整数，收到的是 'abc'\n", res.stderr
     res = _segue(tmp_path, "serve", "--host", "0.0.0.0", LANGUAGE="zh_CN")
     assert res.returncode == 1 and "拒绝启动" in res.stderr, res.stderr
     _assert_chinese(res.stderr)
