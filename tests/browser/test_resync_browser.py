@@ -1,8 +1,12 @@
-"""The customer's page (the widget's SDK) on one node, the agent on another; the nodes' pub/sub
-connections are cut while the agent writes (Redis stays up). What the agent's node publishes while
-the page's node subscribes again reaches nobody, and pushes arrive again before the page's node
-says ``resync``: the SDK resumes from the resync's ``since``, not only from the last id it saw, so
-the page shows every message the agent got acknowledged.
+"""``resync`` in the widget's SDK (docs/protocol.md): pushes lost while a node's link to Redis
+pub/sub was down are fetched again.
+
+- The customer's page on one node, the agent on another; the nodes' pub/sub connections are cut
+  while the agent writes (Redis stays up). What the agent's node publishes while the page's node
+  subscribes again reaches nobody, and pushes arrive again before the page's node says
+  ``resync``: the SDK resumes from the resync's ``since``, not only from the last id it saw.
+- The resume after a ``resync`` is answered ``unavailable`` (the node's Redis blinked as its link
+  came back): the SDK asks again, as nothing else would fetch what was lost.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
 from chat_pages import open_widget, start_chat, wait_js
 from cluster_kit import cut_pubsub, running_cluster
+from signaling import SIGNALING
+from signaling.store import Store, encode_event
 
 pytestmark = pytest.mark.browser
 
@@ -45,3 +52,31 @@ async def test_widget_gets_every_message_sent_while_its_nodes_fanout_was_cut(red
                                     acked)
         assert shown == len(acked) and not page.segue_errors
         print(f"FANOUT cut under a widget (Chromium): acked={len(acked)} shown={shown}")
+
+
+async def test_widget_asks_again_when_its_resume_after_resync_is_unavailable(segue: Any, new_page: Any,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    page = await new_page()
+    await open_widget(page, segue.url)
+    cid = await start_chat(page, "hello?", name="Ada")
+    # a reply stored whose push was lost (as while the node's pub/sub link was down)
+    store = Store(segue.node.redis, segue.config.redis.key_prefix)
+    outcome = await store.mutate(cid, {"events": [encode_event("message", {"kind": "agent", "id": "a_9", "name": "Alan"},
+                                                                "all", {"text": "sent while the link was down"})]})
+    lost = outcome.ids[0]
+    service = segue.app[SIGNALING]
+    resume, answered = service.resume, []
+
+    async def blinking(who: Any, conversation_id: str, after: str | None) -> Any:
+        answered.append(after)
+        if len(answered) == 1:
+            raise aioredis.ConnectionError("Connection closed by server.")
+        return await resume(who, conversation_id, after)
+
+    monkeypatch.setattr(service, "resume", blinking)
+    last = await page.evaluate("window.segueWidget.conversation.lastEventId")
+    since = f"{int(last.partition('-')[0]) - 1}-0"  # earlier than what the page has: it resumes from there
+    await segue.node.sio.emit("resync", {"reason": "fanout_reconnected", "since": since}, namespace="/customer")
+    await wait_js(page, "(id) => window.segueWidget.conversation.events.some((e) => e.id === id)", arg=lost)
+    assert answered[:2] == [since, since]  # asked again, from the same point
+    assert not page.segue_errors

@@ -39,6 +39,11 @@ ROOT = Path(__file__).resolve().parents[2]
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
+#: waits before asking again for a resume after ``resync`` that was answered ``unavailable`` (the SDK's
+#: RESYNC_RETRY_MS in web/sdk/segue.js)
+RESYNC_RETRY_S = (0.5, 1.0, 2.0, 4.0)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -283,21 +288,30 @@ class ChatClient:
         asyncio.ensure_future(self.resume_all(after))
 
     async def resume_all(self, after_ids: dict[str, str | None] | None = None) -> None:
+        """Resume every conversation (from ``after_ids``: after a resync, asking again while the
+        node answers ``unavailable``, as the SDK does; else from the last id seen)."""
         for cid in sorted(self.conversations):
             event = "conversation.resume" if self.ns == "/customer" else "conversation.open"
             after = after_ids.get(cid) if after_ids is not None else self.last_id.get(cid)
-            asked = f"{time.time():.3f} {event} {cid} after={after}"
-            try:
-                reply = await self.sio.call(event, {"conversation_id": cid, "after": after} if after else
-                                            {"conversation_id": cid}, namespace=self.ns, timeout=10)
-            except Exception as exc:  # noqa: BLE001 - disconnected again: the next session resumes
-                self.resume_log.append(f"{asked}: {exc!r}")
-                return
-            events = reply.get("events") or []
-            self.resume_log.append(f"{asked}: " + (f"ok, {len(events)} events" if reply.get("ok") else str(reply.get("error"))))
-            if reply.get("ok"):
-                self._ingest(events)
-                self.changed.set()
+            for wait in (*RESYNC_RETRY_S, None) if after_ids is not None else (None,):
+                asked = f"{time.time():.3f} {event} {cid} after={after}"
+                try:
+                    reply = await self.sio.call(event, {"conversation_id": cid, "after": after} if after else
+                                                {"conversation_id": cid}, namespace=self.ns, timeout=10)
+                except socketio.exceptions.TimeoutError:
+                    reply = {"ok": False, "error": {"code": "timeout"}}
+                except Exception as exc:  # noqa: BLE001 - disconnected again: the next session resumes
+                    self.resume_log.append(f"{asked}: {exc!r}")
+                    return
+                events = reply.get("events") or []
+                self.resume_log.append(f"{asked}: " + (f"ok, {len(events)} events" if reply.get("ok") else str(reply.get("error"))))
+                if reply.get("ok"):
+                    self._ingest(events)
+                    self.changed.set()
+                    break
+                if wait is None or (reply.get("error") or {}).get("code") not in ("unavailable", "timeout"):
+                    break
+                await asyncio.sleep(wait)
 
     async def connect(self) -> "ChatClient":
         await self.sio.connect(self.url, namespaces=[self.ns], auth=self.auth, transports=["websocket"],

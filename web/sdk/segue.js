@@ -101,6 +101,12 @@ function resumeAfter(last, since) {
   return last && since && compareIds(since, last) < 0 ? since : last;
 }
 
+/**
+ * A resume after `resync` answered `unavailable` (the server's storage blinked as its link came
+ * back) or not at all is tried again after these waits: nothing else would fetch what was lost.
+ */
+const RESYNC_RETRY_MS = [500, 1000, 2000, 4000];
+
 /** Web Storage that never throws (storage may be disabled, full, or blocked in iframes). */
 class SafeStorage {
   constructor(kind, prefix) {
@@ -618,6 +624,20 @@ class SegueClient extends Emitter {
   /** Subclasses: resume the open conversations (a `resync` push; `since`: its event id, if any). */
   async _resync(_since) {}
 
+  /** Resume after a `resync`, from where it says, again while the server answers `unavailable`. */
+  async _resumeAfterResync(conversation, since) {
+    const after = resumeAfter(conversation.lastEventId, since); // later pushes must not move it
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this._resume(conversation, after);
+      } catch (error) {
+        const again = error?.code === "unavailable" || error?.code === "timeout";
+        if (!again || attempt >= RESYNC_RETRY_MS.length) throw error;
+        await new Promise((r) => setTimeout(r, RESYNC_RETRY_MS[attempt]));
+      }
+    }
+  }
+
   /** Subclasses: the server refused the connection. */
   _onRefused(_error) {}
 
@@ -765,7 +785,7 @@ export class SegueCustomer extends SegueClient {
   async _resync(since) {
     await Promise.all(
       this.#rememberedIds().map((id) =>
-        this._resume(this.conversation(id), since).catch((error) => this.emit("error", error)),
+        this._resumeAfterResync(this.conversation(id), since).catch((error) => this.emit("error", error)),
       ),
     );
   }
@@ -1224,7 +1244,7 @@ export class SegueAgent extends SegueClient {
     await Promise.all(
       [...this.conversations.values()]
         .filter((c) => !c.isClosed)
-        .map((c) => this._resume(c, since).catch((error) => this.emit("error", error))),
+        .map((c) => this._resumeAfterResync(c, since).catch((error) => this.emit("error", error))),
     );
   }
 
