@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .config import Config, ConfigError
 from .embedded_redis import RedisUnavailable
-from .i18n import Message
+from .i18n import Message, recognise
 from .redis_client import FanoutManager, make_redis
 from .security import setup_security_headers
 from .sdk import add_sdk_routes
@@ -157,7 +157,10 @@ def _kept_node_id(app: web.Application, config: Config) -> str:
     try:
         claim = claim_node_id(config.data_path)
     except NodeIdError as exc:
-        raise ConfigError(f"{exc} (or set cluster.node_id)") from None
+        from .cli import SIGNALING_ERRORS  # the command line prints it translated (server/i18n.py)
+
+        problem = recognise(str(exc), SIGNALING_ERRORS) or str(exc)
+        raise ConfigError(Message("{problem} (or set cluster.node_id)", problem=problem)) from None
 
     async def release(_app: web.Application) -> None:
         claim.release()

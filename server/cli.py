@@ -42,9 +42,10 @@ class UsageError(Exception):
     """
 
 
-# The protocol's errors the commands meet, as signaling formats them (in English, for every client):
-# recognised here, they print in the reader's language; one not listed prints as it is.
-PROTOCOL_ERRORS: tuple[str, ...] = (
+# The errors of signaling the commands meet (the protocol's, in English for every client; the node-id
+# file's), as signaling formats them: recognised here, they print in the reader's language; one not
+# listed prints as it is.
+SIGNALING_ERRORS: tuple[str, ...] = (
     N_("agent {name} already exists"),
     N_("agent {name} does not exist"),
     N_("agent {name} was changed at the same time: try again"),
@@ -67,6 +68,9 @@ PROTOCOL_ERRORS: tuple[str, ...] = (
     N_("{field}: port 0 is not a port to deliver to"),
     N_('{field}: "*" (every event) cannot be combined with other event types'),
     N_('{field}: unknown event type {name} (known: {known}, or "*")'),
+    N_("{path} should hold this node's id (letters, digits, - _ and . only), not {text}: put the node's id back or "
+       "delete the file (the node then draws a new id and its earlier recordings are no longer found through other "
+       "nodes)"),
 )
 
 
@@ -74,7 +78,7 @@ def protocol_error(exc: Exception, option: str | None = None) -> UsageError:
     """A protocol error (``ProtocolError``, or the ``ValueError`` of a parser) met by a command, as
     one line for the reader; ``option`` names the command-line option the bad value came from."""
     text = str(getattr(exc, "message", exc))
-    message: str = recognise(text, PROTOCOL_ERRORS) or text
+    message: str = recognise(text, SIGNALING_ERRORS) or text
     return UsageError(Message("{option}: {problem}", option=option, problem=message) if option else message)
 
 

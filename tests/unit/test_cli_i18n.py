@@ -17,7 +17,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
 from server import i18n
-from server.cli import PROTOCOL_ERRORS, protocol_error
+from server.cli import SIGNALING_ERRORS, protocol_error
 from server.i18n import DOMAIN, LOCALE_DIR, Message, localized, recognise
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,7 +132,7 @@ def test_message_is_english_text_and_prints_translated(language: pytest.MonkeyPa
     assert localized(RuntimeError("plain")) == "plain"
 
 
-def test_protocol_errors_are_recognised_from_their_english_text(language: pytest.MonkeyPatch) -> None:
+def test_protocol_errors_are_recognised_from_their_english_text(language: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Real errors of the layer that knows no languages (signaling) match a template: the CLI can
     print them translated; in English they print exactly as signaling wrote them."""
     from signaling import parse_capacity
@@ -151,9 +151,15 @@ def test_protocol_errors_are_recognised_from_their_english_text(language: pytest
         with pytest.raises((ProtocolError, ValueError)) as raised:
             call()
         errors.append(raised.value)
+    from signaling import NodeIdError, claim_node_id
+
+    (tmp_path / "node-id").write_text("not an id!\n")
+    with pytest.raises(NodeIdError) as bad_file:
+        claim_node_id(tmp_path)
+    errors.append(bad_file.value)
     for exc in errors:
         text = str(getattr(exc, "message", exc))
-        assert recognise(text, PROTOCOL_ERRORS) is not None, f"no template in server/cli.py PROTOCOL_ERRORS for {text!r}"
+        assert recognise(text, SIGNALING_ERRORS) is not None, f"no template in server/cli.py SIGNALING_ERRORS for {text!r}"
         assert localized(protocol_error(exc)) == text
     language.setenv("LANG", "zh_CN.UTF-8")
     i18n.catalog.cache_clear()
@@ -161,3 +167,4 @@ def test_protocol_errors_are_recognised_from_their_english_text(language: pytest
     assert localized(protocol_error(ValueError("capacity must look like chat=3,voice=1 (got 'x')"), "--capacity")) \
         == "--capacity：容量的格式应为 chat=3,voice=1（收到的是 'x'）"
     assert localized(protocol_error(ProtocolError("invalid", "something new"))) == "something new"  # unknown: as is
+    assert localized(protocol_error(bad_file.value)).startswith(f"{tmp_path / 'node-id'} 应保存本节点的 ID")
