@@ -106,7 +106,10 @@ class ScriptBatcher:
       as the client's retry policy allows (``Retry.get_retries()``, 0 by default: they fail with
       the error), the calls not yet sent go on the new one; connecting follows the retry policy;
     - ``NOSCRIPT`` (Redis restarted or its scripts flushed): the script is loaded again and those
-      calls run again.
+      calls run again;
+    - ``READONLY`` (the server was demoted to a replica): as a broken connection, so the next
+      connection goes to the current primary (Sentinel) and the callers hear ``ConnectionError``
+      ("retry shortly"), not a script error.
 
     Order: calls for one conversation never overlap (the service holds the conversation's lock
     across its call), so calls re-sent after a failure cannot overtake a later one of theirs.
@@ -158,6 +161,16 @@ class ScriptBatcher:
             return  # a connection already given up
         call = self._sent.popleft()
         if isinstance(reply, ResponseError):
+            if "READONLY" in str(reply)[:200]:
+                # the server became a replica (a Sentinel failover demoted it; a script's write
+                # comes back wrapped in "ERR Error running script", which redis-py does not
+                # recognise): nothing was written, and nothing will be on this connection. As
+                # redis-py's Sentinel connection does, give it up: the next one is to the primary
+                self._sent.appendleft(call)
+                link, self._link = self._link, None
+                self._give_up(link, RedisConnectionError(
+                    "Redis answered that it is a read-only replica now (a failover?): retry shortly"))
+                return
             if str(reply).startswith("NOSCRIPT"):
                 self._noscript.append(call)
             elif not call.future.done():

@@ -1,15 +1,18 @@
 """signaling.script_batcher.ScriptBatcher against a real Redis: replies reach their callers in order, an
-error reply stays with its call, a flushed script is loaded again, a broken connection is replaced."""
+error reply stays with its call, a flushed script is loaded again, a broken connection is replaced,
+a silent Redis times out, a demoted one is left."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from server.embedded_redis import EmbeddedRedis
 from server.redis_client import make_redis
 from signaling.script_batcher import ScriptBatcher
 
@@ -101,3 +104,26 @@ async def test_long_replies_and_a_silent_redis(redis_url: Any) -> None:
         await asyncio.sleep(max(0.0, paused_at + 1.3 - asyncio.get_running_loop().time()))
         await redis.delete(key)
         await redis.aclose()
+
+
+async def test_a_primary_demoted_to_replica_is_left_not_written_to(tmp_path: Path) -> None:
+    """A Redis turned into a replica under the batcher's connection (what a Sentinel failover does
+    to the old primary when it comes back) answers scripts with a wrapped READONLY error: the
+    callers hear a connection error (the service says "retry shortly"), not a script error, and the
+    connection is given up, so the next call goes on a new one (with Sentinel: to the new primary)."""
+    primary = await EmbeddedRedis.start(tmp_path / "a")
+    other = await EmbeddedRedis.start(tmp_path / "b")
+    redis = make_redis(primary.url)
+    try:
+        batcher = ScriptBatcher(redis, redis.register_script(ECHO))
+        assert await batcher(["k"], ["before"]) == "before"
+        port = other.url.rsplit(":", 1)[1].split("/")[0]
+        await redis.execute_command("REPLICAOF", "127.0.0.1", port)
+        results = await asyncio.gather(*(batcher(["k"], [f"r{i}"]) for i in range(3)), return_exceptions=True)
+        assert all(isinstance(r, RedisConnectionError) and "replica" in str(r) for r in results), results
+        await redis.execute_command("REPLICAOF", "NO", "ONE")
+        assert await batcher(["k"], ["after"]) == "after"
+    finally:
+        await redis.aclose()
+        await primary.stop()
+        await other.stop()
