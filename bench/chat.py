@@ -537,6 +537,7 @@ def run(clients: int, seconds: float, rate: float, procs: int, server_kind: str 
         "SEGUE_LIMITS_IP_CONVERSATIONS_PER_S": "0", "SEGUE_LIMITS_MAX_CONNECTIONS_PER_IP": "0",
     })
     env.update(settings or {})
+    env["LC_ALL"] = "C.UTF-8"  # the start-up line read below is in English (docs/cli.md: it is translated)
     server_log = tmp / "server.log"
     profile = os.environ.get("BENCH_PROFILE")  # a file: run the server under cProfile (for finding hot spots)
     if server_kind == "floor":

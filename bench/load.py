@@ -430,6 +430,7 @@ def _start_nodes(n: int, redis_url: str, prefix: str, secret: str, tmp: Path, ca
     for i in range(n):
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
+        env["LC_ALL"] = "C.UTF-8"  # the start-up line read below is in English (docs/cli.md: it is translated)
         env.update({
             "SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix, "SEGUE_AUTH_SECRET": secret,
             "SEGUE_REDIS_FANOUT": "true", "SEGUE_CLUSTER_NODE_ID": f"load-{i + 1}",
