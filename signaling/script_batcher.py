@@ -60,7 +60,11 @@ class _Replies(asyncio.Protocol):
             self.batcher._answer(self, reply)
 
     def eof_received(self) -> bool | None:
-        return self.stream.eof_received()  # type: ignore[attr-defined, no-any-return]
+        self.stream.eof_received()  # type: ignore[attr-defined]
+        # Redis closed its side (it stopped, or killed this client): close ours too, so
+        # ``connection_lost`` fails or re-sends the calls in flight now. The stream protocol would
+        # keep a half-closed socket open, and the calls would wait out the socket timeout.
+        return None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.stream.connection_lost(exc)

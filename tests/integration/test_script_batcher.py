@@ -127,3 +127,24 @@ async def test_a_primary_demoted_to_replica_is_left_not_written_to(tmp_path: Pat
         await redis.aclose()
         await primary.stop()
         await other.stop()
+
+
+async def test_calls_in_flight_when_redis_dies_fail_at_once_not_at_the_timeout(tmp_path: Path) -> None:
+    """Redis killed with calls in flight: its socket is closed by the kernel, and the calls fail
+    with a connection error then (the service answers "retry shortly"), not with a timeout after
+    the pool's socket timeout (a half-closed socket kept open would wait for it)."""
+    server = await EmbeddedRedis.start(tmp_path / "r")
+    redis = make_redis(server.url, socket_timeout=20)
+    try:
+        batcher = ScriptBatcher(redis, redis.register_script(ECHO))
+        assert await batcher(["k"], ["before"]) == "before"
+        await redis.execute_command("CLIENT", "PAUSE", "20000", "ALL")  # the next calls stay in flight
+        calls = [batcher(["k"], [f"c{i}"]) for i in range(3)]
+        await asyncio.sleep(0.2)
+        assert not any(c.done() for c in calls)
+        server.process.kill()
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(r, RedisConnectionError) for r in results), results
+    finally:
+        await redis.aclose()
+        await server.stop()
