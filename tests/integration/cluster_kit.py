@@ -40,7 +40,7 @@ NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 #: waits before asking again for a resume after ``resync`` that was answered ``unavailable`` (the SDK's
-#: RESYNC_RETRY_MS in web/sdk/segue.js)
+#: RESUME_RETRY_MS in web/sdk/segue.js)
 RESYNC_RETRY_S = (0.5, 1.0, 2.0, 4.0)
 
 

@@ -25,6 +25,7 @@ const en = {
   "widget.status.online": "Online",
   "widget.status.reconnecting": "Reconnecting…",
   "widget.status.unreachable": "Can't reach the server — retrying…",
+  "widget.status.busy": "The server is busy — retrying…",
   "widget.status.refused": "Can't connect: {message}",
   "widget.call": "Call us",
   "widget.call.title": "Talk to us by voice",
@@ -63,6 +64,7 @@ const en = {
   "error.not_found": "That conversation no longer exists.",
   "error.media": "The camera or microphone could not be used: {message}",
   "error.other": "Something went wrong: {message}",
+  "error.resume_failed": "Some messages could not be loaded: the server is not answering. Reload the page to see them.",
 
   // --- message receipts (dom.js) ------------------------------------------------------------
   "receipt.sending": "Sending…",
@@ -537,6 +539,7 @@ const zhCN = {
   "widget.status.online": "在线",
   "widget.status.reconnecting": "正在重新连接…",
   "widget.status.unreachable": "无法连接到服务器，正在重试…",
+  "widget.status.busy": "服务器繁忙，正在重试…",
   "widget.status.refused": "无法连接：{message}",
   "widget.call": "语音通话",
   "widget.call.title": "与我们语音通话",
@@ -574,6 +577,7 @@ const zhCN = {
   "error.not_found": "该对话已不存在。",
   "error.media": "无法使用摄像头或麦克风：{message}",
   "error.other": "出现问题：{message}",
+  "error.resume_failed": "部分消息未能加载：服务器没有响应。请刷新页面查看。",
 
   "receipt.sending": "发送中…",
   "receipt.sent": "已发送",

@@ -206,7 +206,10 @@ export interface CannedReply {
   text: string;
 }
 
-/** Error codes of the protocol plus the SDK's own (`timeout`, `not_connected`). */
+/**
+ * Error codes of the protocol plus the SDK's own (`timeout`, `not_connected`, and `resume_failed`:
+ * a resume the SDK made by itself after a reconnect or `resync` could not be answered, retries spent).
+ */
 export type SegueErrorCode =
   | "invalid"
   | "too_large"
@@ -220,6 +223,7 @@ export type SegueErrorCode =
   | "bad_identity"
   | "timeout"
   | "not_connected"
+  | "resume_failed"
   | "unknown"
   | (string & {});
 
@@ -240,7 +244,11 @@ export declare class Emitter<Events extends object = Record<string, unknown[]>> 
 
 /** A refused request or a server `error` push. */
 export declare class SegueError extends Error {
-  constructor(code: SegueErrorCode, message?: string, details?: { field?: string; event?: string; retryAfterMs?: number });
+  constructor(
+    code: SegueErrorCode,
+    message?: string,
+    details?: { field?: string; event?: string; retryAfterMs?: number; conversationId?: string },
+  );
   readonly name: "SegueError";
   code: SegueErrorCode;
   /** The request field at fault (`invalid`). */
@@ -249,6 +257,8 @@ export declare class SegueError extends Error {
   event?: string;
   /** `rate_limited`: milliseconds to wait before sending again (requests are retried a few times first). */
   retryAfterMs?: number;
+  /** `resume_failed`: the conversation that may be missing events. */
+  conversationId?: string;
   static from(error: unknown, event?: string): SegueError;
 }
 
@@ -300,12 +310,17 @@ export declare class Conversation extends Emitter<ConversationEvents> {
   get isClosed(): boolean;
   /** The newest event's id: the resume cursor. */
   get lastEventId(): string | null;
+  /**
+   * Where a resume not answered yet started (`null`: from the start; `undefined`: none): events
+   * after it may be missing although later ones arrived. The next resume starts there.
+   */
+  missingAfter: string | null | undefined;
   get messages(): SegueMessageEvent[];
   has(eventId: string): boolean;
   /** Add events (ack, push, resume, cache); returns those that were new. */
   ingest(events: readonly SegueEvent[] | null | undefined, options?: { replay?: boolean }): SegueEvent[];
   updateSummary(summary: Partial<ConversationSummary> | null | undefined): void;
-  /** Fetch what was missed since the last event. */
+  /** Fetch what was missed since the last event (or since `missingAfter`, when set). */
   resume(): Promise<this>;
   /** Resolves with the stored message (delivered through "event"/"message" once). */
   send(text: string, options?: { clientId?: string }): Promise<SegueMessageEvent>;

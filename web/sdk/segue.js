@@ -59,13 +59,14 @@ const RATE_LIMITED_RETRIES = 5;
 
 /** A refused request or a server `error` push: `{code, message, field?, event?}`. */
 export class SegueError extends Error {
-  constructor(code, message, { field, event, retryAfterMs } = {}) {
+  constructor(code, message, { field, event, retryAfterMs, conversationId } = {}) {
     super(message || code);
     this.name = "SegueError";
     this.code = code;
     this.field = field;
     this.event = event;
     this.retryAfterMs = retryAfterMs; // rate_limited: how long to wait before sending again
+    this.conversationId = conversationId; // resume_failed: the conversation that may miss events
   }
 
   static from(error, event) {
@@ -101,11 +102,27 @@ function resumeAfter(last, since) {
   return last && since && compareIds(since, last) < 0 ? since : last;
 }
 
+/** The earlier of two resume points (`null`: from the start, earlier than any id). */
+function earlier(a, b) {
+  return a == null || b == null ? null : compareIds(a, b) <= 0 ? a : b;
+}
+
 /**
- * A resume after `resync` answered `unavailable` (the server's storage blinked as its link came
- * back) or not at all is tried again after these waits: nothing else would fetch what was lost.
+ * A resume the SDK makes by itself (after a reconnect or a `resync`) answered `unavailable`,
+ * `timeout` or (after the request's own retries) `rate_limited` is asked again, from the same
+ * point, after these waits (at least the `retry_after_ms` named): nothing else would fetch what
+ * was missed. Then it gives up with a `resume_failed` error; the point is kept for the next resume.
  */
-const RESYNC_RETRY_MS = [500, 1000, 2000, 4000];
+const RESUME_RETRY_MS = [500, 1000, 2000, 4000];
+const RESUME_RETRIED = new Set(["unavailable", "timeout", "rate_limited"]);
+
+/**
+ * Refusals of a connection that say "not now" rather than "no" (Redis blinked on the server, too
+ * many connects from this address): Socket.IO gives a refused socket up, so the SDK connects again
+ * itself, after a wait that doubles up to 8 s (at least the `retry_after_ms` named).
+ */
+const CONNECT_RETRIED = new Set(["unavailable", "rate_limited"]);
+const CONNECT_RETRY_MS = [500, 1000, 2000, 4000, 8000];
 
 /** Web Storage that never throws (storage may be disabled, full, or blocked in iframes). */
 class SafeStorage {
@@ -198,6 +215,12 @@ export class Conversation extends Emitter {
     this.position = null;
     /** Messages sent and not yet acknowledged: client_id → text. */
     this.pending = new Map();
+    /**
+     * Where a resume that has not been answered yet started (`null`: from the start; undefined:
+     * none): events after it may be missing although later ones (pushes) are here. The next
+     * resume starts there, not at the last id.
+     */
+    this.missingAfter = undefined;
     this.#ids = new Set();
     this.#lastReadSent = null;
     this.#typingSent = false;
@@ -280,7 +303,10 @@ export class Conversation extends Emitter {
     this.client._persist?.(this);
   }
 
-  /** Resume from the last event seen (or from the start): fetches only what was missed. */
+  /**
+   * Resume from the last event seen (or from the start, or from where a resume that failed
+   * started: `missingAfter`): fetches only what was missed.
+   */
   async resume() {
     return this.client._resume(this);
   }
@@ -552,7 +578,9 @@ class SegueClient extends Emitter {
       });
       this.socket = socket;
 
+      let refusals = 0; // "not now" refusals since the last session
       socket.on("session", async (session) => {
+        refusals = 0;
         this.session = session;
         this.#sessions += 1;
         const first = this.#sessions === 1;
@@ -570,10 +598,19 @@ class SegueClient extends Emitter {
       socket.on("connect_error", (err) => {
         const data = err?.data;
         const error = data?.code
-          ? new SegueError(data.code, data.message)
+          ? new SegueError(data.code, data.message, { retryAfterMs: data.retry_after_ms })
           : new SegueError("unavailable", err?.message || "cannot reach the server");
         this.emit("connect_error", error);
-        // A refusal by the server is final (Socket.IO does not retry); a network error is retried.
+        if (CONNECT_RETRIED.has(data?.code)) {
+          const backoff = CONNECT_RETRY_MS[Math.min(refusals, CONNECT_RETRY_MS.length - 1)];
+          refusals += 1;
+          const wait = Math.min(30000, Math.max(backoff, error.retryAfterMs ?? 0));
+          setTimeout(() => {
+            if (this.socket === socket && !socket.connected) socket.connect();
+          }, wait);
+          return;
+        }
+        // Any other refusal by the server is final (Socket.IO does not retry); a network error is retried.
         if (data?.code) {
           socket.disconnect();
           if (this.socket === socket) {
@@ -624,16 +661,29 @@ class SegueClient extends Emitter {
   /** Subclasses: resume the open conversations (a `resync` push; `since`: its event id, if any). */
   async _resync(_since) {}
 
-  /** Resume after a `resync`, from where it says, again while the server answers `unavailable`. */
-  async _resumeAfterResync(conversation, since) {
-    const after = resumeAfter(conversation.lastEventId, since); // later pushes must not move it
+  /**
+   * The resumes the SDK makes by itself (after a reconnect: `since` undefined; after a `resync`:
+   * its `since`), asked again while the server cannot answer (RESUME_RETRY_MS). Rejects with the
+   * server's error when it refuses for good (`not_found`, `forbidden`...), or with `resume_failed`
+   * once the retries are spent; resolves with null if the page disconnected meanwhile.
+   */
+  async _resumeAgain(conversation, since) {
     for (let attempt = 0; ; attempt++) {
       try {
-        return await this._resume(conversation, after);
+        return await this._resume(conversation, since);
       } catch (error) {
-        const again = error?.code === "unavailable" || error?.code === "timeout";
-        if (!again || attempt >= RESYNC_RETRY_MS.length) throw error;
-        await new Promise((r) => setTimeout(r, RESYNC_RETRY_MS[attempt]));
+        if (!RESUME_RETRIED.has(error?.code)) throw error;
+        if (attempt >= RESUME_RETRY_MS.length) {
+          throw new SegueError(
+            "resume_failed",
+            `could not fetch what conversation ${conversation.id} missed (${error.message}): ` +
+              "the next reconnect, resync or resume() asks again from the same point",
+            { event: error.event, conversationId: conversation.id },
+          );
+        }
+        const asked = error.code === "rate_limited" ? (error.retryAfterMs ?? 0) : 0;
+        await new Promise((r) => setTimeout(r, Math.min(30000, Math.max(RESUME_RETRY_MS[attempt], asked))));
+        if (!this.socket) return null; // disconnect() was called: nothing to resume on
       }
     }
   }
@@ -694,8 +744,28 @@ class SegueClient extends Emitter {
     });
   }
 
-  /** Subclasses: fetch what a conversation missed since its last event (or `since`, if earlier). */
-  async _resume(_conversation, _since) {}
+  /**
+   * Fetch what a conversation missed: the events after its last id or, when earlier, after
+   * `since` (a `resync`'s) or after `missingAfter` (a resume not answered yet started there:
+   * pushes that came meanwhile moved the last id past what it had to fetch). What comes again is
+   * dropped by id. Resolves with the conversation.
+   */
+  async _resume(conversation, since) {
+    let after = resumeAfter(conversation.lastEventId, since);
+    if (conversation.missingAfter !== undefined) after = earlier(after, conversation.missingAfter);
+    conversation.missingAfter = after;
+    this._persist?.(conversation);
+    const result = await this._fetch(conversation, after);
+    // Everything after `after` is in, unless a resume from an earlier point is still owed.
+    if (conversation.missingAfter !== undefined && compareIds(after, conversation.missingAfter) <= 0) {
+      conversation.missingAfter = undefined;
+      this._persist?.(conversation);
+    }
+    return result;
+  }
+
+  /** Subclasses: ask the server for a conversation's events after `after` (null: all). */
+  async _fetch(_conversation, _after) {}
 
   /** Apply a `{conversation, events, history?}` result to the registry. */
   _applyResult(result) {
@@ -773,7 +843,7 @@ export class SegueCustomer extends SegueClient {
     const ids = this.#rememberedIds();
     await Promise.all(
       ids.map((id) =>
-        this._resume(this.conversation(id)).catch((error) => {
+        this._resumeAgain(this.conversation(id)).catch((error) => {
           // Gone or not ours (another visitor token): stop remembering it.
           if (error.code === "not_found" || error.code === "forbidden") this.forget(id);
           else this.emit("error", error);
@@ -785,7 +855,7 @@ export class SegueCustomer extends SegueClient {
   async _resync(since) {
     await Promise.all(
       this.#rememberedIds().map((id) =>
-        this._resumeAfterResync(this.conversation(id), since).catch((error) => this.emit("error", error)),
+        this._resumeAgain(this.conversation(id), since).catch((error) => this.emit("error", error)),
       ),
     );
   }
@@ -885,9 +955,8 @@ export class SegueCustomer extends SegueClient {
     return conversation;
   }
 
-  async _resume(conversation, since) {
+  async _fetch(conversation, after) {
     const payload = { conversation_id: conversation.id };
-    const after = resumeAfter(conversation.lastEventId, since);
     if (after) payload.after = after;
     return this._applyResult(await this.request("conversation.resume", payload));
   }
@@ -958,6 +1027,8 @@ export class SegueCustomer extends SegueClient {
       const conversation = this.conversation(id);
       if (cached.summary) conversation.summary = cached.summary;
       for (const read of cached.reads ?? []) conversation.reads.set(`${read.reader?.kind}:${read.reader?.id}`, read);
+      // a resume that had not been answered before the reload: the next one starts there
+      if ("missing_after" in cached) conversation.missingAfter = cached.missing_after;
       conversation.ingest(cached.events, { replay: true });
     }
   }
@@ -974,6 +1045,7 @@ export class SegueCustomer extends SegueClient {
       summary: conversation.summary,
       events: conversation.events,
       reads: [...conversation.reads.values()],
+      ...(conversation.missingAfter === undefined ? {} : { missing_after: conversation.missingAfter }),
     });
   }
 }
@@ -1232,7 +1304,7 @@ export class SegueAgent extends SegueClient {
       await Promise.all(
         [...this.conversations.values()]
           .filter((c) => !c.isClosed)
-          .map((c) => this._resume(c).catch((error) => this.emit("error", error))),
+          .map((c) => this._resumeAgain(c).catch((error) => this.emit("error", error))),
       );
       // monitoring ends with the socket that held it: take it up again on a new connection
       for (const monitor of this.monitors.values()) monitor.resume().catch((error) => this.emit("error", error));
@@ -1244,7 +1316,7 @@ export class SegueAgent extends SegueClient {
     await Promise.all(
       [...this.conversations.values()]
         .filter((c) => !c.isClosed)
-        .map((c) => this._resumeAfterResync(c, since).catch((error) => this.emit("error", error))),
+        .map((c) => this._resumeAgain(c, since).catch((error) => this.emit("error", error))),
     );
   }
 
@@ -1261,9 +1333,8 @@ export class SegueAgent extends SegueClient {
     return this._resume(this.conversation(id));
   }
 
-  async _resume(conversation, since) {
+  async _fetch(conversation, after) {
     const payload = { conversation_id: conversation.id };
-    const after = resumeAfter(conversation.lastEventId, since);
     if (after) payload.after = after;
     return this._applyResult(await this.request("conversation.open", payload));
   }

@@ -628,7 +628,9 @@ export class ChatWidget {
       c.on("connect_error", (error) =>
         error.code === "unavailable"
           ? this.setStatus("widget.status.unreachable", "offline")
-          : this.setStatus("widget.status.refused", "offline", { message: error.message }),
+          : error.code === "rate_limited" // the SDK connects again after the wait the server named
+            ? this.setStatus("widget.status.busy", "offline")
+            : this.setStatus("widget.status.refused", "offline", { message: error.message }),
       ),
       c.on("error", (error) => this.showError(error)),
       c.on("message", (event, conversation, { replay } = {}) => {
