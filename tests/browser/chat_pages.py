@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from typing import Any, AsyncIterator, Callable
+from typing import Any, AsyncIterator, Awaitable, Callable
 
 import aiohttp
+import pytest
+import redis.asyncio as aioredis
 from aiohttp import web
 from playwright.async_api import Page, expect
 
@@ -216,6 +218,30 @@ async def stats(page: Page, call_expr: str) -> dict[str, Any]:
 
 async def slot_stats(page: Page, call_expr: str, slot: str) -> dict[str, Any]:
     return await page.evaluate(f"(slot) => ({SLOT_STATS_JS})([{call_expr}, slot])", slot)
+
+
+def redis_drops_first(monkeypatch: pytest.MonkeyPatch, target: Any, method: str, failures: float,
+                      note: Callable[..., Any] = lambda *args: args[-1], when: Callable[..., bool] = lambda *args: True,
+                      before: Callable[[int], Awaitable[None]] | None = None) -> list[Any]:
+    """Make the node's ``target.method`` (e.g. the signaling service's ``resume``) fail its first
+    ``failures`` calls the way it does when Redis drops the node's connection (the namespace answers
+    ``unavailable``; a connect is refused ``unavailable``). Only calls ``when(*args)`` picks count;
+    returns the list of ``note(*args)`` for each of them (by default the last argument: ``after``).
+    ``before(n)`` runs before the n-th call fails (e.g. to hold it until something happened)."""
+    original = getattr(target, method)
+    noted: list[Any] = []
+
+    async def blinking(*args: Any, **kwargs: Any) -> Any:
+        if when(*args):
+            noted.append(note(*args))
+            if len(noted) <= failures:
+                if before is not None:
+                    await before(len(noted))
+                raise aioredis.ConnectionError("Connection closed by server.")
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(target, method, blinking)
+    return noted
 
 
 async def eventually(check: Any, timeout: float = 45.0, what: str = "condition") -> Any:

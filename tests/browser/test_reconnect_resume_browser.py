@@ -13,15 +13,15 @@ the namespace answers ``unavailable``); everything else is real: node, Redis, Ch
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 from playwright.async_api import Page, expect
 
 from chat_pages import (
-    WAIT_MS, agent_send, chat_with_demo, customer_send, eventually, panel, panel_event_ids, panel_item, wait_js,
-    widget_log, widget_message,
+    WAIT_MS, agent_send, chat_with_demo, customer_send, eventually, panel, panel_event_ids, panel_item,
+    redis_drops_first, wait_js, widget_log, widget_message,
 )
 from signaling import SIGNALING
 
@@ -65,19 +65,13 @@ async def test_widget_asks_again_from_the_same_point_when_its_resume_after_a_rec
 
     # The first resume is answered only once a push has moved the page's last id past what it
     # missed, then fails (Redis dropped the node's connection); the second fails at once; the third works.
-    service = segue.app[SIGNALING]
-    resume, asked = service.resume, []
     pushed = asyncio.Event()
 
-    async def blinking(who: Any, conversation_id: str, after: str | None) -> Any:
-        asked.append(after)
-        if len(asked) == 1:
+    async def hold_the_first(n: int) -> None:
+        if n == 1:
             await asyncio.wait_for(pushed.wait(), 10)
-        if len(asked) <= 2:
-            raise aioredis.ConnectionError("Connection closed by server.")
-        return await resume(who, conversation_id, after)
 
-    monkeypatch.setattr(service, "resume", blinking)
+    asked = redis_drops_first(monkeypatch, segue.app[SIGNALING], "resume", 2, before=hold_the_first)
     await come_back(customer, WIDGET)
     await eventually(first_ask_made(asked), what="the page's first resume after reconnecting")
     await agent_send(agent, cid, "after the reconnect")
@@ -105,13 +99,8 @@ async def test_widget_says_messages_are_missing_once_the_retries_are_spent_and_a
     await agent_send(agent, cid, "while away")
 
     service = segue.app[SIGNALING]
-    resume, asked = service.resume, []
-
-    async def down(who: Any, conversation_id: str, after: str | None) -> Any:
-        asked.append(after)
-        raise aioredis.ConnectionError("Connection closed by server.")
-
-    monkeypatch.setattr(service, "resume", down)
+    resume = service.resume
+    asked = redis_drops_first(monkeypatch, service, "resume", math.inf)
     await come_back(customer, WIDGET)
     await agent_send(agent, cid, "after the reconnect")  # pushed: the page's last id moves past the gap
     await expect(widget_message(customer, "after the reconnect")).to_have_count(1, timeout=WAIT_MS)
@@ -139,17 +128,7 @@ async def test_console_asks_again_when_its_open_after_a_reconnect_fails(
     for i in (1, 2):
         await customer_send(customer, f"while the agent was away {i}")
 
-    service = segue.app[SIGNALING]
-    open_view, asked = service.open_view, []
-
-    async def blinking(who: Any, conversation_id: str, after: str | None = None) -> Any:
-        if who.kind == "agent":
-            asked.append(after)
-            if len(asked) <= 2:
-                raise aioredis.ConnectionError("Connection closed by server.")
-        return await open_view(who, conversation_id, after)
-
-    monkeypatch.setattr(service, "open_view", blinking)
+    asked = redis_drops_first(monkeypatch, segue.app[SIGNALING], "open_view", 2, when=lambda who, *_: who.kind == "agent")
     await come_back(agent, CONSOLE)
     await expect(panel_item(agent, cid, "while the agent was away 2")).to_have_count(1, timeout=WAIT_MS)
     await customer_send(customer, "after the reconnect")
@@ -172,24 +151,8 @@ async def test_widget_connects_again_when_redis_blinks_during_its_reconnect(
     await agent_send(agent, cid, "while away")
 
     service = segue.app[SIGNALING]
-    customer_session, resume = service.customer_session, service.resume
-    connects: list[str | None] = []
-    asked: list[str | None] = []
-
-    async def session_blinking(visitor_token: str | None, *args: Any) -> Any:
-        connects.append(visitor_token)
-        if len(connects) <= 2:
-            raise aioredis.ConnectionError("Connection closed by server.")
-        return await customer_session(visitor_token, *args)
-
-    async def resume_blinking(who: Any, conversation_id: str, after: str | None) -> Any:
-        asked.append(after)
-        if len(asked) == 1:
-            raise aioredis.ConnectionError("Connection closed by server.")
-        return await resume(who, conversation_id, after)
-
-    monkeypatch.setattr(service, "customer_session", session_blinking)
-    monkeypatch.setattr(service, "resume", resume_blinking)
+    connects = redis_drops_first(monkeypatch, service, "customer_session", 2, note=lambda token, *_: token)
+    asked = redis_drops_first(monkeypatch, service, "resume", 1)
     await come_back(customer, WIDGET)
     await expect(widget_message(customer, "while away")).to_have_count(1, timeout=WAIT_MS)
     await expect(customer.locator("#segue-status")).to_have_attribute("data-state", "online", timeout=WAIT_MS)

@@ -16,11 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis.asyncio as aioredis
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
 
-from chat_pages import open_widget, start_chat, wait_js
+from chat_pages import open_widget, redis_drops_first, start_chat, wait_js
 from cluster_kit import cut_pubsub, running_cluster
 from signaling import SIGNALING
 from signaling.store import Store, encode_event
@@ -64,16 +63,7 @@ async def test_widget_asks_again_when_its_resume_after_resync_is_unavailable(seg
     outcome = await store.mutate(cid, {"events": [encode_event("message", {"kind": "agent", "id": "a_9", "name": "Alan"},
                                                                 "all", {"text": "sent while the link was down"})]})
     lost = outcome.ids[0]
-    service = segue.app[SIGNALING]
-    resume, answered = service.resume, []
-
-    async def blinking(who: Any, conversation_id: str, after: str | None) -> Any:
-        answered.append(after)
-        if len(answered) == 1:
-            raise aioredis.ConnectionError("Connection closed by server.")
-        return await resume(who, conversation_id, after)
-
-    monkeypatch.setattr(service, "resume", blinking)
+    answered = redis_drops_first(monkeypatch, segue.app[SIGNALING], "resume", 1)
     last = await page.evaluate("window.segueWidget.conversation.lastEventId")
     since = f"{int(last.partition('-')[0]) - 1}-0"  # earlier than what the page has: it resumes from there
     await segue.node.sio.emit("resync", {"reason": "fanout_reconnected", "since": since}, namespace="/customer")
