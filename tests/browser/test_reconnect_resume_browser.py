@@ -164,3 +164,40 @@ async def test_widget_connects_again_when_redis_blinks_during_its_reconnect(
     assert messages(log) == ["hello?", "while away", "after the reconnect"]
     assert len({item["id"] for item in log}) == len(log)
     assert customer.segue_errors == [] and agent.segue_errors == []
+
+
+async def test_a_resume_refused_rate_limited_past_the_requests_own_retries_is_asked_again(segue: Any,
+                                                                                         new_page: Any) -> None:
+    """A busy node answers ``rate_limited`` more often than ``request`` retries by itself: the resume
+    after a reconnect is asked again (from the same point), not given up. The socket is a stand-in
+    that refuses the first six resumes (as tests/browser/test_sdk_rate_limited.py does)."""
+    page = await new_page()
+    await page.goto(segue.url)  # any page of the node: the modules resolve against it
+    result = await page.evaluate("""async () => {
+        const { SegueCustomer } = await import("/sdk/segue.js");
+        const client = new SegueCustomer({ autoResume: false, storagePrefix: "resume-test." });
+        client.local.set("conversations", ["c_1"]);
+        const chat = client.conversation("c_1");
+        chat.ingest([{ id: "5-0", type: "message", data: { text: "seen" } }]);
+        const sent = [], errors = [];
+        client.on("error", (error) => errors.push(error.code));
+        client.socket = {
+            connected: true,
+            timeout: () => ({
+                emit(event, payload, ack) {
+                    sent.push(payload.after ?? null);
+                    const answer = sent.length <= 6
+                        ? { ok: false, error: { code: "rate_limited", message: "busy: try again in 100 ms", retry_after_ms: 100 } }
+                        : { ok: true, conversation: { id: "c_1", state: "assigned" },
+                            events: [{ id: "5-0", type: "message", data: { text: "seen" } },
+                                     { id: "6-0", type: "message", data: { text: "missed" } }] };
+                    setTimeout(() => ack(null, answer), 0);
+                },
+            }),
+        };
+        await client._onSession({ customer_id: "u_1" }, { first: false });  // what a reconnect runs
+        return { sent, errors, ids: chat.events.map((e) => e.id), missingAfter: chat.missingAfter ?? "none" };
+    }""")
+    assert result["sent"] == ["5-0"] * 7
+    assert result["errors"] == [] and result["ids"] == ["5-0", "6-0"] and result["missingAfter"] == "none"
+    assert page.segue_errors == []
