@@ -401,6 +401,7 @@ declare class SegueClient<Events extends object, C extends Conversation = Conver
   get connected(): boolean;
   /** The Conversation for `id` (created empty on first use; always the same object). */
   conversation(id: string): C;
+  /** Rejects when the server refuses for good; `unavailable` / `rate_limited` refusals are connected again. */
   connect(): Promise<S>;
   disconnect(): void;
   /** A request with an ack: resolves with the ack's result (without `ok`), rejects with a SegueError. */

@@ -565,8 +565,10 @@ class SegueClient extends Emitter {
 
   /**
    * Connect and wait for the server's `session`. Resolves with the session payload; rejects
-   * with a SegueError when the server refuses the connection (e.g. `bad_token`).
-   * Socket.IO reconnects by itself afterwards; each reconnect resumes open conversations.
+   * with a SegueError when the server refuses the connection (e.g. `bad_token`); a refusal that
+   * says "not now" (`unavailable`, `rate_limited`) is only reported as `connect_error` and
+   * connected again. Socket.IO reconnects by itself afterwards; each reconnect resumes open
+   * conversations.
    */
   connect() {
     if (this.#ready) return this.#ready;
