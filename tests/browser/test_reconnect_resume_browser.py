@@ -196,6 +196,7 @@ async def test_a_resume_refused_rate_limited_past_the_requests_own_retries_is_as
             }),
         };
         await client._onSession({ customer_id: "u_1" }, { first: false });  // what a reconnect runs
+        for (let i = 0; i < 200 && !chat.has("6-0") && !errors.length; i++) await new Promise((r) => setTimeout(r, 50));
         return { sent, errors, ids: chat.events.map((e) => e.id), missingAfter: chat.missingAfter ?? "none" };
     }""")
     assert result["sent"] == ["5-0"] * 7

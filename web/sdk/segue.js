@@ -664,30 +664,48 @@ class SegueClient extends Emitter {
   async _resync(_since) {}
 
   /**
-   * The resumes the SDK makes by itself (after a reconnect: `since` undefined; after a `resync`:
-   * its `since`), asked again while the server cannot answer (RESUME_RETRY_MS). Rejects with the
-   * server's error when it refuses for good (`not_found`, `forbidden`...), or with `resume_failed`
-   * once the retries are spent; resolves with null if the page disconnected meanwhile.
+   * The resumes the SDK makes by itself: after a reconnect (`since` undefined) or a `resync` (its
+   * `since`). The first asks are awaited (so connect() resolves once they are answered); those
+   * the server could not answer are asked again in the background (#askAgain). `failed(conversation,
+   * error)` hears a final refusal (`not_found`, `forbidden`...) or `resume_failed`.
    */
-  async _resumeAgain(conversation, since) {
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this._resume(conversation, since);
-      } catch (error) {
-        if (!RESUME_RETRIED.has(error?.code)) throw error;
-        if (attempt >= RESUME_RETRY_MS.length) {
-          throw new SegueError(
-            "resume_failed",
-            `could not fetch what conversation ${conversation.id} missed (${error.message}): ` +
-              "the next reconnect, resync or resume() asks again from the same point",
-            { event: error.event, conversationId: conversation.id },
-          );
+  async _resumeAll(conversations, since, failed) {
+    await Promise.all(
+      conversations.map(async (conversation) => {
+        try {
+          await this._resume(conversation, since);
+        } catch (error) {
+          if (!RESUME_RETRIED.has(error?.code)) failed(conversation, error);
+          else this.#askAgain(conversation, since, error).catch((final) => failed(conversation, final));
         }
-        const asked = error.code === "rate_limited" ? (error.retryAfterMs ?? 0) : 0;
-        await new Promise((r) => setTimeout(r, Math.min(30000, Math.max(RESUME_RETRY_MS[attempt], asked))));
-        if (!this.socket) return null; // disconnect() was called: nothing to resume on
+      }),
+    );
+  }
+
+  /**
+   * A resume the server could not answer (`error`), asked again after RESUME_RETRY_MS (at least
+   * the `retry_after_ms` named). Rejects with a final refusal, or with `resume_failed` once the
+   * retries are spent; stops if the page called disconnect().
+   */
+  async #askAgain(conversation, since, error) {
+    for (const backoff of RESUME_RETRY_MS) {
+      const asked = error.code === "rate_limited" ? (error.retryAfterMs ?? 0) : 0;
+      await new Promise((r) => setTimeout(r, Math.min(30000, Math.max(backoff, asked))));
+      if (!this.socket) return; // nothing to resume on
+      try {
+        await this._resume(conversation, since);
+        return;
+      } catch (again) {
+        if (!RESUME_RETRIED.has(again?.code)) throw again;
+        error = again;
       }
     }
+    throw new SegueError(
+      "resume_failed",
+      `could not fetch what conversation ${conversation.id} missed (${error.message}): ` +
+        "the next reconnect, resync or resume() asks again from the same point",
+      { event: error.event, conversationId: conversation.id },
+    );
   }
 
   /** Subclasses: the server refused the connection. */
@@ -842,24 +860,15 @@ export class SegueCustomer extends SegueClient {
   async _onSession(session, { first }) {
     if (session?.visitor_token) this.local.set("visitor_token", session.visitor_token);
     if (!this.autoResume && first) return;
-    const ids = this.#rememberedIds();
-    await Promise.all(
-      ids.map((id) =>
-        this._resumeAgain(this.conversation(id)).catch((error) => {
-          // Gone or not ours (another visitor token): stop remembering it.
-          if (error.code === "not_found" || error.code === "forbidden") this.forget(id);
-          else this.emit("error", error);
-        }),
-      ),
-    );
+    await this._resumeAll(this.rememberedConversations(), undefined, (conversation, error) => {
+      // Gone or not ours (another visitor token): stop remembering it.
+      if (error.code === "not_found" || error.code === "forbidden") this.forget(conversation.id);
+      else this.emit("error", error);
+    });
   }
 
   async _resync(since) {
-    await Promise.all(
-      this.#rememberedIds().map((id) =>
-        this._resumeAgain(this.conversation(id), since).catch((error) => this.emit("error", error)),
-      ),
-    );
+    await this._resumeAll(this.rememberedConversations(), since, (_c, error) => this.emit("error", error));
   }
 
   /** Conversations remembered by this browser (newest last), as Conversation objects. */
@@ -1303,11 +1312,7 @@ export class SegueAgent extends SegueClient {
         await Promise.all(mine.map((s) => this.openConversation(s.id).catch((error) => this.emit("error", error))));
       }
     } else {
-      await Promise.all(
-        [...this.conversations.values()]
-          .filter((c) => !c.isClosed)
-          .map((c) => this._resumeAgain(c).catch((error) => this.emit("error", error))),
-      );
+      await this._resync(undefined);
       // monitoring ends with the socket that held it: take it up again on a new connection
       for (const monitor of this.monitors.values()) monitor.resume().catch((error) => this.emit("error", error));
     }
@@ -1315,11 +1320,8 @@ export class SegueAgent extends SegueClient {
   }
 
   async _resync(since) {
-    await Promise.all(
-      [...this.conversations.values()]
-        .filter((c) => !c.isClosed)
-        .map((c) => this._resumeAgain(c, since).catch((error) => this.emit("error", error))),
-    );
+    const open = [...this.conversations.values()].filter((c) => !c.isClosed);
+    await this._resumeAll(open, since, (_c, error) => this.emit("error", error));
   }
 
   /** "available" | "away" | "offline". Resolves with the updated agent record. */
