@@ -97,7 +97,7 @@ async def run_workers(config: Config, count: int) -> int:
         while not stopping.is_set():
             waits = {asyncio.ensure_future(p.wait()): i for i, p in procs.items()}
             stop_wait = asyncio.ensure_future(stopping.wait())
-            done, _ = await asyncio.wait([*waits, stop_wait], return_when=asyncio.FIRST_COMPLETED)
+            done, _pending = await asyncio.wait([*waits, stop_wait], return_when=asyncio.FIRST_COMPLETED)
             for fut in waits:
                 if fut not in done:
                     fut.cancel()

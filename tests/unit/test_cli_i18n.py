@@ -168,3 +168,24 @@ def test_protocol_errors_are_recognised_from_their_english_text(language: pytest
         == "--capacity：容量的格式应为 chat=3,voice=1（收到的是 'x'）"
     assert localized(protocol_error(ProtocolError("invalid", "something new"))) == "something new"  # unknown: as is
     assert localized(protocol_error(bad_file.value)).startswith(f"{tmp_path / 'node-id'} 应保存本节点的 ID")
+
+
+def test_no_module_that_translates_with_underscore_also_binds_it() -> None:
+    """``_`` is the translation function wherever ``server.i18n._`` is imported: a function of such a
+    module that also binds ``_`` (``done, _ = ...``, ``for _ in``) makes every ``_("...")`` in it an
+    UnboundLocalError (it broke ``serve --workers`` once)."""
+    import ast
+    from pathlib import Path
+
+    offenders = []
+    for path in sorted(Path(__file__).resolve().parents[2].joinpath("server").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        imports_it = any(isinstance(n, ast.ImportFrom) and n.module and n.module.endswith("i18n")
+                         and any(a.name == "_" and a.asname is None for a in n.names) for n in ast.walk(tree))
+        if not imports_it:
+            continue
+        for fn in (n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Name) and node.id == "_" and isinstance(node.ctx, ast.Store):
+                    offenders.append(f"{path.name}:{node.lineno} in {fn.name}")
+    assert not offenders, f"binds _ where _ translates (use another name): {offenders}"
