@@ -10,30 +10,24 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from segue_cli import cli_env, run_segue
 from segue_clients import World, http
-
-
-def _segue(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
-    base.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning"})
-    base.update(env)
-    return subprocess.run([sys.executable, "-m", "server", *args], env=base, capture_output=True, text=True, timeout=60)
 
 
 async def test_agent_add_then_login(tmp_path: Path, redis_url: str, start_segue: Any) -> None:
     prefix = f"test-{uuid.uuid4().hex[:10]}:"
     env = {"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix}  # text settings are taken verbatim
-    res = _segue(tmp_path, "agent", "add", "carla", "--password", "pw-1234", "--name", "Carla C",
+    res = run_segue(tmp_path, "agent", "add", "carla", "--password", "pw-1234", "--name", "Carla C",
                  "--skills", "billing,de", "--role", "supervisor", "--capacity", "chat=3,voice=1", **env)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("added carla") and res.stderr == ""
 
-    again = _segue(tmp_path, "agent", "add", "carla", "--password", "pw-1234", **env)
+    again = run_segue(tmp_path, "agent", "add", "carla", "--password", "pw-1234", **env)
     assert again.returncode == 1
     assert again.stderr.strip() == "segue: error: agent 'carla' already exists"
-    bad = _segue(tmp_path, "agent", "add", "dan", "--password", "pw-1234", "--capacity", "chat=lots", **env)
+    bad = run_segue(tmp_path, "agent", "add", "dan", "--password", "pw-1234", "--capacity", "chat=lots", **env)
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "--capacity" in bad.stderr
-    nopw = subprocess.run([sys.executable, "-m", "server", "agent", "add", "dan"], env={**os.environ, **env},
+    nopw = subprocess.run([sys.executable, "-m", "server", "agent", "add", "dan"], env=cli_env(tmp_path / "data", **env),
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     assert nopw.returncode == 1 and "--password is required" in nopw.stderr
 
@@ -44,22 +38,22 @@ async def test_agent_add_then_login(tmp_path: Path, redis_url: str, start_segue:
     assert body["agent"]["role"] == "supervisor" and body["agent"]["skills"] == ["billing", "de"]
     assert body["agent"]["capacity"] == {"chat": 3, "voice": 1} and body["agent"]["name"] == "Carla C"
 
-    changed = _segue(tmp_path, "agent", "set", "carla", "--password", "new-pw-99", "--capacity", "chat=5", **env)
+    changed = run_segue(tmp_path, "agent", "set", "carla", "--password", "new-pw-99", "--capacity", "chat=5", **env)
     assert changed.returncode == 0, changed.stderr
     status, _ = await http("POST", f"{world.url}/api/v1/auth/login", json_body={"username": "carla", "password": "new-pw-99"})
     assert status == 200
-    listed = _segue(tmp_path, "agent", "list", **env)
+    listed = run_segue(tmp_path, "agent", "list", **env)
     assert [line.split()[0] for line in listed.stdout.splitlines()] == ["carla", "demo"]
-    assert _segue(tmp_path, "agent", "remove", "carla", **env).returncode == 0
+    assert run_segue(tmp_path, "agent", "remove", "carla", **env).returncode == 0
     status, _ = await http("POST", f"{world.url}/api/v1/auth/login", json_body={"username": "carla", "password": "new-pw-99"})
     assert status == 401
 
 
 def test_agent_add_with_the_embedded_redis(tmp_path: Path) -> None:
     """No Redis configured: the command starts the embedded one on the data folder (and stops it)."""
-    res = _segue(tmp_path, "agent", "add", "emma", "--password", "pw-1234")
+    res = run_segue(tmp_path, "agent", "add", "emma", "--password", "pw-1234")
     assert res.returncode == 0, res.stderr
-    listed = _segue(tmp_path, "agent", "list")
+    listed = run_segue(tmp_path, "agent", "list")
     assert listed.returncode == 0 and listed.stdout.split()[0] == "emma"
     assert (tmp_path / "data" / "redis").exists()
 
@@ -76,13 +70,12 @@ def test_agent_add_uses_the_embedded_redis_of_a_running_server(tmp_path: Path) -
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
-    env.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning"})
+    env = cli_env(tmp_path / "data")
     server = subprocess.Popen([sys.executable, "-m", "server", "serve", "--port", str(port)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         assert "is running" in (server.stdout.readline() if server.stdout else "")
-        res = _segue(tmp_path, "agent", "add", "fred", "--password", "pw-1234")
+        res = run_segue(tmp_path, "agent", "add", "fred", "--password", "pw-1234")
         assert res.returncode == 0, res.stderr
         redis_dir = str((tmp_path / "data" / "redis").resolve())
         servers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_redis_in(p, redis_dir)]

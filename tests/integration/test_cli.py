@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
+from segue_cli import cli_env
 
 
 def _free_port() -> int:
@@ -23,10 +24,7 @@ def _free_port() -> int:
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
-    env.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning"})
-    env.update(extra)
-    return env
+    return cli_env(tmp_path / "data", **extra)
 
 
 def _redis_with_dir(folder: Path) -> list[int]:

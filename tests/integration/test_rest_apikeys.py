@@ -4,14 +4,12 @@ hashed, scoped, their last use recorded, refused once revoked."""
 from __future__ import annotations
 
 import hashlib
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, AsyncIterator
 
 import pytest
 
+from segue_cli import run_segue
 from segue_clients import World, http
 
 
@@ -20,13 +18,6 @@ async def world(segue: Any) -> AsyncIterator[World]:
     w = World(segue)
     yield w
     await w.close()
-
-
-def _segue(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
-    base.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning"})
-    base.update(env)
-    return subprocess.run([sys.executable, "-m", "server", *args], env=base, capture_output=True, text=True, timeout=60)
 
 
 async def _redis_dump(world: World) -> str:
@@ -104,7 +95,7 @@ async def test_cli_creates_lists_and_revokes(tmp_path: Path, world: World) -> No
     api = f"{world.url}/api/v1"
     cfg = world.segue.config
     env = {"SEGUE_REDIS_URL": cfg.redis.url, "SEGUE_REDIS_KEY_PREFIX": cfg.redis.key_prefix}
-    res = _segue(tmp_path, "apikey", "create", "--name", "crm", "--scope", "conversations:read",
+    res = run_segue(tmp_path, "apikey", "create", "--name", "crm", "--scope", "conversations:read",
                  "--scope", "conversations:write", **env)
     assert res.returncode == 0, res.stderr
     token = res.stdout.strip()
@@ -113,17 +104,17 @@ async def test_cli_creates_lists_and_revokes(tmp_path: Path, world: World) -> No
     status, body = await http("GET", f"{api}/conversations", token=token)
     assert status == 200, body
 
-    listed = _segue(tmp_path, "apikey", "list", **env)
+    listed = run_segue(tmp_path, "apikey", "list", **env)
     assert listed.returncode == 0 and key_id in listed.stdout and "crm" in listed.stdout
     assert token.split("_", 2)[2] not in listed.stdout
-    bad = _segue(tmp_path, "apikey", "create", "--name", "crm", "--scope", "root", **env)
+    bad = run_segue(tmp_path, "apikey", "create", "--name", "crm", "--scope", "root", **env)
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
-    gone = _segue(tmp_path, "apikey", "revoke", key_id, **env)
+    gone = run_segue(tmp_path, "apikey", "revoke", key_id, **env)
     assert gone.returncode == 0 and key_id in gone.stdout
     status, body = await http("GET", f"{api}/conversations", token=token)
     assert status == 401
-    again = _segue(tmp_path, "apikey", "revoke", key_id, **env)
+    again = run_segue(tmp_path, "apikey", "revoke", key_id, **env)
     assert again.returncode == 1 and again.stderr.strip() == f"segue: error: API key '{key_id}' does not exist"
 
 

@@ -4,7 +4,6 @@ real Redis, Socket.IO clients and HTTP requests as an attacker would send them."
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ import aiohttp
 import pytest
 
 from segue_clients import Peer, Refused, World, http
+from segue_cli import cli_env
 
 
 @pytest.fixture
@@ -55,11 +55,8 @@ async def test_admin_role_counts_as_supervisor_and_only_admins_make_admins(world
 
 
 def _env(tmp_path: Path, redis_url: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
-    env.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning", "SEGUE_REDIS_URL": redis_url,
-                "SEGUE_REDIS_KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}:", "SEGUE_HTTP_PORT": "0"})
-    env.update(extra)
-    return env
+    return cli_env(tmp_path / "data", **{"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": f"test-{uuid.uuid4().hex[:10]}:",
+                                         "SEGUE_HTTP_PORT": "0", **extra})
 
 
 def test_a_server_off_loopback_refuses_the_demo_account(tmp_path: Path, redis_url: str) -> None:

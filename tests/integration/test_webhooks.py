@@ -8,9 +8,6 @@ the middle of pending deliveries (at-least-once with a stable ``webhook-id``).
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,6 +17,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks import Webhook
 
+from segue_cli import run_segue
 from segue_clients import World, http
 from server import create_app
 from signaling import WEBHOOKS
@@ -538,13 +536,6 @@ async def test_delivery_to_a_private_address_is_refused_when_it_connects(start_s
         await strict_world.close()
 
 
-def _segue(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
-    base.update({"SEGUE_DATA_DIR": str(tmp_path / "data"), "SEGUE_LOG_LEVEL": "warning"})
-    base.update(env)
-    return subprocess.run([sys.executable, "-m", "server", *args], env=base, capture_output=True, text=True, timeout=60)
-
-
 async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aiohttp_server: Any) -> None:
     prefix = f"test-{uuid.uuid4().hex[:10]}:"
     env = {"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix, "SEGUE_WEBHOOKS_ALLOW_PRIVATE_URLS": "true"}
@@ -552,7 +543,7 @@ async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aio
     rec = await receiver_at(aiohttp_server)
     world = World(node)
     try:
-        added = await asyncio.to_thread(_segue, tmp_path, "webhook", "add", rec.url, "--event", "message.created",
+        added = await asyncio.to_thread(run_segue, tmp_path, "webhook", "add", rec.url, "--event", "message.created",
                                         "--description", "crm", **env)
         assert added.returncode == 0, added.stderr
         first, second = added.stdout.splitlines()
@@ -560,16 +551,16 @@ async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aio
         assert first.startswith("added ep_") and "events=message.created" in first
         rec.secret = second.split()[1]
         assert rec.secret.startswith("whsec_")
-        bad = await asyncio.to_thread(_segue, tmp_path, "webhook", "add", rec.url, "--event", "message.sent", **env)
+        bad = await asyncio.to_thread(run_segue, tmp_path, "webhook", "add", rec.url, "--event", "message.sent", **env)
         assert bad.returncode == 1 and "unknown event type 'message.sent'" in bad.stderr and len(bad.stderr.splitlines()) == 1
-        listed = await asyncio.to_thread(_segue, tmp_path, "webhook", "list", **env)
+        listed = await asyncio.to_thread(run_segue, tmp_path, "webhook", "list", **env)
         assert listed.stdout.split()[:3] == [ep_id, "enabled", rec.url]
-        changed = await asyncio.to_thread(_segue, tmp_path, "webhook", "set", ep_id, "--event", "message.created",
+        changed = await asyncio.to_thread(run_segue, tmp_path, "webhook", "set", ep_id, "--event", "message.created",
                                           "--event", "conversation.closed", "--disable", **env)
         assert changed.returncode == 0, changed.stderr
         assert changed.stdout.split() == ["updated", ep_id, "disabled", rec.url, "events=message.created,conversation.closed"]
-        assert (await asyncio.to_thread(_segue, tmp_path, "webhook", "set", ep_id, "--enable", **env)).returncode == 0
-        nothing = await asyncio.to_thread(_segue, tmp_path, "webhook", "set", ep_id, **env)
+        assert (await asyncio.to_thread(run_segue, tmp_path, "webhook", "set", ep_id, "--enable", **env)).returncode == 0
+        nothing = await asyncio.to_thread(run_segue, tmp_path, "webhook", "set", ep_id, **env)
         assert nothing.returncode == 1 and "nothing to change" in nothing.stderr
 
         customer = await world.customer()  # the running node picked the endpoint up
@@ -579,16 +570,16 @@ async def test_webhook_cli(tmp_path: Path, redis_url: str, start_segue: Any, aio
         msg_id = next(iter(rec.accepted))
 
         async def shown() -> Any:
-            out = await asyncio.to_thread(_segue, tmp_path, "webhook", "deliveries", ep_id, **env)
+            out = await asyncio.to_thread(run_segue, tmp_path, "webhook", "deliveries", ep_id, **env)
             return out.stdout if "succeeded" in out.stdout else None
 
         text = await eventually(shown, "the delivery listed")
         assert msg_id in text and "message.created" in text and " 200 " in text
-        failed = await asyncio.to_thread(_segue, tmp_path, "webhook", "deliveries", ep_id, "--state", "failed", **env)
+        failed = await asyncio.to_thread(run_segue, tmp_path, "webhook", "deliveries", ep_id, "--state", "failed", **env)
         assert failed.returncode == 0 and failed.stdout.strip() == "no failed deliveries"
-        removed = await asyncio.to_thread(_segue, tmp_path, "webhook", "remove", ep_id, **env)
+        removed = await asyncio.to_thread(run_segue, tmp_path, "webhook", "remove", ep_id, **env)
         assert removed.returncode == 0 and removed.stdout.strip() == f"removed {ep_id}"
-        gone = await asyncio.to_thread(_segue, tmp_path, "webhook", "remove", ep_id, **env)
+        gone = await asyncio.to_thread(run_segue, tmp_path, "webhook", "remove", ep_id, **env)
         assert gone.returncode == 1 and "does not exist" in gone.stderr
     finally:
         await world.close()
