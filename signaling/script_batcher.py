@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import hiredis
@@ -29,7 +29,7 @@ class _Call:
     command: bytes
     future: asyncio.Future[Any]
     sent_at: float = 0.0
-    resent: int = field(default=0)
+    resent: int = 0
 
 
 class _Replies(asyncio.Protocol):
@@ -42,8 +42,7 @@ class _Replies(asyncio.Protocol):
         self.stream = stream
         self.batcher = batcher
         self.transport: asyncio.Transport | None = None
-        self._parser = hiredis.Reader(replyError=ResponseError, encoding=encoding) if encoding else \
-            hiredis.Reader(replyError=ResponseError)
+        self._parser = hiredis.Reader(replyError=ResponseError, encoding=encoding)
 
     def data_received(self, data: bytes) -> None:
         self._parser.feed(data)
@@ -186,8 +185,7 @@ class ScriptBatcher:
                 # recognise): nothing was written, and nothing will be on this connection. As
                 # redis-py's Sentinel connection does, give it up: the next one is to the primary
                 self._sent.appendleft(call)
-                link, self._link = self._link, None
-                self._give_up(link, RedisConnectionError(
+                self._give_up(RedisConnectionError(
                     "Redis answered that it is a read-only replica now (a failover?): retry shortly"))
                 return
             if str(reply).startswith("NOSCRIPT"):
@@ -213,30 +211,29 @@ class ScriptBatcher:
         if loop.time() < due:
             self._deadline = loop.call_at(due, self._check_deadline)
             return
-        link, self._link = self._link, None
-        self._give_up(link, RedisTimeoutError(f"Timeout talking to Redis ({self._timeout} s)"))
+        self._give_up(RedisTimeoutError(f"Timeout talking to Redis ({self._timeout} s)"))
 
     # ------------------------------------------------------------------ failures
 
     def _lost(self, replies: _Replies, exc: Exception | None) -> None:
         if self._link is None or replies is not self._link.replies:
             return
-        link, self._link = self._link, None
-        self._give_up(link, RedisConnectionError(f"Connection to Redis lost ({exc or 'closed by the server'})"))
+        self._give_up(RedisConnectionError(f"Connection to Redis lost ({exc or 'closed by the server'})"))
 
-    def _give_up(self, link: _Link, error: Exception) -> None:
-        """The connection is done with: its calls in flight are sent again (as the retry policy
-        allows, first in line) or fail with ``error``; the connection goes back to the pool."""
+    def _give_up(self, error: Exception) -> None:
+        """The connection held is done with: its calls in flight are sent again (as the retry
+        policy allows, first in line) or fail with ``error``; the connection goes back to the pool."""
+        link, self._link = self._link, None
+        assert link is not None
         if self._deadline is not None:
             self._deadline.cancel()
             self._deadline = None
         again: list[_Call] = []
+        spent: list[_Call] = []
         for call in [*self._sent, *self._noscript]:
             call.resent += 1
-            if call.resent <= self._retries:
-                again.append(call)
-            elif not call.future.done():
-                call.future.set_exception(error)
+            (again if call.resent <= self._retries else spent).append(call)
+        _fail(spent, error)
         self._sent.clear()
         self._noscript.clear()
         self._pending[:0] = again
@@ -250,15 +247,6 @@ class ScriptBatcher:
             await conn.disconnect(nowait=True)
         finally:
             await self.redis.connection_pool.release(conn)
-
-    def _fail_pending(self, error: BaseException) -> None:
-        pending, self._pending = self._pending, []
-        for call in pending:
-            if not call.future.done():
-                if isinstance(error, asyncio.CancelledError):
-                    call.future.cancel()
-                else:
-                    call.future.set_exception(error)
 
     # ------------------------------------------------------------------ slow paths (tasks)
 
@@ -293,7 +281,8 @@ class ScriptBatcher:
             self._link = _Link(conn, transport, replies)
         except BaseException as exc:  # noqa: BLE001 - every waiting caller must hear about it
             self._busy = None
-            self._fail_pending(exc)
+            pending, self._pending = self._pending, []
+            _fail(pending, exc)
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return
@@ -306,9 +295,7 @@ class ScriptBatcher:
             await self.redis.script_load(self.script.script)
         except BaseException as exc:  # noqa: BLE001
             self._busy = None
-            for call in calls:
-                if not call.future.done():
-                    call.future.set_exception(NoScriptError(f"the script could not be loaded again: {exc}"))
+            _fail(calls, NoScriptError(f"the script could not be loaded again: {exc}"))
             if isinstance(exc, asyncio.CancelledError):
                 raise
             self._flush()
@@ -316,3 +303,15 @@ class ScriptBatcher:
         self._busy = None
         self._pending[:0] = calls
         self._flush()
+
+
+def _fail(calls: list[_Call], error: BaseException) -> None:
+    """Tell the callers still waiting: ``error``, or cancelled when it is a cancellation (the node
+    stopping)."""
+    for call in calls:
+        if call.future.done():
+            continue
+        if isinstance(error, asyncio.CancelledError):
+            call.future.cancel()
+        else:
+            call.future.set_exception(error)
