@@ -57,6 +57,11 @@ export class Emitter {
 /** How many times a `rate_limited` request is sent again (after the wait the server asks for). */
 const RATE_LIMITED_RETRIES = 5;
 
+/** A wait before trying again: at least `atLeastMs` and what the server asked (`retryAfterMs`), at most 30 s. */
+function retryWait(atLeastMs, retryAfterMs) {
+  return Math.min(30000, Math.max(atLeastMs, retryAfterMs ?? 0));
+}
+
 /** A refused request or a server `error` push: `{code, message, field?, event?}`. */
 export class SegueError extends Error {
   constructor(code, message, { field, event, retryAfterMs, conversationId } = {}) {
@@ -606,7 +611,7 @@ class SegueClient extends Emitter {
         if (CONNECT_RETRIED.has(data?.code)) {
           const backoff = CONNECT_RETRY_MS[Math.min(refusals, CONNECT_RETRY_MS.length - 1)];
           refusals += 1;
-          const wait = Math.min(30000, Math.max(backoff, error.retryAfterMs ?? 0));
+          const wait = retryWait(backoff, error.retryAfterMs);
           setTimeout(() => {
             if (this.socket === socket && !socket.connected) socket.connect();
           }, wait);
@@ -689,8 +694,8 @@ class SegueClient extends Emitter {
    */
   async #askAgain(conversation, since, error) {
     for (const backoff of RESUME_RETRY_MS) {
-      const asked = error.code === "rate_limited" ? (error.retryAfterMs ?? 0) : 0;
-      await new Promise((r) => setTimeout(r, Math.min(30000, Math.max(backoff, asked))));
+      const asked = error.code === "rate_limited" ? error.retryAfterMs : 0;
+      await new Promise((r) => setTimeout(r, retryWait(backoff, asked)));
       if (!this.socket) return; // nothing to resume on
       try {
         await this._resume(conversation, since);
@@ -738,7 +743,7 @@ class SegueClient extends Emitter {
         return await this.#requestOnce(event, payload);
       } catch (err) {
         if (err?.code !== "rate_limited" || attempt >= RATE_LIMITED_RETRIES) throw err;
-        const wait = Math.min(30000, Math.max(50, err.retryAfterMs ?? 1000));
+        const wait = retryWait(50, err.retryAfterMs ?? 1000);
         if (waits) this.#pausedUntil = Math.max(this.#pausedUntil, Date.now() + wait);
         else await new Promise((r) => setTimeout(r, wait));
       }
