@@ -5,7 +5,6 @@ status documented, every body matching its schema)."""
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from schemathesis.checks import (
     content_type_conformance, not_a_server_error, response_schema_conformance, status_code_conformance,
 )
 
+from segue_cli import cli_env
 from segue_clients import http
 from server import Config
 
@@ -63,9 +63,8 @@ def _free_port() -> int:
 
 
 def _segue_env(redis_url: str, data: Path, prefix: str, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SEGUE_")}
-    env.update({"SEGUE_REDIS_URL": redis_url, "SEGUE_REDIS_KEY_PREFIX": prefix, "SEGUE_DATA_DIR": str(data),
-                "SEGUE_HTTP_HOST": "127.0.0.1", "SEGUE_HTTP_PORT": str(port), "SEGUE_LOG_LEVEL": "warning"})
+    env = cli_env(data, SEGUE_REDIS_URL=redis_url, SEGUE_REDIS_KEY_PREFIX=prefix, SEGUE_HTTP_HOST="127.0.0.1",
+                  SEGUE_HTTP_PORT=str(port))
     if any(f.name == "webhooks" for f in dataclasses.fields(Config)):
         # generated webhook URLs must never be called: no delivery worker on this node
         env["SEGUE_WEBHOOKS_ENABLED"] = "false"
